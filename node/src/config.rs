@@ -1,0 +1,236 @@
+//! `/etc/keyward/keyward.toml`: defaults for everything, unknown keys
+//! refused with their name and line so a typo never silently changes policy.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::guardian::Policy;
+
+pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Human name of this node in the roster (defaults to the hostname).
+    pub name: Option<String>,
+    /// State directory on the encrypted root: node key and database.
+    pub state_dir: PathBuf,
+    /// Boot seed, also copied into the initramfs.
+    pub boot_key: PathBuf,
+    /// Local control socket used by the CLI.
+    pub control_socket: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// Static peers to dial at start (multiaddrs, with or without /p2p/).
+    pub bootstrap: Vec<String>,
+    /// mDNS discovery on the local link.
+    pub mdns: bool,
+    /// Also listen on QUIC (udp) next to TCP.
+    pub quic: bool,
+    /// Log level when RUST_LOG is not set.
+    pub log_level: String,
+    pub policy: PolicyConfig,
+}
+
+/// Release policy times, in seconds (Mandos's defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub interval: u64,
+    pub timeout: u64,
+    pub extended_timeout: u64,
+    pub approval_delay: u64,
+    pub approval_window: u64,
+    pub up_window: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let p = Policy::default();
+        PolicyConfig {
+            interval: p.interval / 1000,
+            timeout: p.timeout / 1000,
+            extended_timeout: p.extended_timeout / 1000,
+            approval_delay: p.approval_delay / 1000,
+            approval_window: p.approval_window / 1000,
+            up_window: p.up_window / 1000,
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub fn to_policy(&self) -> Policy {
+        Policy {
+            interval: self.interval * 1000,
+            timeout: self.timeout * 1000,
+            extended_timeout: self.extended_timeout * 1000,
+            approval_delay: self.approval_delay * 1000,
+            approval_window: self.approval_window * 1000,
+            up_window: self.up_window * 1000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: None,
+            state_dir: "/var/lib/keyward".into(),
+            boot_key: "/etc/keyward/boot.key".into(),
+            control_socket: "/run/keyward/control.sock".into(),
+            listen: vec!["/ip4/0.0.0.0/tcp/7300".into(), "/ip6/::/tcp/7300".into()],
+            bootstrap: vec![],
+            mdns: true,
+            quic: false,
+            log_level: "info".into(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is larger than 1 MiB; is this the right file?")]
+    TooLarge { path: PathBuf },
+    #[error("config {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("config {path}: {msg}")]
+    Invalid { path: PathBuf, msg: String },
+}
+
+impl Config {
+    /// Loads `path`; a missing file at the default path means all defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read = |source| ConfigError::Read {
+            path: path.into(),
+            source,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) =>
+            {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(read(e)),
+        };
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: path.into() });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
+            let msg = e.message().trim().to_string();
+            ConfigError::Parse {
+                path: path.into(),
+                msg: match line {
+                    Some(l) => format!("line {l}: {msg}"),
+                    None => msg,
+                },
+            }
+        })?;
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |msg: String| ConfigError::Invalid {
+            path: path.into(),
+            msg,
+        };
+        let p = &self.policy;
+        if p.interval == 0 || p.timeout == 0 {
+            return Err(bad(
+                "policy.interval and policy.timeout must be at least 1 second".into(),
+            ));
+        }
+        if p.interval > p.timeout {
+            return Err(bad(format!(
+                "policy.interval ({} s) is longer than policy.timeout ({} s): every node would look dead between checks",
+                p.interval, p.timeout
+            )));
+        }
+        for a in self.listen.iter().chain(&self.bootstrap) {
+            if a.parse::<libp2p::Multiaddr>().is_err() {
+                return Err(bad(format!(
+                    "`{a}` is not a multiaddr (example: /ip4/192.0.2.7/tcp/7300)"
+                )));
+            }
+        }
+        if let Some(n) = &self.name {
+            crate::roster::check_name(n).map_err(bad)?;
+        }
+        Ok(())
+    }
+
+    pub fn node_key_path(&self) -> PathBuf {
+        self.state_dir.join("node.key")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join("db")
+    }
+
+    /// The roster name of this node.
+    pub fn node_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| crate::roster::check_name(h).is_ok())
+                .unwrap_or_else(|| "node".into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.policy.timeout, 300);
+        assert_eq!(c.policy.interval, 120);
+        assert_eq!(c.policy.extended_timeout, 900);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e = Config::parse(
+            "mdns = false\n\n[policy]\ntimout = 3\n",
+            Path::new("k.toml"),
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("line 4"), "{s}");
+        assert!(s.contains("timout"), "{s}");
+    }
+
+    #[test]
+    fn nonsense_values_are_explained() {
+        let e =
+            Config::parse("[policy]\ninterval = 600\ntimeout = 60\n", Path::new("k")).unwrap_err();
+        assert!(e.to_string().contains("longer than policy.timeout"), "{e}");
+        let e = Config::parse("bootstrap = [\"10.0.0.1:7300\"]\n", Path::new("k")).unwrap_err();
+        assert!(e.to_string().contains("not a multiaddr"), "{e}");
+    }
+}

@@ -1,0 +1,1041 @@
+//! The guardian's release policy as a sans-IO state machine.
+//!
+//! Events with a timestamp go in, actions come out: no sockets, no clock, no
+//! tokio. The daemon feeds it from libp2p and the wall clock; the simulator
+//! feeds it from a virtual network and a virtual clock. Same code, so what
+//! the simulator proves about the policy holds for the daemon.
+//!
+//! A share is released only if every rule of DESIGN.md's release policy
+//! passes, checked in a fixed order so a refusal always names the first rule
+//! that failed and what an admin can do about it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Wire};
+use crate::identity::{NodeId, Sig};
+use crate::roster::Roster;
+use crate::shares::ShareEnvelope;
+
+/// Milliseconds: wall clock in the daemon, virtual in the simulator.
+pub type Millis = u64;
+
+const REQUEST_DOMAIN: &str = "share request";
+
+/// Release policy times in milliseconds; defaults are Mandos's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// How often members check each other (ping).
+    pub interval: Millis,
+    /// Longest time since the owner last proved liveness for a release.
+    pub timeout: Millis,
+    /// After a release, the owner stays releasable this long (a boot that
+    /// failed after getting its key can retry), as Mandos does.
+    pub extended_timeout: Millis,
+    /// If non-zero, a release waits this long for an admin's `deny`.
+    pub approval_delay: Millis,
+    /// How long an admin's `approve` stays usable.
+    pub approval_window: Millis,
+    /// A node-key connection that answered within this window means the
+    /// owner is up right now, so its boot key must not be in use.
+    pub up_window: Millis,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            interval: 120_000,
+            timeout: 300_000,
+            extended_timeout: 900_000,
+            approval_delay: 0,
+            approval_window: 3_600_000,
+            up_window: 10_000,
+        }
+    }
+}
+
+/// A share request from an owner's initramfs, signed by its boot key and
+/// bound to one guardian, so it cannot be replayed to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRequest {
+    pub owner: NodeId,
+    pub guardian: NodeId,
+    pub epoch: u64,
+    #[serde(with = "crate::identity::fixed")]
+    pub nonce: [u8; 16],
+    pub sig: Sig,
+}
+
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    owner: &'a NodeId,
+    guardian: &'a NodeId,
+    epoch: u64,
+    #[serde(with = "crate::identity::fixed")]
+    nonce: [u8; 16],
+}
+
+impl ShareRequest {
+    pub fn new(
+        owner: NodeId,
+        guardian: NodeId,
+        epoch: u64,
+        boot: &crate::identity::BootKey,
+    ) -> Self {
+        let mut nonce = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        let sig = boot.sign(
+            REQUEST_DOMAIN,
+            &Self::body(&owner, &guardian, epoch, &nonce),
+        );
+        ShareRequest {
+            owner,
+            guardian,
+            epoch,
+            nonce,
+            sig,
+        }
+    }
+
+    fn body(owner: &NodeId, guardian: &NodeId, epoch: u64, nonce: &[u8; 16]) -> Vec<u8> {
+        codec::signing_bytes(&RequestBody {
+            owner,
+            guardian,
+            epoch,
+            nonce: *nonce,
+        })
+    }
+
+    fn verify(&self, boot: &crate::identity::BootPublic) -> bool {
+        boot.verify(
+            REQUEST_DOMAIN,
+            &Self::body(&self.owner, &self.guardian, self.epoch, &self.nonce),
+            &self.sig,
+        )
+        .is_ok()
+    }
+}
+
+impl Wire for ShareRequest {
+    const KIND: &'static str = "share-request";
+    const MAX: usize = 512;
+}
+
+/// Why a guardian would not release a share. Each says what an admin can do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    NotMember,
+    Revoked,
+    BadSignature,
+    WrongGuardian,
+    Lockdown {
+        by: NodeId,
+        since: Millis,
+    },
+    Denied {
+        by: NodeId,
+        at: Millis,
+    },
+    OwnerUp {
+        answered_ago: Millis,
+    },
+    NotSeen {
+        seen_ago: Option<Millis>,
+        timeout: Millis,
+    },
+    NoShare {
+        epoch: u64,
+    },
+    /// Not a refusal for good: `approval_delay` is running.
+    Waiting {
+        remaining: Millis,
+    },
+}
+
+impl Refusal {
+    /// Short stable name, for counting and tests.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::NotMember => "not-member",
+            Refusal::Revoked => "revoked",
+            Refusal::BadSignature => "bad-signature",
+            Refusal::WrongGuardian => "wrong-guardian",
+            Refusal::Lockdown { .. } => "lockdown",
+            Refusal::Denied { .. } => "denied",
+            Refusal::OwnerUp { .. } => "owner-up",
+            Refusal::NotSeen { .. } => "not-seen",
+            Refusal::NoShare { .. } => "no-share",
+            Refusal::Waiting { .. } => "waiting",
+        }
+    }
+
+    /// Whether retrying later can succeed without an admin.
+    pub fn transient(&self) -> bool {
+        matches!(self, Refusal::Waiting { .. })
+    }
+}
+
+/// Human duration: "7 min", "42 s".
+pub fn human(ms: Millis) -> String {
+    let s = ms / 1000;
+    if s >= 7200 {
+        format!("{} h", s / 3600)
+    } else if s >= 120 {
+        format!("{} min", s / 60)
+    } else if ms >= 1000 {
+        format!("{s} s")
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotMember => write!(f, "not a member of this mesh's roster; join it with an invite (keyward invite / keyward join)"),
+            Refusal::Revoked => write!(f, "revoked from the mesh; revocation is final, a new identity must join with a new invite"),
+            Refusal::BadSignature => write!(f, "request not signed by the owner's boot key; the boot key does not match the roster (run keyward rebind on the owner)"),
+            Refusal::WrongGuardian => write!(f, "request was made for another guardian"),
+            Refusal::Lockdown { by, since: _ } => write!(f, "the mesh is in lockdown (set by {}); an admin lifts it with `keyward lockdown --lift`", by.short()),
+            Refusal::Denied { by, .. } => write!(f, "an admin denied it (keyward deny on {}); `keyward approve` overrides", by.short()),
+            Refusal::OwnerUp { answered_ago } => write!(f, "the owner is up and answered {} ago, so its boot key should not be in use: it may have been copied; run `keyward rebind` on the owner", human(*answered_ago)),
+            Refusal::NotSeen { seen_ago: Some(ago), timeout } => write!(f, "not seen alive for {}, timeout {}; ask an admin: keyward approve", human(*ago), human(*timeout)),
+            Refusal::NotSeen { seen_ago: None, .. } => write!(f, "never seen alive by this guardian; ask an admin: keyward approve"),
+            Refusal::NoShare { epoch } => write!(f, "this guardian holds no share of it for epoch {epoch}; run keyward rebind on the owner"),
+            Refusal::Waiting { remaining } => write!(f, "waiting {} for an admin's deny (approval_delay)", human(*remaining)),
+        }
+    }
+}
+
+/// Events the guardian reacts to. `at` is the caller's clock.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A connection authenticated by `node`'s node key answered (ping or
+    /// signed heartbeat). Boot-key connections never produce this.
+    Alive {
+        node: NodeId,
+        at: Millis,
+    },
+    /// The node said, signed, that it is shutting down cleanly.
+    GoingDown {
+        node: NodeId,
+        at: Millis,
+    },
+    /// An owner deposits an envelope over a connection authenticated by
+    /// `from`'s node key.
+    Deposit {
+        from: NodeId,
+        envelope: Box<ShareEnvelope>,
+        at: Millis,
+    },
+    /// The owner tells us to forget its envelopes older than `keep_from`.
+    Drop {
+        from: NodeId,
+        keep_from: u64,
+        at: Millis,
+    },
+    /// A boot-key request for a share; `id` is the caller's handle.
+    Request {
+        id: u64,
+        req: ShareRequest,
+        at: Millis,
+    },
+    Approve {
+        owner: NodeId,
+        by: NodeId,
+        at: Millis,
+    },
+    Deny {
+        owner: NodeId,
+        by: NodeId,
+        at: Millis,
+    },
+    Lockdown {
+        by: NodeId,
+        at: Millis,
+    },
+    Lift {
+        by: NodeId,
+        at: Millis,
+    },
+}
+
+/// A decision record for the log: who, what, why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub at: Millis,
+    pub owner: NodeId,
+    pub epoch: u64,
+    pub released: bool,
+    pub rule: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Alert {
+    /// The owner's boot key was used while the owner is up.
+    BootKeyWhileUp { owner: NodeId, at: Millis },
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Alert::BootKeyWhileUp { owner, .. } => write!(
+                f,
+                "boot key of {owner} used while {owner} is running: it may have been copied; run `keyward rebind` on it"
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Release {
+        id: u64,
+        envelope: Box<ShareEnvelope>,
+    },
+    Refuse {
+        id: u64,
+        refusal: Refusal,
+    },
+    /// Persist this envelope durably, then acknowledge the deposit.
+    Store {
+        envelope: Box<ShareEnvelope>,
+    },
+    /// The deposit was refused; tell the sender why.
+    RejectDeposit {
+        from: NodeId,
+        reason: String,
+    },
+    /// Forget the owner's envelopes of epochs below `keep_from`.
+    Forget {
+        owner: NodeId,
+        keep_from: u64,
+    },
+    Alert(Alert),
+    Log(Decision),
+}
+
+/// What a guardian knows of one owner.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerState {
+    pub last_alive: Option<Millis>,
+    pub going_down: Option<Millis>,
+    pub last_release: Option<Millis>,
+    pub approved: Option<(NodeId, Millis)>,
+    pub denied: Option<(NodeId, Millis)>,
+    pub pending_since: Option<Millis>,
+    /// Envelopes held, by epoch.
+    pub envelopes: BTreeMap<u64, ShareEnvelope>,
+}
+
+impl Wire for OwnerState {
+    const KIND: &'static str = "owner-state";
+    const MAX: usize = 64 * 1024;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockState {
+    pub by: NodeId,
+    pub at: Millis,
+    pub on: bool,
+}
+
+impl Wire for LockState {
+    const KIND: &'static str = "lock-state";
+    const MAX: usize = 128;
+}
+
+/// Most envelope epochs kept per owner; older ones are dropped first.
+const MAX_EPOCHS: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct Guardian {
+    me: NodeId,
+    policy: Policy,
+    owners: BTreeMap<NodeId, OwnerState>,
+    lock: Option<LockState>,
+}
+
+impl Guardian {
+    pub fn new(me: NodeId, policy: Policy) -> Self {
+        Guardian {
+            me,
+            policy,
+            owners: BTreeMap::new(),
+            lock: None,
+        }
+    }
+
+    /// Restores persisted state (daemon restart).
+    pub fn restore(
+        &mut self,
+        owners: impl IntoIterator<Item = (NodeId, OwnerState)>,
+        lock: Option<LockState>,
+    ) {
+        self.owners.extend(owners);
+        self.lock = lock;
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn owner(&self, id: &NodeId) -> Option<&OwnerState> {
+        self.owners.get(id)
+    }
+
+    pub fn owners(&self) -> impl Iterator<Item = (&NodeId, &OwnerState)> {
+        self.owners.iter()
+    }
+
+    pub fn lockdown(&self) -> Option<LockState> {
+        self.lock.filter(|l| l.on)
+    }
+
+    pub fn lock_state(&self) -> Option<LockState> {
+        self.lock
+    }
+
+    /// Whether `node` counts as up right now (a node-key connection
+    /// answered recently and it did not say goodbye since).
+    pub fn is_up(&self, node: &NodeId, now: Millis) -> bool {
+        self.owners
+            .get(node)
+            .is_some_and(|s| self.up(s, now).is_some())
+    }
+
+    fn up(&self, s: &OwnerState, now: Millis) -> Option<Millis> {
+        let last = s.last_alive?;
+        let ago = now.saturating_sub(last);
+        let said_bye = s.going_down.is_some_and(|g| g >= last);
+        (ago <= self.policy.up_window && !said_bye).then_some(ago)
+    }
+
+    pub fn handle(&mut self, ev: Event, roster: &Roster) -> Vec<Action> {
+        match ev {
+            Event::Alive { node, at } => {
+                if roster.is_active(&node) {
+                    let s = self.owners.entry(node).or_default();
+                    s.last_alive = Some(s.last_alive.map_or(at, |l| l.max(at)));
+                }
+                vec![]
+            }
+            Event::GoingDown { node, at } => {
+                if let Some(s) = self.owners.get_mut(&node) {
+                    s.going_down = Some(at);
+                }
+                vec![]
+            }
+            Event::Deposit { from, envelope, at } => self.deposit(from, *envelope, at, roster),
+            Event::Drop {
+                from, keep_from, ..
+            } => {
+                if let Some(s) = self.owners.get_mut(&from) {
+                    s.envelopes.retain(|e, _| *e >= keep_from);
+                }
+                vec![Action::Forget {
+                    owner: from,
+                    keep_from,
+                }]
+            }
+            Event::Request { id, req, at } => self.request(id, req, at, roster),
+            Event::Approve { owner, by, at } => {
+                if roster.is_active(&by) && roster.is_active(&owner) {
+                    let s = self.owners.entry(owner).or_default();
+                    if s.denied.is_none_or(|(_, d)| d <= at) {
+                        s.approved = Some((by, at));
+                        s.denied = None;
+                    }
+                }
+                vec![]
+            }
+            Event::Deny { owner, by, at } => {
+                if roster.is_active(&by) {
+                    if let Some(s) = self.owners.get_mut(&owner) {
+                        if s.approved.is_none_or(|(_, a)| a < at) {
+                            s.denied = Some((by, at));
+                            s.approved = None;
+                            s.pending_since = None;
+                        }
+                    }
+                }
+                vec![]
+            }
+            Event::Lockdown { by, at } => self.set_lock(by, at, true, roster),
+            Event::Lift { by, at } => self.set_lock(by, at, false, roster),
+        }
+    }
+
+    /// Last writer wins by time; at equal times lockdown wins.
+    fn set_lock(&mut self, by: NodeId, at: Millis, on: bool, roster: &Roster) -> Vec<Action> {
+        if !roster.is_active(&by) {
+            return vec![];
+        }
+        let newer = match self.lock {
+            None => true,
+            Some(l) => at > l.at || (at == l.at && on && !l.on),
+        };
+        if newer {
+            self.lock = Some(LockState { by, at, on });
+        }
+        vec![]
+    }
+
+    fn deposit(
+        &mut self,
+        from: NodeId,
+        env: ShareEnvelope,
+        _at: Millis,
+        roster: &Roster,
+    ) -> Vec<Action> {
+        let reject = |reason: String| vec![Action::RejectDeposit { from, reason }];
+        if !roster.is_active(&from) {
+            return reject(format!(
+                "{} is not an active member of this mesh",
+                from.short()
+            ));
+        }
+        if env.body.owner != from {
+            return reject("an envelope may only be deposited by its owner".into());
+        }
+        if env.body.guardian != self.me {
+            return reject(format!(
+                "envelope was made for guardian {}, not this one",
+                env.body.guardian.short()
+            ));
+        }
+        if env.verify().is_err() {
+            return reject("envelope signature does not verify".into());
+        }
+        let s = self.owners.entry(from).or_default();
+        if let Some(old) = s.envelopes.get(&env.body.epoch) {
+            if *old == env {
+                return vec![Action::Store {
+                    envelope: Box::new(env),
+                }];
+            }
+            if old.body.index != env.body.index {
+                return reject(format!(
+                    "already holding a different share for epoch {}; shares are never overwritten, bind a new epoch",
+                    env.body.epoch
+                ));
+            }
+        }
+        s.envelopes.insert(env.body.epoch, env.clone());
+        while s.envelopes.len() > MAX_EPOCHS {
+            let oldest = *s.envelopes.keys().next().expect("non-empty");
+            s.envelopes.remove(&oldest);
+        }
+        vec![Action::Store {
+            envelope: Box::new(env),
+        }]
+    }
+
+    /// The release policy. Rules are checked in this order, and the first
+    /// failing one is the answer.
+    pub fn check(&self, req: &ShareRequest, at: Millis, roster: &Roster) -> Result<(), Refusal> {
+        let owner = req.owner;
+        if roster.is_revoked(&owner) {
+            return Err(Refusal::Revoked);
+        }
+        let Some(member) = roster.member(&owner) else {
+            return Err(Refusal::NotMember);
+        };
+        if !req.verify(&member.boot) {
+            return Err(Refusal::BadSignature);
+        }
+        if req.guardian != self.me {
+            return Err(Refusal::WrongGuardian);
+        }
+        if let Some(l) = self.lockdown() {
+            return Err(Refusal::Lockdown {
+                by: l.by,
+                since: l.at,
+            });
+        }
+        let s = self.owners.get(&owner).cloned().unwrap_or_default();
+        if let Some((by, at)) = s.denied {
+            return Err(Refusal::Denied { by, at });
+        }
+        if let Some(ago) = self.up(&s, at) {
+            return Err(Refusal::OwnerUp { answered_ago: ago });
+        }
+        if !s.envelopes.contains_key(&req.epoch) {
+            return Err(Refusal::NoShare { epoch: req.epoch });
+        }
+        let approved = s
+            .approved
+            .is_some_and(|(_, a)| at.saturating_sub(a) <= self.policy.approval_window);
+        if approved {
+            return Ok(());
+        }
+        let alive_ok = s
+            .last_alive
+            .is_some_and(|l| at.saturating_sub(l) <= self.policy.timeout);
+        let extended_ok = s
+            .last_release
+            .is_some_and(|r| at.saturating_sub(r) <= self.policy.extended_timeout);
+        if !alive_ok && !extended_ok {
+            return Err(Refusal::NotSeen {
+                seen_ago: s.last_alive.map(|l| at.saturating_sub(l)),
+                timeout: self.policy.timeout,
+            });
+        }
+        if self.policy.approval_delay > 0 {
+            let since = s.pending_since.unwrap_or(at);
+            let waited = at.saturating_sub(since);
+            if waited < self.policy.approval_delay {
+                return Err(Refusal::Waiting {
+                    remaining: self.policy.approval_delay - waited,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, id: u64, req: ShareRequest, at: Millis, roster: &Roster) -> Vec<Action> {
+        let result = self.check(&req, at, roster);
+        let owner = req.owner;
+        let mut out = Vec::new();
+        let decision = |released: bool, rule: &str, reason: String| {
+            Action::Log(Decision {
+                at,
+                owner,
+                epoch: req.epoch,
+                released,
+                rule: rule.into(),
+                reason,
+            })
+        };
+        match result {
+            Ok(()) => {
+                let s = self.owners.get_mut(&owner).expect("checked above");
+                let env = s.envelopes.get(&req.epoch).cloned().expect("checked above");
+                let how = if s.approved.is_some() {
+                    "approved by an admin"
+                } else {
+                    "alive within timeout"
+                };
+                s.last_release = Some(at);
+                s.pending_since = None;
+                s.approved = None;
+                out.push(decision(true, "released", how.into()));
+                out.push(Action::Release {
+                    id,
+                    envelope: Box::new(env),
+                });
+            }
+            Err(refusal) => {
+                if let Refusal::Waiting { .. } = refusal {
+                    let s = self.owners.entry(owner).or_default();
+                    s.pending_since.get_or_insert(at);
+                }
+                if let Refusal::OwnerUp { .. } = refusal {
+                    out.push(Action::Alert(Alert::BootKeyWhileUp { owner, at }));
+                }
+                out.push(decision(false, refusal.rule(), refusal.to_string()));
+                out.push(Action::Refuse { id, refusal });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{BootKey, NodeKey};
+    use crate::roster::{Member, MeshId, OpBody, Role, SignedOp};
+    use crate::shares::{split, DiskSecret};
+
+    const MIN: Millis = 60_000;
+
+    struct World {
+        roster: Roster,
+        g: Guardian,
+        owner: NodeKey,
+        boot: BootKey,
+        admin: NodeKey,
+        env: ShareEnvelope,
+    }
+
+    fn world() -> World {
+        let admin = NodeKey::generate();
+        let owner = NodeKey::generate();
+        let gk = NodeKey::generate();
+        let boot = BootKey::generate();
+        let mesh = MeshId([1; 16]);
+        let m = |k: &NodeKey, n: &str, b: &BootKey| Member {
+            id: k.id(),
+            boot: b.public(),
+            name: n.into(),
+            role: Role::Guardian,
+        };
+        let (mut roster, _) =
+            Roster::found("t", mesh, m(&admin, "admin", &BootKey::generate()), &admin);
+        for (k, n, b) in [(&owner, "web1", &boot), (&gk, "g", &BootKey::generate())] {
+            roster
+                .merge(SignedOp::sign(
+                    OpBody::Admit {
+                        mesh,
+                        member: m(k, n, b),
+                        invite: None,
+                        by: admin.id(),
+                        at: 0,
+                    },
+                    &admin,
+                ))
+                .unwrap();
+        }
+        let envs = split(
+            &DiskSecret::generate(),
+            1,
+            &[gk.id()],
+            7,
+            &owner,
+            &boot.public(),
+        )
+        .unwrap();
+        let mut g = Guardian::new(gk.id(), Policy::default());
+        let acts = g.handle(
+            Event::Deposit {
+                from: owner.id(),
+                envelope: Box::new(envs[0].clone()),
+                at: 0,
+            },
+            &roster,
+        );
+        assert!(matches!(acts[0], Action::Store { .. }));
+        World {
+            roster,
+            g,
+            owner,
+            boot,
+            admin,
+            env: envs[0].clone(),
+        }
+    }
+
+    impl World {
+        fn ask(&mut self, at: Millis) -> Result<(), Refusal> {
+            let req = ShareRequest::new(self.owner.id(), self.g.me(), 7, &self.boot);
+            let acts = self
+                .g
+                .handle(Event::Request { id: 1, req, at }, &self.roster);
+            assert!(
+                acts.iter().any(|a| matches!(a, Action::Log(_))),
+                "every decision is logged"
+            );
+            match acts.last().unwrap() {
+                Action::Release { envelope, .. } => {
+                    assert_eq!(**envelope, self.env);
+                    Ok(())
+                }
+                Action::Refuse { refusal, .. } => Err(refusal.clone()),
+                a => panic!("unexpected {a:?}"),
+            }
+        }
+        fn alive(&mut self, at: Millis) {
+            self.g.handle(
+                Event::Alive {
+                    node: self.owner.id(),
+                    at,
+                },
+                &self.roster,
+            );
+        }
+        fn bye(&mut self, at: Millis) {
+            self.g.handle(
+                Event::GoingDown {
+                    node: self.owner.id(),
+                    at,
+                },
+                &self.roster,
+            );
+        }
+    }
+
+    #[test]
+    fn timeout_boundaries() {
+        let mut w = world();
+        w.alive(0);
+        w.bye(1);
+        assert_eq!(w.ask(5 * MIN), Ok(()), "exactly at timeout still releases");
+        let mut w = world();
+        w.alive(0);
+        w.bye(1);
+        let e = w.ask(5 * MIN + 1).unwrap_err();
+        assert_eq!(
+            e,
+            Refusal::NotSeen {
+                seen_ago: Some(5 * MIN + 1),
+                timeout: 5 * MIN
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains("not seen alive for 5 min, timeout 5 min; ask an admin: keyward approve"),
+            "{e}"
+        );
+        let mut w = world();
+        assert!(matches!(
+            w.ask(0),
+            Err(Refusal::NotSeen { seen_ago: None, .. })
+        ));
+    }
+
+    #[test]
+    fn extended_timeout_after_a_release() {
+        let mut w = world();
+        w.alive(0);
+        w.bye(0);
+        assert_eq!(w.ask(4 * MIN), Ok(()));
+        // boot failed; retry after the plain timeout but within extended
+        assert_eq!(w.ask(4 * MIN + 15 * MIN), Ok(()));
+        assert!(matches!(
+            w.ask(4 * MIN + 30 * MIN + 1),
+            Err(Refusal::NotSeen { .. })
+        ));
+    }
+
+    #[test]
+    fn owner_up_is_refused_and_alerts() {
+        let mut w = world();
+        w.alive(100);
+        let req = ShareRequest::new(w.owner.id(), w.g.me(), 7, &w.boot);
+        let acts = w.g.handle(
+            Event::Request {
+                id: 9,
+                req,
+                at: 5_000,
+            },
+            &w.roster,
+        );
+        assert!(acts.contains(&Action::Alert(Alert::BootKeyWhileUp {
+            owner: w.owner.id(),
+            at: 5_000
+        })));
+        assert!(matches!(
+            acts.last(),
+            Some(Action::Refuse {
+                refusal: Refusal::OwnerUp { .. },
+                ..
+            })
+        ));
+        // just past the up window: a crash (no goodbye) is a normal reboot
+        assert_eq!(w.ask(100 + 10_001), Ok(()));
+        // boundary: exactly at the up window still counts as up
+        let mut w = world();
+        w.alive(0);
+        assert!(matches!(w.ask(10_000), Err(Refusal::OwnerUp { .. })));
+        // a clean goodbye lifts it at once
+        w.bye(10_000);
+        assert_eq!(w.ask(10_000), Ok(()));
+    }
+
+    #[test]
+    fn approve_overrides_not_seen_and_deny_blocks() {
+        let mut w = world();
+        let (admin, owner) = (w.admin.id(), w.owner.id());
+        assert!(matches!(w.ask(60 * MIN), Err(Refusal::NotSeen { .. })));
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: admin,
+                at: 61 * MIN,
+            },
+            &w.roster.clone(),
+        );
+        assert_eq!(w.ask(62 * MIN), Ok(()));
+        // the approval was consumed, the extended timeout now covers retries
+        assert_eq!(w.ask(63 * MIN), Ok(()));
+        w.g.handle(
+            Event::Deny {
+                owner,
+                by: admin,
+                at: 64 * MIN,
+            },
+            &w.roster.clone(),
+        );
+        assert!(matches!(w.ask(65 * MIN), Err(Refusal::Denied { .. })));
+        // a stale approval does not undo a later deny
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: admin,
+                at: 63 * MIN,
+            },
+            &w.roster.clone(),
+        );
+        assert!(matches!(w.ask(65 * MIN), Err(Refusal::Denied { .. })));
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: admin,
+                at: 66 * MIN,
+            },
+            &w.roster.clone(),
+        );
+        assert_eq!(w.ask(66 * MIN), Ok(()));
+        // approvals expire
+        let mut w = world();
+        w.g.handle(
+            Event::Approve {
+                owner: w.owner.id(),
+                by: w.admin.id(),
+                at: 0,
+            },
+            &w.roster.clone(),
+        );
+        assert_eq!(w.ask(60 * MIN), Ok(()));
+        let mut w = world();
+        w.g.handle(
+            Event::Approve {
+                owner: w.owner.id(),
+                by: w.admin.id(),
+                at: 0,
+            },
+            &w.roster.clone(),
+        );
+        assert!(matches!(w.ask(60 * MIN + 1), Err(Refusal::NotSeen { .. })));
+    }
+
+    #[test]
+    fn approval_delay_waits_for_deny() {
+        let mut w = world();
+        w.g.policy.approval_delay = MIN;
+        w.alive(0);
+        w.bye(0);
+        assert_eq!(w.ask(1000), Err(Refusal::Waiting { remaining: MIN }));
+        assert_eq!(
+            w.ask(1000 + MIN - 1),
+            Err(Refusal::Waiting { remaining: 1 })
+        );
+        assert_eq!(w.ask(1000 + MIN), Ok(()));
+        // a deny during the delay refuses
+        let mut w = world();
+        w.g.policy.approval_delay = MIN;
+        w.alive(0);
+        w.bye(0);
+        assert!(w.ask(1000).is_err());
+        w.g.handle(
+            Event::Deny {
+                owner: w.owner.id(),
+                by: w.admin.id(),
+                at: 2000,
+            },
+            &w.roster.clone(),
+        );
+        assert!(matches!(w.ask(1000 + MIN), Err(Refusal::Denied { .. })));
+    }
+
+    #[test]
+    fn lockdown_and_lift_last_writer_wins() {
+        let mut w = world();
+        let admin = w.admin.id();
+        w.alive(0);
+        w.bye(0);
+        w.g.handle(Event::Lockdown { by: admin, at: 10 }, &w.roster.clone());
+        assert!(matches!(w.ask(20), Err(Refusal::Lockdown { .. })));
+        w.g.handle(Event::Lift { by: admin, at: 5 }, &w.roster.clone());
+        assert!(
+            matches!(w.ask(20), Err(Refusal::Lockdown { .. })),
+            "an older lift loses"
+        );
+        w.g.handle(Event::Lift { by: admin, at: 30 }, &w.roster.clone());
+        assert_eq!(w.ask(40), Ok(()));
+        // a stranger cannot lock the mesh
+        w.g.handle(
+            Event::Lockdown {
+                by: NodeKey::generate().id(),
+                at: 50,
+            },
+            &w.roster.clone(),
+        );
+        assert!(w.g.lockdown().is_none());
+    }
+
+    #[test]
+    fn membership_signature_and_share_rules() {
+        let mut w = world();
+        w.alive(0);
+        w.bye(0);
+        // wrong boot key
+        let req = ShareRequest::new(w.owner.id(), w.g.me(), 7, &BootKey::generate());
+        assert_eq!(w.g.check(&req, 1, &w.roster), Err(Refusal::BadSignature));
+        // request for another guardian
+        let req = ShareRequest::new(w.owner.id(), w.admin.id(), 7, &w.boot);
+        assert_eq!(w.g.check(&req, 1, &w.roster), Err(Refusal::WrongGuardian));
+        // unknown epoch
+        let req = ShareRequest::new(w.owner.id(), w.g.me(), 8, &w.boot);
+        assert_eq!(
+            w.g.check(&req, 1, &w.roster),
+            Err(Refusal::NoShare { epoch: 8 })
+        );
+        // a stranger
+        let req = ShareRequest::new(NodeKey::generate().id(), w.g.me(), 7, &w.boot);
+        assert_eq!(w.g.check(&req, 1, &w.roster), Err(Refusal::NotMember));
+        // revoked
+        let mesh = w.roster.mesh().unwrap();
+        w.roster
+            .merge(SignedOp::sign(
+                OpBody::Revoke {
+                    mesh,
+                    node: w.owner.id(),
+                    by: w.admin.id(),
+                    reason: "x".into(),
+                    at: 0,
+                },
+                &w.admin,
+            ))
+            .unwrap();
+        assert_eq!(w.ask(1), Err(Refusal::Revoked));
+    }
+
+    #[test]
+    fn deposits_are_checked_and_never_overwritten() {
+        let mut w = world();
+        let other = NodeKey::generate();
+        let acts = w.g.handle(
+            Event::Deposit {
+                from: other.id(),
+                envelope: Box::new(w.env.clone()),
+                at: 0,
+            },
+            &w.roster,
+        );
+        assert!(
+            matches!(&acts[0], Action::RejectDeposit { reason, .. } if reason.contains("not an active member"))
+        );
+        let mut bad = w.env.clone();
+        bad.body.epoch = 8;
+        let acts = w.g.handle(
+            Event::Deposit {
+                from: w.owner.id(),
+                envelope: Box::new(bad),
+                at: 0,
+            },
+            &w.roster,
+        );
+        assert!(
+            matches!(&acts[0], Action::RejectDeposit { reason, .. } if reason.contains("signature"))
+        );
+        // same envelope again is an idempotent ack
+        let acts = w.g.handle(
+            Event::Deposit {
+                from: w.owner.id(),
+                envelope: Box::new(w.env.clone()),
+                at: 0,
+            },
+            &w.roster,
+        );
+        assert!(matches!(acts[0], Action::Store { .. }));
+    }
+}

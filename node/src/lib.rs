@@ -1,0 +1,12 @@
+//! keyward node: a peer-to-peer mesh of mutual key guardians.
+//!
+//! See DESIGN.md for the threat model. The protocol cores (`guardian`,
+//! `roster`) are sans-IO so the daemon and the simulator run the same code.
+
+pub mod codec;
+pub mod config;
+pub mod guardian;
+pub mod identity;
+pub mod roster;
+pub mod shares;
+pub mod store;

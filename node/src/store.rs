@@ -1,0 +1,308 @@
+//! Persistent state. This is the only module that names `sled`.
+//!
+//! Values go through `codec`, so a corrupt or foreign record is a typed
+//! error, never a panic. Anything another node relies on (a share we hold,
+//! a used invite) is flushed before we acknowledge it.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use crate::codec::{self, CodecError, Wire};
+
+/// Bump when the on-disk layout changes incompatibly.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {path}: {why}")]
+    Open { path: PathBuf, why: String },
+    #[error("state database {path} has schema {found}, this keywardd understands {SCHEMA}; run the matching keyward version")]
+    Schema { path: PathBuf, found: u32 },
+    #[error("state database: {0}")]
+    Db(String),
+    #[error("state database record in `{tree}`: {source}")]
+    Record {
+        tree: &'static str,
+        source: CodecError,
+    },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// The named trees of the state database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeName {
+    Roster,
+    Envelopes,
+    Liveness,
+    Approvals,
+    Invites,
+    Guardian,
+    LogIndex,
+}
+
+impl TreeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TreeName::Roster => "roster",
+            TreeName::Envelopes => "envelopes",
+            TreeName::Liveness => "liveness",
+            TreeName::Approvals => "approvals",
+            TreeName::Invites => "invites",
+            TreeName::Guardian => "guardian",
+            TreeName::LogIndex => "logindex",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    schema: u32,
+}
+impl Wire for Meta {
+    const KIND: &'static str = "meta";
+    const MAX: usize = 64;
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and checks its schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(4 << 20)
+            .open()
+            .map_err(|e| StoreError::Open {
+                path: path.into(),
+                why: e.to_string(),
+            })?;
+        match db.get("schema")? {
+            None => {
+                db.insert(
+                    "schema",
+                    codec::encode(&Meta { schema: SCHEMA }).expect("tiny"),
+                )?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let m: Meta = codec::decode(&v).map_err(|source| StoreError::Record {
+                    tree: "meta",
+                    source,
+                })?;
+                if m.schema != SCHEMA {
+                    return Err(StoreError::Schema {
+                        path: path.into(),
+                        found: m.schema,
+                    });
+                }
+            }
+        }
+        Ok(Store { db })
+    }
+
+    pub fn tree<V: Wire>(&self, name: TreeName) -> Result<Typed<V>, StoreError> {
+        Ok(Typed {
+            name: name.as_str(),
+            tree: self.db.open_tree(name.as_str())?,
+            _v: PhantomData,
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Applies writes to several trees atomically, then flushes.
+    pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let names: Vec<&'static str> = {
+            let mut n: Vec<_> = batch.ops.iter().map(|o| o.0).collect();
+            n.sort();
+            n.dedup();
+            n
+        };
+        let trees: Vec<sled::Tree> = names
+            .iter()
+            .map(|n| self.db.open_tree(n))
+            .collect::<Result<_, _>>()?;
+        use sled::transaction::{TransactionError, Transactional};
+        let r: Result<(), TransactionError<()>> = trees.as_slice().transaction(|tx| {
+            for (name, key, val) in &batch.ops {
+                let i = names.iter().position(|n| n == name).expect("listed");
+                match val {
+                    Some(v) => {
+                        tx[i].insert(key.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        tx[i].remove(key.as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        r.map_err(|e| StoreError::Db(format!("{e:?}")))?;
+        self.flush()
+    }
+}
+
+/// Writes to apply together with [`Store::commit`].
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn put<V: Wire>(&mut self, tree: TreeName, key: &[u8], v: &V) -> Result<(), StoreError> {
+        let bytes = codec::encode(v).map_err(|source| StoreError::Record {
+            tree: tree.as_str(),
+            source,
+        })?;
+        self.ops.push((tree.as_str(), key.to_vec(), Some(bytes)));
+        Ok(())
+    }
+
+    pub fn remove(&mut self, tree: TreeName, key: &[u8]) {
+        self.ops.push((tree.as_str(), key.to_vec(), None));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// A tree whose values are all of one type.
+pub struct Typed<V> {
+    name: &'static str,
+    tree: sled::Tree,
+    _v: PhantomData<V>,
+}
+
+impl<V: Wire> Typed<V> {
+    fn dec(&self, b: &[u8]) -> Result<V, StoreError> {
+        codec::decode(b).map_err(|source| StoreError::Record {
+            tree: self.name,
+            source,
+        })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<V>, StoreError> {
+        self.tree.get(key)?.map(|b| self.dec(&b)).transpose()
+    }
+
+    /// Inserts without flushing; call [`Store::flush`] before acknowledging.
+    pub fn put(&self, key: &[u8], v: &V) -> Result<(), StoreError> {
+        let bytes = codec::encode(v).map_err(|source| StoreError::Record {
+            tree: self.name,
+            source,
+        })?;
+        self.tree.insert(key, bytes)?;
+        Ok(())
+    }
+
+    pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    /// All records; a corrupt one is reported, not skipped silently.
+    pub fn all(&self) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        self.tree
+            .iter()
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.to_vec(), self.dec(&v)?))
+            })
+            .collect()
+    }
+
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.to_vec(), self.dec(&v)?))
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Rec(u32, String);
+    impl Wire for Rec {
+        const KIND: &'static str = "rec";
+        const MAX: usize = 128;
+    }
+
+    #[test]
+    fn typed_round_trip_and_batches_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let t = s.tree::<Rec>(TreeName::Roster).unwrap();
+            t.put(b"a", &Rec(1, "x".into())).unwrap();
+            let mut b = Batch::default();
+            b.put(TreeName::Roster, b"b", &Rec(2, "y".into())).unwrap();
+            b.put(TreeName::Envelopes, b"e", &Rec(3, "z".into()))
+                .unwrap();
+            b.remove(TreeName::Roster, b"a");
+            s.commit(b).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let t = s.tree::<Rec>(TreeName::Roster).unwrap();
+        assert_eq!(t.get(b"a").unwrap(), None);
+        assert_eq!(t.get(b"b").unwrap(), Some(Rec(2, "y".into())));
+        assert_eq!(
+            s.tree::<Rec>(TreeName::Envelopes)
+                .unwrap()
+                .all()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn corrupt_records_and_other_schemas_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.db.open_tree("roster")
+                .unwrap()
+                .insert("k", &b"garbage"[..])
+                .unwrap();
+            let e = s
+                .tree::<Rec>(TreeName::Roster)
+                .unwrap()
+                .get(b"k")
+                .unwrap_err();
+            assert!(e.to_string().contains("roster"), "{e}");
+            s.db.insert("schema", codec::encode(&Meta { schema: 99 }).unwrap())
+                .unwrap();
+            s.flush().unwrap();
+        }
+        let e = Store::open(dir.path()).err().unwrap();
+        assert!(matches!(e, StoreError::Schema { found: 99, .. }), "{e}");
+    }
+}
