@@ -154,7 +154,10 @@ fn run(a: OwnedFd, b: OwnedFd, delay_ns: &AtomicU64, stop: &AtomicBool) {
         for d in &mut dirs {
             d.flush(now);
         }
-        let next_due = dirs.iter().filter_map(|d| d.queue.front().map(|f| f.0)).min();
+        let next_due = dirs
+            .iter()
+            .filter_map(|d| d.queue.front().map(|f| f.0))
+            .min();
         let wait = next_due.map_or(TICK, |due| due.saturating_duration_since(now).min(TICK));
         let mut fds = [a.as_raw_fd(), b.as_raw_fd()].map(|fd| libc::pollfd {
             fd,
@@ -253,7 +256,12 @@ fn packet_socket(ifname: &str) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn set_opt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_opt(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a c_int and its size is passed along.
     let rc = unsafe {
         libc::setsockopt(

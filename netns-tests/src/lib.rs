@@ -14,7 +14,7 @@
 //! [`Lab::new`] removes those whose owning process is gone.
 //!
 //! Tests that cannot run here (not root, no `ip`, no `nft`) get a [`Skip`]
-//! error; [`or_skip!`] and [`lab_or_skip!`] turn it into "skipped: ..." and
+//! error; [`or_skip!`] and [`lab_or_skip!`] turn it into `skipped: ...` and
 //! return. Set `KEYWARD_NETNS_REQUIRE=1` (as CI does) to make a skip fail
 //! the test instead, so a broken CI image cannot pass silently.
 
@@ -24,7 +24,7 @@ mod nft;
 mod ns;
 
 pub use anyhow;
-pub use lab::{Lab, Node};
+pub use lab::{Lab, Node, MAX_NODES, PREFIX_LEN};
 
 use std::fmt;
 
@@ -43,7 +43,7 @@ impl fmt::Display for Skip {
 
 impl std::error::Error for Skip {}
 
-/// Prints "skipped: <reason>", or panics when `KEYWARD_NETNS_REQUIRE=1`.
+/// Prints `skipped: <reason>`, or panics when `KEYWARD_NETNS_REQUIRE=1`.
 /// Used by [`or_skip!`]; call it directly from tests that do not return `()`.
 pub fn report_skip(skip: &Skip) {
     if std::env::var_os("KEYWARD_NETNS_REQUIRE").is_some_and(|v| v == "1") {
@@ -53,7 +53,7 @@ pub fn report_skip(skip: &Skip) {
 }
 
 /// Unwraps an `anyhow::Result`; on a [`Skip`] error prints
-/// "skipped: <reason>" and returns from the enclosing `()` function; any
+/// `skipped: <reason>` and returns from the enclosing `()` function; any
 /// other error panics with its full context.
 #[macro_export]
 macro_rules! or_skip {
@@ -72,7 +72,7 @@ macro_rules! or_skip {
     };
 }
 
-/// `Lab::new(n)`, or print "skipped: <reason>" and return.
+/// `Lab::new(n)`, or print `skipped: <reason>` and return.
 #[macro_export]
 macro_rules! lab_or_skip {
     ($nodes:expr) => {

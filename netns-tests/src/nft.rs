@@ -19,12 +19,22 @@ fn script(percent: u8) -> String {
     // not a previous call created the table.
     let mut s = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
     if percent > 0 {
+        // numgen's `mod 100` values are 0..=99, so "< 100" is rejected.
+        let verdict = if percent == 100 {
+            "drop".to_string()
+        } else {
+            format!("numgen random mod 100 < {percent} drop")
+        };
         s += &format!(
             "table inet {TABLE} {{\n\
-             \tchain input {{ type filter hook input priority -300; policy accept;\n\
-             \t\tiifname != \"lo\" numgen random mod 100 < {percent} drop }}\n\
-             \tchain output {{ type filter hook output priority -300; policy accept;\n\
-             \t\toifname != \"lo\" numgen random mod 100 < {percent} drop }}\n\
+             \tchain input {{\n\
+             \t\ttype filter hook input priority -300; policy accept;\n\
+             \t\tiifname != \"lo\" {verdict}\n\
+             \t}}\n\
+             \tchain output {{\n\
+             \t\ttype filter hook output priority -300; policy accept;\n\
+             \t\toifname != \"lo\" {verdict}\n\
+             \t}}\n\
              }}\n"
         );
     }
@@ -64,5 +74,6 @@ mod tests {
         let s = super::script(0);
         assert!(s.contains("delete table") && !s.contains("numgen"));
         assert!(super::script(30).contains("numgen random mod 100 < 30 drop"));
+        assert!(super::script(100).contains("\"lo\" drop"));
     }
 }

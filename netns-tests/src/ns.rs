@@ -50,6 +50,9 @@ pub(crate) fn add(name: &str) -> Result<()> {
 /// Kills everything inside `name`, then deletes it. Errors are printed, not
 /// returned, because this runs from `Drop`.
 pub(crate) fn remove(name: &str) {
+    if !std::path::Path::new(&path(name)).exists() {
+        return;
+    }
     kill_all_in(name);
     let _guard = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = ip(&["netns", "del", name]) {

@@ -1,0 +1,374 @@
+//! The only module that runs cryptsetup.
+//!
+//! Keys never appear on a command line: they go through stdin or an
+//! anonymous memory file (memfd) that cryptsetup opens by its /proc path, so
+//! they never touch a disk or `ps`. keyward's keyslot uses the minimal PBKDF
+//! (PBKDF2, 1000 iterations) as systemd-cryptenroll does for TPM2 keys: the
+//! key is 32 random bytes, so brute force is hopeless anyway and the disk
+//! opens in milliseconds.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+/// Largest LUKS2 JSON metadata we read (LUKS2's own maximum is 4 MiB).
+const MAX_METADATA: usize = 4 << 20;
+pub const TOKEN_TYPE: &str = "keyward";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LuksError {
+    #[error("cryptsetup not found; install it (Debian: apt install cryptsetup-bin)")]
+    Missing,
+    #[error("{device}: cryptsetup {op} failed: {msg}")]
+    Failed {
+        device: PathBuf,
+        op: &'static str,
+        msg: String,
+    },
+    #[error("{device}: {msg}")]
+    Invalid { device: PathBuf, msg: String },
+}
+
+/// The binding metadata kept in a LUKS2 token, as Clevis does: with it,
+/// `unlock` needs only the device and the boot key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// LUKS2 requires keyslot numbers as strings.
+    pub keyslots: Vec<String>,
+    pub version: u32,
+    pub mesh: String,
+    pub owner: String,
+    pub epoch: u64,
+    pub threshold: usize,
+    pub guardians: Vec<TokenGuardian>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGuardian {
+    pub id: String,
+    pub addrs: Vec<String>,
+}
+
+pub struct Device {
+    path: PathBuf,
+}
+
+/// An anonymous in-memory file holding a key, handed to cryptsetup by path.
+struct KeyFd(OwnedFd);
+
+impl KeyFd {
+    fn new(key: &[u8]) -> std::io::Result<Self> {
+        // SAFETY: memfd_create with a static NUL-terminated name.
+        let fd = unsafe { libc::memfd_create(c"keyward-key".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by memfd_create and is owned by us.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut f = std::fs::File::from(owned.try_clone()?);
+        f.write_all(key)?;
+        Ok(KeyFd(owned))
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.0.as_raw_fd())
+    }
+}
+
+impl Device {
+    pub fn new(path: &Path) -> Self {
+        Device { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn run(
+        &self,
+        op: &'static str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<u8>, LuksError> {
+        let mut cmd = Command::new("cryptsetup");
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                LuksError::Missing
+            } else {
+                self.failed(op, e.to_string())
+            }
+        })?;
+        if let Some(data) = stdin {
+            let mut s = child.stdin.take().expect("piped");
+            // cryptsetup may exit before reading (wrong device): not an error here.
+            let _ = s.write_all(data);
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| self.failed(op, e.to_string()))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(self.failed(
+                op,
+                if msg.is_empty() {
+                    format!("exit status {}", out.status)
+                } else {
+                    msg
+                },
+            ));
+        }
+        Ok(out.stdout)
+    }
+
+    fn failed(&self, op: &'static str, msg: String) -> LuksError {
+        LuksError::Failed {
+            device: self.path.clone(),
+            op,
+            msg,
+        }
+    }
+
+    fn dev(&self) -> &str {
+        self.path.to_str().unwrap_or_default()
+    }
+
+    /// The LUKS2 JSON metadata.
+    pub fn metadata(&self) -> Result<serde_json::Value, LuksError> {
+        let out = self.run(
+            "luksDump",
+            &["luksDump", "--dump-json-metadata", self.dev()],
+            None,
+        )?;
+        if out.len() > MAX_METADATA {
+            return Err(LuksError::Invalid {
+                device: self.path.clone(),
+                msg: "LUKS2 metadata larger than 4 MiB".into(),
+            });
+        }
+        serde_json::from_slice(&out).map_err(|e| LuksError::Invalid {
+            device: self.path.clone(),
+            msg: format!("unreadable LUKS2 metadata ({e}); is this a LUKS2 device?"),
+        })
+    }
+
+    pub fn keyslots(&self) -> Result<Vec<u32>, LuksError> {
+        let m = self.metadata()?;
+        let mut v: Vec<u32> = m["keyslots"]
+            .as_object()
+            .map(|o| o.keys().filter_map(|k| k.parse().ok()).collect())
+            .unwrap_or_default();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Whether `key` opens the device (optionally: that exact keyslot).
+    pub fn test_key(&self, key: &[u8], slot: Option<u32>) -> Result<(), LuksError> {
+        let s = slot.map(|s| s.to_string());
+        let mut args = vec!["open", "--test-passphrase", "--key-file=-"];
+        if let Some(s) = &s {
+            args.extend(["--key-slot", s]);
+        }
+        args.push(self.dev());
+        self.run("open --test-passphrase", &args, Some(key))
+            .map(|_| ())
+    }
+
+    /// Adds `new_key` in a new keyslot with the minimal PBKDF, authorized
+    /// by `existing` (a passphrase or key of another slot). Returns the slot.
+    pub fn add_key(&self, existing: &[u8], new_key: &[u8]) -> Result<u32, LuksError> {
+        let before = self.keyslots()?;
+        let newf = KeyFd::new(new_key).map_err(|e| self.failed("luksAddKey", e.to_string()))?;
+        let np = newf.path();
+        self.run(
+            "luksAddKey",
+            &[
+                "luksAddKey",
+                "--batch-mode",
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+                "--key-file=-",
+                self.dev(),
+                &np,
+            ],
+            Some(existing),
+        )?;
+        let after = self.keyslots()?;
+        after
+            .into_iter()
+            .find(|s| !before.contains(s))
+            .ok_or_else(|| self.failed("luksAddKey", "no new keyslot appeared".into()))
+    }
+
+    /// Removes a keyslot, authorized by a key of a slot that stays.
+    pub fn kill_slot(&self, slot: u32, authorizing_key: &[u8]) -> Result<(), LuksError> {
+        let s = slot.to_string();
+        self.run(
+            "luksKillSlot",
+            &[
+                "luksKillSlot",
+                "--batch-mode",
+                "--key-file=-",
+                self.dev(),
+                &s,
+            ],
+            Some(authorizing_key),
+        )
+        .map(|_| ())
+    }
+
+    /// Opens the device as /dev/mapper/`name` with `key` (needs dm-crypt).
+    pub fn open(&self, name: &str, key: &[u8]) -> Result<(), LuksError> {
+        self.run(
+            "open",
+            &["open", "--key-file=-", self.dev(), name],
+            Some(key),
+        )
+        .map(|_| ())
+    }
+
+    /// keyward's token and its LUKS2 token id, if the device is bound.
+    pub fn token(&self) -> Result<Option<(u32, Token)>, LuksError> {
+        let m = self.metadata()?;
+        let Some(tokens) = m["tokens"].as_object() else {
+            return Ok(None);
+        };
+        for (id, t) in tokens {
+            if t["type"] == TOKEN_TYPE {
+                let tok: Token =
+                    serde_json::from_value(t.clone()).map_err(|e| LuksError::Invalid {
+                        device: self.path.clone(),
+                        msg: format!(
+                            "keyward token {id} is damaged ({e}); bind again with --force"
+                        ),
+                    })?;
+                let id = id.parse().map_err(|_| LuksError::Invalid {
+                    device: self.path.clone(),
+                    msg: format!("odd token id {id}"),
+                })?;
+                return Ok(Some((id, tok)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the token, replacing a previous keyward token.
+    pub fn set_token(&self, tok: &Token) -> Result<u32, LuksError> {
+        let old = self.token()?;
+        let json = serde_json::to_vec(tok).expect("token serializes");
+        let mut args = vec!["token", "import", "--json-file=-"];
+        let id;
+        if let Some((i, _)) = &old {
+            id = i.to_string();
+            args.extend(["--token-id", &id, "--token-replace"]);
+        }
+        args.push(self.dev());
+        self.run("token import", &args, Some(&json))?;
+        Ok(self.token()?.map(|(i, _)| i).unwrap_or_default())
+    }
+
+    pub fn remove_token(&self, id: u32) -> Result<(), LuksError> {
+        let s = id.to_string();
+        self.run(
+            "token remove",
+            &["token", "remove", "--token-id", &s, self.dev()],
+            None,
+        )
+        .map(|_| ())
+    }
+
+    /// Formats an image for tests and demos (cheap PBKDF).
+    pub fn format_for_tests(&self, passphrase: &[u8]) -> Result<(), LuksError> {
+        self.run(
+            "luksFormat",
+            &[
+                "luksFormat",
+                "--type",
+                "luks2",
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+                "--batch-mode",
+                "--key-file=-",
+                self.dev(),
+            ],
+            Some(passphrase),
+        )
+        .map(|_| ())
+    }
+}
+
+/// Whether cryptsetup can be run here (tests skip otherwise).
+pub fn available() -> bool {
+    Command::new("cryptsetup")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_test_token_and_kill_on_a_real_image() {
+        if !available() {
+            eprintln!("skipped: cryptsetup not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(20 << 20)
+            .unwrap();
+        let d = Device::new(&img);
+        d.format_for_tests(b"passphrase").unwrap();
+        let key = [7u8; 32];
+        assert!(d.test_key(&key, None).is_err());
+        let slot = d.add_key(b"passphrase", &key).unwrap();
+        assert_eq!(slot, 1);
+        d.test_key(&key, Some(slot)).unwrap();
+        d.test_key(b"passphrase", None).unwrap();
+        assert!(d.token().unwrap().is_none());
+        let mut tok = Token {
+            kind: TOKEN_TYPE.into(),
+            keyslots: vec![slot.to_string()],
+            version: 1,
+            mesh: "m".into(),
+            owner: "o".into(),
+            epoch: 1,
+            threshold: 2,
+            guardians: vec![TokenGuardian {
+                id: "g".into(),
+                addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            }],
+        };
+        d.set_token(&tok).unwrap();
+        assert_eq!(d.token().unwrap().unwrap().1, tok);
+        tok.epoch = 2;
+        d.set_token(&tok).unwrap();
+        assert_eq!(d.token().unwrap().unwrap().1.epoch, 2);
+        d.kill_slot(slot, b"passphrase").unwrap();
+        assert!(d.test_key(&key, None).is_err());
+        let e = d.test_key(b"wrong", None).unwrap_err().to_string();
+        assert!(e.contains("open --test-passphrase failed"), "{e}");
+    }
+}

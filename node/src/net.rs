@@ -1,0 +1,182 @@
+//! The libp2p adapter: transport, behaviours and the CBOR request-response
+//! codec with hard size limits.
+
+use std::io;
+use std::time::Duration;
+
+use futures::prelude::*;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    gossipsub, identify, identity::Keypair, mdns, noise, ping, request_response, tcp, yamux,
+    StreamProtocol, Swarm,
+};
+
+use crate::codec::{self, Wire};
+use crate::proto::{Request, Response, RPC_PROTOCOL};
+
+/// Reads one frame of at most `T::MAX` bytes; a longer stream is an error,
+/// never an allocation.
+async fn read_frame<T: Wire, R: AsyncRead + Unpin + Send>(io: &mut R) -> io::Result<T> {
+    let mut buf = Vec::new();
+    io.take(T::MAX as u64 + 1).read_to_end(&mut buf).await?;
+    codec::decode(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+async fn write_frame<T: Wire, W: AsyncWrite + Unpin + Send>(io: &mut W, msg: &T) -> io::Result<()> {
+    let bytes = codec::encode(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+#[derive(Clone, Default)]
+pub struct RpcCodec;
+
+impl request_response::Codec for RpcCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Request> {
+        read_frame(io).await
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Response> {
+        read_frame(io).await
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: Request,
+    ) -> io::Result<()> {
+        write_frame(io, &r).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: Response,
+    ) -> io::Result<()> {
+        write_frame(io, &r).await
+    }
+}
+
+pub type Rpc = request_response::Behaviour<RpcCodec>;
+
+fn rpc(timeout: Duration) -> Rpc {
+    request_response::Behaviour::with_codec(
+        RpcCodec,
+        [(
+            StreamProtocol::new(RPC_PROTOCOL),
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(timeout),
+    )
+}
+
+/// The daemon's behaviours.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub rpc: Rpc,
+    pub gossip: gossipsub::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+pub struct SwarmOptions {
+    pub ping_interval: Duration,
+    pub mdns: bool,
+    pub quic: bool,
+}
+
+pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<Behaviour>> {
+    let build = |key: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+        let gcfg = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(500))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(Gossip_MAX)
+            .flood_publish(true)
+            .build()?;
+        let gossip =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)?;
+        let mdns = if opts.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                key.public().to_peer_id(),
+            )?)
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/keyward/1".into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(opts.ping_interval)
+                    .with_timeout(Duration::from_secs(5)),
+            ),
+            rpc: rpc(Duration::from_secs(10)),
+            gossip,
+            mdns: Toggle::from(mdns),
+        })
+    };
+    let idle = Duration::from_secs(24 * 3600);
+    if opts.quic {
+        Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_quic()
+            .with_behaviour(build)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build())
+    } else {
+        Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(build)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build())
+    }
+}
+
+#[allow(non_upper_case_globals)]
+const Gossip_MAX: usize = <crate::proto::Gossip as Wire>::MAX;
+
+/// The unlock client's swarm: request-response only, authenticated by the
+/// boot key, so guardians can tell it from a live node.
+pub fn client_swarm(key: Keypair, timeout: Duration) -> anyhow::Result<Swarm<Rpc>> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| rpc(timeout))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build())
+}
+
+/// The mesh's gossip topic.
+pub fn topic(mesh: &crate::roster::MeshId) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("keyward/{mesh}/v1"))
+}

@@ -1,0 +1,227 @@
+//! Messages between daemons (request-response and gossip) and invite
+//! tokens. Encoded by `codec`, each with its own size limit.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteArray;
+
+use crate::codec::{self, Wire};
+use crate::guardian::{Millis, Refusal, ShareRequest};
+use crate::identity::{NodeId, NodeKey, Sig};
+use crate::roster::{Member, MeshId, Role, SignedOp};
+use crate::shares::ShareEnvelope;
+
+/// The request-response protocol name; bump with `codec::VERSION`.
+pub const RPC_PROTOCOL: &str = "/keyward/rpc/1";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// A joiner presents an invite's secret; the connection is
+    /// authenticated by `member.id`.
+    Join {
+        secret: ByteArray<32>,
+        member: Member,
+    },
+    /// An owner deposits an envelope with this guardian.
+    Deposit(Box<ShareEnvelope>),
+    /// An owner asks to forget envelopes older than `keep_from`.
+    Drop { keep_from: u64 },
+    /// An initramfs asks for a share (boot-key connection).
+    Share(ShareRequest),
+    /// Anti-entropy: the sender's roster digest.
+    Sync { digest: ByteArray<32> },
+    /// The sender shuts down cleanly; its boot key may be used next.
+    GoingDown,
+}
+
+impl Wire for Request {
+    const KIND: &'static str = "rpc-request";
+    const MAX: usize = 16 * 1024;
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Response {
+    Joined {
+        ops: Vec<SignedOp>,
+    },
+    Ack,
+    Refused {
+        reason: String,
+    },
+    Share(Box<ShareEnvelope>),
+    ShareRefused(Refusal),
+    Roster {
+        ops: Vec<SignedOp>,
+        lock: Option<AdminMsg>,
+    },
+    UpToDate,
+}
+
+impl Wire for Response {
+    const KIND: &'static str = "rpc-response";
+    const MAX: usize = 8 * 1024 * 1024;
+}
+
+/// Signed admin decisions spread by gossip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminKind {
+    Approve {
+        owner: NodeId,
+    },
+    Deny {
+        owner: NodeId,
+    },
+    Lockdown,
+    Lift,
+    /// A guardian saw a boot-key request while the owner was up.
+    Alert {
+        owner: NodeId,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminBody {
+    pub mesh: MeshId,
+    pub kind: AdminKind,
+    pub by: NodeId,
+    pub at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminMsg {
+    pub body: AdminBody,
+    pub sig: Sig,
+}
+
+const ADMIN_DOMAIN: &str = "admin message";
+
+impl AdminMsg {
+    pub fn sign(body: AdminBody, key: &NodeKey) -> Self {
+        let sig = key.sign(ADMIN_DOMAIN, &codec::signing_bytes(&body));
+        AdminMsg { body, sig }
+    }
+
+    pub fn verify(&self) -> bool {
+        self.body
+            .by
+            .verify(ADMIN_DOMAIN, &codec::signing_bytes(&self.body), &self.sig)
+            .is_ok()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Gossip {
+    Op(SignedOp),
+    Admin(AdminMsg),
+}
+
+impl Wire for Gossip {
+    const KIND: &'static str = "gossip";
+    const MAX: usize = 4096;
+}
+
+/// A one-time invite. The inviter keeps only the hash of `secret`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Invite {
+    pub mesh: MeshId,
+    pub mesh_name: String,
+    pub inviter: NodeId,
+    pub addrs: Vec<String>,
+    pub secret: ByteArray<32>,
+    /// Unix seconds.
+    pub expires: u64,
+    pub role: Role,
+}
+
+impl Wire for Invite {
+    const KIND: &'static str = "invite";
+    const MAX: usize = 4096;
+}
+
+const TOKEN_PREFIX: &str = "kw1-";
+
+impl Invite {
+    pub fn id(&self) -> [u8; 32] {
+        invite_id(&self.secret)
+    }
+
+    pub fn to_token(&self) -> String {
+        use base64::Engine;
+        let bytes = codec::encode(self).expect("invites are small");
+        format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        )
+    }
+
+    pub fn from_token(token: &str) -> Result<Invite, String> {
+        use base64::Engine;
+        let t = token.trim();
+        let body = t
+            .strip_prefix(TOKEN_PREFIX)
+            .ok_or("not a keyward invite token (they start with `kw1-`); copy the whole line `keyward invite` printed")?;
+        if body.len() > 8192 {
+            return Err("invite token is too long".into());
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| "invite token is damaged (bad base64); copy it again")?;
+        codec::decode(&bytes).map_err(|e| format!("invite token is damaged: {e}"))
+    }
+}
+
+pub fn invite_id(secret: &[u8; 32]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"keyward/v1/invite\0");
+    h.update(secret);
+    h.finalize().into()
+}
+
+/// What the inviter remembers of an invite it issued.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InviteRecord {
+    pub role: Role,
+    pub expires: u64,
+    pub used_by: Option<NodeId>,
+}
+
+impl Wire for InviteRecord {
+    const KIND: &'static str = "invite-record";
+    const MAX: usize = 256;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn tokens_round_trip_and_damage_is_explained() {
+        let inv = Invite {
+            mesh: MeshId([1; 16]),
+            mesh_name: "lab".into(),
+            inviter: NodeKey::generate().id(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/7300".into()],
+            secret: ByteArray::new([9; 32]),
+            expires: 1,
+            role: Role::Guardian,
+        };
+        let t = inv.to_token();
+        assert_eq!(Invite::from_token(&t).unwrap().id(), inv.id());
+        assert!(Invite::from_token("hello").unwrap_err().contains("kw1-"));
+        let mut bad = t.clone();
+        bad.truncate(t.len() - 5);
+        assert!(Invite::from_token(&bad).unwrap_err().contains("damaged"));
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = codec::decode::<Request>(&bytes);
+            let _ = codec::decode::<Response>(&bytes);
+            let _ = codec::decode::<Gossip>(&bytes);
+            let _ = codec::decode::<Invite>(&bytes);
+            let _ = Invite::from_token(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}
