@@ -1,1 +1,294 @@
-fn main() {}
+//! keyward: the command line of a keyward mesh.
+
+mod bind;
+mod show;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use keyward_node::config::{Config, DEFAULT_PATH};
+use keyward_node::control::{self, CtlRequest};
+use keyward_node::identity::BootKey;
+use keyward_node::luks::Device;
+use keyward_node::roster::Role;
+use zeroize::Zeroize;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "keyward: a mesh of mutual key guardians",
+    propagate_version = true
+)]
+struct Cli {
+    /// Config file (also sets state dir, boot key and control socket).
+    #[arg(long, global = true, env = "KEYWARD_CONFIG", default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make this node's keys; with --mesh, found a new mesh.
+    Init {
+        #[arg(long)]
+        mesh: Option<String>,
+    },
+    /// Print a one-time token that lets one node join.
+    Invite {
+        #[arg(long, default_value = "guardian")]
+        role: Role,
+        /// How long the token stays valid (30m, 1h, 2d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        expires: Duration,
+    },
+    /// Join a mesh with a token from `keyward invite`.
+    Join { token: String },
+    /// This node, the mesh, every member.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Short list of members.
+    Peers,
+    /// Remove a node from the mesh for good.
+    Revoke {
+        node: String,
+        /// Also drop members only this node admitted (default: re-endorse them).
+        #[arg(long)]
+        cascade: bool,
+        #[arg(long, default_value = "revoked by admin")]
+        reason: String,
+    },
+    /// Let NODE unlock although it was not seen alive within the timeout.
+    Approve { node: String },
+    /// Refuse NODE's unlock until an approve.
+    Deny { node: String },
+    /// Refuse every unlock mesh-wide (or lift that).
+    Lockdown {
+        #[arg(long)]
+        lift: bool,
+    },
+    /// Add a keyward keyslot to a LUKS2 device and spread its shares.
+    Bind(bind::BindArgs),
+    /// Re-split to a new epoch (new guardians or threshold); retires the old keyslot.
+    Rebind(bind::BindArgs),
+    /// Remove keyward's keyslot and token; guardians drop the shares.
+    Unbind {
+        #[arg(long)]
+        device: PathBuf,
+        /// File holding an existing passphrase or key of the device.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Fetch the disk key from the guardians (initramfs) and open the device.
+    Unlock {
+        #[arg(long)]
+        device: PathBuf,
+        /// Open as /dev/mapper/NAME.
+        #[arg(long, conflicts_with_all = ["print_key", "check"])]
+        name: Option<String>,
+        /// Write the raw key to stdout (keyscript / cryptsetup --key-file=-).
+        #[arg(long)]
+        print_key: bool,
+        /// Only prove the key opens the device (no device-mapper needed).
+        #[arg(long)]
+        check: bool,
+        /// Give up after this long.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Boot key file (default: the config's boot_key).
+        #[arg(long)]
+        boot_key: Option<PathBuf>,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keyward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<serde_json::Value> {
+    control::call(&cfg.control_socket, &req, Duration::from_secs(90))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(&cli.config)?;
+    match cli.cmd {
+        Cmd::Init { mesh } => {
+            let r = keyward_node::daemon::init(&cfg, mesh.as_deref())?;
+            println!("node      {}", r.node);
+            println!("name      {}", cfg.node_name());
+            println!("node key  {}", cfg.node_key_path().display());
+            println!("boot key  {}", cfg.boot_key.display());
+            match r.mesh {
+                Some((id, name)) => println!("mesh      {name} ({id})"),
+                None => println!("mesh      none yet: start keywardd, then `keyward join TOKEN` (or `keyward init --mesh NAME` to found one)"),
+            }
+        }
+        Cmd::Invite { role, expires } => {
+            let v = ctl(
+                &cfg,
+                CtlRequest::Invite {
+                    role,
+                    expires_secs: expires.as_secs().max(1),
+                },
+            )?;
+            println!("{}", v["token"].as_str().unwrap_or_default());
+            eprintln!(
+                "one-time {} invite, valid for {}; on the new node: keyward join <token>",
+                role,
+                humantime::format_duration(expires)
+            );
+        }
+        Cmd::Join { token } => {
+            let v = ctl(&cfg, CtlRequest::Join { token })?;
+            println!(
+                "joined mesh {} ({} members)",
+                v["mesh_name"].as_str().unwrap_or("?"),
+                v["members"]
+            );
+        }
+        Cmd::Status { json } => {
+            let v = ctl(&cfg, CtlRequest::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                show::status(&v);
+            }
+        }
+        Cmd::Peers => show::peers(&ctl(&cfg, CtlRequest::Status)?),
+        Cmd::Revoke {
+            node,
+            cascade,
+            reason,
+        } => {
+            let v = ctl(
+                &cfg,
+                CtlRequest::Revoke {
+                    who: node.clone(),
+                    cascade,
+                    reason,
+                },
+            )?;
+            println!(
+                "revoked {node} ({})",
+                v["revoked"].as_str().unwrap_or_default()
+            );
+            for k in ["re_endorsed", "dropped"] {
+                if let Some(a) = v[k].as_array().filter(|a| !a.is_empty()) {
+                    println!(
+                        "{}: {}",
+                        k.replace('_', "-"),
+                        a.iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        Cmd::Approve { node } => {
+            ctl(&cfg, CtlRequest::Approve { who: node.clone() })?;
+            println!(
+                "approved {node}: guardians release its shares once (for the approval window)"
+            );
+        }
+        Cmd::Deny { node } => {
+            ctl(&cfg, CtlRequest::Deny { who: node.clone() })?;
+            println!("denied {node}: guardians refuse its unlock until `keyward approve {node}`");
+        }
+        Cmd::Lockdown { lift } => {
+            ctl(
+                &cfg,
+                if lift {
+                    CtlRequest::Lift
+                } else {
+                    CtlRequest::Lockdown
+                },
+            )?;
+            println!(
+                "{}",
+                if lift {
+                    "lockdown lifted mesh-wide"
+                } else {
+                    "LOCKDOWN set mesh-wide: every unlock is refused until `keyward lockdown --lift`"
+                }
+            );
+        }
+        Cmd::Bind(a) => bind::bind(&cfg, &a, false)?,
+        Cmd::Rebind(a) => bind::bind(&cfg, &a, true)?,
+        Cmd::Unbind { device, key_file } => bind::unbind(&cfg, &device, key_file.as_deref())?,
+        Cmd::Unlock {
+            device,
+            name,
+            print_key,
+            check,
+            timeout,
+            boot_key,
+            quiet,
+        } => {
+            if name.is_none() && !print_key && !check {
+                bail!("say what to do with the key: --name NAME (open), --print-key (stdout) or --check");
+            }
+            let dev = Device::new(&device);
+            let (_, token) = dev
+                .token()?
+                .with_context(|| format!("{} is not bound by keyward (no keyward token); bind it with `keyward bind --device {}`", device.display(), device.display()))?;
+            let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
+            let boot = BootKey::load(&bk_path)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let opts = keyward_node::unlock::Options {
+                timeout,
+                verbose: !quiet,
+            };
+            let secret = rt.block_on(keyward_node::unlock::fetch_key(&token, &boot, &opts))?;
+            if print_key {
+                let mut out = std::io::stdout().lock();
+                out.write_all(secret.as_bytes())?;
+                out.flush()?;
+            } else if check {
+                dev.test_key(secret.as_bytes(), None)?;
+                eprintln!(
+                    "keyward: the key from the guardians opens {}",
+                    device.display()
+                );
+            } else if let Some(n) = name {
+                dev.open(&n, secret.as_bytes())?;
+                eprintln!("keyward: opened {} as /dev/mapper/{n}", device.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads an existing passphrase: from a file, or asked on the terminal.
+pub fn passphrase(
+    key_file: Option<&std::path::Path>,
+    device: &std::path::Path,
+) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    if let Some(p) = key_file {
+        let b = std::fs::read(p).with_context(|| format!("reading key file {}", p.display()))?;
+        return Ok(zeroize::Zeroizing::new(b));
+    }
+    let mut s =
+        rpassword::prompt_password(format!("Existing passphrase for {}: ", device.display()))
+            .context("reading the passphrase (use --key-file when there is no terminal)")?;
+    let b = s.as_bytes().to_vec();
+    s.zeroize();
+    Ok(zeroize::Zeroizing::new(b))
+}

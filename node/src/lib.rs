@@ -5,6 +5,8 @@
 
 pub mod codec;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod guardian;
 pub mod identity;
 pub mod luks;
@@ -13,3 +15,4 @@ pub mod proto;
 pub mod roster;
 pub mod shares;
 pub mod store;
+pub mod unlock;

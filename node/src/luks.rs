@@ -43,6 +43,8 @@ pub struct Token {
     pub version: u32,
     pub mesh: String,
     pub owner: String,
+    /// The owner's roster name, for messages ("keyward approve web1").
+    pub name: String,
     pub epoch: u64,
     pub threshold: usize,
     pub guardians: Vec<TokenGuardian>,
@@ -354,6 +356,7 @@ mod tests {
             version: 1,
             mesh: "m".into(),
             owner: "o".into(),
+            name: "web1".into(),
             epoch: 1,
             threshold: 2,
             guardians: vec![TokenGuardian {

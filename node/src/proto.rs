@@ -49,11 +49,13 @@ pub enum Response {
     },
     Share(Box<ShareEnvelope>),
     ShareRefused(Refusal),
+    /// Sync answer: ops when the digests differ (else empty), the latest
+    /// lockdown decision, and known addresses of members.
     Roster {
         ops: Vec<SignedOp>,
         lock: Option<AdminMsg>,
+        addrs: Vec<(NodeId, Vec<String>)>,
     },
-    UpToDate,
 }
 
 impl Wire for Response {
@@ -93,6 +95,11 @@ pub struct AdminMsg {
 }
 
 const ADMIN_DOMAIN: &str = "admin message";
+
+impl Wire for AdminMsg {
+    const KIND: &'static str = "admin";
+    const MAX: usize = 1024;
+}
 
 impl AdminMsg {
     pub fn sign(body: AdminBody, key: &NodeKey) -> Self {

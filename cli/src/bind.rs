@@ -1,0 +1,233 @@
+//! bind / rebind / unbind: the disk side of keyward.
+//!
+//! Order matters so a failure never leaves a keyslot whose shares are not
+//! held: shares are deposited (durably acknowledged by every guardian)
+//! before the keyslot is added, the new key is proven against the device
+//! before the token points at it, and an old keyslot is removed only after
+//! the new one works.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use clap::Args;
+use keyward_node::codec;
+use keyward_node::config::Config;
+use keyward_node::control::{self, CtlRequest};
+use keyward_node::identity::{BootKey, NodeKey};
+use keyward_node::luks::{Device, Token, TokenGuardian, TOKEN_TYPE};
+use keyward_node::shares::{self, DiskSecret};
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct BindArgs {
+    /// The LUKS2 device or image.
+    #[arg(long)]
+    pub device: PathBuf,
+    /// Shares needed to unlock (default: a majority of --shares).
+    #[arg(long)]
+    pub threshold: Option<usize>,
+    /// Guardians to spread shares over (default: min(5, members - 1)).
+    #[arg(long)]
+    pub shares: Option<usize>,
+    /// File holding an existing passphrase or key (else asked on the terminal).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<Value> {
+    control::call(&cfg.control_socket, &req, Duration::from_secs(90))
+}
+
+pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
+    let dev = Device::new(&a.device);
+    let old = dev.token()?;
+    match (&old, rebind) {
+        (Some((_, t)), false) => bail!(
+            "{} is already bound (epoch {}, {}-of-{}); use `keyward rebind --device {}` to re-split",
+            a.device.display(),
+            t.epoch,
+            t.threshold,
+            t.guardians.len(),
+            a.device.display()
+        ),
+        (None, true) => bail!("{} is not bound yet; use `keyward bind`", a.device.display()),
+        _ => {}
+    }
+    let status = ctl(cfg, CtlRequest::Status)?;
+    let mesh = status["mesh"]["id"]
+        .as_str()
+        .context("this node is in no mesh yet: join one first")?
+        .to_string();
+    let node = NodeKey::load(&cfg.node_key_path())?;
+    let boot = BootKey::load(&cfg.boot_key)?;
+    let me = node.id().to_string();
+    // Candidates: active guardians other than us, connected ones first.
+    let mut cands: Vec<(bool, String, String, Vec<String>)> = status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "guardian" && m["id"].as_str() != Some(&me))
+        .map(|m| {
+            (
+                m["connected"].as_bool() != Some(true),
+                m["name"].as_str().unwrap_or_default().to_string(),
+                m["id"].as_str().unwrap_or_default().to_string(),
+                m["addrs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
+            )
+        })
+        .collect();
+    cands.sort();
+    let n = a.shares.unwrap_or(cands.len().min(5));
+    if n == 0 || n > cands.len() {
+        bail!("{n} shares asked but the mesh has {} other guardians; invite more nodes or lower --shares", cands.len());
+    }
+    let t = a.threshold.unwrap_or(n / 2 + 1);
+    if t == 0 || t > n {
+        bail!("--threshold {t} must be between 1 and --shares {n}");
+    }
+    let chosen = &cands[..n];
+    let down: Vec<&str> = chosen
+        .iter()
+        .filter(|c| c.0)
+        .map(|c| c.1.as_str())
+        .collect();
+    if !down.is_empty() {
+        eprintln!(
+            "keyward: warning: guardians not connected right now: {}",
+            down.join(", ")
+        );
+    }
+    let epoch = old.as_ref().map(|(_, t)| t.epoch + 1).unwrap_or(1);
+    let ids: Vec<_> = chosen
+        .iter()
+        .map(|c| c.2.parse().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    let secret = DiskSecret::generate();
+    let envs = shares::split(&secret, t, &ids, epoch, &node, &boot.public())?;
+    let enc: Vec<String> = envs
+        .iter()
+        .map(|e| codec::encode(e).map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+        .collect::<Result<_, _>>()?;
+    eprintln!("keyward: depositing {n} shares ({t}-of-{n}, epoch {epoch}) ...");
+    let r = ctl(cfg, CtlRequest::Deposit { envelopes: enc })?;
+    let results = r["results"].as_object().cloned().unwrap_or_default();
+    let failed: Vec<String> = chosen
+        .iter()
+        .filter(|c| results.get(&c.2).and_then(|v| v.as_str()) != Some("ok"))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.1,
+                results
+                    .get(&c.2)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("no answer")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {n} guardians did not store their share, so the disk was not changed:\n  {}\nbring them up (keyward peers) or choose fewer with --shares",
+            failed.len(),
+            failed.join("\n  ")
+        );
+    }
+    let pass = crate::passphrase(a.key_file.as_deref(), &a.device)?;
+    let slot = dev
+        .add_key(&pass, secret.as_bytes())
+        .context("adding the keyward keyslot (is the passphrase right?)")?;
+    dev.test_key(secret.as_bytes(), Some(slot))
+        .context("the new keyslot does not open the device")?;
+    let token = Token {
+        kind: TOKEN_TYPE.into(),
+        keyslots: vec![slot.to_string()],
+        version: 1,
+        mesh,
+        owner: me,
+        name: status["node"]["name"].as_str().unwrap_or_default().into(),
+        epoch,
+        threshold: t,
+        guardians: chosen
+            .iter()
+            .map(|c| TokenGuardian {
+                id: c.2.clone(),
+                addrs: c.3.clone(),
+            })
+            .collect(),
+    };
+    dev.set_token(&token)?;
+    if let Some((_, ot)) = old {
+        for s in ot.keyslots.iter().filter_map(|s| s.parse::<u32>().ok()) {
+            if s != slot {
+                dev.kill_slot(s, secret.as_bytes())
+                    .with_context(|| format!("removing the old keyslot {s}"))?;
+            }
+        }
+        let gs: Vec<String> = ot.guardians.iter().map(|g| g.id.clone()).collect();
+        let _ = ctl(
+            cfg,
+            CtlRequest::Drop {
+                keep_from: epoch,
+                guardians: gs,
+            },
+        );
+    }
+    println!(
+        "bound {}: keyslot {slot}, {t}-of-{n} over {}, epoch {epoch}",
+        a.device.display(),
+        chosen
+            .iter()
+            .map(|c| c.1.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+pub fn unbind(cfg: &Config, device: &Path, key_file: Option<&Path>) -> anyhow::Result<()> {
+    let dev = Device::new(device);
+    let (tid, token) = dev
+        .token()?
+        .with_context(|| format!("{} is not bound by keyward", device.display()))?;
+    let pass = crate::passphrase(key_file, device)?;
+    let slots: Vec<u32> = token
+        .keyslots
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    // Prove the passphrase opens a slot that stays before removing ours.
+    dev.test_key(&pass, None)
+        .context("that passphrase does not open the device")?;
+    for s in slots {
+        if dev.test_key(&pass, Some(s)).is_ok() {
+            bail!("that passphrase is keyward's own key (slot {s}); give a passphrase of another keyslot");
+        }
+        dev.kill_slot(s, &pass)?;
+    }
+    dev.remove_token(tid)?;
+    let gs: Vec<String> = token.guardians.iter().map(|g| g.id.clone()).collect();
+    match ctl(
+        cfg,
+        CtlRequest::Drop {
+            keep_from: u64::MAX,
+            guardians: gs,
+        },
+    ) {
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "keyward: keyslot removed, but guardians were not told to drop the shares: {e}"
+        ),
+    }
+    println!(
+        "unbound {}: keyward's keyslot and token removed, passphrase slots untouched",
+        device.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,1520 @@
+//! keywardd: one event loop that drives the swarm, the control socket and
+//! timers, and feeds the sans-IO `guardian` and `roster` cores.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, mdns, ping, Multiaddr, PeerId, Swarm};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::codec::{self, Wire};
+use crate::config::Config;
+use crate::control::{CtlRequest, CtlResponse, MAX_LINE};
+use crate::guardian::{self, Action, Event, Guardian, Millis, OwnerState};
+use crate::identity::{BootKey, NodeId, NodeKey};
+use crate::net::{self, Behaviour, BehaviourEvent, SwarmOptions};
+use crate::proto::{
+    self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
+};
+use crate::roster::{Member, Merged, MeshId, OpBody, Role, Roster, SignedOp};
+use crate::shares::ShareEnvelope;
+use crate::store::{Batch, Store, TreeName};
+
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Strikes before a misbehaving peer is disconnected.
+const MAX_STRIKES: u32 = 5;
+/// Addresses remembered per peer.
+const MAX_ADDRS: usize = 8;
+const MAX_ALERTS: usize = 100;
+const MAX_DECISIONS: usize = 200;
+
+/// What `keyward init` made.
+pub struct InitReport {
+    pub node: NodeId,
+    pub mesh: Option<(MeshId, String)>,
+    pub created_keys: bool,
+}
+
+/// Makes the node key and boot key (unless present) and, with `mesh`, a
+/// new mesh with this node as founder.
+pub fn init(cfg: &Config, mesh: Option<&str>) -> anyhow::Result<InitReport> {
+    let nk_path = cfg.node_key_path();
+    let mut created = false;
+    let node = if nk_path.exists() {
+        NodeKey::load(&nk_path)?
+    } else {
+        let k = NodeKey::generate();
+        k.save(&nk_path)?;
+        created = true;
+        k
+    };
+    let boot = if cfg.boot_key.exists() {
+        BootKey::load(&cfg.boot_key)?
+    } else {
+        let b = BootKey::generate();
+        b.save(&cfg.boot_key)?;
+        created = true;
+        b
+    };
+    let _ = std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700));
+    let store = Store::open(&cfg.db_path())?;
+    let ops = store.tree::<SignedOp>(TreeName::Roster)?;
+    let mut roster = Roster::default();
+    roster.merge_all(ops.all()?.into_iter().map(|(_, o)| o).collect());
+    let mut out = InitReport {
+        node: node.id(),
+        mesh: roster
+            .mesh()
+            .map(|m| (m, roster.mesh_name().unwrap_or_default().to_string())),
+        created_keys: created,
+    };
+    if let Some(name) = mesh {
+        crate::roster::check_name(name).map_err(|e| anyhow::anyhow!("mesh {e}"))?;
+        if let Some((m, n)) = &out.mesh {
+            bail!("this node is already in mesh `{n}` ({m}); a node belongs to one mesh");
+        }
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        let me = Member {
+            id: node.id(),
+            boot: boot.public(),
+            name: cfg.node_name(),
+            role: Role::Guardian,
+        };
+        let (r, op) = Roster::found(name, MeshId(id), me, &node);
+        ops.put(&op.id(), &op)?;
+        store.flush()?;
+        out.mesh = Some((r.mesh().expect("founded"), name.to_string()));
+    }
+    Ok(out)
+}
+
+/// A control request waiting for the network.
+enum Pending {
+    Join {
+        reply: oneshot::Sender<CtlResponse>,
+        mesh: MeshId,
+    },
+    Deposit {
+        batch: u64,
+        guardian: NodeId,
+    },
+    Drop {
+        batch: u64,
+        guardian: NodeId,
+    },
+    Sync,
+    GoingDown,
+}
+
+/// A control request fanned out to several guardians.
+struct Fanout {
+    reply: oneshot::Sender<CtlResponse>,
+    waiting: usize,
+    results: BTreeMap<String, String>,
+}
+
+type CtlMsg = (CtlRequest, oneshot::Sender<CtlResponse>);
+
+pub struct Daemon {
+    cfg: Config,
+    key: NodeKey,
+    me: Member,
+    store: Store,
+    roster: Roster,
+    guardian: Guardian,
+    swarm: Swarm<Behaviour>,
+    peers: BTreeMap<PeerId, BTreeSet<Multiaddr>>,
+    connected: BTreeSet<PeerId>,
+    last_seen: BTreeMap<NodeId, Millis>,
+    backoff: BTreeMap<PeerId, (Millis, Millis)>,
+    strikes: BTreeMap<PeerId, u32>,
+    pending: BTreeMap<OutboundRequestId, Pending>,
+    fanouts: BTreeMap<u64, Fanout>,
+    next_batch: u64,
+    lock_msg: Option<AdminMsg>,
+    alerts: VecDeque<(Millis, String)>,
+    decisions: VecDeque<guardian::Decision>,
+    dirty: BTreeSet<NodeId>,
+    subscribed: bool,
+    listen: Vec<Multiaddr>,
+}
+
+impl Daemon {
+    pub fn new(cfg: Config) -> anyhow::Result<Daemon> {
+        let key = NodeKey::load(&cfg.node_key_path()).with_context(|| {
+            format!(
+                "loading the node key (run `keyward init` first, or check --config / state_dir {})",
+                cfg.state_dir.display()
+            )
+        })?;
+        let boot = BootKey::load(&cfg.boot_key).context("loading the boot key")?;
+        let me = Member {
+            id: key.id(),
+            boot: boot.public(),
+            name: cfg.node_name(),
+            role: Role::Guardian,
+        };
+        drop(boot);
+        let store = Store::open(&cfg.db_path())?;
+        let mut roster = Roster::default();
+        let (_, errs) = roster.merge_all(
+            store
+                .tree::<SignedOp>(TreeName::Roster)?
+                .all()?
+                .into_iter()
+                .map(|(_, o)| o)
+                .collect(),
+        );
+        for e in errs {
+            warn!("stored roster operation ignored: {e}");
+        }
+        let policy = cfg.policy.to_policy();
+        let mut guardian = Guardian::new(key.id(), policy);
+        let owners: Vec<(NodeId, OwnerState)> = store
+            .tree::<OwnerState>(TreeName::Guardian)?
+            .all()?
+            .into_iter()
+            .filter_map(|(k, v)| Some((NodeId(k.try_into().ok()?), v)))
+            .collect();
+        let lock_msg = store.tree::<AdminMsg>(TreeName::Approvals)?.get(b"lock")?;
+        guardian.restore(owners, None);
+        let mut peers: BTreeMap<PeerId, BTreeSet<Multiaddr>> = BTreeMap::new();
+        for (k, rec) in store.tree::<PeerRecord>(TreeName::Liveness)?.all()? {
+            if let Ok(p) = PeerId::from_bytes(&k) {
+                peers.insert(p, rec.addrs.iter().filter_map(|a| a.parse().ok()).collect());
+            }
+        }
+        let ping_interval =
+            Duration::from_millis((policy.up_window / 3).clamp(500, policy.interval.max(500)));
+        let swarm = net::daemon_swarm(
+            key.libp2p_keypair(),
+            &SwarmOptions {
+                ping_interval,
+                mdns: cfg.mdns,
+                quic: cfg.quic,
+            },
+        )?;
+        let mut d = Daemon {
+            cfg,
+            key,
+            me,
+            store,
+            roster,
+            guardian,
+            swarm,
+            peers,
+            connected: BTreeSet::new(),
+            last_seen: BTreeMap::new(),
+            backoff: BTreeMap::new(),
+            strikes: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            fanouts: BTreeMap::new(),
+            next_batch: 0,
+            lock_msg: None,
+            alerts: VecDeque::new(),
+            decisions: VecDeque::new(),
+            dirty: BTreeSet::new(),
+            subscribed: false,
+            listen: vec![],
+        };
+        if let Some(m) = lock_msg {
+            d.apply_admin(m, false);
+        }
+        Ok(d)
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Runs until SIGTERM/SIGINT, then says goodbye to the mesh.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        for a in self.cfg.listen.clone() {
+            let ma: Multiaddr = a.parse()?;
+            self.swarm
+                .listen_on(ma.clone())
+                .with_context(|| format!("listening on {a}"))?;
+        }
+        if self.cfg.quic {
+            for a in self.cfg.listen.clone() {
+                if let Some(q) = tcp_to_quic(&a.parse()?) {
+                    if let Err(e) = self.swarm.listen_on(q.clone()) {
+                        warn!("QUIC listen on {q}: {e}");
+                    }
+                }
+            }
+        }
+        for b in self.cfg.bootstrap.clone() {
+            let ma: Multiaddr = b.parse()?;
+            if let Some(libp2p::multiaddr::Protocol::P2p(p)) = ma.iter().last() {
+                self.remember(p, ma.clone());
+            }
+            if let Err(e) = self.swarm.dial(ma.clone()) {
+                warn!("bootstrap {ma}: {e}");
+            }
+        }
+        self.subscribe();
+        let (ctl_tx, mut ctl_rx) = mpsc::channel::<CtlMsg>(16);
+        let listener = bind_control(&self.cfg.control_socket)?;
+        let sock = self.cfg.control_socket.clone();
+        tokio::spawn(serve_control(listener, ctl_tx));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        info!(node = %self.me.id, name = %self.me.name, mesh = ?self.roster.mesh_name(), "keywardd started");
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                Some((req, reply)) = ctl_rx.recv() => self.on_control(req, reply),
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.on_tick(ticks);
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        info!("shutting down: telling peers we go down cleanly");
+        self.goodbye().await;
+        self.persist_dirty();
+        let _ = self.store.flush();
+        let _ = std::fs::remove_file(sock);
+        Ok(())
+    }
+
+    async fn goodbye(&mut self) {
+        let members: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|p| self.is_member_peer(p))
+            .copied()
+            .collect();
+        for p in &members {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .rpc
+                .send_request(p, Request::GoingDown);
+            self.pending.insert(id, Pending::GoingDown);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while self
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::GoingDown))
+        {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(ev) => self.on_swarm(ev),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn is_member_peer(&self, p: &PeerId) -> bool {
+        NodeId::from_peer_id(p).is_some_and(|n| self.roster.is_active(&n))
+    }
+
+    fn subscribe(&mut self) {
+        if self.subscribed {
+            return;
+        }
+        if let Some(m) = self.roster.mesh() {
+            if let Err(e) = self.swarm.behaviour_mut().gossip.subscribe(&net::topic(&m)) {
+                warn!("gossip subscribe: {e}");
+            } else {
+                self.subscribed = true;
+            }
+        }
+    }
+
+    fn remember(&mut self, p: PeerId, a: Multiaddr) {
+        let a: Multiaddr = a
+            .into_iter()
+            .filter(|x| !matches!(x, libp2p::multiaddr::Protocol::P2p(_)))
+            .collect();
+        let set = self.peers.entry(p).or_default();
+        if set.len() < MAX_ADDRS || set.contains(&a) {
+            set.insert(a);
+        }
+    }
+
+    fn strike(&mut self, p: PeerId, what: &str) {
+        let n = self.strikes.entry(p).or_default();
+        *n += 1;
+        warn!(peer = %p, strikes = *n, "bad message from peer: {what}");
+        if *n >= MAX_STRIKES {
+            warn!(peer = %p, "disconnecting peer after {MAX_STRIKES} bad messages");
+            let _ = self.swarm.disconnect_peer_id(p);
+            self.strikes.remove(&p);
+        }
+    }
+
+    fn alive(&mut self, p: &PeerId) {
+        let Some(n) = NodeId::from_peer_id(p) else {
+            return;
+        };
+        if !self.roster.is_active(&n) {
+            return;
+        }
+        let at = now_ms();
+        self.last_seen.insert(n, at);
+        self.guardian
+            .handle(Event::Alive { node: n, at }, &self.roster);
+        self.dirty.insert(n);
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("listening on {address}/p2p/{}", self.peer_id());
+                self.listen.push(address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                self.connected.insert(peer_id);
+                self.backoff.remove(&peer_id);
+                if endpoint.is_dialer() {
+                    self.remember(peer_id, endpoint.get_remote_address().clone());
+                }
+                self.alive(&peer_id);
+                if self.is_member_peer(&peer_id) {
+                    self.send_sync(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(_),
+                ..
+            })) => self.alive(&peer),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for a in info.listen_addrs.into_iter().take(MAX_ADDRS) {
+                    self.remember(peer_id, a);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                for (p, a) in list {
+                    self.remember(p, a.clone());
+                    if !self.connected.contains(&p) && p != self.peer_id() {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(p).addresses(vec![a]).build());
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            })) => match codec::decode::<Gossip>(&message.data) {
+                Ok(g) => self.on_gossip(g),
+                Err(e) => self.strike(propagation_source, &e.to_string()),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, g: Gossip) {
+        match g {
+            Gossip::Op(op) => {
+                self.merge_ops(vec![op]);
+            }
+            Gossip::Admin(m) => self.apply_admin(m, true),
+        }
+    }
+
+    /// Merges roster ops, persists the new ones, and subscribes if we just
+    /// learnt our mesh.
+    fn merge_ops(&mut self, ops: Vec<SignedOp>) -> usize {
+        let was_active: BTreeSet<NodeId> = self.roster.members().map(|m| m.id).collect();
+        let mut new_ops = Vec::new();
+        let mut pending = ops;
+        loop {
+            let mut rest = Vec::new();
+            let before = new_ops.len();
+            for op in pending {
+                match self.roster.merge(op.clone()) {
+                    Ok(Merged::New) => new_ops.push(op),
+                    Ok(Merged::Known) => {}
+                    Err(crate::roster::RosterError::UnknownSigner(_)) => rest.push(op),
+                    Err(e) => debug!("roster op refused: {e}"),
+                }
+            }
+            if rest.is_empty() || new_ops.len() == before {
+                break;
+            }
+            pending = rest;
+        }
+        if !new_ops.is_empty() {
+            let t = self.store.tree::<SignedOp>(TreeName::Roster);
+            if let Ok(t) = t {
+                for op in &new_ops {
+                    if let Err(e) = t.put(&op.id(), op) {
+                        warn!("persisting roster op: {e}");
+                    }
+                }
+            }
+            let _ = self.store.flush();
+            for m in self.roster.members() {
+                if !was_active.contains(&m.id) {
+                    info!(member = %m.id, name = %m.name, role = %m.role, "member admitted");
+                }
+            }
+            for id in was_active {
+                if !self.roster.is_active(&id) {
+                    warn!(member = %id, "member revoked");
+                    if id == self.me.id {
+                        warn!(
+                            "this node was revoked from the mesh; it gets no shares and holds none"
+                        );
+                    }
+                }
+            }
+            self.subscribe();
+        }
+        new_ops.len()
+    }
+
+    fn publish(&mut self, g: Gossip) {
+        let Some(m) = self.roster.mesh() else { return };
+        match codec::encode(&g) {
+            Ok(bytes) => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(net::topic(&m), bytes)
+                {
+                    debug!("gossip publish: {e} (peers catch up by roster sync)");
+                }
+            }
+            Err(e) => warn!("gossip encode: {e}"),
+        }
+    }
+
+    fn apply_admin(&mut self, m: AdminMsg, log: bool) {
+        if Some(m.body.mesh) != self.roster.mesh()
+            || !m.verify()
+            || !self.roster.is_active(&m.body.by)
+        {
+            debug!("admin message refused (wrong mesh, bad signature or not a member)");
+            return;
+        }
+        let (by, at) = (m.body.by, m.body.at);
+        let ev = match &m.body.kind {
+            AdminKind::Approve { owner } => Event::Approve {
+                owner: *owner,
+                by,
+                at,
+            },
+            AdminKind::Deny { owner } => Event::Deny {
+                owner: *owner,
+                by,
+                at,
+            },
+            AdminKind::Lockdown => Event::Lockdown { by, at },
+            AdminKind::Lift => Event::Lift { by, at },
+            AdminKind::Alert { owner } => {
+                let text = guardian::Alert::BootKeyWhileUp { owner: *owner, at }.to_string();
+                let name = self
+                    .roster
+                    .member(owner)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                if !self
+                    .alerts
+                    .iter()
+                    .any(|(t, s)| *t / 10_000 == at / 10_000 && *s == text)
+                {
+                    warn!(owner = %owner, name = %name, reported_by = %by, "ALERT: {text}");
+                    self.push_alert(at, text);
+                }
+                return;
+            }
+        };
+        let before = self.guardian.lock_state();
+        self.guardian.handle(ev, &self.roster);
+        if matches!(m.body.kind, AdminKind::Lockdown | AdminKind::Lift) {
+            if self.guardian.lock_state() != before {
+                if log {
+                    match m.body.kind {
+                        AdminKind::Lockdown => {
+                            warn!(by = %by, "LOCKDOWN: every share request is refused until lifted")
+                        }
+                        _ => info!(by = %by, "lockdown lifted"),
+                    }
+                }
+                if let Ok(t) = self.store.tree::<AdminMsg>(TreeName::Approvals) {
+                    let _ = t.put(b"lock", &m);
+                    let _ = self.store.flush();
+                }
+                self.lock_msg = Some(m);
+            }
+        } else {
+            if log {
+                info!(kind = ?m.body.kind, by = %by, "admin decision");
+            }
+            if let AdminKind::Approve { owner } | AdminKind::Deny { owner } = m.body.kind {
+                self.dirty.insert(owner);
+                self.persist_dirty();
+            }
+        }
+    }
+
+    fn push_alert(&mut self, at: Millis, text: String) {
+        self.alerts.push_back((at, text));
+        while self.alerts.len() > MAX_ALERTS {
+            self.alerts.pop_front();
+        }
+    }
+
+    fn send_sync(&mut self, p: PeerId) {
+        if self.roster.mesh().is_none() {
+            return;
+        }
+        let digest = serde_bytes::ByteArray::new(self.roster.digest());
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_request(&p, Request::Sync { digest });
+        self.pending.insert(id, Pending::Sync);
+    }
+
+    fn on_rpc(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.on_response(peer, request_id, Ok(response)),
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => self.on_response(peer, request_id, Err(error.to_string())),
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.strike(peer, &e.to_string());
+                        return;
+                    }
+                }
+                debug!(peer = %peer, "inbound request failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn respond(&mut self, ch: ResponseChannel<Response>, r: Response) {
+        if self.swarm.behaviour_mut().rpc.send_response(ch, r).is_err() {
+            debug!("response dropped: requester went away");
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, req: Request, ch: ResponseChannel<Response>) {
+        let from = NodeId::from_peer_id(&peer);
+        let at = now_ms();
+        match req {
+            Request::Join { secret, member } => {
+                let r = self.admit(from, secret.into_array(), member);
+                let resp = match r {
+                    Ok(ops) => Response::Joined { ops },
+                    Err(e) => {
+                        warn!(peer = %peer, "join refused: {e}");
+                        Response::Refused { reason: e }
+                    }
+                };
+                self.respond(ch, resp);
+            }
+            Request::Share(sr) => {
+                let owner = sr.owner;
+                let acts = self
+                    .guardian
+                    .handle(Event::Request { id: 0, req: sr, at }, &self.roster);
+                let resp = self
+                    .run_actions(acts, Some(&peer))
+                    .unwrap_or(Response::Refused {
+                        reason: "internal: no decision".into(),
+                    });
+                self.dirty.insert(owner);
+                self.persist_dirty();
+                self.respond(ch, resp);
+            }
+            Request::Deposit(env) => {
+                let Some(from) = from.filter(|f| self.roster.is_active(f)) else {
+                    return self.respond(
+                        ch,
+                        Response::Refused {
+                            reason: "deposits are accepted from mesh members only".into(),
+                        },
+                    );
+                };
+                let acts = self.guardian.handle(
+                    Event::Deposit {
+                        from,
+                        envelope: env,
+                        at,
+                    },
+                    &self.roster,
+                );
+                let resp = self.run_actions(acts, Some(&peer)).unwrap_or(Response::Ack);
+                self.respond(ch, resp);
+            }
+            Request::Drop { keep_from } => {
+                let Some(from) = from.filter(|f| self.roster.is_active(f)) else {
+                    return self.respond(
+                        ch,
+                        Response::Refused {
+                            reason: "members only".into(),
+                        },
+                    );
+                };
+                let acts = self.guardian.handle(
+                    Event::Drop {
+                        from,
+                        keep_from,
+                        at,
+                    },
+                    &self.roster,
+                );
+                let resp = self.run_actions(acts, Some(&peer)).unwrap_or(Response::Ack);
+                self.respond(ch, resp);
+            }
+            Request::Sync { digest } => {
+                if !from.is_some_and(|f| self.roster.is_active(&f)) {
+                    return self.respond(
+                        ch,
+                        Response::Refused {
+                            reason: "members only".into(),
+                        },
+                    );
+                }
+                let ops = if digest.into_array() == self.roster.digest() {
+                    vec![]
+                } else {
+                    self.roster.ops()
+                };
+                let resp = Response::Roster {
+                    ops,
+                    lock: self.lock_msg.clone(),
+                    addrs: self.member_addrs(),
+                };
+                self.respond(ch, resp);
+            }
+            Request::GoingDown => {
+                if let Some(n) = from.filter(|f| self.roster.is_active(f)) {
+                    info!(node = %n, "peer going down cleanly");
+                    self.guardian
+                        .handle(Event::GoingDown { node: n, at }, &self.roster);
+                    self.dirty.insert(n);
+                    self.persist_dirty();
+                }
+                self.respond(ch, Response::Ack);
+            }
+        }
+    }
+
+    /// Carries out the guardian's actions; returns the response to send.
+    fn run_actions(&mut self, acts: Vec<Action>, peer: Option<&PeerId>) -> Option<Response> {
+        let mut resp = None;
+        for a in acts {
+            match a {
+                Action::Release { envelope, .. } => resp = Some(Response::Share(envelope)),
+                Action::Refuse { refusal, .. } => resp = Some(Response::ShareRefused(refusal)),
+                Action::Store { envelope } => {
+                    let owner = envelope.body.owner;
+                    let state = self.guardian.owner(&owner).cloned().unwrap_or_default();
+                    let mut b = Batch::default();
+                    let r = b
+                        .put(TreeName::Guardian, &owner.0, &state)
+                        .and_then(|_| self.store.commit(b));
+                    resp = Some(match r {
+                        Ok(()) => {
+                            info!(owner = %owner, epoch = envelope.body.epoch, "holding share");
+                            Response::Ack
+                        }
+                        Err(e) => Response::Refused {
+                            reason: format!("guardian could not store the share: {e}"),
+                        },
+                    });
+                }
+                Action::RejectDeposit { reason, from } => {
+                    warn!(from = %from, "deposit refused: {reason}");
+                    resp = Some(Response::Refused { reason });
+                }
+                Action::Forget { owner, keep_from } => {
+                    info!(owner = %owner, keep_from, "dropping old shares");
+                    self.dirty.insert(owner);
+                    self.persist_dirty();
+                    resp = Some(Response::Ack);
+                }
+                Action::Alert(alert) => {
+                    let guardian::Alert::BootKeyWhileUp { owner, at } = alert.clone();
+                    warn!(owner = %owner, requester = ?peer, "ALERT: {alert}");
+                    self.push_alert(at, alert.to_string());
+                    if let Some(mesh) = self.roster.mesh() {
+                        let m = AdminMsg::sign(
+                            AdminBody {
+                                mesh,
+                                kind: AdminKind::Alert { owner },
+                                by: self.me.id,
+                                at,
+                            },
+                            &self.key,
+                        );
+                        self.publish(Gossip::Admin(m));
+                    }
+                }
+                Action::Log(d) => {
+                    let name = self
+                        .roster
+                        .member(&d.owner)
+                        .map(|m| m.name.clone())
+                        .unwrap_or_else(|| d.owner.short());
+                    let requester = peer.map(|p| p.to_string()).unwrap_or_default();
+                    if d.released {
+                        info!(target: "keyward::decision", owner = %name, epoch = d.epoch, %requester, "share RELEASED: {}", d.reason);
+                    } else {
+                        warn!(target: "keyward::decision", owner = %name, epoch = d.epoch, %requester, rule = %d.rule, "share REFUSED: {}", d.reason);
+                    }
+                    self.decisions.push_back(d);
+                    while self.decisions.len() > MAX_DECISIONS {
+                        self.decisions.pop_front();
+                    }
+                }
+            }
+        }
+        resp
+    }
+
+    /// Inviter side of a join.
+    fn admit(
+        &mut self,
+        from: Option<NodeId>,
+        secret: [u8; 32],
+        member: Member,
+    ) -> Result<Vec<SignedOp>, String> {
+        let mesh = self.roster.mesh().ok_or("this node is not in a mesh")?;
+        if from != Some(member.id) {
+            return Err(
+                "the joining connection's key does not match the member it claims to be".into(),
+            );
+        }
+        crate::roster::check_name(&member.name)?;
+        if !self.roster.is_active(&self.me.id) {
+            return Err("this node is no longer an active member and cannot admit anyone".into());
+        }
+        let invites = self
+            .store
+            .tree::<InviteRecord>(TreeName::Invites)
+            .map_err(|e| e.to_string())?;
+        let id = proto::invite_id(&secret);
+        let mut rec = invites
+            .get(&id)
+            .map_err(|e| e.to_string())?
+            .ok_or("unknown invite: this node did not issue it (ask the inviter for a new one: keyward invite)")?;
+        if let Some(u) = rec.used_by {
+            if u == member.id && self.roster.is_active(&u) {
+                return Ok(self.roster.ops());
+            }
+            return Err(format!(
+                "invite already used by {}; ask for a new one: keyward invite",
+                u.short()
+            ));
+        }
+        if rec.expires < now_ms() / 1000 {
+            return Err("invite expired; ask for a new one: keyward invite --expires 1h".into());
+        }
+        if self.roster.is_revoked(&member.id) {
+            return Err("this node was revoked; revocation is final, make a new identity (keyward init on a clean state dir)".into());
+        }
+        if let Some(other) = self
+            .roster
+            .members()
+            .find(|m| m.name == member.name && m.id != member.id)
+        {
+            return Err(format!(
+                "the name `{}` is taken by {}; set another `name` in the joiner's config",
+                member.name,
+                other.id.short()
+            ));
+        }
+        rec.used_by = Some(member.id);
+        invites.put(&id, &rec).map_err(|e| e.to_string())?;
+        self.store.flush().map_err(|e| e.to_string())?;
+        let member = Member {
+            role: rec.role,
+            ..member
+        };
+        let op = SignedOp::sign(
+            OpBody::Admit {
+                mesh,
+                member: member.clone(),
+                invite: Some(serde_bytes::ByteArray::new(id)),
+                by: self.me.id,
+                at: now_ms(),
+            },
+            &self.key,
+        );
+        self.merge_ops(vec![op.clone()]);
+        self.publish(Gossip::Op(op));
+        info!(member = %member.id, name = %member.name, "admitted by invite");
+        Ok(self.roster.ops())
+    }
+
+    fn on_response(&mut self, peer: PeerId, id: OutboundRequestId, r: Result<Response, String>) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        match p {
+            Pending::Join { reply, mesh } => {
+                let resp = match r {
+                    Ok(Response::Joined { ops }) => {
+                        if ops.first().map(|o| o.body.mesh()) != Some(mesh) {
+                            CtlResponse::err(
+                                "the inviter answered for another mesh than the token names",
+                            )
+                        } else {
+                            self.merge_ops(ops);
+                            if self.roster.is_active(&self.me.id) {
+                                self.backoff.clear();
+                                self.send_sync(peer);
+                                CtlResponse::ok(json!({
+                                    "mesh": self.roster.mesh().map(|m| m.to_string()),
+                                    "mesh_name": self.roster.mesh_name(),
+                                    "members": self.roster.members().count(),
+                                }))
+                            } else {
+                                CtlResponse::err(
+                                    "the inviter answered but this node is not in its roster",
+                                )
+                            }
+                        }
+                    }
+                    Ok(Response::Refused { reason }) => {
+                        CtlResponse::err(format!("join refused by the inviter: {reason}"))
+                    }
+                    Ok(_) => CtlResponse::err("unexpected answer from the inviter"),
+                    Err(e) => {
+                        CtlResponse::err(format!("could not reach the inviter ({peer}): {e}"))
+                    }
+                };
+                let _ = reply.send(resp);
+            }
+            Pending::Deposit { batch, guardian } | Pending::Drop { batch, guardian } => {
+                let res = match r {
+                    Ok(Response::Ack) => "ok".to_string(),
+                    Ok(Response::Refused { reason }) => format!("refused: {reason}"),
+                    Ok(_) => "unexpected answer".into(),
+                    Err(e) => format!("unreachable: {e}"),
+                };
+                if let Some(f) = self.fanouts.get_mut(&batch) {
+                    f.results.insert(guardian.to_string(), res);
+                    f.waiting -= 1;
+                    if f.waiting == 0 {
+                        let f = self.fanouts.remove(&batch).expect("present");
+                        let _ = f
+                            .reply
+                            .send(CtlResponse::ok(json!({ "results": f.results })));
+                    }
+                }
+            }
+            Pending::Sync => match r {
+                Ok(Response::Roster { ops, lock, addrs }) => {
+                    let n = self.merge_ops(ops);
+                    for (id, list) in addrs.into_iter().take(crate::roster::MAX_OPS) {
+                        let Some(p) = id
+                            .peer_id()
+                            .filter(|p| *p != self.peer_id() && self.roster.is_active(&id))
+                        else {
+                            continue;
+                        };
+                        for a in list
+                            .iter()
+                            .take(MAX_ADDRS)
+                            .filter_map(|a| a.parse::<Multiaddr>().ok())
+                        {
+                            self.remember(p, a);
+                        }
+                        if !self.connected.contains(&p) {
+                            self.dial_node(p);
+                        }
+                    }
+                    if n > 0 {
+                        debug!(peer = %peer, new = n, "roster sync");
+                    }
+                    if let Some(l) = lock {
+                        self.apply_admin(l, true);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => debug!(peer = %peer, "sync failed: {e}"),
+            },
+            Pending::GoingDown => {}
+        }
+    }
+
+    /// Addresses of active members we know, ours included, for sync.
+    fn member_addrs(&self) -> Vec<(NodeId, Vec<String>)> {
+        let mut out = vec![(
+            self.me.id,
+            self.listen
+                .iter()
+                .map(|a| a.to_string())
+                .take(MAX_ADDRS)
+                .collect(),
+        )];
+        for (p, set) in &self.peers {
+            if let Some(n) = NodeId::from_peer_id(p).filter(|n| self.roster.is_active(n)) {
+                out.push((n, set.iter().map(|a| a.to_string()).collect()));
+            }
+        }
+        out
+    }
+
+    /// Sends a request, dialing with the known addresses if needed.
+    fn send(&mut self, p: PeerId, req: Request) -> OutboundRequestId {
+        let addrs: Vec<Multiaddr> = self
+            .peers
+            .get(&p)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        self.swarm
+            .behaviour_mut()
+            .rpc
+            .send_request_with_addresses(&p, req, addrs)
+    }
+
+    fn dial_node(&mut self, p: PeerId) {
+        let addrs: Vec<Multiaddr> = self
+            .peers
+            .get(&p)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        if !self.connected.contains(&p) && !addrs.is_empty() {
+            let _ = self
+                .swarm
+                .dial(DialOpts::peer_id(p).addresses(addrs).build());
+        }
+    }
+
+    fn on_tick(&mut self, ticks: u64) {
+        let now = now_ms();
+        // Reconnect to members with exponential backoff (1 s .. 32 s).
+        let me = self.peer_id();
+        let members: Vec<PeerId> = self
+            .roster
+            .members()
+            .filter_map(|m| m.id.peer_id())
+            .filter(|p| *p != me)
+            .collect();
+        for p in members {
+            if self.connected.contains(&p) {
+                continue;
+            }
+            let (next, delay) = self.backoff.get(&p).copied().unwrap_or((0, 1000));
+            if now >= next {
+                self.dial_node(p);
+                self.backoff
+                    .insert(p, (now + delay, (delay * 2).min(32_000)));
+            }
+        }
+        // Anti-entropy with one random connected member every 10 s.
+        if ticks % 10 == 0 {
+            let conn: Vec<PeerId> = self
+                .connected
+                .iter()
+                .filter(|p| self.is_member_peer(p))
+                .copied()
+                .collect();
+            if !conn.is_empty() {
+                let i = (rand::random::<u32>() as usize) % conn.len();
+                self.send_sync(conn[i]);
+            }
+        }
+        if ticks % 5 == 0 {
+            self.persist_dirty();
+            self.persist_peers();
+        }
+    }
+
+    fn persist_dirty(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut b = Batch::default();
+        for o in std::mem::take(&mut self.dirty) {
+            if let Some(s) = self.guardian.owner(&o) {
+                if b.put(TreeName::Guardian, &o.0, s).is_err() {
+                    warn!(owner = %o, "owner state too large to persist");
+                }
+            }
+        }
+        if let Err(e) = self.store.commit(b) {
+            warn!("persisting guardian state: {e}");
+        }
+    }
+
+    fn persist_peers(&mut self) {
+        let Ok(t) = self.store.tree::<PeerRecord>(TreeName::Liveness) else {
+            return;
+        };
+        for (p, addrs) in &self.peers {
+            if NodeId::from_peer_id(p).is_some_and(|n| self.roster.is_active(&n)) {
+                let rec = PeerRecord {
+                    addrs: addrs.iter().map(|a| a.to_string()).collect(),
+                };
+                let _ = t.put(&p.to_bytes(), &rec);
+            }
+        }
+    }
+
+    fn on_control(&mut self, req: CtlRequest, reply: oneshot::Sender<CtlResponse>) {
+        let r = match req {
+            CtlRequest::Status => Ok(self.status()),
+            CtlRequest::Invite { role, expires_secs } => self.invite(role, expires_secs),
+            CtlRequest::Join { token } => return self.join(token, reply),
+            CtlRequest::Revoke {
+                who,
+                cascade,
+                reason,
+            } => self.revoke(&who, cascade, reason),
+            CtlRequest::Approve { who } => {
+                self.admin_about(&who, |owner| AdminKind::Approve { owner })
+            }
+            CtlRequest::Deny { who } => self.admin_about(&who, |owner| AdminKind::Deny { owner }),
+            CtlRequest::Lockdown => self.admin(AdminKind::Lockdown),
+            CtlRequest::Lift => self.admin(AdminKind::Lift),
+            CtlRequest::Deposit { envelopes } => return self.deposit(envelopes, reply),
+            CtlRequest::Drop {
+                keep_from,
+                guardians,
+            } => return self.drop_old(keep_from, guardians, reply),
+        };
+        let _ = reply.send(match r {
+            Ok(v) => CtlResponse::ok(v),
+            Err(e) => CtlResponse::err(e),
+        });
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let now = now_ms();
+        let members: Vec<_> = self
+            .roster
+            .members()
+            .map(|m| {
+                let p = m.id.peer_id();
+                let held = self.guardian.owner(&m.id).map(|s| s.envelopes.keys().copied().collect::<Vec<_>>()).unwrap_or_default();
+                json!({
+                    "id": m.id.to_string(),
+                    "name": m.name,
+                    "role": m.role.to_string(),
+                    "me": m.id == self.me.id,
+                    "connected": m.id == self.me.id || p.is_some_and(|p| self.connected.contains(&p)),
+                    "addrs": p.and_then(|p| self.peers.get(&p)).map(|s| s.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+                    "last_seen_ms_ago": self.last_seen.get(&m.id).map(|t| now.saturating_sub(*t)),
+                    "holds_shares_epochs": held,
+                    "up": self.guardian.is_up(&m.id, now),
+                })
+            })
+            .collect();
+        let lock = self.guardian.lockdown().map(|l| {
+            json!({"by": l.by.to_string(), "by_name": self.roster.member(&l.by).map(|m| m.name.clone()), "since_ms_ago": now.saturating_sub(l.at)})
+        });
+        json!({
+            "node": { "id": self.me.id.to_string(), "name": self.me.name, "active": self.roster.is_active(&self.me.id), "revoked": self.roster.is_revoked(&self.me.id) },
+            "mesh": self.roster.mesh().map(|m| json!({"id": m.to_string(), "name": self.roster.mesh_name(), "founder": self.roster.founder().map(|f| f.to_string()), "digest": hex::encode(self.roster.digest())})),
+            "listen": self.listen.iter().map(|a| format!("{a}/p2p/{}", self.peer_id())).collect::<Vec<_>>(),
+            "lockdown": lock,
+            "members": members,
+            "revoked": self.roster.revoked().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "alerts": self.alerts.iter().map(|(t, s)| json!({"at_ms": t, "text": s})).collect::<Vec<_>>(),
+            "decisions": self.decisions.iter().rev().take(20).map(|d| json!({"at_ms": d.at, "owner": self.roster.member(&d.owner).map(|m| m.name.clone()).unwrap_or_else(|| d.owner.to_string()), "released": d.released, "rule": d.rule, "reason": d.reason})).collect::<Vec<_>>(),
+            "policy": self.guardian.policy(),
+        })
+    }
+
+    fn invite(&mut self, role: Role, expires_secs: u64) -> Result<serde_json::Value, String> {
+        let mesh = self
+            .roster
+            .mesh()
+            .ok_or("this node is in no mesh yet: `keyward init --mesh NAME` founds one")?;
+        if !self.roster.is_active(&self.me.id) {
+            return Err("this node is not an active member and cannot invite".into());
+        }
+        if expires_secs == 0 || expires_secs > 30 * 24 * 3600 {
+            return Err("--expires must be between 1 s and 30 days".into());
+        }
+        let mut secret = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+        let expires = now_ms() / 1000 + expires_secs;
+        let mut addrs: Vec<String> = self
+            .listen
+            .iter()
+            .filter(|a| {
+                !a.iter().any(
+                    |p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified()),
+                )
+            })
+            .map(|a| format!("{a}/p2p/{}", self.peer_id()))
+            .collect();
+        addrs.truncate(8);
+        let inv = Invite {
+            mesh,
+            mesh_name: self.roster.mesh_name().unwrap_or_default().into(),
+            inviter: self.me.id,
+            addrs,
+            secret: serde_bytes::ByteArray::new(secret),
+            expires,
+            role,
+        };
+        let t = self
+            .store
+            .tree::<InviteRecord>(TreeName::Invites)
+            .map_err(|e| e.to_string())?;
+        t.put(
+            &inv.id(),
+            &InviteRecord {
+                role,
+                expires,
+                used_by: None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        self.store.flush().map_err(|e| e.to_string())?;
+        info!(role = %role, expires_in_s = expires_secs, "invite issued");
+        Ok(json!({ "token": inv.to_token(), "expires_unix": expires, "role": role.to_string() }))
+    }
+
+    fn join(&mut self, token: String, reply: oneshot::Sender<CtlResponse>) {
+        let inv = match Invite::from_token(&token) {
+            Ok(i) => i,
+            Err(e) => return drop(reply.send(CtlResponse::err(e))),
+        };
+        if let Some(m) = self.roster.mesh() {
+            let msg = if m == inv.mesh {
+                "this node is already in that mesh"
+            } else {
+                "this node is already in another mesh"
+            };
+            return drop(reply.send(CtlResponse::err(msg)));
+        }
+        if inv.expires < now_ms() / 1000 {
+            return drop(reply.send(CtlResponse::err(
+                "this invite has expired; ask for a new one: keyward invite",
+            )));
+        }
+        let Some(p) = inv.inviter.peer_id() else {
+            return drop(reply.send(CtlResponse::err("the invite names an invalid inviter")));
+        };
+        for a in &inv.addrs {
+            if let Ok(ma) = a.parse::<Multiaddr>() {
+                self.remember(p, ma);
+            }
+        }
+        let id = self.send(
+            p,
+            Request::Join {
+                secret: inv.secret,
+                member: self.me.clone(),
+            },
+        );
+        self.pending.insert(
+            id,
+            Pending::Join {
+                reply,
+                mesh: inv.mesh,
+            },
+        );
+    }
+
+    fn find(&self, who: &str) -> Result<NodeId, String> {
+        self.roster
+            .find(who)
+            .map(|m| m.id)
+            .or_else(|| self.roster.find_any(who))
+            .ok_or_else(|| format!("no member named `{who}` (see `keyward peers`)"))
+    }
+
+    fn revoke(
+        &mut self,
+        who: &str,
+        cascade: bool,
+        reason: String,
+    ) -> Result<serde_json::Value, String> {
+        let mesh = self.roster.mesh().ok_or("not in a mesh")?;
+        let node = self.find(who)?;
+        if Some(node) == self.roster.founder() {
+            return Err("the founder is the mesh's root of trust and cannot be revoked".into());
+        }
+        if self.roster.is_revoked(&node) {
+            return Err(format!("{who} is already revoked"));
+        }
+        let mut endorsed = vec![];
+        let mut dropped = vec![];
+        let mut ops = vec![];
+        for d in self.roster.dependents_of(&node) {
+            let Some(m) = self.roster.member(&d).cloned() else {
+                continue;
+            };
+            if cascade || d == self.me.id {
+                dropped.push(m.name);
+                continue;
+            }
+            ops.push(SignedOp::sign(
+                OpBody::Admit {
+                    mesh,
+                    member: m.clone(),
+                    invite: None,
+                    by: self.me.id,
+                    at: now_ms(),
+                },
+                &self.key,
+            ));
+            endorsed.push(m.name);
+        }
+        ops.push(SignedOp::sign(
+            OpBody::Revoke {
+                mesh,
+                node,
+                by: self.me.id,
+                reason,
+                at: now_ms(),
+            },
+            &self.key,
+        ));
+        self.merge_ops(ops.clone());
+        for op in ops {
+            self.publish(Gossip::Op(op));
+        }
+        Ok(json!({ "revoked": node.to_string(), "re_endorsed": endorsed, "dropped": dropped }))
+    }
+
+    fn admin_about(
+        &mut self,
+        who: &str,
+        kind: impl Fn(NodeId) -> AdminKind,
+    ) -> Result<serde_json::Value, String> {
+        let owner = self
+            .roster
+            .find(who)
+            .map(|m| m.id)
+            .ok_or_else(|| format!("no active member named `{who}` (see `keyward peers`)"))?;
+        self.admin(kind(owner))
+    }
+
+    fn admin(&mut self, kind: AdminKind) -> Result<serde_json::Value, String> {
+        let mesh = self.roster.mesh().ok_or("not in a mesh")?;
+        let m = AdminMsg::sign(
+            AdminBody {
+                mesh,
+                kind,
+                by: self.me.id,
+                at: now_ms(),
+            },
+            &self.key,
+        );
+        self.apply_admin(m.clone(), true);
+        self.publish(Gossip::Admin(m));
+        Ok(json!({ "sent": true }))
+    }
+
+    fn deposit(&mut self, envelopes: Vec<String>, reply: oneshot::Sender<CtlResponse>) {
+        let mut envs = Vec::new();
+        for e in envelopes {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(e)
+                .map_err(|e| e.to_string())
+                .and_then(|b| codec::decode::<ShareEnvelope>(&b).map_err(|e| e.to_string()));
+            match decoded {
+                Ok(env) if env.body.owner == self.me.id => envs.push(env),
+                Ok(_) => {
+                    return drop(reply.send(CtlResponse::err("envelope not made by this node")))
+                }
+                Err(e) => return drop(reply.send(CtlResponse::err(format!("bad envelope: {e}")))),
+            }
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let mut f = Fanout {
+            reply,
+            waiting: 0,
+            results: BTreeMap::new(),
+        };
+        for env in envs {
+            let g = env.body.guardian;
+            if g == self.me.id {
+                f.results.insert(
+                    g.to_string(),
+                    "refused: a node cannot guard its own share".into(),
+                );
+                continue;
+            }
+            let Some(p) = g.peer_id() else { continue };
+            let id = self.send(p, Request::Deposit(Box::new(env)));
+            self.pending
+                .insert(id, Pending::Deposit { batch, guardian: g });
+            f.waiting += 1;
+        }
+        if f.waiting == 0 {
+            let _ = f
+                .reply
+                .send(CtlResponse::ok(json!({ "results": f.results })));
+        } else {
+            self.fanouts.insert(batch, f);
+        }
+    }
+
+    fn drop_old(
+        &mut self,
+        keep_from: u64,
+        guardians: Vec<String>,
+        reply: oneshot::Sender<CtlResponse>,
+    ) {
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let mut f = Fanout {
+            reply,
+            waiting: 0,
+            results: BTreeMap::new(),
+        };
+        for g in guardians {
+            let Ok(g) = g.parse::<NodeId>() else { continue };
+            let Some(p) = g.peer_id() else { continue };
+            let id = self.send(p, Request::Drop { keep_from });
+            self.pending
+                .insert(id, Pending::Drop { batch, guardian: g });
+            f.waiting += 1;
+        }
+        if f.waiting == 0 {
+            let _ = f
+                .reply
+                .send(CtlResponse::ok(json!({ "results": f.results })));
+        } else {
+            self.fanouts.insert(batch, f);
+        }
+    }
+}
+
+/// Known addresses of a peer, persisted so a restart reconnects at once.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PeerRecord {
+    addrs: Vec<String>,
+}
+
+impl Wire for PeerRecord {
+    const KIND: &'static str = "peer";
+    const MAX: usize = 4096;
+}
+
+fn tcp_to_quic(a: &Multiaddr) -> Option<Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut out = Multiaddr::empty();
+    for p in a.iter() {
+        match p {
+            Protocol::Tcp(port) => {
+                out.push(Protocol::Udp(port));
+                out.push(Protocol::QuicV1);
+            }
+            p => out.push(p),
+        }
+    }
+    (out != *a).then_some(out)
+}
+
+/// Binds the control socket 0600 in a 0700 directory, refusing to steal
+/// the socket of a daemon that is still running.
+fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another keywardd is already running on {}", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let old = unsafe { libc::umask(0o177) };
+    let l = UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let l = l.with_context(|| format!("binding control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+async fn serve_control(l: UnixListener, tx: mpsc::Sender<CtlMsg>) {
+    loop {
+        let Ok((s, _)) = l.accept().await else {
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = control_conn(s, tx).await {
+                debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+async fn control_conn(s: UnixStream, tx: mpsc::Sender<CtlMsg>) -> anyhow::Result<()> {
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r.take(MAX_LINE as u64));
+    let mut line = String::new();
+    r.read_line(&mut line).await?;
+    let resp = match serde_json::from_str::<CtlRequest>(&line) {
+        Ok(req) => {
+            let (otx, orx) = oneshot::channel();
+            tx.send((req, otx)).await?;
+            match tokio::time::timeout(Duration::from_secs(60), orx).await {
+                Ok(Ok(r)) => r,
+                _ => CtlResponse::err("keywardd gave no answer in time"),
+            }
+        }
+        Err(e) => CtlResponse::err(format!("bad control request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&resp)?;
+    out.push(b'\n');
+    w.write_all(&out).await?;
+    Ok(())
+}
+
+use tokio::io::AsyncReadExt as _;
