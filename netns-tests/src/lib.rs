@@ -20,6 +20,7 @@
 
 mod delay;
 mod lab;
+pub mod mesh;
 mod nft;
 mod ns;
 

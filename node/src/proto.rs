@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteArray;
 
+/// A 32-byte secret on the wire (invite secrets).
+pub type Secret32 = ByteArray<32>;
+
 use crate::codec::{self, Wire};
 use crate::guardian::{Millis, Refusal, ShareRequest};
 use crate::identity::{NodeId, NodeKey, Sig};

@@ -1,0 +1,401 @@
+//! A keyward mesh of real `keywardd` processes for end-to-end tests, either
+//! on loopback (no privileges needed) or one daemon per namespace of a
+//! [`Lab`]. Each node has its own config, state dir, boot key, control
+//! socket and, on demand, a LUKS2 image file. Every process is killed and
+//! every file removed when the mesh drops, also on panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::Lab;
+
+/// Paths of the keyward binaries. `cargo test --workspace` builds them
+/// (the node and cli crates have integration tests, so their binaries are
+/// built with the tests' feature set); asking cargo again here is a no-op
+/// then, and rebuilds them when only this crate's tests were asked for.
+pub struct Bins {
+    pub keyward: PathBuf,
+    pub keywardd: PathBuf,
+}
+
+pub fn bins() -> &'static Bins {
+    static B: OnceLock<Bins> = OnceLock::new();
+    B.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["test", "--quiet", "--workspace", "--no-run"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let st = cmd
+            .status()
+            .expect("running cargo build for the keyward binaries");
+        assert!(st.success(), "building keyward binaries failed");
+        Bins {
+            keyward: dir.join("keyward"),
+            keywardd: dir.join("keywardd"),
+        }
+    })
+}
+
+/// Options common to every node of a mesh.
+#[derive(Clone)]
+pub struct MeshOptions {
+    /// Lines of the `[policy]` table (seconds).
+    pub policy: String,
+    pub mdns: bool,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        MeshOptions {
+            policy: "interval = 1\ntimeout = 6\nextended_timeout = 6\nup_window = 3\n".into(),
+            mdns: false,
+        }
+    }
+}
+
+pub struct MeshNode {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Mesh {
+    _tmp: tempfile::TempDir,
+    pub nodes: Vec<MeshNode>,
+    lab: Option<Arc<Lab>>,
+}
+
+const PASSPHRASE: &[u8] = b"correct horse battery staple";
+
+impl Mesh {
+    /// `n` nodes on 127.0.0.1 with ephemeral ports.
+    pub fn loopback(n: usize, opts: &MeshOptions) -> Result<Mesh> {
+        Self::build(n, opts, None)
+    }
+
+    /// One node per namespace of `lab`, listening on port 7300 of its address.
+    pub fn in_lab(lab: Arc<Lab>, opts: &MeshOptions) -> Result<Mesh> {
+        let n = lab.nodes().len();
+        Self::build(n, opts, Some(lab))
+    }
+
+    fn build(n: usize, opts: &MeshOptions, lab: Option<Arc<Lab>>) -> Result<Mesh> {
+        let tmp = tempfile::Builder::new().prefix("keyward-mesh-").tempdir()?;
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let name = format!("node{i}");
+            let dir = tmp.path().join(&name);
+            std::fs::create_dir_all(&dir)?;
+            let listen = match &lab {
+                Some(l) => format!("/ip4/{}/tcp/7300", l.node(i).addr()),
+                // A fixed port per node, so a restarted daemon is found at
+                // the address its peers and its LUKS token remember.
+                None => format!("/ip4/127.0.0.1/tcp/{}", free_port()?),
+            };
+            let config = dir.join("keyward.toml");
+            let text = format!(
+                "name = \"{name}\"\nstate_dir = \"{d}/state\"\nboot_key = \"{d}/boot.key\"\ncontrol_socket = \"{d}/control.sock\"\nlisten = [\"{listen}\"]\nmdns = {mdns}\nlog_level = \"info\"\n\n[policy]\n{policy}",
+                d = dir.display(),
+                mdns = opts.mdns,
+                policy = opts.policy
+            );
+            std::fs::write(&config, text)?;
+            nodes.push(MeshNode {
+                name,
+                dir,
+                config,
+                child: None,
+            });
+        }
+        Ok(Mesh {
+            _tmp: tmp,
+            nodes,
+            lab,
+        })
+    }
+
+    fn command(&self, i: usize, program: &Path) -> Result<Command> {
+        let mut c = match &self.lab {
+            Some(l) => l.command(i, program.to_str().unwrap_or_default())?,
+            None => Command::new(program),
+        };
+        c.env("KEYWARD_CONFIG", &self.nodes[i].config)
+            .env("NO_COLOR", "1");
+        Ok(c)
+    }
+
+    /// Runs `keyward ARGS` as node `i`.
+    pub fn cli(&self, i: usize, args: &[&str]) -> Result<Output> {
+        let mut c = self.command(i, &bins().keyward)?;
+        c.args(args).stdin(Stdio::null());
+        Ok(c.output()?)
+    }
+
+    /// Runs `keyward ARGS` and returns stdout, or fails with its stderr.
+    pub fn cli_ok(&self, i: usize, args: &[&str]) -> Result<String> {
+        let o = self.cli(i, args)?;
+        if !o.status.success() {
+            bail!(
+                "node{i}: keyward {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    pub fn init(&self, i: usize, mesh: Option<&str>) -> Result<()> {
+        match mesh {
+            Some(m) => self.cli_ok(i, &["init", "--mesh", m])?,
+            None => self.cli_ok(i, &["init"])?,
+        };
+        Ok(())
+    }
+
+    /// Starts node `i`'s daemon and waits for its control socket.
+    pub fn start(&mut self, i: usize) -> Result<()> {
+        if self.nodes[i].child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.nodes[i].dir.join("keywardd.log"))?;
+        let mut c = self.command(i, &bins().keywardd)?;
+        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        let child = match &self.lab {
+            Some(l) => l.spawn(i, &mut c)?,
+            None => c.spawn()?,
+        };
+        self.nodes[i].child = Some(child);
+        let sock = self.nodes[i].dir.join("control.sock");
+        self.wait_for(Duration::from_secs(10), || {
+            Ok(std::os::unix::net::UnixStream::connect(&sock).is_ok())
+        })
+        .with_context(|| format!("node{i} daemon did not come up; log:\n{}", self.log(i)))
+    }
+
+    /// Stops node `i` cleanly (SIGTERM: it says goodbye to its peers).
+    pub fn stop(&mut self, i: usize) -> Result<()> {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            // SAFETY: plain kill(2) on a child we own.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if c.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            bail!("node{i} did not stop within 10 s of SIGTERM");
+        }
+        Ok(())
+    }
+
+    /// Kills node `i` without a goodbye (a crash or a power cut).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].dir.join("keywardd.log")).unwrap_or_default()
+    }
+
+    pub fn status(&self, i: usize) -> Result<Value> {
+        Ok(serde_json::from_str(
+            &self.cli_ok(i, &["status", "--json"])?,
+        )?)
+    }
+
+    /// Members node `i` counts as active, by name.
+    pub fn members(&self, i: usize) -> Result<Vec<String>> {
+        let v = self.status(i)?;
+        Ok(v["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["name"].as_str().map(String::from))
+            .collect())
+    }
+
+    /// Polls `f` every 50 ms until it is true or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+        let t = Instant::now();
+        let mut last = None;
+        while t.elapsed() < timeout {
+            match f() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(anyhow!(
+            "condition not met within {timeout:?} (last error: {last:?})"
+        ))
+    }
+
+    /// Inits every node, founds the mesh on node 0, starts all daemons
+    /// and joins nodes 1.. with invites from node 0; waits until every
+    /// roster has every member.
+    pub fn form(&mut self) -> Result<()> {
+        let n = self.nodes.len();
+        self.init(0, Some("test"))?;
+        for i in 1..n {
+            self.init(i, None)?;
+        }
+        for i in 0..n {
+            self.start(i)?;
+        }
+        for i in 1..n {
+            self.join(i, 0)?;
+        }
+        self.converge(Duration::from_secs(20))
+    }
+
+    /// Node `i` joins with an invite made by `inviter`.
+    pub fn join(&self, i: usize, inviter: usize) -> Result<()> {
+        let token = self.cli_ok(inviter, &["invite"])?;
+        self.cli_ok(i, &["join", token.trim()])?;
+        Ok(())
+    }
+
+    /// Waits until every running node sees every node of the mesh as a
+    /// member and connected.
+    pub fn converge(&self, timeout: Duration) -> Result<()> {
+        let n = self.nodes.len();
+        let running: Vec<usize> = (0..n).filter(|i| self.nodes[*i].child.is_some()).collect();
+        self.wait_for(timeout, || {
+            for &i in &running {
+                let v = self.status(i)?;
+                let ms = v["members"].as_array().cloned().unwrap_or_default();
+                let connected = ms
+                    .iter()
+                    .filter(|m| m["connected"].as_bool() == Some(true))
+                    .count();
+                if ms.len() != n || connected != running.len() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Makes node `i`'s LUKS2 image (20 MiB, cheap PBKDF) with a passphrase
+    /// file; returns (image, passphrase file).
+    pub fn make_image(&self, i: usize) -> Result<(PathBuf, PathBuf)> {
+        let img = self.nodes[i].dir.join("disk.img");
+        let pass = self.nodes[i].dir.join("passphrase");
+        std::fs::File::create(&img)?.set_len(20 << 20)?;
+        std::fs::write(&pass, PASSPHRASE)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600))?;
+        let st = Command::new("cryptsetup")
+            .args([
+                "luksFormat",
+                "--type",
+                "luks2",
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+                "--batch-mode",
+                "--key-file",
+            ])
+            .arg(&pass)
+            .arg(&img)
+            .status()
+            .context("running cryptsetup (install cryptsetup-bin)")?;
+        if !st.success() {
+            bail!("luksFormat failed");
+        }
+        Ok((img, pass))
+    }
+
+    /// Binds node `i`'s image with `extra` bind arguments.
+    pub fn bind(&self, i: usize, extra: &[&str]) -> Result<String> {
+        let img = self.nodes[i].dir.join("disk.img");
+        let pass = self.nodes[i].dir.join("passphrase");
+        let mut args = vec![
+            "bind",
+            "--device",
+            img.to_str().unwrap_or_default(),
+            "--key-file",
+            pass.to_str().unwrap_or_default(),
+        ];
+        args.extend_from_slice(extra);
+        self.cli_ok(i, &args)
+    }
+
+    /// `keyward unlock --check` for node `i`'s image, as the initramfs would
+    /// run it: only the boot key, the image and the network.
+    pub fn unlock(&self, i: usize, timeout: &str) -> Result<Output> {
+        let img = self.nodes[i].dir.join("disk.img");
+        self.cli(
+            i,
+            &[
+                "unlock",
+                "--device",
+                img.to_str().unwrap_or_default(),
+                "--check",
+                "--timeout",
+                timeout,
+            ],
+        )
+    }
+
+    pub fn dir(&self, i: usize) -> &Path {
+        &self.nodes[i].dir
+    }
+
+    pub fn running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Whether cryptsetup can be run (LUKS tests are skipped otherwise).
+pub fn have_cryptsetup() -> bool {
+    Command::new("cryptsetup")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -1,0 +1,276 @@
+//! Real daemons on loopback: mesh formation, roster changes and the whole
+//! unlock path against real LUKS2 images. Timeouts are seconds (set in each
+//! node's config) so the suite stays short.
+
+use std::time::Duration;
+
+use keyward_netns_tests::mesh::{have_cryptsetup, Mesh, MeshOptions};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn formed(n: usize) -> Mesh {
+    let mut m = Mesh::loopback(n, &MeshOptions::default()).unwrap();
+    m.form().unwrap();
+    m
+}
+
+#[test]
+fn five_nodes_join_and_converge_and_revocation_spreads() {
+    let mut m = formed(5);
+    for i in 0..5 {
+        let mut names = m.members(i).unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            ["node0", "node1", "node2", "node3", "node4"],
+            "node{i}"
+        );
+    }
+    // node1 (not the founder) revokes node4; everyone drops it.
+    let out = m.cli_ok(1, &["revoke", "node4"]).unwrap();
+    assert!(out.contains("revoked node4"), "{out}");
+    m.wait_for(Duration::from_secs(10), || {
+        Ok((0..4).all(|i| m.members(i).map(|v| v.len() == 4).unwrap_or(false)))
+    })
+    .unwrap();
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(m.status(4)?["node"]["revoked"] == true)
+    })
+    .unwrap();
+    // a revoked node cannot invite
+    let e = m.cli(4, &["invite"]).unwrap();
+    assert!(!e.status.success());
+    assert!(
+        stderr(&e).contains("not an active member"),
+        "{}",
+        stderr(&e)
+    );
+    // the founder cannot be revoked
+    let e = m.cli(2, &["revoke", "node0"]).unwrap();
+    assert!(stderr(&e).contains("root of trust"), "{}", stderr(&e));
+    m.stop(0).unwrap();
+}
+
+#[test]
+fn reused_forged_and_expired_tokens_are_refused() {
+    let mut m = Mesh::loopback(4, &MeshOptions::default()).unwrap();
+    m.init(0, Some("t")).unwrap();
+    for i in 1..4 {
+        m.init(i, None).unwrap();
+    }
+    for i in 0..4 {
+        m.start(i).unwrap();
+    }
+    let token = m.cli_ok(0, &["invite"]).unwrap();
+    let token = token.trim();
+    m.cli_ok(1, &["join", token]).unwrap();
+    // the same token again, from another node
+    let o = m.cli(2, &["join", token]).unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("invite already used"), "{}", stderr(&o));
+    // a token whose secret was tampered with: the inviter never issued it
+    let t2 = m.cli_ok(0, &["invite"]).unwrap();
+    let inv = keyward_node::proto::Invite::from_token(t2.trim()).unwrap();
+    let mut forged = inv.clone();
+    forged.secret = serde_bytes_array([7; 32]);
+    let o = m.cli(2, &["join", &forged.to_token()]).unwrap();
+    assert!(stderr(&o).contains("unknown invite"), "{}", stderr(&o));
+    // a damaged token
+    let o = m
+        .cli(2, &["join", &t2.trim()[..t2.trim().len() - 4]])
+        .unwrap();
+    assert!(stderr(&o).contains("damaged"), "{}", stderr(&o));
+    // an expired token
+    let t3 = m.cli_ok(0, &["invite", "--expires", "1s"]).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let o = m.cli(3, &["join", t3.trim()]).unwrap();
+    assert!(stderr(&o).contains("expired"), "{}", stderr(&o));
+    // the original token still works for nobody, a fresh one works
+    m.join(2, 0).unwrap();
+    assert_eq!(m.members(2).unwrap().len(), 3);
+}
+
+fn serde_bytes_array(b: [u8; 32]) -> keyward_node::proto::Secret32 {
+    keyward_node::proto::Secret32::new(b)
+}
+
+#[test]
+fn a_killed_daemon_restarts_with_its_state_and_rejoins() {
+    let mut m = formed(3);
+    m.kill(2);
+    std::thread::sleep(Duration::from_millis(300));
+    m.start(2).unwrap();
+    m.converge(Duration::from_secs(20)).unwrap();
+    let v = m.status(2).unwrap();
+    assert_eq!(v["mesh"]["name"], "test");
+    assert_eq!(v["members"].as_array().unwrap().len(), 3);
+}
+
+/// A formed mesh of 5 where node 4 has bound its image 3-of-4.
+fn bound() -> Option<Mesh> {
+    if !have_cryptsetup() {
+        println!("skipped: cryptsetup not installed");
+        return None;
+    }
+    let m = formed(5);
+    m.make_image(4).unwrap();
+    let out = m.bind(4, &[]).unwrap();
+    assert!(out.contains("3-of-4"), "{out}");
+    Some(m)
+}
+
+#[test]
+fn reboot_within_timeout_unlocks_and_the_running_owner_is_refused_with_an_alert() {
+    let Some(mut m) = bound() else { return };
+    // while node4 runs, its boot key must not work: copied-key alert
+    let o = m.unlock(4, "2s").unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("the owner is up"), "{}", stderr(&o));
+    m.wait_for(Duration::from_secs(5), || {
+        Ok((0..4).all(|i| {
+            m.status(i)
+                .map(|v| v["alerts"].as_array().is_some_and(|a| !a.is_empty()))
+                .unwrap_or(false)
+        }))
+    })
+    .unwrap();
+    let alert = m.status(0).unwrap()["alerts"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(alert.contains("may have been copied"), "{alert}");
+    // a clean reboot: SIGTERM says goodbye, the initramfs asks at once
+    m.stop(4).unwrap();
+    let o = m.unlock(4, "10s").unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("opens"), "{}", stderr(&o));
+}
+
+#[test]
+fn offline_longer_than_timeout_is_refused_until_approved() {
+    let Some(mut m) = bound() else { return };
+    m.kill(4);
+    std::thread::sleep(Duration::from_secs(7));
+    let o = m.unlock(4, "1s").unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("0 valid shares of 3 needed"), "{e}");
+    assert!(
+        e.contains("not seen alive for") && e.contains("keyward approve node4"),
+        "{e}"
+    );
+    m.cli_ok(1, &["approve", "node4"]).unwrap();
+    let o = m.unlock(4, "10s").unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // a deny after that refuses again
+    m.cli_ok(2, &["deny", "node4"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let o = m.unlock(4, "1s").unwrap();
+    assert!(stderr(&o).contains("denied"), "{}", stderr(&o));
+}
+
+#[test]
+fn lockdown_refuses_and_lift_restores() {
+    let Some(mut m) = bound() else { return };
+    m.stop(4).unwrap();
+    m.cli_ok(2, &["lockdown"]).unwrap();
+    m.wait_for(Duration::from_secs(5), || {
+        Ok((0..4).all(|i| {
+            m.status(i)
+                .map(|v| !v["lockdown"].is_null())
+                .unwrap_or(false)
+        }))
+    })
+    .unwrap();
+    let o = m.unlock(4, "1s").unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("lockdown"), "{}", stderr(&o));
+    m.cli_ok(3, &["lockdown", "--lift"]).unwrap();
+    m.wait_for(Duration::from_secs(5), || {
+        Ok((0..4).all(|i| {
+            m.status(i)
+                .map(|v| v["lockdown"].is_null())
+                .unwrap_or(false)
+        }))
+    })
+    .unwrap();
+    let o = m.unlock(4, "10s").unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_revoked_node_is_refused() {
+    let Some(mut m) = bound() else { return };
+    m.stop(4).unwrap();
+    m.cli_ok(0, &["revoke", "node4"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let o = m.unlock(4, "1s").unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("revoked"), "{}", stderr(&o));
+}
+
+#[test]
+fn below_threshold_fails_clearly_then_succeeds_when_a_guardian_returns() {
+    let Some(mut m) = bound() else { return };
+    // guardians of node4 are node0..node3; leave only 2 (T-1) up
+    m.stop(4).unwrap();
+    m.stop(0).unwrap();
+    m.stop(1).unwrap();
+    let o = m.unlock(4, "2s").unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("2 valid shares of 3 needed") && e.contains("2 guardians unreachable"),
+        "{e}"
+    );
+    // start the unlock, then bring one guardian back: the retry picks it up
+    let bins = keyward_netns_tests::mesh::bins();
+    let img = m.dir(4).join("disk.img");
+    let child = std::process::Command::new(&bins.keyward)
+        .env("KEYWARD_CONFIG", m.dir(4).join("keyward.toml"))
+        .args(["unlock", "--check", "--timeout", "20s", "--device"])
+        .arg(&img)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    m.start(1).unwrap();
+    let o = child.wait_with_output().unwrap();
+    if !o.status.success() {
+        for i in 0..5 {
+            eprintln!("==== node{i}\n{}", m.log(i));
+        }
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_tampered_share_is_detected_and_others_are_used() {
+    let Some(mut m) = bound() else { return };
+    m.stop(4).unwrap();
+    // guardian node0 corrupts what it holds for node4 (offline edit of its db)
+    m.stop(0).unwrap();
+    {
+        use keyward_node::guardian::OwnerState;
+        use keyward_node::store::{Store, TreeName};
+        let store = Store::open(&m.dir(0).join("state/db")).unwrap();
+        let t = store.tree::<OwnerState>(TreeName::Guardian).unwrap();
+        let mut n = 0;
+        for (k, mut st) in t.all().unwrap() {
+            for env in st.envelopes.values_mut() {
+                let i = env.body.sealed.len() / 2;
+                env.body.sealed[i] ^= 0x55;
+                n += 1;
+            }
+            t.put(&k, &st).unwrap();
+        }
+        store.flush().unwrap();
+        assert_eq!(n, 1, "node0 held one share of node4");
+    }
+    m.start(0).unwrap();
+    m.converge(Duration::from_secs(20)).ok();
+    let o = m.unlock(4, "10s").unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
