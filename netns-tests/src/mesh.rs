@@ -26,28 +26,32 @@ pub struct Bins {
 pub fn bins() -> &'static Bins {
     static B: OnceLock<Bins> = OnceLock::new();
     B.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_path_buf();
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["test", "--quiet", "--workspace", "--no-run"]);
-        if release {
-            cmd.arg("--release");
+        let exe = std::env::current_exe().expect("executable path");
+        let mut dir = exe.parent().expect("executable dir").to_path_buf();
+        let in_test = dir.file_name().is_some_and(|n| n == "deps");
+        if in_test {
+            // target/<profile>/deps/<test> -> target/<profile>
+            dir.pop();
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["test", "--quiet", "--workspace", "--no-run"]);
+            if release {
+                cmd.arg("--release");
+            }
+            let st = cmd.status().expect("running cargo to build the keyward binaries");
+            assert!(st.success(), "building keyward binaries failed");
         }
-        let st = cmd
-            .status()
-            .expect("running cargo build for the keyward binaries");
-        assert!(st.success(), "building keyward binaries failed");
-        Bins {
+        let b = Bins {
             keyward: dir.join("keyward"),
             keywardd: dir.join("keywardd"),
-        }
+        };
+        assert!(
+            b.keyward.exists() && b.keywardd.exists(),
+            "keyward and keywardd must sit next to {}: run `cargo build --release --workspace` first",
+            exe.display()
+        );
+        b
     })
 }
 

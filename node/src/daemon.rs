@@ -488,9 +488,16 @@ impl Daemon {
                 }
             }
             let _ = self.store.flush();
+            let mut fresh = vec![];
             for m in self.roster.members() {
                 if !was_active.contains(&m.id) {
                     info!(member = %m.id, name = %m.name, role = %m.role, "member admitted");
+                    fresh.extend(m.id.peer_id());
+                }
+            }
+            for p in fresh {
+                if self.connected.contains(&p) {
+                    self.alive(&p);
                 }
             }
             for id in was_active {
@@ -548,20 +555,7 @@ impl Daemon {
             AdminKind::Lockdown => Event::Lockdown { by, at },
             AdminKind::Lift => Event::Lift { by, at },
             AdminKind::Alert { owner } => {
-                let text = guardian::Alert::BootKeyWhileUp { owner: *owner, at }.to_string();
-                let name = self
-                    .roster
-                    .member(owner)
-                    .map(|m| m.name.clone())
-                    .unwrap_or_default();
-                if !self
-                    .alerts
-                    .iter()
-                    .any(|(t, s)| *t / 10_000 == at / 10_000 && *s == text)
-                {
-                    warn!(owner = %owner, name = %name, reported_by = %by, "ALERT: {text}");
-                    self.push_alert(at, text);
-                }
+                self.record_alert(*owner, at, Some(by));
                 return;
             }
         };
@@ -592,6 +586,28 @@ impl Daemon {
                 self.persist_dirty();
             }
         }
+    }
+
+    /// Records a copied-boot-key alert once per owner and minute, whether
+    /// this guardian saw it or a peer reported it.
+    fn record_alert(&mut self, owner: NodeId, at: Millis, reported_by: Option<NodeId>) {
+        let name = self
+            .roster
+            .member(&owner)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| owner.to_string());
+        let text = format!(
+            "boot key of {name} used while {name} is running: it may have been copied; run `keyward rebind` on {name}"
+        );
+        if self
+            .alerts
+            .iter()
+            .any(|(t, s)| t.abs_diff(at) < 60_000 && *s == text)
+        {
+            return;
+        }
+        warn!(owner = %owner, reported_by = ?reported_by.map(|b| b.to_string()), "ALERT: {text}");
+        self.push_alert(at, text);
     }
 
     fn push_alert(&mut self, at: Millis, text: String) {
@@ -788,9 +804,8 @@ impl Daemon {
                     resp = Some(Response::Ack);
                 }
                 Action::Alert(alert) => {
-                    let guardian::Alert::BootKeyWhileUp { owner, at } = alert.clone();
-                    warn!(owner = %owner, requester = ?peer, "ALERT: {alert}");
-                    self.push_alert(at, alert.to_string());
+                    let guardian::Alert::BootKeyWhileUp { owner, at } = alert;
+                    self.record_alert(owner, at, None);
                     if let Some(mesh) = self.roster.mesh() {
                         let m = AdminMsg::sign(
                             AdminBody {
