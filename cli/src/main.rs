@@ -64,10 +64,16 @@ enum Cmd {
         #[arg(long, default_value = "revoked by admin")]
         reason: String,
     },
-    /// Let NODE unlock although it was not seen alive within the timeout.
-    Approve { node: String },
-    /// Refuse NODE's unlock until an approve.
-    Deny { node: String },
+    /// Let NODEs unlock once although not seen alive within the timeout.
+    Approve {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Refuse NODEs' unlock until an approve.
+    Deny {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// Refuse every unlock mesh-wide (or lift that).
     Lockdown {
         #[arg(long)]
@@ -110,6 +116,9 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Behave like a normal Unix tool in pipes (`keyward status | head`).
+    // SAFETY: restoring the default disposition of SIGPIPE at startup.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -200,15 +209,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Approve { node } => {
-            ctl(&cfg, CtlRequest::Approve { who: node.clone() })?;
-            println!(
-                "approved {node}: guardians release its shares once (for the approval window)"
-            );
+        Cmd::Approve { nodes } => {
+            for node in nodes {
+                ctl(&cfg, CtlRequest::Approve { who: node.clone() })?;
+                println!("approved {node}: guardians release its shares once (within the approval window)");
+            }
         }
-        Cmd::Deny { node } => {
-            ctl(&cfg, CtlRequest::Deny { who: node.clone() })?;
-            println!("denied {node}: guardians refuse its unlock until `keyward approve {node}`");
+        Cmd::Deny { nodes } => {
+            for node in nodes {
+                ctl(&cfg, CtlRequest::Deny { who: node.clone() })?;
+                println!(
+                    "denied {node}: guardians refuse its unlock until `keyward approve {node}`"
+                );
+            }
         }
         Cmd::Lockdown { lift } => {
             ctl(
@@ -247,6 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (_, token) = dev
                 .token()?
                 .with_context(|| format!("{} is not bound by keyward (no keyward token); bind it with `keyward bind --device {}`", device.display(), device.display()))?;
+            refuse_if_running_owner(&cfg, &token.owner)?;
             let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
             let boot = BootKey::load(&bk_path)?;
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -274,6 +288,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unlocking a node that is up would be refused anyway and raise a
+/// copied-boot-key alert mesh-wide; say so instead.
+fn refuse_if_running_owner(cfg: &Config, owner: &str) -> anyhow::Result<()> {
+    if let Ok(v) = control::call(
+        &cfg.control_socket,
+        &CtlRequest::Status,
+        Duration::from_secs(2),
+    ) {
+        if v["node"]["id"].as_str() == Some(owner) {
+            bail!(
+                "keywardd is running on this node, which owns the device: guardians would refuse and raise a copied-boot-key alert; stop keywardd first (systemctl stop keywardd) to test an unlock"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Reads an existing passphrase: from a file, or asked on the terminal.

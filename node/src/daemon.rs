@@ -45,6 +45,7 @@ const MAX_STRIKES: u32 = 5;
 const MAX_ADDRS: usize = 8;
 const MAX_ALERTS: usize = 100;
 const MAX_DECISIONS: usize = 200;
+const MAX_RECENT_ADMIN: usize = 256;
 
 /// What `keyward init` made.
 pub struct InitReport {
@@ -151,6 +152,8 @@ pub struct Daemon {
     fanouts: BTreeMap<u64, Fanout>,
     next_batch: u64,
     lock_msg: Option<AdminMsg>,
+    /// Approvals and denials still within the approval window, for sync.
+    recent_admin: VecDeque<AdminMsg>,
     alerts: VecDeque<(Millis, String)>,
     decisions: VecDeque<guardian::Decision>,
     dirty: BTreeSet<NodeId>,
@@ -230,6 +233,7 @@ impl Daemon {
             fanouts: BTreeMap::new(),
             next_batch: 0,
             lock_msg: None,
+            recent_admin: VecDeque::new(),
             alerts: VecDeque::new(),
             decisions: VecDeque::new(),
             dirty: BTreeSet::new(),
@@ -578,8 +582,15 @@ impl Daemon {
                 self.lock_msg = Some(m);
             }
         } else {
+            if self.recent_admin.contains(&m) {
+                return;
+            }
             if log {
                 info!(kind = ?m.body.kind, by = %by, "admin decision");
+            }
+            self.recent_admin.push_back(m.clone());
+            while self.recent_admin.len() > MAX_RECENT_ADMIN {
+                self.recent_admin.pop_front();
             }
             if let AdminKind::Approve { owner } | AdminKind::Deny { owner } = m.body.kind {
                 self.dirty.insert(owner);
@@ -749,9 +760,21 @@ impl Daemon {
                 } else {
                     self.roster.ops()
                 };
+                let window = self.guardian.policy().approval_window;
+                let now = now_ms();
+                let admin = self
+                    .lock_msg
+                    .iter()
+                    .chain(
+                        self.recent_admin
+                            .iter()
+                            .filter(|m| now.saturating_sub(m.body.at) <= window),
+                    )
+                    .cloned()
+                    .collect();
                 let resp = Response::Roster {
                     ops,
-                    lock: self.lock_msg.clone(),
+                    admin,
                     addrs: self.member_addrs(),
                 };
                 self.respond(ch, resp);
@@ -974,7 +997,7 @@ impl Daemon {
                 }
             }
             Pending::Sync => match r {
-                Ok(Response::Roster { ops, lock, addrs }) => {
+                Ok(Response::Roster { ops, admin, addrs }) => {
                     let n = self.merge_ops(ops);
                     for (id, list) in addrs.into_iter().take(crate::roster::MAX_OPS) {
                         let Some(p) = id
@@ -997,8 +1020,8 @@ impl Daemon {
                     if n > 0 {
                         debug!(peer = %peer, new = n, "roster sync");
                     }
-                    if let Some(l) = lock {
-                        self.apply_admin(l, true);
+                    for m in admin.into_iter().take(MAX_RECENT_ADMIN) {
+                        self.apply_admin(m, true);
                     }
                 }
                 Ok(_) => {}

@@ -325,6 +325,10 @@ pub struct OwnerState {
     pub going_down: Option<Millis>,
     pub last_release: Option<Millis>,
     pub approved: Option<(NodeId, Millis)>,
+    /// Time of the last approval consumed by a release, so a replayed
+    /// (re-gossiped) approval cannot release twice.
+    #[serde(default)]
+    pub approval_used: Option<Millis>,
     pub denied: Option<(NodeId, Millis)>,
     pub pending_since: Option<Millis>,
     /// Envelopes held, by epoch.
@@ -449,7 +453,9 @@ impl Guardian {
             Event::Approve { owner, by, at } => {
                 if roster.is_active(&by) && roster.is_active(&owner) {
                     let s = self.owners.entry(owner).or_default();
-                    if s.denied.is_none_or(|(_, d)| d <= at) {
+                    let fresh = s.approval_used.is_none_or(|u| at > u)
+                        && s.approved.is_none_or(|(_, a)| at > a);
+                    if fresh && s.denied.is_none_or(|(_, d)| d <= at) {
                         s.approved = Some((by, at));
                         s.denied = None;
                     }
@@ -618,14 +624,20 @@ impl Guardian {
             Ok(()) => {
                 let s = self.owners.get_mut(&owner).expect("checked above");
                 let env = s.envelopes.get(&req.epoch).cloned().expect("checked above");
-                let how = if s.approved.is_some() {
+                let approval = s
+                    .approved
+                    .filter(|(_, a)| at.saturating_sub(*a) <= self.policy.approval_window);
+                let how = if approval.is_some() {
                     "approved by an admin"
                 } else {
                     "alive within timeout"
                 };
+                if let Some((_, a)) = approval {
+                    s.approval_used = Some(a);
+                    s.approved = None;
+                }
                 s.last_release = Some(at);
                 s.pending_since = None;
-                s.approved = None;
                 out.push(decision(true, "released", how.into()));
                 out.push(Action::Release {
                     id,
@@ -905,6 +917,42 @@ mod tests {
             &w.roster.clone(),
         );
         assert!(matches!(w.ask(60 * MIN + 1), Err(Refusal::NotSeen { .. })));
+    }
+
+    #[test]
+    fn a_replayed_approval_releases_only_once() {
+        let mut w = world();
+        let (admin, owner) = (w.admin.id(), w.owner.id());
+        w.g.policy.extended_timeout = 0;
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: admin,
+                at: 60 * MIN,
+            },
+            &w.roster.clone(),
+        );
+        assert_eq!(w.ask(61 * MIN), Ok(()));
+        // the same approval arrives again by gossip or sync
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: admin,
+                at: 60 * MIN,
+            },
+            &w.roster.clone(),
+        );
+        assert_eq!(w.ask(62 * MIN).map_err(|r| r.rule()), Err("not-seen"));
+        // a new approval works
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: admin,
+                at: 62 * MIN,
+            },
+            &w.roster.clone(),
+        );
+        assert_eq!(w.ask(62 * MIN), Ok(()));
     }
 
     #[test]

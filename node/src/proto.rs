@@ -53,10 +53,11 @@ pub enum Response {
     Share(Box<ShareEnvelope>),
     ShareRefused(Refusal),
     /// Sync answer: ops when the digests differ (else empty), the latest
-    /// lockdown decision, and known addresses of members.
+    /// lockdown decision and recent approvals and denials (so a guardian
+    /// that was away catches up), and known addresses of members.
     Roster {
         ops: Vec<SignedOp>,
-        lock: Option<AdminMsg>,
+        admin: Vec<AdminMsg>,
         addrs: Vec<(NodeId, Vec<String>)>,
     },
 }

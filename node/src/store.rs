@@ -83,7 +83,11 @@ impl Store {
             .open()
             .map_err(|e| StoreError::Open {
                 path: path.into(),
-                why: e.to_string(),
+                why: if e.to_string().contains("lock") {
+                    format!("{e}: another process (a running keywardd?) has it open; stop keywardd first")
+                } else {
+                    e.to_string()
+                },
             })?;
         match db.get("schema")? {
             None => {
