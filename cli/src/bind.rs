@@ -34,6 +34,11 @@ pub struct BindArgs {
     /// File holding an existing passphrase or key (else asked on the terminal).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
+    /// rebind only: also replace this node's boot key (after a
+    /// copied-boot-key alert); the old boot key and every copy of it
+    /// become worthless. Rebuild the initramfs afterwards.
+    #[arg(long)]
+    pub new_boot_key: bool,
 }
 
 fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<Value> {
@@ -61,7 +66,30 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         .context("this node is in no mesh yet: join one first")?
         .to_string();
     let node = NodeKey::load(&cfg.node_key_path())?;
-    let boot = BootKey::load(&cfg.boot_key)?;
+    if a.new_boot_key && !rebind {
+        bail!("--new-boot-key goes with `keyward rebind`");
+    }
+    // A new boot key is made next to the old one and only replaces it once
+    // the device is rebound; a failed run is resumed with the same key.
+    let new_boot_path = PathBuf::from(format!("{}.new", cfg.boot_key.display()));
+    let boot = if a.new_boot_key {
+        if !new_boot_path.exists() {
+            BootKey::generate().save(&new_boot_path)?;
+        }
+        let b = BootKey::load(&new_boot_path)?;
+        let p = b.public();
+        ctl(
+            cfg,
+            CtlRequest::Rekey {
+                sign: hex::encode(p.sign),
+                seal: hex::encode(p.seal),
+            },
+        )?;
+        eprintln!("keyward: new boot key announced to the mesh (signed by the node key)");
+        b
+    } else {
+        BootKey::load(&cfg.boot_key)?
+    };
     let me = node.id().to_string();
     // Candidates: active guardians other than us, connected ones first.
     let mut cands: Vec<(bool, String, String, Vec<String>)> = status["members"]
@@ -177,6 +205,22 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
                 keep_from: epoch,
                 guardians: gs,
             },
+        );
+    }
+    if a.new_boot_key {
+        std::fs::rename(&new_boot_path, &cfg.boot_key).with_context(|| {
+            format!(
+                "moving {} to {}",
+                new_boot_path.display(),
+                cfg.boot_key.display()
+            )
+        })?;
+        if let Some(dir) = cfg.boot_key.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+        }
+        eprintln!(
+            "keyward: boot key replaced in {}; run `update-initramfs -u` so the initramfs carries it, and rebind any other device bound on this node",
+            cfg.boot_key.display()
         );
     }
     println!(

@@ -282,20 +282,54 @@ fn rebind_moves_to_a_new_epoch_and_unbind_removes_everything() {
     let pass = m.dir(4).join("passphrase");
     let (img_s, pass_s) = (img.to_str().unwrap(), pass.to_str().unwrap());
     // rebind to 2-of-3: new keyslot proven, old one removed, old epoch dropped
-    let out = m.cli_ok(4, &["rebind", "--device", img_s, "--key-file", pass_s, "--shares", "3", "--threshold", "2"]).unwrap();
+    let out = m
+        .cli_ok(
+            4,
+            &[
+                "rebind",
+                "--device",
+                img_s,
+                "--key-file",
+                pass_s,
+                "--shares",
+                "3",
+                "--threshold",
+                "2",
+            ],
+        )
+        .unwrap();
     assert!(out.contains("2-of-3") && out.contains("epoch 2"), "{out}");
-    let dump = std::process::Command::new("cryptsetup").args(["luksDump", "--dump-json-metadata", img_s]).output().unwrap();
+    let dump = std::process::Command::new("cryptsetup")
+        .args(["luksDump", "--dump-json-metadata", img_s])
+        .output()
+        .unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
-    assert_eq!(meta["keyslots"].as_object().unwrap().len(), 2, "passphrase + one keyward slot");
+    assert_eq!(
+        meta["keyslots"].as_object().unwrap().len(),
+        2,
+        "passphrase + one keyward slot"
+    );
     m.wait_for(Duration::from_secs(5), || {
         let held: Vec<Vec<u64>> = (0..4)
             .map(|i| {
                 let v = m.status(i).unwrap();
-                let me = v["members"].as_array().unwrap().iter().find(|x| x["name"] == "node4").unwrap().clone();
-                me["holds_shares_epochs"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap()).collect()
+                let me = v["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["name"] == "node4")
+                    .unwrap()
+                    .clone();
+                me["holds_shares_epochs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_u64().unwrap())
+                    .collect()
             })
             .collect();
-        Ok(held.iter().filter(|h| h.as_slice() == [2]).count() == 3 && held.iter().all(|h| !h.contains(&1)))
+        Ok(held.iter().filter(|h| h.as_slice() == [2]).count() == 3
+            && held.iter().all(|h| !h.contains(&1)))
     })
     .unwrap();
     m.stop(4).unwrap();
@@ -304,13 +338,74 @@ fn rebind_moves_to_a_new_epoch_and_unbind_removes_everything() {
     // unbind: the keyward keyslot and token go, the passphrase stays
     m.start(4).unwrap();
     m.converge(Duration::from_secs(20)).unwrap();
-    let out = m.cli_ok(4, &["unbind", "--device", img_s, "--key-file", pass_s]).unwrap();
+    let out = m
+        .cli_ok(4, &["unbind", "--device", img_s, "--key-file", pass_s])
+        .unwrap();
     assert!(out.contains("unbound"), "{out}");
     let o = m.unlock(4, "1s").unwrap();
-    assert!(stderr(&o).contains("not bound by keyward"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not bound by keyward"),
+        "{}",
+        stderr(&o)
+    );
     let st = std::process::Command::new("cryptsetup")
         .args(["open", "--test-passphrase", "--key-file", pass_s, img_s])
         .status()
         .unwrap();
     assert!(st.success(), "the passphrase still opens the image");
+}
+
+#[test]
+fn rebind_with_a_new_boot_key_makes_a_copied_boot_key_worthless() {
+    let Some(mut m) = bound() else { return };
+    let d = m.dir(4).to_path_buf();
+    let copied = d.join("copied-boot.key");
+    std::fs::copy(d.join("boot.key"), &copied).unwrap();
+    let (img, pass) = (d.join("disk.img"), d.join("passphrase"));
+    let out = m
+        .cli(
+            4,
+            &[
+                "rebind",
+                "--new-boot-key",
+                "--device",
+                img.to_str().unwrap(),
+                "--key-file",
+                pass.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("update-initramfs"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.join("boot.key.new").exists());
+    m.stop(4).unwrap();
+    // the thief's copy of the old boot key gets nothing
+    let o = m
+        .cli(
+            4,
+            &[
+                "unlock",
+                "--check",
+                "--timeout",
+                "1s",
+                "--device",
+                img.to_str().unwrap(),
+                "--boot-key",
+                copied.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not signed by the owner's boot key"),
+        "{}",
+        stderr(&o)
+    );
+    // the node's new boot key works
+    let o = m.unlock(4, "10s").unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
 }

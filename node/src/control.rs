@@ -43,6 +43,11 @@ pub enum CtlRequest {
     Deposit {
         envelopes: Vec<String>,
     },
+    /// Replace this node's boot key in the roster (signed by the node key).
+    Rekey {
+        sign: String,
+        seal: String,
+    },
     /// Tell guardians to forget this node's envelopes before `keep_from`.
     Drop {
         keep_from: u64,

@@ -608,7 +608,7 @@ impl Daemon {
             .map(|m| m.name.clone())
             .unwrap_or_else(|| owner.to_string());
         let text = format!(
-            "boot key of {name} used while {name} is running: it may have been copied; run `keyward rebind` on {name}"
+            "boot key of {name} used while {name} is running: it may have been copied; run `keyward rebind --new-boot-key` on {name}"
         );
         if self
             .alerts
@@ -1163,6 +1163,7 @@ impl Daemon {
             CtlRequest::Lockdown => self.admin(AdminKind::Lockdown),
             CtlRequest::Lift => self.admin(AdminKind::Lift),
             CtlRequest::Deposit { envelopes } => return self.deposit(envelopes, reply),
+            CtlRequest::Rekey { sign, seal } => self.rekey(&sign, &seal),
             CtlRequest::Drop {
                 keep_from,
                 guardians,
@@ -1365,6 +1366,34 @@ impl Daemon {
             self.publish(Gossip::Op(op));
         }
         Ok(json!({ "revoked": node.to_string(), "re_endorsed": endorsed, "dropped": dropped }))
+    }
+
+    fn rekey(&mut self, sign: &str, seal: &str) -> Result<serde_json::Value, String> {
+        let mesh = self.roster.mesh().ok_or("not in a mesh")?;
+        let key = |h: &str| -> Result<[u8; 32], String> {
+            let mut b = [0u8; 32];
+            hex::decode_to_slice(h, &mut b)
+                .map_err(|_| "boot public keys must be 64 hex digits".to_string())?;
+            Ok(b)
+        };
+        let boot = crate::identity::BootPublic {
+            sign: key(sign)?,
+            seal: key(seal)?,
+        };
+        let op = SignedOp::sign(
+            OpBody::Rekey {
+                mesh,
+                node: self.me.id,
+                boot: boot.clone(),
+                seq: now_ms(),
+            },
+            &self.key,
+        );
+        self.merge_ops(vec![op.clone()]);
+        self.publish(Gossip::Op(op));
+        self.me.boot = boot;
+        info!("boot key replaced in the roster");
+        Ok(json!({ "rekeyed": true }))
     }
 
     fn admin_about(

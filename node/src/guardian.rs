@@ -196,11 +196,11 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::NotMember => write!(f, "not a member of this mesh's roster; join it with an invite (keyward invite / keyward join)"),
             Refusal::Revoked => write!(f, "revoked from the mesh; revocation is final, a new identity must join with a new invite"),
-            Refusal::BadSignature => write!(f, "request not signed by the owner's boot key; the boot key does not match the roster (run keyward rebind on the owner)"),
+            Refusal::BadSignature => write!(f, "request not signed by the owner's boot key; the boot key does not match the roster (run keyward rebind --new-boot-key on the owner)"),
             Refusal::WrongGuardian => write!(f, "request was made for another guardian"),
             Refusal::Lockdown { by, since: _ } => write!(f, "the mesh is in lockdown (set by {}); an admin lifts it with `keyward lockdown --lift`", by.short()),
             Refusal::Denied { by, .. } => write!(f, "an admin denied it (keyward deny on {}); `keyward approve` overrides", by.short()),
-            Refusal::OwnerUp { answered_ago } => write!(f, "the owner is up and answered {} ago, so its boot key should not be in use: it may have been copied; run `keyward rebind` on the owner", human(*answered_ago)),
+            Refusal::OwnerUp { answered_ago } => write!(f, "the owner is up and answered {} ago, so its boot key should not be in use: it may have been copied; run `keyward rebind --new-boot-key` on the owner", human(*answered_ago)),
             Refusal::NotSeen { seen_ago: Some(ago), timeout } => write!(f, "not seen alive for {}, timeout {}; ask an admin: keyward approve", human(*ago), human(*timeout)),
             Refusal::NotSeen { seen_ago: None, .. } => write!(f, "never seen alive by this guardian; ask an admin: keyward approve"),
             Refusal::NoShare { epoch } => write!(f, "this guardian holds no share of it for epoch {epoch}; run keyward rebind on the owner"),
@@ -284,7 +284,7 @@ impl fmt::Display for Alert {
         match self {
             Alert::BootKeyWhileUp { owner, .. } => write!(
                 f,
-                "boot key of {owner} used while {owner} is running: it may have been copied; run `keyward rebind` on it"
+                "boot key of {owner} used while {owner} is running: it may have been copied; run `keyward rebind --new-boot-key` on it"
             ),
         }
     }

@@ -119,6 +119,15 @@ pub enum OpBody {
         reason: String,
         at: u64,
     },
+    /// A node replaces its own boot key (after a copied-boot-key alert).
+    /// Signed by the node key, which a thief with the old boot key lacks;
+    /// the highest `seq` wins.
+    Rekey {
+        mesh: MeshId,
+        node: NodeId,
+        boot: BootPublic,
+        seq: u64,
+    },
 }
 
 impl OpBody {
@@ -126,13 +135,15 @@ impl OpBody {
         match self {
             OpBody::Found { founder, .. } => founder.id,
             OpBody::Admit { by, .. } | OpBody::Revoke { by, .. } => *by,
+            OpBody::Rekey { node, .. } => *node,
         }
     }
     pub fn mesh(&self) -> MeshId {
         match self {
             OpBody::Found { mesh, .. }
             | OpBody::Admit { mesh, .. }
-            | OpBody::Revoke { mesh, .. } => *mesh,
+            | OpBody::Revoke { mesh, .. }
+            | OpBody::Rekey { mesh, .. } => *mesh,
         }
     }
 }
@@ -369,6 +380,22 @@ impl Roster {
                 break;
             }
         }
+        // The latest boot key of each member (ties: lowest op id, as ops
+        // iterate in id order).
+        let mut best: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for o in self.ops.values() {
+            if let OpBody::Rekey {
+                node, boot, seq, ..
+            } = &o.body
+            {
+                if let Some(m) = active.get_mut(node) {
+                    if best.get(node).is_none_or(|b| seq > b) {
+                        best.insert(*node, *seq);
+                        m.boot = boot.clone();
+                    }
+                }
+            }
+        }
         self.ever = ever;
         self.revoked = revoked;
         self.active = active;
@@ -532,6 +559,39 @@ mod tests {
         assert_eq!(n, 3);
         assert_eq!(r.digest(), r2.digest());
         assert_eq!(r2.find("c").unwrap().id, c.id());
+    }
+
+    #[test]
+    fn rekey_replaces_the_boot_key_and_only_the_node_can_do_it() {
+        let (a, b) = (NodeKey::generate(), NodeKey::generate());
+        let mesh = MeshId([3; 16]);
+        let (mut r, _) = Roster::found("m", mesh, member(&a, "a"), &a);
+        r.merge(admit(mesh, &a, member(&b, "b"))).unwrap();
+        let k1 = BootKey::generate().public();
+        let k2 = BootKey::generate().public();
+        let rekey = |seq, boot: &BootPublic| {
+            SignedOp::sign(
+                OpBody::Rekey {
+                    mesh,
+                    node: b.id(),
+                    boot: boot.clone(),
+                    seq,
+                },
+                &b,
+            )
+        };
+        r.merge(rekey(2, &k2)).unwrap();
+        r.merge(rekey(1, &k1)).unwrap();
+        assert_eq!(
+            r.member(&b.id()).unwrap().boot,
+            k2,
+            "highest seq wins whatever the order"
+        );
+        // someone else cannot rekey b: the signer is always the node itself
+        let mut forged = rekey(3, &k1);
+        forged.sig = a.sign("roster op", &codec::signing_bytes(&forged.body));
+        assert_eq!(r.merge(forged), Err(RosterError::BadSignature));
+        assert_eq!(r.member(&b.id()).unwrap().boot, k2);
     }
 
     #[test]
