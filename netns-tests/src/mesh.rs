@@ -376,6 +376,93 @@ impl Mesh {
     pub fn running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()
     }
+
+    /// The lab this mesh runs in, if any.
+    pub fn lab(&self) -> Option<&Arc<Lab>> {
+        self.lab.as_ref()
+    }
+
+    /// Process id of node `i`'s running daemon.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends `signal` to node `i`'s running daemon (e.g. `libc::SIGSTOP`
+    /// to hang it, `libc::SIGCONT` to resume it); the daemon stays owned
+    /// by the mesh.
+    pub fn signal(&self, i: usize, signal: i32) -> Result<()> {
+        let pid = self
+            .pid(i)
+            .ok_or_else(|| anyhow!("node{i} has no running daemon"))?;
+        // SAFETY: plain kill(2) on a child we own.
+        if unsafe { libc::kill(pid as i32, signal) } != 0 {
+            bail!("kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Runs `keyward ARGS` in node `i`'s namespace (or on the host for a
+    /// loopback mesh) with another config file, e.g. an initramfs-like
+    /// config naming only a boot key.
+    pub fn cli_with_config(&self, i: usize, config: &Path, args: &[&str]) -> Result<Output> {
+        let mut c = self.command(i, &bins().keyward)?;
+        c.env("KEYWARD_CONFIG", config)
+            .args(args)
+            .stdin(Stdio::null());
+        Ok(c.output()?)
+    }
+
+    /// Like [`Mesh::form`] for the listed nodes only: inits them, founds
+    /// the mesh on `nodes[0]`, starts their daemons, joins the others with
+    /// invites from `nodes[0]` and waits until they converge among
+    /// themselves. Nodes not listed are left alone.
+    pub fn form_nodes(&mut self, nodes: &[usize]) -> Result<()> {
+        let Some((&first, rest)) = nodes.split_first() else {
+            return Ok(());
+        };
+        self.init(first, Some("test"))?;
+        for &i in rest {
+            self.init(i, None)?;
+        }
+        for &i in nodes {
+            self.start(i)?;
+        }
+        for &i in rest {
+            self.join(i, first)?;
+        }
+        self.converge_among(nodes, Duration::from_secs(20))
+    }
+
+    /// Waits until every running node of `nodes` sees exactly `nodes` as
+    /// members and is connected to every other running one of them.
+    pub fn converge_among(&self, nodes: &[usize], timeout: Duration) -> Result<()> {
+        let want: std::collections::BTreeSet<&str> =
+            nodes.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+        let running: Vec<usize> = nodes.iter().copied().filter(|&i| self.running(i)).collect();
+        let running_names: std::collections::BTreeSet<&str> = running
+            .iter()
+            .map(|&i| self.nodes[i].name.as_str())
+            .collect();
+        self.wait_for(timeout, || {
+            for &i in &running {
+                let v = self.status(i)?;
+                let ms = v["members"].as_array().cloned().unwrap_or_default();
+                let names: std::collections::BTreeSet<&str> =
+                    ms.iter().filter_map(|m| m["name"].as_str()).collect();
+                if names != want {
+                    return Ok(false);
+                }
+                let connected = ms.iter().all(|m| {
+                    let name = m["name"].as_str().unwrap_or_default();
+                    !running_names.contains(name) || m["connected"].as_bool() == Some(true)
+                });
+                if !connected {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
 }
 
 impl Drop for Mesh {

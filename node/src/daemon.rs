@@ -148,6 +148,7 @@ pub struct Daemon {
     last_seen: BTreeMap<NodeId, Millis>,
     backoff: BTreeMap<PeerId, (Millis, Millis)>,
     strikes: BTreeMap<PeerId, u32>,
+    banned: BTreeMap<PeerId, Millis>,
     pending: BTreeMap<OutboundRequestId, Pending>,
     fanouts: BTreeMap<u64, Fanout>,
     next_batch: u64,
@@ -229,6 +230,7 @@ impl Daemon {
             last_seen: BTreeMap::new(),
             backoff: BTreeMap::new(),
             strikes: BTreeMap::new(),
+            banned: BTreeMap::new(),
             pending: BTreeMap::new(),
             fanouts: BTreeMap::new(),
             next_batch: 0,
@@ -366,9 +368,10 @@ impl Daemon {
         *n += 1;
         warn!(peer = %p, strikes = *n, "bad message from peer: {what}");
         if *n >= MAX_STRIKES {
-            warn!(peer = %p, "disconnecting peer after {MAX_STRIKES} bad messages");
+            warn!(peer = %p, "disconnecting peer after {MAX_STRIKES} bad messages; refusing it for 60 s");
             let _ = self.swarm.disconnect_peer_id(p);
             self.strikes.remove(&p);
+            self.banned.insert(p, now_ms() + 60_000);
         }
     }
 
@@ -407,12 +410,10 @@ impl Daemon {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.connected.remove(&peer_id);
-                }
+                self.connected.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
@@ -779,6 +780,10 @@ impl Daemon {
                 };
                 self.respond(ch, resp);
             }
+            Request::Malformed(why) => {
+                self.strike(peer, &why);
+                self.respond(ch, Response::Refused { reason: why });
+            }
             Request::GoingDown => {
                 if let Some(n) = from.filter(|f| self.roster.is_active(f)) {
                     info!(node = %n, "peer going down cleanly");
@@ -1097,7 +1102,7 @@ impl Daemon {
             }
         }
         // Anti-entropy with one random connected member every 10 s.
-        if ticks % 10 == 0 {
+        if ticks.is_multiple_of(10) {
             let conn: Vec<PeerId> = self
                 .connected
                 .iter()
@@ -1109,7 +1114,11 @@ impl Daemon {
                 self.send_sync(conn[i]);
             }
         }
-        if ticks % 5 == 0 {
+        if ticks.is_multiple_of(60) {
+            self.strikes.clear();
+            self.banned.retain(|_, until| *until > now);
+        }
+        if ticks.is_multiple_of(5) {
             self.persist_dirty();
             self.persist_peers();
         }

@@ -42,7 +42,13 @@ impl request_response::Codec for RpcCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Request> {
-        read_frame(io).await
+        match read_frame(io).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Ok(Request::Malformed(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
     }
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,

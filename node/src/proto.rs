@@ -34,6 +34,12 @@ pub enum Request {
     Sync { digest: ByteArray<32> },
     /// The sender shuts down cleanly; its boot key may be used next.
     GoingDown,
+    /// Never on the wire: what the codec hands up when a peer's request
+    /// did not decode (too large, malformed, unknown version), so the
+    /// daemon can name and count the peer. libp2p drops failed reads
+    /// silently otherwise.
+    #[serde(skip)]
+    Malformed(String),
 }
 
 impl Wire for Request {

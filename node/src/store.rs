@@ -159,10 +159,13 @@ impl Store {
     }
 }
 
+/// One write of a batch: tree, key, and the value (None removes).
+type Write = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
 /// Writes to apply together with [`Store::commit`].
 #[derive(Default)]
 pub struct Batch {
-    ops: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+    ops: Vec<Write>,
 }
 
 impl Batch {
