@@ -114,6 +114,8 @@ putbin() {
 putbin keyward
 putbin keywardd
 put 0644 "$here/systemd/keywardd.service" "$unitdir/keywardd.service"
+put 0644 "$here/systemd/keyward-refresh.service" "$unitdir/keyward-refresh.service"
+put 0644 "$here/systemd/keyward-refresh.timer" "$unitdir/keyward-refresh.timer"
 put 0755 "$here/keyscript/keyward-keyscript" "$libdir/keyward-keyscript"
 put 0755 "$here/initramfs-tools/hooks/keyward" "$itdir/hooks/keyward"
 put 0755 "$here/initramfs-tools/scripts/init-bottom/keyward" "$itdir/scripts/init-bottom/keyward"

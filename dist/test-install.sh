@@ -46,6 +46,8 @@ root="$tmp/root"
 expect_mode "$root" /usr/bin/keyward 755
 expect_mode "$root" /usr/bin/keywardd 755
 expect_mode "$root" /usr/lib/systemd/system/keywardd.service 644
+expect_mode "$root" /usr/lib/systemd/system/keyward-refresh.service 644
+expect_mode "$root" /usr/lib/systemd/system/keyward-refresh.timer 644
 expect_mode "$root" /usr/lib/keyward/keyward-keyscript 755
 expect_mode "$root" /usr/share/initramfs-tools/hooks/keyward 755
 expect_mode "$root" /usr/share/initramfs-tools/scripts/init-bottom/keyward 755

@@ -207,6 +207,7 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             },
         );
     }
+    set_bound(cfg, &a.device, true)?;
     if a.new_boot_key {
         std::fs::rename(&new_boot_path, &cfg.boot_key).with_context(|| {
             format!(
@@ -232,6 +233,93 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    Ok(())
+}
+
+/// The devices bound on this node, one path per line in the state dir,
+/// so `refresh` knows what to update.
+fn devices_file(cfg: &Config) -> PathBuf {
+    cfg.state_dir.join("bound-devices")
+}
+
+fn bound_devices(cfg: &Config) -> Vec<PathBuf> {
+    std::fs::read_to_string(devices_file(cfg))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(1024)
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn set_bound(cfg: &Config, device: &Path, bound: bool) -> anyhow::Result<()> {
+    let abs = std::fs::canonicalize(device).unwrap_or_else(|_| device.to_path_buf());
+    let mut list: Vec<PathBuf> = bound_devices(cfg)
+        .into_iter()
+        .filter(|d| *d != abs)
+        .collect();
+    if bound {
+        list.push(abs);
+    }
+    let text: String = list.iter().map(|d| format!("{}\n", d.display())).collect();
+    keyward_node::identity::write_private_file(&devices_file(cfg), text.as_bytes(), true)?;
+    Ok(())
+}
+
+/// Rewrites guardian addresses in the tokens of bound devices when the
+/// mesh knows newer ones. Guardians the daemon has no address for keep
+/// their old addresses.
+pub fn refresh(cfg: &Config, only: Option<&Path>) -> anyhow::Result<()> {
+    let devices = match only {
+        Some(d) => vec![d.to_path_buf()],
+        None => bound_devices(cfg),
+    };
+    if devices.is_empty() {
+        println!("no devices bound on this node");
+        return Ok(());
+    }
+    let status = ctl(cfg, CtlRequest::Status)?;
+    let known: std::collections::BTreeMap<String, Vec<String>> = status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let addrs: Vec<String> = m["addrs"]
+                .as_array()?
+                .iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect();
+            (!addrs.is_empty()).then(|| (m["id"].as_str().unwrap_or_default().to_string(), addrs))
+        })
+        .collect();
+    for d in devices {
+        let dev = Device::new(&d);
+        let Some((_, mut token)) = dev.token()? else {
+            eprintln!("keyward: {} is no longer bound; skipping", d.display());
+            continue;
+        };
+        let mut changed = 0;
+        for g in &mut token.guardians {
+            if let Some(a) = known.get(&g.id) {
+                let (mut new, mut old) = (a.clone(), g.addrs.clone());
+                new.sort();
+                old.sort();
+                if new != old {
+                    g.addrs = a.clone();
+                    changed += 1;
+                }
+            }
+        }
+        if changed == 0 {
+            println!("{}: guardian addresses up to date", d.display());
+        } else {
+            dev.set_token(&token)?;
+            println!(
+                "{}: updated addresses of {changed} guardian(s)",
+                d.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -269,6 +357,7 @@ pub fn unbind(cfg: &Config, device: &Path, key_file: Option<&Path>) -> anyhow::R
             "keyward: keyslot removed, but guardians were not told to drop the shares: {e}"
         ),
     }
+    set_bound(cfg, device, false)?;
     println!(
         "unbound {}: keyward's keyslot and token removed, passphrase slots untouched",
         device.display()

@@ -91,6 +91,13 @@ enum Cmd {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
+    /// Update the guardians' addresses in bound devices' LUKS tokens (run by
+    /// keyward-refresh.timer), so the initramfs finds guardians that moved.
+    Refresh {
+        /// Only this device (default: every device bound on this node).
+        #[arg(long)]
+        device: Option<PathBuf>,
+    },
     /// Fetch the disk key from the guardians (initramfs) and open the device.
     Unlock {
         #[arg(long)]
@@ -244,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Bind(a) => bind::bind(&cfg, &a, false)?,
         Cmd::Rebind(a) => bind::bind(&cfg, &a, true)?,
         Cmd::Unbind { device, key_file } => bind::unbind(&cfg, &device, key_file.as_deref())?,
+        Cmd::Refresh { device } => bind::refresh(&cfg, device.as_deref())?,
         Cmd::Unlock {
             device,
             name,

@@ -409,3 +409,51 @@ fn rebind_with_a_new_boot_key_makes_a_copied_boot_key_worthless() {
     let o = m.unlock(4, "10s").unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn refresh_follows_a_guardian_that_moved() {
+    let Some(mut m) = bound() else { return };
+    // node0 comes back on another port
+    m.stop(0).unwrap();
+    let cfg = m.dir(0).join("keyward.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let moved: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen") {
+                format!("listen = [\"/ip4/127.0.0.1/tcp/{port}\"]")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&cfg, moved).unwrap();
+    m.start(0).unwrap();
+    m.converge(Duration::from_secs(20)).unwrap();
+    m.wait_for(Duration::from_secs(10), || {
+        let v = m.status(4)?;
+        let n0 = v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "node0")
+            .unwrap()
+            .clone();
+        Ok(n0["addrs"].to_string().contains(&port.to_string()))
+    })
+    .unwrap();
+    let out = m.cli_ok(4, &["refresh"]).unwrap();
+    assert!(out.contains("updated addresses of"), "{out}");
+    assert!(m.cli_ok(4, &["refresh"]).unwrap().contains("up to date"));
+    // node0 is now needed: with node1 down, 3 of node0, node2, node3
+    m.stop(4).unwrap();
+    m.stop(1).unwrap();
+    let o = m.unlock(4, "10s").unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -143,12 +143,14 @@ pub struct Daemon {
     roster: Roster,
     guardian: Guardian,
     swarm: Swarm<Behaviour>,
-    peers: BTreeMap<PeerId, BTreeSet<Multiaddr>>,
+    peers: BTreeMap<PeerId, Vec<Multiaddr>>,
     connected: BTreeSet<PeerId>,
     last_seen: BTreeMap<NodeId, Millis>,
     backoff: BTreeMap<PeerId, (Millis, Millis)>,
     strikes: BTreeMap<PeerId, u32>,
     banned: BTreeMap<PeerId, Millis>,
+    /// Addresses learnt since they were last written to disk.
+    peers_dirty: bool,
     pending: BTreeMap<OutboundRequestId, Pending>,
     fanouts: BTreeMap<u64, Fanout>,
     next_batch: u64,
@@ -201,7 +203,7 @@ impl Daemon {
             .collect();
         let lock_msg = store.tree::<AdminMsg>(TreeName::Approvals)?.get(b"lock")?;
         guardian.restore(owners, None);
-        let mut peers: BTreeMap<PeerId, BTreeSet<Multiaddr>> = BTreeMap::new();
+        let mut peers: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
         for (k, rec) in store.tree::<PeerRecord>(TreeName::Liveness)?.all()? {
             if let Ok(p) = PeerId::from_bytes(&k) {
                 peers.insert(p, rec.addrs.iter().filter_map(|a| a.parse().ok()).collect());
@@ -231,6 +233,7 @@ impl Daemon {
             backoff: BTreeMap::new(),
             strikes: BTreeMap::new(),
             banned: BTreeMap::new(),
+            peers_dirty: false,
             pending: BTreeMap::new(),
             fanouts: BTreeMap::new(),
             next_batch: 0,
@@ -302,6 +305,7 @@ impl Daemon {
         info!("shutting down: telling peers we go down cleanly");
         self.goodbye().await;
         self.persist_dirty();
+        self.persist_peers();
         let _ = self.store.flush();
         let _ = std::fs::remove_file(sock);
         Ok(())
@@ -357,9 +361,14 @@ impl Daemon {
             .into_iter()
             .filter(|x| !matches!(x, libp2p::multiaddr::Protocol::P2p(_)))
             .collect();
-        let set = self.peers.entry(p).or_default();
-        if set.len() < MAX_ADDRS || set.contains(&a) {
-            set.insert(a);
+        // Most recent first; the oldest falls off, so a node that moved is
+        // found at its new address.
+        let list = self.peers.entry(p).or_default();
+        if list.first() != Some(&a) {
+            list.retain(|x| *x != a);
+            list.insert(0, a);
+            list.truncate(MAX_ADDRS);
+            self.peers_dirty = true;
         }
     }
 
@@ -1118,9 +1127,11 @@ impl Daemon {
             self.strikes.clear();
             self.banned.retain(|_, until| *until > now);
         }
+        if self.peers_dirty {
+            self.persist_peers();
+        }
         if ticks.is_multiple_of(5) {
             self.persist_dirty();
-            self.persist_peers();
         }
     }
 
@@ -1142,6 +1153,7 @@ impl Daemon {
     }
 
     fn persist_peers(&mut self) {
+        self.peers_dirty = false;
         let Ok(t) = self.store.tree::<PeerRecord>(TreeName::Liveness) else {
             return;
         };
