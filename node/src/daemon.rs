@@ -1068,7 +1068,7 @@ impl Daemon {
         let addrs: Vec<Multiaddr> = self
             .peers
             .get(&p)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.to_vec())
             .unwrap_or_default();
         self.swarm
             .behaviour_mut()
@@ -1080,7 +1080,7 @@ impl Daemon {
         let addrs: Vec<Multiaddr> = self
             .peers
             .get(&p)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.to_vec())
             .unwrap_or_default();
         if !self.connected.contains(&p) && !addrs.is_empty() {
             let _ = self
