@@ -124,8 +124,27 @@ fn bound() -> Option<Mesh> {
 #[test]
 fn reboot_within_timeout_unlocks_and_the_running_owner_is_refused_with_an_alert() {
     let Some(mut m) = bound() else { return };
-    // while node4 runs, its boot key must not work: copied-key alert
+    // node4's own CLI will not even try while its daemon runs
     let o = m.unlock(4, "2s").unwrap();
+    assert!(stderr(&o).contains("stop keywardd first"), "{}", stderr(&o));
+    // a copy of node4's boot key and disk, used elsewhere while node4 runs,
+    // is refused and raises the copied-key alert
+    let (img, boot) = (m.dir(4).join("disk.img"), m.dir(4).join("boot.key"));
+    let o = m
+        .cli(
+            0,
+            &[
+                "unlock",
+                "--check",
+                "--timeout",
+                "2s",
+                "--device",
+                img.to_str().unwrap(),
+                "--boot-key",
+                boot.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("the owner is up"), "{}", stderr(&o));
     m.wait_for(Duration::from_secs(5), || {
