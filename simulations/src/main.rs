@@ -1,1 +1,250 @@
-fn main() {}
+//! `keyward-sim`: run one scenario and print a summary, or sweep a policy
+//! parameter and plot availability against safety.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use keyward_sim::scenario::SEC;
+use keyward_sim::sweep::{self, Param};
+use keyward_sim::{Config, Placement, Scenario};
+
+#[derive(Parser)]
+#[command(
+    name = "keyward-sim",
+    version,
+    about = "Deterministic simulator of a keyward mesh over the real guardian and roster code: same seed, same run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario and print a summary table (or JSON).
+    Run {
+        #[command(flatten)]
+        sim: SimArgs,
+        /// Print every event of the trace as it happens.
+        #[arg(long)]
+        trace: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Vary timeout or threshold and plot availability against safety (SVG).
+    Sweep {
+        #[command(flatten)]
+        sim: SimArgs,
+        /// The parameter to vary.
+        #[arg(long, value_enum, default_value = "timeout")]
+        param: Param,
+        /// Values to try (seconds for timeout); default depends on --param.
+        #[arg(long, value_delimiter = ',')]
+        values: Vec<u64>,
+        /// Seeds per value, starting at --seed.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Where to write the plot.
+        #[arg(long, default_value = "sweep.svg")]
+        out: PathBuf,
+        /// Print the points as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SimArgs {
+    #[arg(long, value_enum, default_value = "churn")]
+    scenario: Scenario,
+    #[arg(long, default_value_t = 50)]
+    nodes: usize,
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Guardians per owner (default min(5, nodes-1)).
+    #[arg(long)]
+    guardians: Option<usize>,
+    /// Shares needed, T (default min(3, guardians)).
+    #[arg(long)]
+    threshold: Option<usize>,
+    /// Release policy timeout, seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Ping interval, seconds.
+    #[arg(long)]
+    interval: Option<u64>,
+    #[arg(long)]
+    extended_timeout: Option<u64>,
+    #[arg(long)]
+    approval_delay: Option<u64>,
+    /// Message loss, percent.
+    #[arg(long)]
+    loss: Option<f64>,
+    /// Latency range in ms, e.g. 1..60.
+    #[arg(long)]
+    latency_ms: Option<String>,
+    #[arg(long, value_enum)]
+    placement: Option<Placement>,
+    /// Servers seized (seizure scenario).
+    #[arg(long)]
+    seize: Option<usize>,
+    /// Reboots per node per day.
+    #[arg(long)]
+    reboots: Option<f64>,
+    /// Crashes per node per day.
+    #[arg(long)]
+    crashes: Option<f64>,
+    /// Joins per day.
+    #[arg(long)]
+    joins: Option<f64>,
+    /// Revocations per day.
+    #[arg(long)]
+    revocations: Option<f64>,
+    /// Stranger requests per day.
+    #[arg(long)]
+    strangers: Option<f64>,
+    /// Copied-boot-key attempts per day.
+    #[arg(long)]
+    copies: Option<f64>,
+    /// Thefts per day (booted by the thief after a random delay).
+    #[arg(long)]
+    thefts: Option<f64>,
+    /// Also run the strict checks (see the README of the crate).
+    #[arg(long)]
+    strict: bool,
+    /// Give every node a private roster copy and re-run every merge.
+    #[arg(long)]
+    no_dedup: bool,
+}
+
+impl SimArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = Config::new(self.scenario, self.nodes, self.hours, self.seed);
+        if let Some(g) = self.guardians {
+            anyhow::ensure!(g >= 1 && g < self.nodes, "--guardians must be 1..nodes-1");
+            c.guardians = g;
+            c.threshold = c.threshold.min(g);
+        }
+        if let Some(t) = self.threshold {
+            anyhow::ensure!(
+                t >= 1 && t <= c.guardians,
+                "--threshold must be 1..=guardians"
+            );
+            c.threshold = t;
+        }
+        let p = &mut c.policy;
+        if let Some(v) = self.timeout {
+            p.timeout = v * SEC;
+        }
+        if let Some(v) = self.interval {
+            p.interval = v.max(1) * SEC;
+        }
+        if let Some(v) = self.extended_timeout {
+            p.extended_timeout = v * SEC;
+        }
+        if let Some(v) = self.approval_delay {
+            p.approval_delay = v * SEC;
+        }
+        if let Some(l) = self.loss {
+            anyhow::ensure!((0.0..=100.0).contains(&l), "--loss is a percentage");
+            c.net.loss = l / 100.0;
+        }
+        if let Some(r) = &self.latency_ms {
+            let (a, b) = r
+                .split_once("..")
+                .ok_or_else(|| anyhow::anyhow!("--latency-ms wants MIN..MAX, e.g. 1..60"))?;
+            c.net.latency_min = a.trim().parse()?;
+            c.net.latency_max = b.trim().parse()?;
+            anyhow::ensure!(
+                c.net.latency_min <= c.net.latency_max,
+                "--latency-ms MIN..MAX with MIN <= MAX"
+            );
+        }
+        if let Some(p) = self.placement {
+            c.placement = p;
+        }
+        if let Some(k) = self.seize {
+            c.seize = k;
+        }
+        let r = &mut c.rates;
+        for (v, f) in [
+            (self.reboots, &mut r.reboots),
+            (self.crashes, &mut r.crashes),
+            (self.joins, &mut r.joins),
+            (self.revocations, &mut r.revocations),
+            (self.strangers, &mut r.strangers),
+            (self.copies, &mut r.copies),
+            (self.thefts, &mut r.thefts),
+        ] {
+            if let Some(v) = v {
+                *f = v;
+            }
+        }
+        c.strict = self.strict;
+        c.dedup = !self.no_dedup;
+        anyhow::ensure!(c.nodes >= 2, "--nodes must be at least 2");
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keyward-sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().cmd {
+        Cmd::Run { sim, trace, json } => {
+            let mut cfg = sim.config()?;
+            cfg.trace = trace;
+            let start = Instant::now();
+            match keyward_sim::run(cfg) {
+                Ok(mut s) => {
+                    let wall = start.elapsed().as_secs_f64();
+                    s.wall_s = Some(wall);
+                    s.events_per_s = Some(s.events as f64 / wall.max(1e-9));
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        print!("{}", s.table());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(f) => {
+                    eprint!("{f}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::Sweep {
+            sim,
+            param,
+            values,
+            seeds,
+            out,
+            json,
+        } => {
+            let base = sim.config()?;
+            let points =
+                sweep::sweep(&base, param, &values, seeds).map_err(|f| anyhow::anyhow!("{f}"))?;
+            sweep::plot(&points, param, &base, &out)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&points)?);
+            } else {
+                print!("{}", sweep::table(&points, param));
+                println!("plot written to {}", out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

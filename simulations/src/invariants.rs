@@ -1,0 +1,99 @@
+//! Named invariants. Each check is counted; the first failure stops the run
+//! and is reported with the seed, the event number and a minimal trace.
+
+use std::collections::BTreeMap;
+
+use keyward_node::guardian::Millis;
+
+/// A share is released only to a node that is in the guardian's roster
+/// and was really admitted (never to a stranger).
+pub const RELEASE_MEMBER: &str = "release.member";
+/// ... that the guardian does not know as revoked.
+pub const RELEASE_NOT_REVOKED: &str = "release.not-revoked";
+/// ... while the guardian has not been told of a lockdown.
+pub const RELEASE_NO_LOCKDOWN: &str = "release.no-lockdown";
+/// ... that proved liveness to this guardian within timeout, or was
+/// approved by an admin, or got a release within extended_timeout.
+pub const RELEASE_ALIVE: &str = "release.alive-within-timeout";
+/// What `combine` gives back is the disk key of the token's epoch.
+pub const UNLOCK_KEY: &str = "unlock.key-correct";
+/// A rebooting node with a quorum of guardians that would release (alive
+/// within timeout, reachable, up, no lockdown) is unlocked within a bound.
+pub const UNLOCK_QUORUM: &str = "unlock.reboot-with-quorum";
+/// A seized server (off longer than timeout) never unlocks by itself.
+pub const SEIZED_LOCKED: &str = "seizure.stays-locked";
+/// After a whole-mesh outage longer than timeout, no node unlocks with
+/// shares before an admin steps in.
+pub const OUTAGE_NO_SELF: &str = "outage.no-self-unlock";
+/// A replica that holds a revocation never counts the revoked node (or
+/// anyone it admitted later) as active: it never regains membership.
+pub const REVOKED_OUT: &str = "roster.revoked-stays-out";
+/// Once the network has healed and roster changes have died down, every
+/// node that has been running for a while holds the same roster.
+pub const CONVERGE: &str = "roster.converge";
+
+/// Strict: the extended timeout is not renewed by a release that was
+/// itself granted only by the extended timeout.
+pub const STRICT_EXT_CHAIN: &str = "strict.extended-chain";
+/// Strict: a copied boot key gets nothing while its node runs (threat 7).
+pub const STRICT_OWNER_UP: &str = "strict.owner-up";
+/// Strict: with approval_delay, a release comes at least that long after
+/// the first request of the same boot.
+pub const STRICT_DELAY: &str = "strict.approval-delay";
+
+pub const ALL: [&str; 13] = [
+    RELEASE_MEMBER,
+    RELEASE_NOT_REVOKED,
+    RELEASE_NO_LOCKDOWN,
+    RELEASE_ALIVE,
+    UNLOCK_KEY,
+    UNLOCK_QUORUM,
+    SEIZED_LOCKED,
+    OUTAGE_NO_SELF,
+    REVOKED_OUT,
+    CONVERGE,
+    STRICT_EXT_CHAIN,
+    STRICT_OWNER_UP,
+    STRICT_DELAY,
+];
+
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub name: &'static str,
+    pub detail: String,
+    /// Nodes involved, to filter the trace.
+    pub nodes: Vec<u32>,
+    pub event: u64,
+    pub at: Millis,
+}
+
+#[derive(Default)]
+pub struct Checks {
+    pub runs: BTreeMap<&'static str, u64>,
+    pub failed: Option<Violation>,
+}
+
+impl Checks {
+    pub fn check(
+        &mut self,
+        name: &'static str,
+        ok: bool,
+        nodes: &[u32],
+        detail: impl FnOnce() -> String,
+    ) {
+        *self.runs.entry(name).or_default() += 1;
+        if !ok && self.failed.is_none() {
+            self.failed = Some(Violation {
+                name,
+                detail: detail(),
+                nodes: nodes.to_vec(),
+                event: 0,
+                at: 0,
+            });
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.runs.values().sum()
+    }
+}

@@ -1,0 +1,29 @@
+//! keyward-sim: a deterministic discrete-event simulator of a keyward mesh.
+//!
+//! It drives the real `keyward_node::guardian` and `keyward_node::roster`
+//! code (and real `shares::split`/`combine`, real signatures) over a virtual
+//! clock, a virtual network and one seeded RNG. See `keyward-sim --help`.
+
+pub mod admin;
+pub mod boot;
+pub mod daemon;
+pub mod invariants;
+pub mod net;
+pub mod node;
+pub mod oracle;
+pub mod queue;
+pub mod report;
+pub mod rosters;
+pub mod scenario;
+pub mod sim;
+pub mod sweep;
+pub mod trace;
+
+pub use report::{Failure, Summary};
+pub use scenario::{Config, Placement, Scenario};
+pub use sim::Sim;
+
+/// Runs one simulation.
+pub fn run(cfg: Config) -> Result<Summary, Box<Failure>> {
+    Sim::new(cfg).run()
+}

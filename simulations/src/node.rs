@@ -1,0 +1,107 @@
+//! One simulated node: its keys, its own roster replica and guardian, and
+//! where it is in its life (down, booting, running).
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use keyward_node::guardian::{Guardian, Millis};
+use keyward_node::identity::{BootKey, NodeId, NodeKey};
+use keyward_node::shares::ShareEnvelope;
+
+use crate::rosters::Entry;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Down,
+    /// Powered on: firmware, kernel, then the initramfs asking for shares.
+    Booting,
+    /// Disk unlocked, daemon starting.
+    Starting,
+    Running,
+}
+
+/// What the LUKS token names: the epoch, the guardians and T.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub epoch: u64,
+    pub guardians: Vec<u32>,
+    pub threshold: usize,
+    /// The keyslot key this binding protects.
+    pub secret: [u8; 32],
+}
+
+/// A binding in progress: deposits sent, waiting for every guardian's ack.
+pub struct Bind {
+    pub token: Token,
+    pub envelopes: Vec<ShareEnvelope>,
+    pub acked: BTreeSet<u32>,
+    pub started: Millis,
+}
+
+/// One boot's initramfs: which guardians answered with a share.
+pub struct Boot {
+    pub session: u32,
+    /// When the initramfs started asking.
+    pub since: Millis,
+    pub shares: Vec<(NodeId, ShareEnvelope)>,
+    pub from: BTreeSet<u32>,
+    pub tries: u32,
+    /// Since when a quorum of guardians would release (liveness check).
+    pub quorum_since: Option<Millis>,
+    /// An admin approved this node during this boot.
+    pub approved: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unlock {
+    Shares,
+    Passphrase,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub key: NodeKey,
+    pub boot_key: BootKey,
+    pub phase: Phase,
+    /// Incarnation: bumped whenever the node goes down or comes up, so
+    /// timers of a previous life are ignored.
+    pub inc: u32,
+    pub roster: Rc<Entry>,
+    pub guardian: Guardian,
+    pub token: Option<Token>,
+    pub bind: Option<Bind>,
+    pub boot: Option<Boot>,
+    pub revoked: bool,
+    /// Seized at 04:00 (seizure scenario): must never unlock again.
+    pub seized: bool,
+    /// Stolen and booted by a thief (sweeps): may unlock within timeout.
+    pub stolen: bool,
+    pub running_since: Millis,
+    pub down_since: Millis,
+    /// When the node was powered on last.
+    pub powered_on: Millis,
+}
+
+impl Node {
+    pub fn running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// In the initramfs, asking for shares.
+    pub fn asking(&self) -> bool {
+        self.phase == Phase::Booting && self.boot.is_some()
+    }
+
+    /// Guardians it pings: those of its token and of a binding in progress.
+    pub fn ping_targets(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .token
+            .iter()
+            .chain(self.bind.as_ref().map(|b| &b.token))
+            .flat_map(|t| t.guardians.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}

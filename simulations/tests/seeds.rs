@@ -1,0 +1,41 @@
+//! A few hundred seeds of small meshes, every scenario, all invariants on.
+//! A failure prints the seed, the event number, a minimal trace and the
+//! command line that replays it.
+
+use keyward_sim::{Config, Scenario};
+
+/// Small mesh, a few hours, churn turned up so that small meshes see some.
+fn small(scenario: Scenario, seed: u64) -> Config {
+    let nodes = 5 + (seed as usize * 7 + scenario as usize) % 8;
+    let mut c = Config::new(scenario, nodes, 3.0, seed);
+    let r = &mut c.rates;
+    r.reboots = 6.0;
+    r.crashes = 3.0;
+    if matches!(
+        scenario,
+        Scenario::Churn | Scenario::Partitions | Scenario::Lockdown
+    ) {
+        r.joins = 8.0;
+        r.revocations = 4.0;
+    }
+    c
+}
+
+#[test]
+fn few_hundred_seeds_of_small_meshes() {
+    let mut runs = 0;
+    let mut checks = 0;
+    for seed in 0..50u64 {
+        for scenario in Scenario::ALL {
+            let cfg = small(scenario, seed);
+            match keyward_sim::run(cfg) {
+                Ok(s) => checks += s.invariant_checks_total,
+                Err(f) => panic!("\n{f}"),
+            }
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 300);
+    assert!(checks > 20_000, "only {checks} invariant checks ran");
+    println!("{runs} runs, {checks} invariant checks");
+}
