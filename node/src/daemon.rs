@@ -1065,11 +1065,7 @@ impl Daemon {
 
     /// Sends a request, dialing with the known addresses if needed.
     fn send(&mut self, p: PeerId, req: Request) -> OutboundRequestId {
-        let addrs: Vec<Multiaddr> = self
-            .peers
-            .get(&p)
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
+        let addrs: Vec<Multiaddr> = self.peers.get(&p).map(|s| s.to_vec()).unwrap_or_default();
         self.swarm
             .behaviour_mut()
             .rpc
@@ -1077,11 +1073,7 @@ impl Daemon {
     }
 
     fn dial_node(&mut self, p: PeerId) {
-        let addrs: Vec<Multiaddr> = self
-            .peers
-            .get(&p)
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
+        let addrs: Vec<Multiaddr> = self.peers.get(&p).map(|s| s.to_vec()).unwrap_or_default();
         if !self.connected.contains(&p) && !addrs.is_empty() {
             let _ = self
                 .swarm

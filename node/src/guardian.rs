@@ -27,7 +27,9 @@ const REQUEST_DOMAIN: &str = "share request";
 /// Release policy times in milliseconds; defaults are Mandos's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
-    /// How often members check each other (ping).
+    /// Longest gap between liveness checks of a member. The daemon pings
+    /// every `up_window / 3` (capped by this), because the copied-boot-key
+    /// check needs fresh answers.
     pub interval: Millis,
     /// Longest time since the owner last proved liveness for a release.
     pub timeout: Millis,
@@ -585,9 +587,14 @@ impl Guardian {
         let alive_ok = s
             .last_alive
             .is_some_and(|l| at.saturating_sub(l) <= self.policy.timeout);
-        let extended_ok = s
-            .last_release
-            .is_some_and(|r| at.saturating_sub(r) <= self.policy.extended_timeout);
+        // As Mandos: a release extends the deadline once, until the owner
+        // proves liveness again (its boot completed). Later releases in the
+        // window do not renew it, so a node that keeps failing to come up
+        // does not stay releasable forever.
+        let extended_ok = s.last_release.is_some_and(|r| {
+            at.saturating_sub(r) <= self.policy.extended_timeout
+                && s.last_alive.is_none_or(|l| l <= r)
+        });
         if !alive_ok && !extended_ok {
             return Err(Refusal::NotSeen {
                 seen_ago: s.last_alive.map(|l| at.saturating_sub(l)),
@@ -595,7 +602,7 @@ impl Guardian {
             });
         }
         if self.policy.approval_delay > 0 {
-            let since = s.pending_since.unwrap_or(at);
+            let since = self.pending_start(&s, at);
             let waited = at.saturating_sub(since);
             if waited < self.policy.approval_delay {
                 return Err(Refusal::Waiting {
@@ -604,6 +611,22 @@ impl Guardian {
             }
         }
         Ok(())
+    }
+
+    /// When the current approval-delay wait began. A wait belongs to one
+    /// boot: it is stale once the owner proved liveness after it began, or
+    /// when the owner stopped asking long ago; then a new wait starts, so an
+    /// old one can never skip the delay.
+    fn pending_start(&self, s: &OwnerState, at: Millis) -> Millis {
+        match s.pending_since {
+            Some(p)
+                if s.last_alive.is_none_or(|l| l <= p)
+                    && at.saturating_sub(p) <= self.policy.approval_delay + self.policy.timeout =>
+            {
+                p
+            }
+            _ => at,
+        }
     }
 
     fn request(&mut self, id: u64, req: ShareRequest, at: Millis, roster: &Roster) -> Vec<Action> {
@@ -636,7 +659,11 @@ impl Guardian {
                     s.approval_used = Some(a);
                     s.approved = None;
                 }
-                s.last_release = Some(at);
+                if s.last_release
+                    .is_none_or(|r| s.last_alive.is_some_and(|l| l > r))
+                {
+                    s.last_release = Some(at);
+                }
                 s.pending_since = None;
                 out.push(decision(true, "released", how.into()));
                 out.push(Action::Release {
@@ -646,8 +673,9 @@ impl Guardian {
             }
             Err(refusal) => {
                 if let Refusal::Waiting { .. } = refusal {
-                    let s = self.owners.entry(owner).or_default();
-                    s.pending_since.get_or_insert(at);
+                    let start = self
+                        .pending_start(&self.owners.get(&owner).cloned().unwrap_or_default(), at);
+                    self.owners.entry(owner).or_default().pending_since = Some(start);
                 }
                 if let Refusal::OwnerUp { .. } = refusal {
                     out.push(Action::Alert(Alert::BootKeyWhileUp { owner, at }));
@@ -953,6 +981,39 @@ mod tests {
             &w.roster.clone(),
         );
         assert_eq!(w.ask(62 * MIN), Ok(()));
+    }
+
+    #[test]
+    fn a_stale_wait_never_skips_the_approval_delay() {
+        let mut w = world();
+        w.g.policy.approval_delay = MIN;
+        w.alive(0);
+        w.bye(0);
+        assert!(matches!(w.ask(1000), Err(Refusal::Waiting { .. })));
+        // the owner came up by other means (passphrase), then reboots later
+        w.alive(2 * MIN);
+        w.bye(2 * MIN);
+        assert_eq!(w.ask(3 * MIN), Err(Refusal::Waiting { remaining: MIN }));
+    }
+
+    #[test]
+    fn the_extended_window_ends_with_new_liveness_and_is_not_renewed() {
+        let mut w = world();
+        w.alive(0);
+        w.bye(0);
+        assert_eq!(w.ask(4 * MIN), Ok(()));
+        // retries within the window do not move it
+        assert_eq!(w.ask(10 * MIN), Ok(()));
+        assert_eq!(w.ask(19 * MIN), Ok(()));
+        assert!(matches!(w.ask(19 * MIN + 1), Err(Refusal::NotSeen { .. })));
+        // once the owner proved liveness, only the plain timeout counts
+        let mut w = world();
+        w.alive(0);
+        w.bye(0);
+        assert_eq!(w.ask(4 * MIN), Ok(()));
+        w.alive(5 * MIN);
+        w.bye(5 * MIN);
+        assert!(matches!(w.ask(11 * MIN), Err(Refusal::NotSeen { .. })));
     }
 
     #[test]

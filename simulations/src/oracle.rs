@@ -14,6 +14,9 @@ pub struct Seen {
     pub bye: Option<Millis>,
     /// Last release.
     pub release: Option<Millis>,
+    /// First release since the owner last proved liveness: where the
+    /// extended timeout runs from (later releases do not renew it).
+    pub window_start: Option<Millis>,
     /// Last release grounded in liveness or an approval (rather than only
     /// inside the extended timeout of an earlier release).
     pub grounded_release: Option<Millis>,
@@ -83,6 +86,11 @@ impl Oracle {
     pub fn released(&mut self, g: u32, o: u32, t: Millis, grounded: bool, p: &Policy) {
         let s = self.at(g, o);
         s.release = Some(t);
+        if s.window_start
+            .is_none_or(|w| s.alive.is_some_and(|a| a > w))
+        {
+            s.window_start = Some(t);
+        }
         if grounded {
             s.grounded_release = Some(t);
         }
@@ -122,7 +130,10 @@ impl Oracle {
         }
         let within =
             |r: Option<Millis>| r.is_some_and(|r| t.saturating_sub(r) <= p.extended_timeout);
-        within(s.release).then_some(Ground::Extended {
+        let no_liveness_since = s
+            .window_start
+            .is_some_and(|w| s.alive.is_none_or(|a| a <= w));
+        (within(s.window_start) && no_liveness_since).then_some(Ground::Extended {
             chained: !within(s.grounded_release),
         })
     }
