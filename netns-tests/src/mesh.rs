@@ -36,6 +36,28 @@ pub fn bins() -> &'static Bins {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
             cmd.args(["test", "--quiet", "--workspace", "--no-run"]);
+            // Cargo sets these for the test process; some build scripts
+            // (ring's) rerun when CARGO_MANIFEST_DIR changes, so passing
+            // them on would rebuild half of libp2p here and again in the
+            // next outer `cargo test`.
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                if k.starts_with("CARGO_PKG_")
+                    || k.starts_with("CARGO_BIN_EXE_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                    ]
+                    .contains(&k.as_ref())
+                {
+                    cmd.env_remove(k.as_ref());
+                }
+            }
             if release {
                 cmd.arg("--release");
             }
@@ -83,6 +105,8 @@ pub struct Mesh {
     _tmp: tempfile::TempDir,
     pub nodes: Vec<MeshNode>,
     lab: Option<Arc<Lab>>,
+    /// Extra environment of every daemon started from now on.
+    daemon_env: Vec<(String, String)>,
 }
 
 const PASSPHRASE: &[u8] = b"correct horse battery staple";
@@ -131,6 +155,7 @@ impl Mesh {
             _tmp: tmp,
             nodes,
             lab,
+            daemon_env: Vec::new(),
         })
     }
 
@@ -182,6 +207,7 @@ impl Mesh {
             .append(true)
             .open(self.nodes[i].dir.join("keywardd.log"))?;
         let mut c = self.command(i, &bins().keywardd)?;
+        c.envs(self.daemon_env.iter().map(|(k, v)| (k, v)));
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         let child = match &self.lab {
             Some(l) => l.spawn(i, &mut c)?,
@@ -326,25 +352,7 @@ impl Mesh {
         std::fs::write(&pass, PASSPHRASE)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600))?;
-        let st = Command::new("cryptsetup")
-            .args([
-                "luksFormat",
-                "--type",
-                "luks2",
-                "--pbkdf",
-                "pbkdf2",
-                "--pbkdf-force-iterations",
-                "1000",
-                "--batch-mode",
-                "--key-file",
-            ])
-            .arg(&pass)
-            .arg(&img)
-            .status()
-            .context("running cryptsetup (install cryptsetup-bin)")?;
-        if !st.success() {
-            bail!("luksFormat failed");
-        }
+        keyward_node::luks::Device::new(&img).format_for_tests(PASSPHRASE)?;
         Ok((img, pass))
     }
 
@@ -386,6 +394,24 @@ impl Mesh {
 
     pub fn running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()
+    }
+
+    /// Sets `key=value` in the environment of every daemon started from
+    /// now on (e.g. `RUST_LOG` to see what a libp2p behaviour does).
+    pub fn set_daemon_env(&mut self, key: &str, value: &str) {
+        self.daemon_env.retain(|(k, _)| k != key);
+        self.daemon_env.push((key.into(), value.into()));
+    }
+
+    /// Whether node `i`'s daemon was started and has exited since (a
+    /// crash), with its exit status; `None` while it runs or was never
+    /// started. The daemon stays recorded, so [`Mesh::start`] will not
+    /// restart it until [`Mesh::kill`].
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The lab this mesh runs in, if any.
@@ -495,10 +521,5 @@ fn free_port() -> Result<u16> {
 
 /// Whether cryptsetup can be run (LUKS tests are skipped otherwise).
 pub fn have_cryptsetup() -> bool {
-    Command::new("cryptsetup")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    keyward_node::luks::available()
 }

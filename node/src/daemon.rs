@@ -689,6 +689,7 @@ impl Daemon {
 
     fn on_request(&mut self, peer: PeerId, req: Request, ch: ResponseChannel<Response>) {
         let from = NodeId::from_peer_id(&peer);
+        let member = from.filter(|f| self.roster.is_active(f));
         let at = now_ms();
         match req {
             Request::Join { secret, member } => {
@@ -717,13 +718,8 @@ impl Daemon {
                 self.respond(ch, resp);
             }
             Request::Deposit(env) => {
-                let Some(from) = from.filter(|f| self.roster.is_active(f)) else {
-                    return self.respond(
-                        ch,
-                        Response::Refused {
-                            reason: "deposits are accepted from mesh members only".into(),
-                        },
-                    );
+                let Some(from) = member else {
+                    return self.refuse_stranger(ch);
                 };
                 let acts = self.guardian.handle(
                     Event::Deposit {
@@ -737,13 +733,8 @@ impl Daemon {
                 self.respond(ch, resp);
             }
             Request::Drop { keep_from } => {
-                let Some(from) = from.filter(|f| self.roster.is_active(f)) else {
-                    return self.respond(
-                        ch,
-                        Response::Refused {
-                            reason: "members only".into(),
-                        },
-                    );
+                let Some(from) = member else {
+                    return self.refuse_stranger(ch);
                 };
                 let acts = self.guardian.handle(
                     Event::Drop {
@@ -757,13 +748,8 @@ impl Daemon {
                 self.respond(ch, resp);
             }
             Request::Sync { digest } => {
-                if !from.is_some_and(|f| self.roster.is_active(&f)) {
-                    return self.respond(
-                        ch,
-                        Response::Refused {
-                            reason: "members only".into(),
-                        },
-                    );
+                if member.is_none() {
+                    return self.refuse_stranger(ch);
                 }
                 let ops = if digest.into_array() == self.roster.digest() {
                     vec![]
@@ -794,7 +780,7 @@ impl Daemon {
                 self.respond(ch, Response::Refused { reason: why });
             }
             Request::GoingDown => {
-                if let Some(n) = from.filter(|f| self.roster.is_active(f)) {
+                if let Some(n) = member {
                     info!(node = %n, "peer going down cleanly");
                     self.guardian
                         .handle(Event::GoingDown { node: n, at }, &self.roster);
@@ -804,6 +790,11 @@ impl Daemon {
                 self.respond(ch, Response::Ack);
             }
         }
+    }
+
+    fn refuse_stranger(&mut self, ch: ResponseChannel<Response>) {
+        let reason = "only active mesh members may send this request".to_string();
+        self.respond(ch, Response::Refused { reason });
     }
 
     /// Carries out the guardian's actions; returns the response to send.

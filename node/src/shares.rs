@@ -441,7 +441,8 @@ mod tests {
     fn envelopes_round_trip_the_codec() {
         let (_, _, _, _, envs) = setup(3, 5);
         let b = codec::encode(&envs[0]).unwrap();
-        assert!(b.len() < 600, "{} bytes", b.len());
+        // age adds a random "grease" stanza, so the size varies by a few hundred bytes
+        assert!(b.len() <= 1024, "{} bytes", b.len());
         assert_eq!(codec::decode::<ShareEnvelope>(&b).unwrap(), envs[0]);
     }
 
