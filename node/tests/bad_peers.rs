@@ -12,6 +12,16 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol};
 
+/// The daemon dies with the test, also when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Writes whatever bytes it is given, as a hostile peer would.
 #[derive(Clone, Default)]
 struct Raw;
@@ -75,7 +85,7 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
     let cfg = Config::load(&cfg_path).unwrap();
     let init = keyward_node::daemon::init(&cfg, Some("m")).unwrap();
     let log = std::fs::File::create(d.path().join("log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keywardd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_keywardd"))
         .arg("--config")
         .arg(&cfg_path)
         .env("NO_COLOR", "1")
@@ -83,6 +93,7 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
     let t = Instant::now();
     while std::os::unix::net::UnixStream::connect(&cfg.control_socket).is_err() {
         assert!(
@@ -145,7 +156,6 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
         }
     }
     if !closed {
-        let _ = child.kill();
         panic!(
             "the daemon did not disconnect a peer sending garbage; log:\n{}",
             std::fs::read_to_string(d.path().join("log")).unwrap()
@@ -159,8 +169,8 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
     )
     .unwrap();
     assert_eq!(v["mesh"]["name"], "m");
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let log = std::fs::read_to_string(d.path().join("log")).unwrap();
     let me = swarm.local_peer_id().to_string();
     assert!(
