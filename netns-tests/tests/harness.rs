@@ -239,6 +239,22 @@ fn stale_namespaces_of_a_killed_run_are_removed() {
         .args(["netns", "exec", &stale, "sleep", "1000"])
         .spawn()
         .unwrap();
+    // Wait until the sleep has entered the namespace, or the cleanup could
+    // run first and leave it behind.
+    let t = std::time::Instant::now();
+    while Command::new("ip")
+        .args(["netns", "pids", &stale])
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "orphan never entered {stale}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _lab = Lab::new(1).unwrap();
     assert!(namespaces_with(&stale).is_empty(), "{stale} left behind");
     assert_eq!(orphan.wait().unwrap().signal(), Some(libc::SIGKILL));

@@ -151,6 +151,9 @@ pub struct Daemon {
     banned: BTreeMap<PeerId, Millis>,
     /// Addresses learnt since they were last written to disk.
     peers_dirty: bool,
+    /// Peers that said goodbye on their current connection: a ping answer
+    /// still in flight must not make them look up again.
+    said_bye: BTreeSet<PeerId>,
     pending: BTreeMap<OutboundRequestId, Pending>,
     fanouts: BTreeMap<u64, Fanout>,
     next_batch: u64,
@@ -234,6 +237,7 @@ impl Daemon {
             strikes: BTreeMap::new(),
             banned: BTreeMap::new(),
             peers_dirty: false,
+            said_bye: BTreeSet::new(),
             pending: BTreeMap::new(),
             fanouts: BTreeMap::new(),
             next_batch: 0,
@@ -277,7 +281,11 @@ impl Daemon {
             if let Some(libp2p::multiaddr::Protocol::P2p(p)) = ma.iter().last() {
                 self.remember(p, ma.clone());
             }
-            if let Err(e) = self.swarm.dial(ma.clone()) {
+            let opts = DialOpts::unknown_peer_id()
+                .address(ma.clone())
+                .allocate_new_port()
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
                 warn!("bootstrap {ma}: {e}");
             }
         }
@@ -385,6 +393,9 @@ impl Daemon {
     }
 
     fn alive(&mut self, p: &PeerId) {
+        if self.said_bye.contains(p) {
+            return;
+        }
         let Some(n) = NodeId::from_peer_id(p) else {
             return;
         };
@@ -409,6 +420,7 @@ impl Daemon {
             } => {
                 self.connected.insert(peer_id);
                 self.backoff.remove(&peer_id);
+                self.said_bye.remove(&peer_id);
                 if endpoint.is_dialer() {
                     self.remember(peer_id, endpoint.get_remote_address().clone());
                 }
@@ -441,10 +453,8 @@ impl Daemon {
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 for (p, a) in list {
                     self.remember(p, a.clone());
-                    if !self.connected.contains(&p) && p != self.peer_id() {
-                        let _ = self
-                            .swarm
-                            .dial(DialOpts::peer_id(p).addresses(vec![a]).build());
+                    if p != self.peer_id() {
+                        self.dial_node(p);
                     }
                 }
             }
@@ -782,6 +792,7 @@ impl Daemon {
             Request::GoingDown => {
                 if let Some(n) = member {
                     info!(node = %n, "peer going down cleanly");
+                    self.said_bye.insert(peer);
                     self.guardian
                         .handle(Event::GoingDown { node: n, at }, &self.roster);
                     self.dirty.insert(n);
@@ -1056,19 +1067,24 @@ impl Daemon {
 
     /// Sends a request, dialing with the known addresses if needed.
     fn send(&mut self, p: PeerId, req: Request) -> OutboundRequestId {
-        let addrs: Vec<Multiaddr> = self.peers.get(&p).map(|s| s.to_vec()).unwrap_or_default();
-        self.swarm
-            .behaviour_mut()
-            .rpc
-            .send_request_with_addresses(&p, req, addrs)
+        // Our own dial (fresh port) goes first; the request waits for it
+        // (request-response ignores its own dial being redundant).
+        self.dial_node(p);
+        self.swarm.behaviour_mut().rpc.send_request(&p, req)
     }
 
     fn dial_node(&mut self, p: PeerId) {
         let addrs: Vec<Multiaddr> = self.peers.get(&p).map(|s| s.to_vec()).unwrap_or_default();
         if !self.connected.contains(&p) && !addrs.is_empty() {
-            let _ = self
-                .swarm
-                .dial(DialOpts::peer_id(p).addresses(addrs).build());
+            // A fresh source port: with port reuse, two nodes dialling each
+            // other at once from their listen ports merge into one TCP
+            // connection on which both start noise as initiator, and fail.
+            let _ = self.swarm.dial(
+                DialOpts::peer_id(p)
+                    .addresses(addrs)
+                    .allocate_new_port()
+                    .build(),
+            );
         }
     }
 

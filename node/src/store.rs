@@ -129,6 +129,10 @@ impl Store {
 
     /// Applies writes to several trees atomically, then flushes.
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.ops.is_empty() {
+            // sled's multi-tree transaction panics on an empty tree list.
+            return Ok(());
+        }
         let names: Vec<&'static str> = {
             let mut n: Vec<_> = batch.ops.iter().map(|o| o.0).collect();
             n.sort();
@@ -288,6 +292,13 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn an_empty_batch_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.commit(Batch::default()).unwrap();
     }
 
     #[test]

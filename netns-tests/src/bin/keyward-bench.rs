@@ -1,0 +1,482 @@
+//! keyward-bench: measures the unlock path and the mesh with real daemons
+//! and prints a markdown table.
+//!
+//! On loopback (no privileges): unlock latency from process start to key
+//! (`keyward unlock --print-key`), 3-of-5 guardians, with all guardians
+//! answering and with 2 of them hung (SIGSTOP); time from `keyward join`
+//! to every roster having the new node; idle RSS of a daemon in a 10-node
+//! mesh. As root, the same unlock latency between network namespaces on
+//! clean links and on 1% loss + 50 ms delay links, lockdown propagation
+//! and join propagation there. mDNS is off everywhere.
+//!
+//! Build everything first, then run it:
+//!
+//! ```text
+//! cargo build --release --workspace
+//! target/release/keyward-bench            # as root for the namespace rows
+//! ```
+//!
+//! `KEYWARD_BENCH_UNLOCKS=N` changes the number of unlocks per row
+//! (default 100, at least 50).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
+use keyward_netns_tests::Lab;
+use serde_json::Value;
+
+/// Long liveness timeouts: every unlock of a run must be allowed.
+const POLICY: &str = "interval = 1\ntimeout = 3600\nextended_timeout = 3600\nup_window = 3\n";
+
+struct Row {
+    what: String,
+    place: &'static str,
+    n: usize,
+    median: String,
+    p99: String,
+    notes: String,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Median and p99 (nearest rank) of `v`.
+fn stats(v: &mut [Duration]) -> (Duration, Duration) {
+    v.sort();
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    };
+    let rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n);
+    (median, v[rank - 1])
+}
+
+fn row(
+    rows: &mut Vec<Row>,
+    what: &str,
+    place: &'static str,
+    v: &mut [Duration],
+    notes: String,
+) -> Result<()> {
+    ensure!(!v.is_empty(), "no samples for {what}");
+    let (med, p99) = stats(v);
+    let (min, max) = (v[0], v[v.len() - 1]);
+    eprintln!(
+        "  {what} [{place}]: median {} p99 {} (min {} max {}, n={})",
+        ms(med),
+        ms(p99),
+        ms(min),
+        ms(max),
+        v.len()
+    );
+    rows.push(Row {
+        what: what.into(),
+        place,
+        n: v.len(),
+        median: ms(med),
+        p99: ms(p99),
+        notes: format!("min {}, max {}{notes}", ms(min), ms(max)),
+    });
+    Ok(())
+}
+
+fn unlocks() -> usize {
+    std::env::var("KEYWARD_BENCH_UNLOCKS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+        .max(50)
+}
+
+fn opts() -> MeshOptions {
+    MeshOptions {
+        policy: POLICY.into(),
+        mdns: false,
+    }
+}
+
+/// One `keyward unlock --print-key` of node `i`'s image, as node `i`
+/// (in its namespace when the mesh is in a lab): wall time from process
+/// start to exit, the key written to a pipe and discarded.
+fn time_unlock(m: &Mesh, i: usize, timeout: &str) -> Result<Duration> {
+    let img = m.dir(i).join("disk.img");
+    let args = [
+        "unlock",
+        "--print-key",
+        "--quiet",
+        "--timeout",
+        timeout,
+        "--device",
+        img.to_str().unwrap_or_default(),
+    ];
+    let t = Instant::now();
+    let o = m.cli(i, &args)?;
+    let took = t.elapsed();
+    if !o.status.success() || o.stdout.len() != 32 {
+        bail!(
+            "unlock of node{i} failed ({} key bytes): {}",
+            o.stdout.len(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(took)
+}
+
+/// A formed mesh of `n` whose last node binds its image 3-of-5, with
+/// that node's daemon stopped cleanly (it is "rebooting").
+fn owner_mesh(m: &mut Mesh) -> Result<usize> {
+    let owner = m.nodes.len() - 1;
+    m.form()?;
+    m.make_image(owner)?;
+    let out = m.bind(owner, &["--shares", "5", "--threshold", "3"])?;
+    ensure!(out.contains("3-of-5"), "bind: {out}");
+    m.stop(owner)?;
+    Ok(owner)
+}
+
+/// Guardians named in node `i`'s LUKS token, as mesh node indices.
+fn token_guardians(m: &Mesh, i: usize) -> Result<Vec<usize>> {
+    let (_, tok) = keyward_node::luks::Device::new(&m.dir(i).join("disk.img"))
+        .token()?
+        .context("image not bound")?;
+    let mut out = Vec::new();
+    for g in &tok.guardians {
+        let j = (0..m.nodes.len())
+            .find(|&j| {
+                m.status_direct(j)
+                    .is_ok_and(|v| v["node"]["id"].as_str() == Some(g.id.as_str()))
+            })
+            .context("guardian of the token not found in the mesh")?;
+        out.push(j);
+    }
+    Ok(out)
+}
+
+fn unlock_series(m: &Mesh, owner: usize, n: usize, timeout: &str) -> Result<Vec<Duration>> {
+    // one warm-up run (page cache, ARP, first connections)
+    time_unlock(m, owner, timeout)?;
+    (0..n).map(|_| time_unlock(m, owner, timeout)).collect()
+}
+
+fn loopback_unlock(rows: &mut Vec<Row>) -> Result<()> {
+    let n = unlocks();
+    eprintln!("loopback: 6-node mesh, owner binds 3-of-5, {n} unlocks");
+    let mut m = Mesh::loopback(6, &opts())?;
+    let owner = owner_mesh(&mut m)?;
+    let mut v = unlock_series(&m, owner, n, "10s")?;
+    row(
+        rows,
+        "unlock 3-of-5, process start to key (`unlock --print-key`)",
+        "loopback",
+        &mut v,
+        String::new(),
+    )?;
+    // the part of that spent reading the token: `keyward unlock` runs
+    // cryptsetup once for the LUKS2 metadata
+    let img = m.dir(owner).join("disk.img");
+    let mut v = (0..n.min(50))
+        .map(|_| {
+            let t = Instant::now();
+            let o = Command::new("cryptsetup")
+                .args(["luksDump", "--dump-json-metadata"])
+                .arg(&img)
+                .stdout(Stdio::null())
+                .status()?;
+            ensure!(o.success(), "luksDump failed");
+            Ok(t.elapsed())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    row(
+        rows,
+        "of which: reading the LUKS2 token (`cryptsetup luksDump --dump-json-metadata`, the one child process)",
+        "loopback",
+        &mut v,
+        String::new(),
+    )?;
+    let hung: Vec<usize> = token_guardians(&m, owner)?.into_iter().take(2).collect();
+    for &g in &hung {
+        m.signal(g, libc::SIGSTOP)?;
+    }
+    let r = unlock_series(&m, owner, n, "10s");
+    for &g in &hung {
+        m.signal(g, libc::SIGCONT)?;
+    }
+    let mut v = r?;
+    // nothing is left behind by the unlock processes
+    let left = children_named(std::process::id(), "keyward")?;
+    row(
+        rows,
+        "unlock 3-of-5 with 2 of the 5 guardians hung (SIGSTOP)",
+        "loopback",
+        &mut v,
+        format!(", keyward processes left running afterwards: {left}"),
+    )?;
+    Ok(())
+}
+
+/// Number of live child processes of `parent` whose command is `name`.
+fn children_named(parent: u32, name: &str) -> Result<usize> {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc")? {
+        let e = e?;
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let comm = comm.rsplit_once('(').map(|x| x.1).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if comm == name && fields.get(1) == Some(&parent.to_string().as_str()) && fields[0] != "Z" {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Time from starting `keyward join` on `joiner` until every node of
+/// `all` lists `joiner` in its roster.
+fn time_join(m: &Mesh, joiner: usize, inviter: usize, all: &[usize]) -> Result<Duration> {
+    let token = m.cli_ok(inviter, &["invite"])?;
+    let name = m.nodes[joiner].name.clone();
+    let t = Instant::now();
+    m.cli_ok(joiner, &["join", token.trim()])?;
+    let deadline = t + Duration::from_secs(30);
+    let mut pending: Vec<usize> = all.to_vec();
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            bail!("{name} not in the rosters of {pending:?} after 30 s");
+        }
+        pending.retain(|&i| {
+            !m.status_direct(i).is_ok_and(|v| {
+                v["members"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["name"] == name.as_str()))
+            })
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    Ok(t.elapsed())
+}
+
+/// Joins node 4 to a fresh mesh of nodes 0..3, `samples` times.
+fn join_samples(samples: usize, mut make: impl FnMut() -> Result<Mesh>) -> Result<Vec<Duration>> {
+    let mut v = Vec::new();
+    for s in 0..samples {
+        let mut m = make()?;
+        m.form_nodes(&[0, 1, 2, 3])?;
+        m.init(4, None)?;
+        m.start(4)?;
+        // invited by a non-founder, so the news has to travel
+        let d = time_join(&m, 4, 1 + s % 3, &[0, 1, 2, 3, 4])?;
+        v.push(d);
+    }
+    Ok(v)
+}
+
+fn loopback_join(rows: &mut Vec<Row>) -> Result<()> {
+    eprintln!("loopback: join to roster convergence on 5 nodes");
+    let mut v = join_samples(7, || Mesh::loopback(5, &opts()))?;
+    row(
+        rows,
+        "`keyward join` to the new node in all 5 rosters",
+        "loopback",
+        &mut v,
+        ", a fresh 4-node mesh per join".into(),
+    )
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")
+}
+
+fn loopback_rss(rows: &mut Vec<Row>) -> Result<()> {
+    eprintln!("loopback: 10-node mesh, 10 s idle, VmRSS");
+    let mut m = Mesh::loopback(10, &opts())?;
+    m.form()?;
+    std::thread::sleep(Duration::from_secs(10));
+    let mut kib: Vec<u64> = (0..10)
+        .map(|i| rss_kib(m.pid(i).context("daemon not running")?))
+        .collect::<Result<_>>()?;
+    let node0 = kib[0];
+    kib.sort();
+    let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
+    eprintln!("  VmRSS KiB of the 10 daemons: {kib:?}");
+    rows.push(Row {
+        what: "idle RSS of one keywardd in a 10-node mesh after 10 s".into(),
+        place: "loopback",
+        n: 10,
+        median: mib((kib[4] + kib[5]) / 2),
+        p99: mib(kib[9]),
+        notes: format!(
+            "node0 {}, min {} (p99 column = max)",
+            mib(node0),
+            mib(kib[0])
+        ),
+    });
+    Ok(())
+}
+
+fn netns_unlock(rows: &mut Vec<Row>) -> Result<()> {
+    let n = unlocks();
+    eprintln!("netns: 6 namespaces, owner binds 3-of-5, {n} unlocks clean, then lossy");
+    let lab = Arc::new(Lab::new(6)?);
+    let mut m = Mesh::in_lab(lab.clone(), &opts())?;
+    let owner = owner_mesh(&mut m)?;
+    let mut v = unlock_series(&m, owner, n, "30s")?;
+    row(
+        rows,
+        "unlock 3-of-5, process start to key, clean links",
+        "netns",
+        &mut v,
+        String::new(),
+    )?;
+    for i in 0..6 {
+        lab.set_loss(i, 1)?;
+        lab.set_delay(i, Duration::from_millis(50))?;
+    }
+    let mut v = unlock_series(&m, owner, n.clamp(50, 60), "60s")?;
+    row(
+        rows,
+        "unlock 3-of-5, 1% loss + 50 ms delay on every node (200 ms RTT)",
+        "netns",
+        &mut v,
+        String::new(),
+    )?;
+    for i in 0..6 {
+        lab.set_loss(i, 0)?;
+        lab.set_delay(i, Duration::ZERO)?;
+    }
+    // lockdown propagation, all 6 daemons running, clean links
+    m.start(owner)?;
+    m.converge(Duration::from_secs(30))?;
+    let all: Vec<usize> = (0..6).collect();
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for k in 0..10 {
+        let from = k % 6;
+        on.push(time_lock(&m, from, false, &all)?);
+        off.push(time_lock(&m, (from + 1) % 6, true, &all)?);
+    }
+    row(
+        rows,
+        "`keyward lockdown` until all 6 nodes show it",
+        "netns",
+        &mut on,
+        ", from each node in turn".into(),
+    )?;
+    row(
+        rows,
+        "`keyward lockdown --lift` until all 6 nodes show it lifted",
+        "netns",
+        &mut off,
+        String::new(),
+    )?;
+    Ok(())
+}
+
+/// Time from starting `keyward lockdown [--lift]` on `from` until every
+/// node of `all` shows the new state.
+fn time_lock(m: &Mesh, from: usize, lift: bool, all: &[usize]) -> Result<Duration> {
+    let t = Instant::now();
+    if lift {
+        m.cli_ok(from, &["lockdown", "--lift"])?;
+    } else {
+        m.cli_ok(from, &["lockdown"])?;
+    }
+    let mut pending = all.to_vec();
+    while !pending.is_empty() {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("lockdown (lift: {lift}) not seen by {pending:?} after 10 s");
+        }
+        pending.retain(|&i| {
+            !m.status_direct(i)
+                .is_ok_and(|v: Value| v["lockdown"].is_null() == lift)
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(t.elapsed())
+}
+
+fn netns_join(rows: &mut Vec<Row>) -> Result<()> {
+    eprintln!("netns: join to roster convergence on 5 namespaces");
+    let mut v = join_samples(5, || Mesh::in_lab(Arc::new(Lab::new(5)?), &opts()))?;
+    row(
+        rows,
+        "`keyward join` to the new node in all 5 rosters",
+        "netns",
+        &mut v,
+        ", a fresh 4-node mesh per join".into(),
+    )
+}
+
+fn main() -> Result<()> {
+    if !have_cryptsetup() {
+        bail!("cryptsetup is needed (apt install cryptsetup-bin)");
+    }
+    let b = bins();
+    eprintln!(
+        "binaries: {} and {}",
+        b.keyward.display(),
+        b.keywardd.display()
+    );
+    if !Path::new(&b.keyward).exists() {
+        bail!("build first: cargo build --release --workspace");
+    }
+    let mut rows = Vec::new();
+    loopback_unlock(&mut rows)?;
+    loopback_join(&mut rows)?;
+    loopback_rss(&mut rows)?;
+    let root = unsafe { libc::geteuid() } == 0;
+    let have_nft = Command::new("nft")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut skipped = None;
+    if root && have_nft {
+        netns_unlock(&mut rows)?;
+        netns_join(&mut rows)?;
+    } else {
+        skipped = Some(if root { "nft not found" } else { "not root" });
+    }
+    println!();
+    println!(
+        "keyward-bench, {} CPUs, {} build",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!();
+    println!("| what | where | n | median | p99 | notes |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.what, r.place, r.n, r.median, r.p99, r.notes
+        );
+    }
+    if let Some(why) = skipped {
+        println!("| namespace rows | netns | - | - | - | skipped: {why} |");
+    }
+    Ok(())
+}
