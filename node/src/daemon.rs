@@ -435,6 +435,21 @@ impl Daemon {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                // A running node keeps its connections to its guardians, so
+                // with none left it is not "up": its boot key may be used.
+                // (Otherwise a goodbye lost on a bad link reads as a copied
+                // boot key when the node reboots.)
+                if let Some(n) = NodeId::from_peer_id(&peer_id).filter(|n| self.roster.is_active(n))
+                {
+                    self.guardian.handle(
+                        Event::GoingDown {
+                            node: n,
+                            at: now_ms(),
+                        },
+                        &self.roster,
+                    );
+                    self.dirty.insert(n);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
