@@ -2,7 +2,7 @@
 //! one JSON response per line. The socket is 0600 in a 0700 directory, so
 //! only root (the daemon's user) can drive the daemon.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read as _, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -116,5 +116,3 @@ pub fn call(
         })))
     }
 }
-
-use std::io::Read as _;

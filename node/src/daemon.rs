@@ -14,7 +14,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, mdns, ping, Multiaddr, PeerId, Swarm};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -1618,5 +1618,3 @@ async fn control_conn(s: UnixStream, tx: mpsc::Sender<CtlMsg>) -> anyhow::Result
     w.write_all(&out).await?;
     Ok(())
 }
-
-use tokio::io::AsyncReadExt as _;

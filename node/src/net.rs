@@ -109,7 +109,7 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
         let gcfg = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(Duration::from_millis(500))
             .validation_mode(gossipsub::ValidationMode::Strict)
-            .max_transmit_size(Gossip_MAX)
+            .max_transmit_size(<crate::proto::Gossip as Wire>::MAX)
             .flood_publish(true)
             .build()?;
         let gossip =
@@ -163,9 +163,6 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
             .build())
     }
 }
-
-#[allow(non_upper_case_globals)]
-const Gossip_MAX: usize = <crate::proto::Gossip as Wire>::MAX;
 
 /// The unlock client's swarm: request-response only, authenticated by the
 /// boot key, so guardians can tell it from a live node.
