@@ -265,8 +265,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("say what to do with the key: --name NAME (open), --print-key (stdout) or --check");
             }
             let dev = Device::new(&device);
+            // Read from the header itself: no cryptsetup process on the boot path.
             let (_, token) = dev
-                .token()?
+                .token_direct()?
                 .with_context(|| format!("{} is not bound by keyward (no keyward token); bind it with `keyward bind --device {}`", device.display(), device.display()))?;
             refuse_if_running_owner(&cfg, &token.owner)?;
             let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
