@@ -195,7 +195,7 @@ fn loopback_unlock(rows: &mut Vec<Row>) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     row(
         rows,
-        "of which: reading the LUKS2 token (`cryptsetup luksDump --dump-json-metadata`, the one child process)",
+        "for reference: reading the token with `cryptsetup luksDump` (unlock reads the LUKS2 header itself, no child process)",
         "loopback",
         &mut v,
         String::new(),
