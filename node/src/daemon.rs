@@ -114,11 +114,8 @@ enum Pending {
         reply: oneshot::Sender<CtlResponse>,
         mesh: MeshId,
     },
-    Deposit {
-        batch: u64,
-        guardian: NodeId,
-    },
-    Drop {
+    /// One guardian's part of a control request fanned out to several.
+    Fanout {
         batch: u64,
         guardian: NodeId,
     },
@@ -1009,7 +1006,7 @@ impl Daemon {
                 };
                 let _ = reply.send(resp);
             }
-            Pending::Deposit { batch, guardian } | Pending::Drop { batch, guardian } => {
+            Pending::Fanout { batch, guardian } => {
                 let res = match r {
                     Ok(Response::Ack) => "ok".to_string(),
                     Ok(Response::Refused { reason }) => format!("refused: {reason}"),
@@ -1475,35 +1472,20 @@ impl Daemon {
                 Err(e) => return drop(reply.send(CtlResponse::err(format!("bad envelope: {e}")))),
             }
         }
-        let batch = self.next_batch;
-        self.next_batch += 1;
-        let mut f = Fanout {
-            reply,
-            waiting: 0,
-            results: BTreeMap::new(),
-        };
+        let mut refused = BTreeMap::new();
+        let mut requests = Vec::new();
         for env in envs {
             let g = env.body.guardian;
             if g == self.me.id {
-                f.results.insert(
+                refused.insert(
                     g.to_string(),
                     "refused: a node cannot guard its own share".into(),
                 );
-                continue;
+            } else {
+                requests.push((g, Request::Deposit(Box::new(env))));
             }
-            let Some(p) = g.peer_id() else { continue };
-            let id = self.send(p, Request::Deposit(Box::new(env)));
-            self.pending
-                .insert(id, Pending::Deposit { batch, guardian: g });
-            f.waiting += 1;
         }
-        if f.waiting == 0 {
-            let _ = f
-                .reply
-                .send(CtlResponse::ok(json!({ "results": f.results })));
-        } else {
-            self.fanouts.insert(batch, f);
-        }
+        self.fan_out(requests, refused, reply);
     }
 
     fn drop_old(
@@ -1512,19 +1494,34 @@ impl Daemon {
         guardians: Vec<String>,
         reply: oneshot::Sender<CtlResponse>,
     ) {
+        let requests = guardians
+            .iter()
+            .filter_map(|g| g.parse::<NodeId>().ok())
+            .map(|g| (g, Request::Drop { keep_from }))
+            .collect();
+        self.fan_out(requests, BTreeMap::new(), reply);
+    }
+
+    /// Sends one request per guardian and answers `reply` with every
+    /// guardian's result once all answered (or failed).
+    fn fan_out(
+        &mut self,
+        requests: Vec<(NodeId, Request)>,
+        results: BTreeMap<String, String>,
+        reply: oneshot::Sender<CtlResponse>,
+    ) {
         let batch = self.next_batch;
         self.next_batch += 1;
         let mut f = Fanout {
             reply,
             waiting: 0,
-            results: BTreeMap::new(),
+            results,
         };
-        for g in guardians {
-            let Ok(g) = g.parse::<NodeId>() else { continue };
+        for (g, req) in requests {
             let Some(p) = g.peer_id() else { continue };
-            let id = self.send(p, Request::Drop { keep_from });
+            let id = self.send(p, req);
             self.pending
-                .insert(id, Pending::Drop { batch, guardian: g });
+                .insert(id, Pending::Fanout { batch, guardian: g });
             f.waiting += 1;
         }
         if f.waiting == 0 {
