@@ -28,7 +28,7 @@ use crate::net::{self, Behaviour, BehaviourEvent, SwarmOptions};
 use crate::proto::{
     self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
 };
-use crate::roster::{Member, Merged, MeshId, OpBody, Role, Roster, SignedOp};
+use crate::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp};
 use crate::shares::ShareEnvelope;
 use crate::store::{Batch, Store, TreeName};
 
@@ -496,23 +496,9 @@ impl Daemon {
     /// learnt our mesh.
     fn merge_ops(&mut self, ops: Vec<SignedOp>) -> usize {
         let was_active: BTreeSet<NodeId> = self.roster.members().map(|m| m.id).collect();
-        let mut new_ops = Vec::new();
-        let mut pending = ops;
-        loop {
-            let mut rest = Vec::new();
-            let before = new_ops.len();
-            for op in pending {
-                match self.roster.merge(op.clone()) {
-                    Ok(Merged::New) => new_ops.push(op),
-                    Ok(Merged::Known) => {}
-                    Err(crate::roster::RosterError::UnknownSigner(_)) => rest.push(op),
-                    Err(e) => debug!("roster op refused: {e}"),
-                }
-            }
-            if rest.is_empty() || new_ops.len() == before {
-                break;
-            }
-            pending = rest;
+        let (new_ops, errs) = self.roster.merge_all(ops);
+        for e in errs {
+            debug!("roster op not merged: {e}");
         }
         if !new_ops.is_empty() {
             let t = self.store.tree::<SignedOp>(TreeName::Roster);

@@ -301,11 +301,11 @@ impl Roster {
         Ok(Merged::New)
     }
 
-    /// Merges a batch in any order (roster sync); returns how many were new
-    /// and the errors of those that stayed invalid.
-    pub fn merge_all(&mut self, ops: Vec<SignedOp>) -> (usize, Vec<RosterError>) {
+    /// Merges a batch in any order (roster sync); returns the operations
+    /// that were new and the errors of those that stayed invalid.
+    pub fn merge_all(&mut self, ops: Vec<SignedOp>) -> (Vec<SignedOp>, Vec<RosterError>) {
         let mut pending = ops;
-        let mut new = 0;
+        let mut new = Vec::new();
         loop {
             let mut progress = false;
             let mut rest = Vec::new();
@@ -313,7 +313,7 @@ impl Roster {
             for op in pending {
                 match self.merge(op.clone()) {
                     Ok(Merged::New) => {
-                        new += 1;
+                        new.push(op);
                         progress = true
                     }
                     Ok(Merged::Known) => {}
@@ -555,8 +555,8 @@ mod tests {
         r.merge(bc.clone()).unwrap();
         assert!(r.is_active(&c.id()));
         let mut r2 = Roster::default();
-        let (n, _) = r2.merge_all(vec![bc, ab, found]);
-        assert_eq!(n, 3);
+        let (new, _) = r2.merge_all(vec![bc, ab, found]);
+        assert_eq!(new.len(), 3);
         assert_eq!(r.digest(), r2.digest());
         assert_eq!(r2.find("c").unwrap().id, c.id());
     }

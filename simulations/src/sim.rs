@@ -192,7 +192,10 @@ impl Sim {
             bits.insert(rosters.add_op(op));
         }
         let (added, errs) = roster.merge_all(admits);
-        assert!(errs.is_empty() && added == n - 1, "setup roster: {errs:?}");
+        assert!(
+            errs.is_empty() && added.len() == n - 1,
+            "setup roster: {errs:?}"
+        );
         let genesis = rosters.genesis(roster, bits);
         let mut sim = Sim {
             net: Net::new(cfg.net.clone(), n),
