@@ -69,6 +69,11 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
     if a.new_boot_key && !rebind {
         bail!("--new-boot-key goes with `keyward rebind`");
     }
+    // The passphrase is checked before anything leaves this node (a new
+    // boot key, shares), so a typo costs nothing in the mesh.
+    let pass = crate::passphrase(a.key_file.as_deref(), &a.device)?;
+    dev.test_key(&pass, None)
+        .context("that passphrase does not open the device")?;
     // A new boot key is made next to the old one and only replaces it once
     // the device is rebound; a failed run is resumed with the same key.
     let new_boot_path = PathBuf::from(format!("{}.new", cfg.boot_key.display()));
@@ -132,7 +137,7 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             down.join(", ")
         );
     }
-    let epoch = old.as_ref().map(|(_, t)| t.epoch + 1).unwrap_or(1);
+    let epoch = next_epoch(cfg, old.as_ref().map(|(_, t)| t.epoch))?;
     let ids: Vec<_> = chosen
         .iter()
         .map(|c| c.2.parse().map_err(anyhow::Error::msg))
@@ -161,13 +166,19 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         })
         .collect();
     if !failed.is_empty() {
+        // Those that did store a share of this abandoned epoch drop it.
+        let stored: Vec<String> = chosen
+            .iter()
+            .filter(|c| results.get(&c.2).and_then(|v| v.as_str()) == Some("ok"))
+            .map(|c| c.2.clone())
+            .collect();
+        let _ = drop_epoch(cfg, epoch, stored);
         bail!(
             "{} of {n} guardians did not store their share, so the disk was not changed:\n  {}\nbring them up (keyward peers) or choose fewer with --shares",
             failed.len(),
             failed.join("\n  ")
         );
     }
-    let pass = crate::passphrase(a.key_file.as_deref(), &a.device)?;
     let slot = dev
         .add_key(&pass, secret.as_bytes())
         .context("adding the keyward keyslot (is the passphrase right?)")?;
@@ -199,13 +210,7 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             }
         }
         let gs: Vec<String> = ot.guardians.iter().map(|g| g.id.clone()).collect();
-        let _ = ctl(
-            cfg,
-            CtlRequest::Drop {
-                keep_from: epoch,
-                guardians: gs,
-            },
-        );
+        report_drop(drop_epoch(cfg, ot.epoch, gs), ot.epoch);
     }
     set_bound(cfg, &a.device, true)?;
     if a.new_boot_key {
@@ -234,6 +239,82 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             .join(", ")
     );
     Ok(())
+}
+
+/// A new epoch for a binding of this node: above every epoch this node
+/// handed out before, on any of its disks, and above the device's old
+/// token. Guardians key a node's envelopes by epoch, so two disks, or a
+/// retried bind, never collide or overwrite each other's shares. The
+/// counter is written before any share leaves the node.
+fn next_epoch(cfg: &Config, old: Option<u64>) -> anyhow::Result<u64> {
+    let path = cfg.state_dir.join("last-epoch");
+    let last = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u64>().with_context(|| {
+            format!(
+                "{} is damaged (not a number); it holds the last share epoch this node used: write a number above every bound token's epoch into it",
+                path.display()
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    // Tokens of this node's other bound disks count too (a state dir from
+    // before this counter existed).
+    let others = bound_devices(cfg)
+        .into_iter()
+        .filter_map(|d| Device::new(&d).token().ok().flatten())
+        .map(|(_, t)| t.epoch)
+        .max();
+    let epoch = last
+        .max(old.unwrap_or(0))
+        .max(others.unwrap_or(0))
+        .checked_add(1)
+        .context("epoch counter exhausted")?;
+    keyward_node::identity::write_private_file(&path, format!("{epoch}\n").as_bytes(), true)?;
+    Ok(epoch)
+}
+
+/// Asks `guardians` to drop this node's envelopes of `epoch`; returns the
+/// guardians that did not confirm, with why.
+fn drop_epoch(cfg: &Config, epoch: u64, guardians: Vec<String>) -> anyhow::Result<Vec<String>> {
+    if guardians.is_empty() {
+        return Ok(vec![]);
+    }
+    let r = ctl(
+        cfg,
+        CtlRequest::Drop {
+            epochs: vec![epoch],
+            guardians: guardians.clone(),
+        },
+    )?;
+    let results = r["results"].as_object().cloned().unwrap_or_default();
+    Ok(guardians
+        .into_iter()
+        .filter_map(|g| {
+            let res = results
+                .get(&g)
+                .and_then(|v| v.as_str())
+                .unwrap_or("no answer");
+            (res != "ok").then(|| format!("{g}: {res}"))
+        })
+        .collect())
+}
+
+/// Tells the admin which guardians still hold shares of a dropped epoch.
+/// Those shares open nothing any more (the keyslot is gone), so this is
+/// tidiness, not safety; a later rebind or unbind asks again.
+fn report_drop(r: anyhow::Result<Vec<String>>, epoch: u64) {
+    match r {
+        Ok(failed) if failed.is_empty() => {}
+        Ok(failed) => eprintln!(
+            "keyward: {} guardian(s) did not confirm dropping the shares of epoch {epoch} (they open no keyslot any more):\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        ),
+        Err(e) => eprintln!(
+            "keyward: guardians were not told to drop the shares of epoch {epoch} (they open no keyslot any more): {e}"
+        ),
+    }
 }
 
 /// The devices bound on this node, one path per line in the state dir,
@@ -345,18 +426,7 @@ pub fn unbind(cfg: &Config, device: &Path, key_file: Option<&Path>) -> anyhow::R
     }
     dev.remove_token(tid)?;
     let gs: Vec<String> = token.guardians.iter().map(|g| g.id.clone()).collect();
-    match ctl(
-        cfg,
-        CtlRequest::Drop {
-            keep_from: u64::MAX,
-            guardians: gs,
-        },
-    ) {
-        Ok(_) => {}
-        Err(e) => eprintln!(
-            "keyward: keyslot removed, but guardians were not told to drop the shares: {e}"
-        ),
-    }
+    report_drop(drop_epoch(cfg, token.epoch, gs), token.epoch);
     set_bound(cfg, device, false)?;
     println!(
         "unbound {}: keyward's keyslot and token removed, passphrase slots untouched",

@@ -27,6 +27,10 @@ struct Cli {
     /// Config file (also sets state dir, boot key and control socket).
     #[arg(long, global = true, env = "KEYWARD_CONFIG", default_value = DEFAULT_PATH)]
     config: PathBuf,
+    /// State directory (node key, database); overrides the config's
+    /// `state_dir`. Give keywardd the same one.
+    #[arg(long, global = true, env = "KEYWARD_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -106,7 +110,7 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["print_key", "check"])]
         name: Option<String>,
         /// Write the raw key to stdout (keyscript / cryptsetup --key-file=-).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "check")]
         print_key: bool,
         /// Only prove the key opens the device (no device-mapper needed).
         #[arg(long)]
@@ -141,7 +145,10 @@ fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<serde_json::Value> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(&cli.config)?;
+    let mut cfg = Config::load(&cli.config)?;
+    if let Some(d) = cli.state_dir {
+        cfg.state_dir = d;
+    }
     match cli.cmd {
         Cmd::Init { mesh } => {
             let r = keyward_node::daemon::init(&cfg, mesh.as_deref())?;
@@ -322,8 +329,20 @@ pub fn passphrase(
     device: &std::path::Path,
 ) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(p) = key_file {
-        let b = std::fs::read(p).with_context(|| format!("reading key file {}", p.display()))?;
-        return Ok(zeroize::Zeroizing::new(b));
+        // cryptsetup's own limit for a key file.
+        const MAX_KEY_FILE: u64 = 8 << 20;
+        let f =
+            std::fs::File::open(p).with_context(|| format!("reading key file {}", p.display()))?;
+        let mut b = zeroize::Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_KEY_FILE + 1), &mut b)
+            .with_context(|| format!("reading key file {}", p.display()))?;
+        if b.len() as u64 > MAX_KEY_FILE {
+            bail!(
+                "key file {} is larger than 8 MiB, as cryptsetup allows; is it the right file?",
+                p.display()
+            );
+        }
+        return Ok(b);
     }
     let mut s =
         rpassword::prompt_password(format!("Existing passphrase for {}: ", device.display()))

@@ -266,9 +266,14 @@ fn below_threshold_fails_clearly_then_succeeds_when_a_guardian_returns() {
 }
 
 #[test]
-fn a_tampered_share_is_detected_and_others_are_used() {
+fn a_tampered_share_is_named_and_the_unlock_uses_the_others() {
     let Some(mut m) = bound() else { return };
     m.stop(4).unwrap();
+    let node0: keyward_node::identity::NodeId = m.status(0).unwrap()["node"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     // guardian node0 corrupts what it holds for node4 (offline edit of its db)
     m.stop(0).unwrap();
     {
@@ -288,8 +293,27 @@ fn a_tampered_share_is_detected_and_others_are_used() {
         store.flush().unwrap();
         assert_eq!(n, 1, "node0 held one share of node4");
     }
+    // With node1 down, node0's bad share leaves only 2 valid of 3: the
+    // unlock fails and names node0 and what is wrong with its share.
+    m.stop(1).unwrap();
     m.start(0).unwrap();
-    m.converge(Duration::from_secs(20)).ok();
+    m.converge_among(&[0, 2, 3], Duration::from_secs(20))
+        .unwrap();
+    m.cli_ok(2, &["approve", "node4"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let o = m.unlock(4, "3s").unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(e.contains("2 valid shares of 3 needed"), "{e}");
+    assert!(
+        e.contains(&format!("bad signature (guardian {})", node0.short())),
+        "{e}"
+    );
+    // node1 returns: its share and the two good ones open the disk
+    m.start(1).unwrap();
+    m.converge(Duration::from_secs(20)).unwrap();
+    m.cli_ok(2, &["approve", "node4"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
     let o = m.unlock(4, "10s").unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
@@ -475,4 +499,63 @@ fn refresh_follows_a_guardian_that_moved() {
     m.stop(1).unwrap();
     let o = m.unlock(4, "10s").unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
+    let mut m = Mesh::loopback(4, &MeshOptions::default()).unwrap();
+    m.init(0, Some("t")).unwrap();
+    for i in 1..4 {
+        m.init(i, None).unwrap();
+    }
+    for i in 0..4 {
+        m.start(i).unwrap();
+    }
+    m.join(1, 0).unwrap();
+    m.join(2, 0).unwrap();
+    let token = m.cli_ok(0, &["invite", "--role", "auditor"]).unwrap();
+    m.cli_ok(3, &["join", token.trim()]).unwrap();
+    m.converge(Duration::from_secs(20)).unwrap();
+    let v = m.status(0).unwrap();
+    let role = |name: &str| {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .map(|x| x["role"].clone())
+    };
+    assert_eq!(role("node3"), Some("auditor".into()), "{v}");
+    assert_eq!(role("node1"), Some("guardian".into()), "{v}");
+    // it can make things stricter, not looser, and does not invite
+    let e = m.cli(3, &["approve", "node1"]).unwrap();
+    assert!(!e.status.success());
+    assert!(stderr(&e).contains("auditors can deny"), "{}", stderr(&e));
+    let e = m.cli(3, &["lockdown", "--lift"]).unwrap();
+    assert!(!e.status.success());
+    let e = m.cli(3, &["invite"]).unwrap();
+    assert!(
+        stderr(&e).contains("auditors do not invite"),
+        "{}",
+        stderr(&e)
+    );
+    m.cli_ok(3, &["lockdown"]).unwrap();
+    m.wait_for(Duration::from_secs(5), || {
+        Ok((0..4).all(|i| {
+            m.status(i)
+                .map(|s| !s["lockdown"].is_null())
+                .unwrap_or(false)
+        }))
+    })
+    .unwrap();
+    m.cli_ok(1, &["lockdown", "--lift"]).unwrap();
+    // a bind never picks the auditor as a guardian
+    if have_cryptsetup() {
+        m.make_image(0).unwrap();
+        let out = m.bind(0, &[]).unwrap();
+        assert!(
+            out.contains("over node1, node2") && !out.contains("node3"),
+            "{out}"
+        );
+    }
 }

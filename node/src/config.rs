@@ -9,6 +9,9 @@ use crate::guardian::Policy;
 
 pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Longest policy time accepted (a year, in seconds): anything longer is a
+/// unit mistake, and the bound keeps the conversion to milliseconds exact.
+const MAX_POLICY_SECS: u64 = 366 * 24 * 3600;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -156,6 +159,20 @@ impl Config {
             msg,
         };
         let p = &self.policy;
+        for (key, v) in [
+            ("interval", p.interval),
+            ("timeout", p.timeout),
+            ("extended_timeout", p.extended_timeout),
+            ("approval_delay", p.approval_delay),
+            ("approval_window", p.approval_window),
+            ("up_window", p.up_window),
+        ] {
+            if v > MAX_POLICY_SECS {
+                return Err(bad(format!(
+                    "policy.{key} = {v} s is more than a year; times are in seconds (300 = 5 min)"
+                )));
+            }
+        }
         if p.interval == 0 || p.timeout == 0 {
             return Err(bad(
                 "policy.interval and policy.timeout must be at least 1 second".into(),
@@ -230,6 +247,9 @@ mod tests {
         let e =
             Config::parse("[policy]\ninterval = 600\ntimeout = 60\n", Path::new("k")).unwrap_err();
         assert!(e.to_string().contains("longer than policy.timeout"), "{e}");
+        let e =
+            Config::parse("[policy]\ntimeout = 9223372036854775807\n", Path::new("k")).unwrap_err();
+        assert!(e.to_string().contains("policy.timeout"), "{e}");
         let e = Config::parse("bootstrap = [\"10.0.0.1:7300\"]\n", Path::new("k")).unwrap_err();
         assert!(e.to_string().contains("not a multiaddr"), "{e}");
     }

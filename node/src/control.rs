@@ -48,9 +48,9 @@ pub enum CtlRequest {
         sign: String,
         seal: String,
     },
-    /// Tell guardians to forget this node's envelopes before `keep_from`.
+    /// Tell guardians to forget this node's envelopes of these epochs.
     Drop {
-        keep_from: u64,
+        epochs: Vec<u64>,
         guardians: Vec<String>,
     },
 }

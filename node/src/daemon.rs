@@ -41,6 +41,11 @@ pub fn now_ms() -> Millis {
 
 /// Strikes before a misbehaving peer is disconnected.
 const MAX_STRIKES: u32 = 5;
+const MAX_REFUSAL_LOG: usize = 4096;
+/// Non-members whose addresses are kept (joiners, mDNS neighbours).
+const MAX_STRANGERS: usize = 64;
+/// How far in the future an admin message may be dated (clock skew).
+const MAX_CLOCK_SKEW: Millis = 120_000;
 /// Addresses remembered per peer.
 const MAX_ADDRS: usize = 8;
 const MAX_ALERTS: usize = 100;
@@ -144,7 +149,12 @@ pub struct Daemon {
     connected: BTreeSet<PeerId>,
     last_seen: BTreeMap<NodeId, Millis>,
     backoff: BTreeMap<PeerId, (Millis, Millis)>,
+    /// Next redial of the bootstrap addresses, and the delay after it.
+    bootstrap_backoff: (Millis, Millis),
     strikes: BTreeMap<PeerId, u32>,
+    /// Last time a (requester, owner, rule) refusal was logged, and how
+    /// many identical ones were not logged since.
+    refusal_log: BTreeMap<(String, NodeId, String), (Millis, u32)>,
     banned: BTreeMap<PeerId, Millis>,
     /// Addresses learnt since they were last written to disk.
     peers_dirty: bool,
@@ -231,7 +241,9 @@ impl Daemon {
             connected: BTreeSet::new(),
             last_seen: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            bootstrap_backoff: (0, 2000),
             strikes: BTreeMap::new(),
+            refusal_log: BTreeMap::new(),
             banned: BTreeMap::new(),
             peers_dirty: false,
             said_bye: BTreeSet::new(),
@@ -278,14 +290,8 @@ impl Daemon {
             if let Some(libp2p::multiaddr::Protocol::P2p(p)) = ma.iter().last() {
                 self.remember(p, ma.clone());
             }
-            let opts = DialOpts::unknown_peer_id()
-                .address(ma.clone())
-                .allocate_new_port()
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                warn!("bootstrap {ma}: {e}");
-            }
         }
+        self.dial_bootstrap();
         self.subscribe();
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<CtlMsg>(16);
         let listener = bind_control(&self.cfg.control_socket)?;
@@ -366,6 +372,18 @@ impl Daemon {
             .into_iter()
             .filter(|x| !matches!(x, libp2p::multiaddr::Protocol::P2p(_)))
             .collect();
+        // Strangers (anyone on the link can announce over mDNS) get a
+        // bounded share of memory; members are always remembered.
+        if !self.peers.contains_key(&p) && !self.is_member_peer(&p) {
+            let strangers = self
+                .peers
+                .keys()
+                .filter(|k| !self.is_member_peer(k))
+                .count();
+            if strangers >= MAX_STRANGERS {
+                return;
+            }
+        }
         // Most recent first; the oldest falls off, so a node that moved is
         // found at its new address.
         let list = self.peers.entry(p).or_default();
@@ -415,6 +433,11 @@ impl Daemon {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
+                if self.banned.get(&peer_id).is_some_and(|u| *u > now_ms()) {
+                    debug!(peer = %peer_id, "refusing a banned peer");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 self.connected.insert(peer_id);
                 self.backoff.remove(&peer_id);
                 self.said_bye.remove(&peer_id);
@@ -472,12 +495,28 @@ impl Daemon {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
                 propagation_source,
+                message_id,
                 message,
-                ..
-            })) => match codec::decode::<Gossip>(&message.data) {
-                Ok(g) => self.on_gossip(g),
-                Err(e) => self.strike(propagation_source, &e.to_string()),
-            },
+            })) => {
+                let verdict = match codec::decode::<Gossip>(&message.data) {
+                    Ok(g) => {
+                        self.on_gossip(g);
+                        gossipsub::MessageAcceptance::Accept
+                    }
+                    Err(e) => {
+                        // Strict mode: `source` is the signed author.
+                        if let Some(author) = message.source {
+                            self.strike(author, &format!("gossip: {e}"));
+                        }
+                        gossipsub::MessageAcceptance::Reject
+                    }
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev),
             _ => {}
         }
@@ -560,6 +599,12 @@ impl Daemon {
             || !self.roster.is_active(&m.body.by)
         {
             debug!("admin message refused (wrong mesh, bad signature or not a member)");
+            return;
+        }
+        // Lockdown and lift are ordered by the issuer's clock: one from the
+        // far future would pin the state until then.
+        if m.body.at > now_ms().saturating_add(MAX_CLOCK_SKEW) {
+            warn!(by = %m.body.by, "admin message dated {} s in the future refused; check NTP on that node", (m.body.at - now_ms()) / 1000);
             return;
         }
         let (by, at) = (m.body.by, m.body.at);
@@ -675,7 +720,16 @@ impl Daemon {
                 request_id,
                 error,
                 ..
-            } => self.on_response(peer, request_id, Err(error.to_string())),
+            } => {
+                // A response that did not decode is the peer's fault, as a
+                // bad request is.
+                if let request_response::OutboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.strike(peer, &format!("response: {e}"));
+                    }
+                }
+                self.on_response(peer, request_id, Err(error.to_string()))
+            }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 if let request_response::InboundFailure::Io(e) = &error {
                     if e.kind() == std::io::ErrorKind::InvalidData {
@@ -713,6 +767,7 @@ impl Daemon {
             }
             Request::Share(sr) => {
                 let owner = sr.owner;
+                let before = self.guardian.owner(&owner).cloned();
                 let acts = self
                     .guardian
                     .handle(Event::Request { id: 0, req: sr, at }, &self.roster);
@@ -721,8 +776,12 @@ impl Daemon {
                     .unwrap_or(Response::Refused {
                         reason: "internal: no decision".into(),
                     });
-                self.dirty.insert(owner);
-                self.persist_dirty();
+                // Most refusals change nothing; writing only real changes
+                // keeps a flood of requests from becoming a flood of fsyncs.
+                if self.guardian.owner(&owner) != before.as_ref() {
+                    self.dirty.insert(owner);
+                    self.persist_dirty();
+                }
                 self.respond(ch, resp);
             }
             Request::Deposit(env) => {
@@ -740,18 +799,13 @@ impl Daemon {
                 let resp = self.run_actions(acts, Some(&peer)).unwrap_or(Response::Ack);
                 self.respond(ch, resp);
             }
-            Request::Drop { keep_from } => {
+            Request::Drop { epochs } => {
                 let Some(from) = member else {
                     return self.refuse_stranger(ch);
                 };
-                let acts = self.guardian.handle(
-                    Event::Drop {
-                        from,
-                        keep_from,
-                        at,
-                    },
-                    &self.roster,
-                );
+                let acts = self
+                    .guardian
+                    .handle(Event::Drop { from, epochs, at }, &self.roster);
                 let resp = self.run_actions(acts, Some(&peer)).unwrap_or(Response::Ack);
                 self.respond(ch, resp);
             }
@@ -834,8 +888,8 @@ impl Daemon {
                     warn!(from = %from, "deposit refused: {reason}");
                     resp = Some(Response::Refused { reason });
                 }
-                Action::Forget { owner, keep_from } => {
-                    info!(owner = %owner, keep_from, "dropping old shares");
+                Action::Forget { owner, epochs } => {
+                    info!(owner = %owner, ?epochs, "dropping shares");
                     self.dirty.insert(owner);
                     self.persist_dirty();
                     resp = Some(Response::Ack);
@@ -863,7 +917,30 @@ impl Daemon {
                         .map(|m| m.name.clone())
                         .unwrap_or_else(|| d.owner.short());
                     let requester = peer.map(|p| p.to_string()).unwrap_or_default();
-                    if d.released {
+                    // The same refusal to the same requester is logged once
+                    // per 10 s: a retrying initramfs or a flood from a
+                    // stranger must not drown the journal. Every release is
+                    // logged.
+                    let key = (requester.clone(), d.owner, d.rule.clone());
+                    let mut quiet = false;
+                    if !d.released {
+                        if self.refusal_log.len() > MAX_REFUSAL_LOG {
+                            self.refusal_log.clear();
+                        }
+                        let last = self.refusal_log.entry(key).or_insert((0, 0));
+                        if last.0 != 0 && d.at.saturating_sub(last.0) < 10_000 {
+                            last.1 += 1;
+                            quiet = true;
+                        } else {
+                            if last.1 > 0 {
+                                warn!(target: "keyward::decision", owner = %name, %requester, rule = %d.rule, "{} more identical refusals not logged", last.1);
+                            }
+                            *last = (d.at, 0);
+                        }
+                    }
+                    if quiet {
+                        // counted above
+                    } else if d.released {
                         info!(target: "keyward::decision", owner = %name, epoch = d.epoch, %requester, "share RELEASED: {}", d.reason);
                     } else {
                         warn!(target: "keyward::decision", owner = %name, epoch = d.epoch, %requester, rule = %d.rule, "share REFUSED: {}", d.reason);
@@ -1086,8 +1163,37 @@ impl Daemon {
         }
     }
 
+    /// Dials every static bootstrap address. Those without a /p2p/ part
+    /// name no member, so the member backoff below never covers them.
+    fn dial_bootstrap(&mut self) {
+        for b in self.cfg.bootstrap.clone() {
+            let Ok(ma) = b.parse::<Multiaddr>() else {
+                continue;
+            };
+            let opts = DialOpts::unknown_peer_id()
+                .address(ma.clone())
+                .allocate_new_port()
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                warn!("bootstrap {ma}: {e}");
+            }
+        }
+    }
+
     fn on_tick(&mut self, ticks: u64) {
         let now = now_ms();
+        // Cut off from every member (alone at start, or after an outage):
+        // the bootstrap addresses again, with backoff (2 s .. 64 s).
+        let any_member = self.connected.iter().any(|p| self.is_member_peer(p));
+        if any_member {
+            self.bootstrap_backoff = (0, 2000);
+        } else if !self.cfg.bootstrap.is_empty() && now >= self.bootstrap_backoff.0 {
+            let delay = self.bootstrap_backoff.1;
+            if self.bootstrap_backoff.0 != 0 {
+                self.dial_bootstrap();
+            }
+            self.bootstrap_backoff = (now + delay, (delay * 2).min(64_000));
+        }
         // Reconnect to members with exponential backoff (1 s .. 32 s).
         let me = self.peer_id();
         let members: Vec<PeerId> = self
@@ -1120,9 +1226,21 @@ impl Daemon {
                 self.send_sync(conn[i]);
             }
         }
+        // Strikes fade (one a minute), so a peer must keep misbehaving to
+        // be cut off, yet one sending a few bad messages a minute still is.
         if ticks.is_multiple_of(60) {
-            self.strikes.clear();
+            self.strikes.retain(|_, n| {
+                *n = n.saturating_sub(1);
+                *n > 0
+            });
             self.banned.retain(|_, until| *until > now);
+            let keep: BTreeSet<PeerId> = self
+                .peers
+                .keys()
+                .filter(|p| self.is_member_peer(p) || self.connected.contains(p))
+                .copied()
+                .collect();
+            self.peers.retain(|p, _| keep.contains(p));
         }
         if self.peers_dirty {
             self.persist_peers();
@@ -1182,10 +1300,9 @@ impl Daemon {
             CtlRequest::Lift => self.admin(AdminKind::Lift),
             CtlRequest::Deposit { envelopes } => return self.deposit(envelopes, reply),
             CtlRequest::Rekey { sign, seal } => self.rekey(&sign, &seal),
-            CtlRequest::Drop {
-                keep_from,
-                guardians,
-            } => return self.drop_old(keep_from, guardians, reply),
+            CtlRequest::Drop { epochs, guardians } => {
+                return self.drop_epochs(epochs, guardians, reply)
+            }
         };
         let _ = reply.send(match r {
             Ok(v) => CtlResponse::ok(v),
@@ -1235,8 +1352,12 @@ impl Daemon {
             .roster
             .mesh()
             .ok_or("this node is in no mesh yet: `keyward init --mesh NAME` founds one")?;
-        if !self.roster.is_active(&self.me.id) {
-            return Err("this node is not an active member and cannot invite".into());
+        match self.roster.member(&self.me.id) {
+            None => return Err("this node is not an active member and cannot invite".into()),
+            Some(m) if m.role != Role::Guardian => {
+                return Err("auditors do not invite: run `keyward invite` on a guardian".into())
+            }
+            Some(_) => {}
         }
         if expires_secs == 0 || expires_secs > 30 * 24 * 3600 {
             return Err("--expires must be between 1 s and 30 days".into());
@@ -1429,6 +1550,12 @@ impl Daemon {
 
     fn admin(&mut self, kind: AdminKind) -> Result<serde_json::Value, String> {
         let mesh = self.roster.mesh().ok_or("not in a mesh")?;
+        let role = self.roster.member(&self.me.id).map(|m| m.role);
+        if matches!(kind, AdminKind::Approve { .. } | AdminKind::Lift)
+            && role != Some(Role::Guardian)
+        {
+            return Err("this node is not an active guardian: auditors can deny and lock down, but approving and lifting a lockdown are done on a guardian".into());
+        }
         let m = AdminMsg::sign(
             AdminBody {
                 mesh,
@@ -1474,16 +1601,23 @@ impl Daemon {
         self.fan_out(requests, refused, reply);
     }
 
-    fn drop_old(
+    fn drop_epochs(
         &mut self,
-        keep_from: u64,
+        epochs: Vec<u64>,
         guardians: Vec<String>,
         reply: oneshot::Sender<CtlResponse>,
     ) {
         let requests = guardians
             .iter()
             .filter_map(|g| g.parse::<NodeId>().ok())
-            .map(|g| (g, Request::Drop { keep_from }))
+            .map(|g| {
+                (
+                    g,
+                    Request::Drop {
+                        epochs: epochs.clone(),
+                    },
+                )
+            })
             .collect();
         self.fan_out(requests, BTreeMap::new(), reply);
     }
@@ -1550,7 +1684,9 @@ fn tcp_to_quic(a: &Multiaddr) -> Option<Multiaddr> {
 /// the socket of a daemon that is still running.
 fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -1568,8 +1704,14 @@ fn bind_control(path: &Path) -> anyhow::Result<UnixListener> {
 
 async fn serve_control(l: UnixListener, tx: mpsc::Sender<CtlMsg>) {
     loop {
-        let Ok((s, _)) = l.accept().await else {
-            continue;
+        let s = match l.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                warn!("control socket accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let tx = tx.clone();
         tokio::spawn(async move {

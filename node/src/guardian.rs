@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Wire};
 use crate::identity::{NodeId, Sig};
-use crate::roster::Roster;
+use crate::roster::{Role, Roster};
 use crate::shares::ShareEnvelope;
 
 /// Milliseconds: wall clock in the daemon, virtual in the simulator.
@@ -177,6 +177,20 @@ impl Refusal {
     pub fn transient(&self) -> bool {
         matches!(self, Refusal::Waiting { .. })
     }
+
+    /// Whether nothing an admin does in the mesh while this boot waits
+    /// can change the answer (the request or the binding itself is wrong),
+    /// so the unlock client stops asking this guardian. A guardian that
+    /// does not know the owner yet (`NotMember`) may still sync its roster.
+    pub fn permanent(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Revoked
+                | Refusal::BadSignature
+                | Refusal::WrongGuardian
+                | Refusal::NoShare { .. }
+        )
+    }
 }
 
 /// Human duration: "7 min", "42 s".
@@ -232,10 +246,11 @@ pub enum Event {
         envelope: Box<ShareEnvelope>,
         at: Millis,
     },
-    /// The owner tells us to forget its envelopes older than `keep_from`.
+    /// The owner tells us to forget its envelopes of these epochs (one
+    /// per disk it unbound or rebound; other disks' epochs stay).
     Drop {
         from: NodeId,
-        keep_from: u64,
+        epochs: Vec<u64>,
         at: Millis,
     },
     /// A boot-key request for a share; `id` is the caller's handle.
@@ -311,10 +326,11 @@ pub enum Action {
         from: NodeId,
         reason: String,
     },
-    /// Forget the owner's envelopes of epochs below `keep_from`.
+    /// Persist the owner's state: these epochs' envelopes were dropped
+    /// (the ones it did not hold are in `epochs` too; dropping is idempotent).
     Forget {
         owner: NodeId,
-        keep_from: u64,
+        epochs: Vec<u64>,
     },
     Alert(Alert),
     Log(Decision),
@@ -354,8 +370,18 @@ impl Wire for LockState {
     const MAX: usize = 128;
 }
 
-/// Most envelope epochs kept per owner; older ones are dropped first.
-const MAX_EPOCHS: usize = 4;
+/// Most envelopes held per owner. Every bound disk of the owner has its own
+/// epoch, and a rebind holds old and new for a moment. A deposit beyond this
+/// is refused rather than evicting an older epoch, which would silently make
+/// another of the owner's disks unopenable.
+pub const MAX_EPOCHS: usize = 16;
+
+/// Whether `by` may issue an admin message that makes a release possible
+/// (approve, lift a lockdown). Auditors can stop releases (deny, lockdown)
+/// but never cause one: an auditor's machine is there to read logs.
+fn may_loosen(roster: &Roster, by: &NodeId) -> bool {
+    roster.member(by).is_some_and(|m| m.role == Role::Guardian)
+}
 
 #[derive(Clone, Debug)]
 pub struct Guardian {
@@ -440,20 +466,18 @@ impl Guardian {
                 vec![]
             }
             Event::Deposit { from, envelope, at } => self.deposit(from, *envelope, at, roster),
-            Event::Drop {
-                from, keep_from, ..
-            } => {
+            Event::Drop { from, epochs, .. } => {
                 if let Some(s) = self.owners.get_mut(&from) {
-                    s.envelopes.retain(|e, _| *e >= keep_from);
+                    s.envelopes.retain(|e, _| !epochs.contains(e));
                 }
                 vec![Action::Forget {
                     owner: from,
-                    keep_from,
+                    epochs,
                 }]
             }
             Event::Request { id, req, at } => self.request(id, req, at, roster),
             Event::Approve { owner, by, at } => {
-                if roster.is_active(&by) && roster.is_active(&owner) {
+                if may_loosen(roster, &by) && roster.is_active(&owner) {
                     let s = self.owners.entry(owner).or_default();
                     let fresh = s.approval_used.is_none_or(|u| at > u)
                         && s.approved.is_none_or(|(_, a)| at > a);
@@ -477,11 +501,18 @@ impl Guardian {
                 vec![]
             }
             Event::Lockdown { by, at } => self.set_lock(by, at, true, roster),
-            Event::Lift { by, at } => self.set_lock(by, at, false, roster),
+            Event::Lift { by, at } => {
+                if !may_loosen(roster, &by) {
+                    return vec![];
+                }
+                self.set_lock(by, at, false, roster)
+            }
         }
     }
 
     /// Last writer wins by time; at equal times lockdown wins.
+    /// Callers bound `at` against their own clock (a message from the far
+    /// future would otherwise pin the state).
     fn set_lock(&mut self, by: NodeId, at: Millis, on: bool, roster: &Roster) -> Vec<Action> {
         if !roster.is_active(&by) {
             return vec![];
@@ -504,6 +535,15 @@ impl Guardian {
         roster: &Roster,
     ) -> Vec<Action> {
         let reject = |reason: String| vec![Action::RejectDeposit { from, reason }];
+        if roster
+            .member(&self.me)
+            .is_some_and(|m| m.role != Role::Guardian)
+        {
+            return reject(
+                "this node is an auditor and holds no shares; choose guardians (keyward status shows roles)"
+                    .into(),
+            );
+        }
         if !roster.is_active(&from) {
             return reject(format!(
                 "{} is not an active member of this mesh",
@@ -529,18 +569,17 @@ impl Guardian {
                     envelope: Box::new(env),
                 }];
             }
-            if old.body.index != env.body.index {
-                return reject(format!(
-                    "already holding a different share for epoch {}; shares are never overwritten, bind a new epoch",
-                    env.body.epoch
-                ));
-            }
+            return reject(format!(
+                "already holding a different share for epoch {}; shares are never overwritten, bind a new epoch",
+                env.body.epoch
+            ));
+        }
+        if s.envelopes.len() >= MAX_EPOCHS {
+            return reject(format!(
+                "already holding {MAX_EPOCHS} epochs of this owner's shares; unbind disks that are gone (keyward unbind) before binding more"
+            ));
         }
         s.envelopes.insert(env.body.epoch, env.clone());
-        while s.envelopes.len() > MAX_EPOCHS {
-            let oldest = *s.envelopes.keys().next().expect("non-empty");
-            s.envelopes.remove(&oldest);
-        }
         vec![Action::Store {
             envelope: Box::new(env),
         }]
@@ -1146,5 +1185,195 @@ mod tests {
             &w.roster,
         );
         assert!(matches!(acts[0], Action::Store { .. }));
+        // a different share for a held epoch is refused, even at the same index
+        let other = split(
+            &DiskSecret::generate(),
+            1,
+            &[w.g.me()],
+            7,
+            &w.owner,
+            &w.boot.public(),
+        )
+        .unwrap();
+        let acts = w.g.handle(
+            Event::Deposit {
+                from: w.owner.id(),
+                envelope: Box::new(other[0].clone()),
+                at: 0,
+            },
+            &w.roster,
+        );
+        assert!(
+            matches!(&acts[0], Action::RejectDeposit { reason, .. } if reason.contains("never overwritten"))
+        );
+        assert_eq!(w.g.owner(&w.owner.id()).unwrap().envelopes[&7], w.env);
+    }
+
+    fn deposit_epoch(w: &mut World, epoch: u64) -> Vec<Action> {
+        let env = split(
+            &DiskSecret::generate(),
+            1,
+            &[w.g.me()],
+            epoch,
+            &w.owner,
+            &w.boot.public(),
+        )
+        .unwrap();
+        w.g.handle(
+            Event::Deposit {
+                from: w.owner.id(),
+                envelope: Box::new(env[0].clone()),
+                at: 0,
+            },
+            &w.roster,
+        )
+    }
+
+    #[test]
+    fn disks_of_one_owner_keep_their_own_epochs() {
+        let mut w = world();
+        // a second disk bound with its own epoch leaves the first alone
+        assert!(matches!(deposit_epoch(&mut w, 9)[0], Action::Store { .. }));
+        let epochs = |w: &World| -> Vec<u64> {
+            w.g.owner(&w.owner.id())
+                .unwrap()
+                .envelopes
+                .keys()
+                .copied()
+                .collect()
+        };
+        assert_eq!(epochs(&w), vec![7, 9]);
+        // rebinding disk 9 drops exactly 9, never 7
+        w.g.handle(
+            Event::Drop {
+                from: w.owner.id(),
+                epochs: vec![9],
+                at: 1,
+            },
+            &w.roster,
+        );
+        assert_eq!(epochs(&w), vec![7]);
+        w.alive(0);
+        w.bye(0);
+        assert_eq!(w.ask(1), Ok(()));
+        // past the cap, deposits are refused, nothing is evicted
+        for e in 100..100 + MAX_EPOCHS as u64 - 1 {
+            assert!(matches!(deposit_epoch(&mut w, e)[0], Action::Store { .. }));
+        }
+        assert!(matches!(
+            &deposit_epoch(&mut w, 999)[0],
+            Action::RejectDeposit { reason, .. } if reason.contains("unbind")
+        ));
+        assert!(epochs(&w).contains(&7));
+    }
+
+    /// Adds an auditor-role member to the world's roster.
+    fn auditor(w: &mut World) -> NodeKey {
+        let k = NodeKey::generate();
+        let mesh = w.roster.mesh().unwrap();
+        w.roster
+            .merge(SignedOp::sign(
+                OpBody::Admit {
+                    mesh,
+                    member: Member {
+                        id: k.id(),
+                        boot: BootKey::generate().public(),
+                        name: "audit".into(),
+                        role: Role::Auditor,
+                    },
+                    invite: None,
+                    by: w.admin.id(),
+                    at: 0,
+                },
+                &w.admin,
+            ))
+            .unwrap();
+        k
+    }
+
+    #[test]
+    fn auditors_can_stop_releases_but_never_cause_one() {
+        let mut w = world();
+        let a = auditor(&mut w).id();
+        let r = w.roster.clone();
+        let owner = w.owner.id();
+        // long offline: only an approval would release, and an auditor's does not
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: a,
+                at: 60 * MIN,
+            },
+            &r,
+        );
+        assert!(matches!(w.ask(60 * MIN), Err(Refusal::NotSeen { .. })));
+        // an auditor's lockdown holds, and its lift is ignored
+        w.g.handle(
+            Event::Lockdown {
+                by: a,
+                at: 61 * MIN,
+            },
+            &r,
+        );
+        w.g.handle(
+            Event::Lift {
+                by: a,
+                at: 62 * MIN,
+            },
+            &r,
+        );
+        assert!(matches!(w.ask(62 * MIN), Err(Refusal::Lockdown { .. })));
+        // a guardian lifts it; an auditor's deny then still refuses
+        w.g.handle(
+            Event::Lift {
+                by: w.admin.id(),
+                at: 63 * MIN,
+            },
+            &r,
+        );
+        w.g.handle(
+            Event::Approve {
+                owner,
+                by: w.admin.id(),
+                at: 63 * MIN,
+            },
+            &r,
+        );
+        w.g.handle(
+            Event::Deny {
+                owner,
+                by: a,
+                at: 64 * MIN,
+            },
+            &r,
+        );
+        assert!(matches!(w.ask(64 * MIN), Err(Refusal::Denied { .. })));
+    }
+
+    #[test]
+    fn an_auditor_holds_no_shares() {
+        let mut w = world();
+        let a = auditor(&mut w);
+        let mut g = Guardian::new(a.id(), Policy::default());
+        let env = split(
+            &DiskSecret::generate(),
+            1,
+            &[a.id()],
+            1,
+            &w.owner,
+            &w.boot.public(),
+        )
+        .unwrap();
+        let acts = g.handle(
+            Event::Deposit {
+                from: w.owner.id(),
+                envelope: Box::new(env[0].clone()),
+                at: 0,
+            },
+            &w.roster,
+        );
+        assert!(
+            matches!(&acts[0], Action::RejectDeposit { reason, .. } if reason.contains("auditor"))
+        );
     }
 }

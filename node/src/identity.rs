@@ -38,6 +38,12 @@ pub enum KeyError {
         "{path} is readable by group or others (mode {mode:04o}); a key file must be private: run `chmod 600 {path}` and check who copied it"
     )]
     Permissions { path: PathBuf, mode: u32 },
+    #[error(
+        "{path} is owned by uid {uid}, not by root or this user: whoever owns it could have read or replaced the key; run `chown root:root {path}` if it is the right file"
+    )]
+    Owner { path: PathBuf, uid: u32 },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: PathBuf },
     #[error("{path} already exists; refusing to overwrite a key (move it away first if you really mean to replace it)")]
     Exists { path: PathBuf },
     #[error("{path} is not a keyward {what} file: {why}")]
@@ -350,11 +356,29 @@ pub fn check_private(path: &Path) -> Result<(), KeyError> {
         path: path.into(),
         source,
     })?;
+    check_meta(path, &meta)
+}
+
+/// Mode and owner of an opened key file. Checked on the open file, not
+/// the path, so the file read is the file checked.
+fn check_meta(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Err(KeyError::NotAFile { path: path.into() });
+    }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyError::Permissions {
             path: path.into(),
             mode,
+        });
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(KeyError::Owner {
+            path: path.into(),
+            uid: meta.uid(),
         });
     }
     Ok(())
@@ -365,17 +389,14 @@ fn read_key_file(
     what: &'static str,
     label: &str,
 ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    check_private(path)?;
     let io = |source| KeyError::Io {
         path: path.into(),
         source,
     };
+    let file = File::open(path).map_err(io)?;
+    check_meta(path, &file.metadata().map_err(io)?)?;
     let mut text = Zeroizing::new(String::new());
-    File::open(path)
-        .map_err(io)?
-        .take(256)
-        .read_to_string(&mut text)
-        .map_err(io)?;
+    file.take(256).read_to_string(&mut text).map_err(io)?;
     let bad = |why: &str| KeyError::Format {
         path: path.into(),
         what,

@@ -15,12 +15,21 @@ struct Args {
     /// Config file.
     #[arg(long, env = "KEYWARD_CONFIG", default_value = DEFAULT_PATH)]
     config: PathBuf,
+    /// State directory (node key, database); overrides the config's
+    /// `state_dir`. Give `keyward` the same one.
+    #[arg(long, env = "KEYWARD_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let cfg = match Config::load(&args.config) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(d) = args.state_dir {
+                c.state_dir = d;
+            }
+            c
+        }
         Err(e) => {
             eprintln!("keywardd: {e}");
             return std::process::ExitCode::from(2);

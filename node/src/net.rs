@@ -109,6 +109,9 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
         let gcfg = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(Duration::from_millis(500))
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Nothing is forwarded before the daemon decoded it, so a bad
+            // message is pinned on its author, never on members relaying it.
+            .validate_messages()
             .max_transmit_size(<crate::proto::Gossip as Wire>::MAX)
             .flood_publish(true)
             .build()?;

@@ -26,8 +26,8 @@ pub enum Request {
     },
     /// An owner deposits an envelope with this guardian.
     Deposit(Box<ShareEnvelope>),
-    /// An owner asks to forget envelopes older than `keep_from`.
-    Drop { keep_from: u64 },
+    /// An owner asks to forget its envelopes of these epochs.
+    Drop { epochs: Vec<u64> },
     /// An initramfs asks for a share (boot-key connection).
     Share(ShareRequest),
     /// Anti-entropy: the sender's roster digest.
@@ -137,7 +137,7 @@ impl Wire for Gossip {
 }
 
 /// A one-time invite. The inviter keeps only the hash of `secret`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Invite {
     pub mesh: MeshId,
     pub mesh_name: String,
@@ -147,6 +147,20 @@ pub struct Invite {
     /// Unix seconds.
     pub expires: u64,
     pub role: Role,
+}
+
+/// Everything but the secret, so a debug log never holds a usable token.
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite")
+            .field("mesh", &self.mesh)
+            .field("mesh_name", &self.mesh_name)
+            .field("inviter", &self.inviter)
+            .field("addrs", &self.addrs)
+            .field("expires", &self.expires)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Wire for Invite {

@@ -253,6 +253,18 @@ fn open(
     })
 }
 
+/// Checks one envelope as it arrives, so the unlock client can name a
+/// guardian that sent a forged, damaged or foreign share at once instead
+/// of only noticing when a combination fails.
+pub fn check(
+    from: NodeId,
+    env: &ShareEnvelope,
+    expect: &Expect,
+    boot: &BootKey,
+) -> Result<(), String> {
+    open(from, env, expect, boot).map(|_| ())
+}
+
 /// Puts the disk secret back together from envelopes as received from
 /// guardians. Invalid or foreign envelopes are dropped with a reason; if a
 /// combination fails the commitment, further subsets are tried.

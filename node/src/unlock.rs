@@ -86,7 +86,7 @@ pub async fn fetch_key(
             addrs,
             state: GState::Asking,
             next_try: now,
-            backoff: Duration::from_millis(250),
+            backoff: FIRST_BACKOFF,
             inflight: false,
         });
     }
@@ -157,8 +157,14 @@ pub async fn fetch_key(
         g.inflight = false;
         let retry_in = match result {
             Ok(Response::Share(env)) => {
-                if env.body.guardian != g.id || env.body.owner != owner {
-                    g.state = GState::Invalid("sent an envelope that is not its own".into());
+                if let Err(why) = shares::check(g.id, &env, &expect, boot) {
+                    if opts.verbose {
+                        eprintln!(
+                            "keyward: guardian {} sent a share that {why}; using the others",
+                            g.id.short()
+                        );
+                    }
+                    g.state = GState::Invalid(why);
                     None
                 } else {
                     g.state = GState::Released;
@@ -200,10 +206,35 @@ pub async fn fetch_key(
         };
         if let Some(w) = retry_in {
             g.next_try = Instant::now() + w;
-            g.backoff = (g.backoff * 2).min(Duration::from_secs(5));
+            g.backoff = (g.backoff * 2).min(MAX_BACKOFF);
+        }
+        // Waiting out the timeout is pointless (and delays the passphrase
+        // prompt at boot) once too few guardians are left that could
+        // still give a share.
+        let hopeful = guards
+            .iter()
+            .filter(|g| match &g.state {
+                GState::Invalid(_) => false,
+                GState::Refused(r) => !r.permanent(),
+                _ => true,
+            })
+            .count();
+        if hopeful < expect.threshold {
+            return Err(UnlockError::Failed(explain(
+                &guards,
+                &got,
+                &expect,
+                boot,
+                &token.name,
+            )));
         }
     }
 }
+
+/// First retry delay of a guardian that refused or could not be reached.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Retry delays double up to this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The final message: how many shares, and each guardian's reason,
 /// grouped so the admin reads one line per cause.
@@ -233,7 +264,10 @@ fn explain(
                 ),
             ),
             GState::Unreachable(e) => ("unreachable".into(), format!("unreachable ({e})")),
-            GState::Invalid(e) => (format!("invalid {e}"), format!("invalid: {e}")),
+            GState::Invalid(e) => (
+                format!("invalid {e} {}", g.id),
+                format!("sent a share that {e} (guardian {})", g.id.short()),
+            ),
         };
         groups.entry(key).or_insert((text, 0)).1 += 1;
     }

@@ -96,13 +96,13 @@ impl Sim {
                 self.send(to, from, Msg::Ack { epoch, ok });
             }
             Msg::Ack { epoch, ok } => self.on_ack(to, from, epoch, ok),
-            Msg::Drop { keep_from } => {
+            Msg::Drop { epochs } => {
                 let from_id = self.id(from);
                 self.handle(
                     to,
                     Event::Drop {
                         from: from_id,
-                        keep_from,
+                        epochs,
                         at: now,
                     },
                 );
@@ -457,6 +457,20 @@ impl Sim {
         if g == 0 {
             return;
         }
+        // A bind given up on leaves envelopes at the guardians that acked
+        // it; the daemon's `keyward bind` drops them the same way.
+        if let Some(b) = &self.nodes[i as usize].bind {
+            let (epoch, gs) = (b.token.epoch, b.token.guardians.clone());
+            for to in gs {
+                self.send(
+                    i,
+                    to,
+                    Msg::Drop {
+                        epochs: vec![epoch],
+                    },
+                );
+            }
+        }
         let mut pool = cands;
         let mut guardians = Vec::with_capacity(g);
         for k in 0..g {
@@ -535,7 +549,9 @@ impl Sim {
         let old = node.token.replace(b.token);
         self.stats.rebinds += 1;
         self.rec(Kind::Rebound, o, Sim::none(), epoch);
-        let mut tell: Vec<u32> = old.map(|t| t.guardians).unwrap_or_default();
+        let Some(old) = old else { return };
+        let old_epoch = old.epoch;
+        let mut tell: Vec<u32> = old.guardians;
         tell.extend(
             self.nodes[o as usize]
                 .token
@@ -546,7 +562,13 @@ impl Sim {
         tell.sort_unstable();
         tell.dedup();
         for g in tell {
-            self.send(o, g, Msg::Drop { keep_from: epoch });
+            self.send(
+                o,
+                g,
+                Msg::Drop {
+                    epochs: vec![old_epoch],
+                },
+            );
         }
     }
 }

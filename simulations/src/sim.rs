@@ -43,7 +43,7 @@ pub enum Msg {
         ok: bool,
     },
     Drop {
-        keep_from: u64,
+        epochs: Vec<u64>,
     },
     Gossip(Vec<u32>),
     Sync {
