@@ -385,6 +385,10 @@ fn rebind_moves_to_a_new_epoch_and_unbind_removes_everything() {
         .cli_ok(4, &["unbind", "--device", img_s, "--key-file", pass_s])
         .unwrap();
     assert!(out.contains("unbound"), "{out}");
+    m.wait_for(Duration::from_secs(5), || {
+        Ok((0..4).all(|i| held_epochs(&m, i, "node4").is_empty()))
+    })
+    .unwrap();
     let o = m.unlock(4, "1s").unwrap();
     assert!(
         stderr(&o).contains("not bound by keyward"),
@@ -558,4 +562,89 @@ fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
             "{out}"
         );
     }
+}
+
+/// Epochs of `owner`'s shares that node `i` holds as its guardian.
+fn held_epochs(m: &Mesh, i: usize, owner: &str) -> Vec<u64> {
+    let v = m.status(i).unwrap();
+    v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == owner)
+        .map(|x| {
+            x["holds_shares_epochs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e.as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_disks_of_one_node_keep_their_shares_apart() {
+    let Some(mut m) = bound() else { return };
+    let d = m.dir(4).to_path_buf();
+    let pass = d.join("passphrase");
+    let (img1, img2) = (d.join("disk.img"), d.join("disk2.img"));
+    std::fs::File::create(&img2)
+        .unwrap()
+        .set_len(20 << 20)
+        .unwrap();
+    keyward_node::luks::Device::new(&img2)
+        .format_for_tests(&std::fs::read(&pass).unwrap())
+        .unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    // a wrong passphrase is caught before any share leaves the node
+    let wrong = d.join("wrong");
+    std::fs::write(&wrong, b"not it").unwrap();
+    let e = m
+        .cli(
+            4,
+            &["bind", "--device", &s(&img2), "--key-file", &s(&wrong)],
+        )
+        .unwrap();
+    assert!(!e.status.success());
+    assert!(stderr(&e).contains("does not open"), "{}", stderr(&e));
+    assert!((0..4).all(|i| held_epochs(&m, i, "node4") == [1]));
+    // the second disk gets its own epoch; rebinding the first leaves it be
+    let out = m
+        .cli_ok(4, &["bind", "--device", &s(&img2), "--key-file", &s(&pass)])
+        .unwrap();
+    assert!(out.contains("epoch 2"), "{out}");
+    let out = m
+        .cli_ok(
+            4,
+            &["rebind", "--device", &s(&img1), "--key-file", &s(&pass)],
+        )
+        .unwrap();
+    assert!(out.contains("epoch 3"), "{out}");
+    m.wait_for(Duration::from_secs(5), || {
+        Ok((0..4).all(|i| held_epochs(&m, i, "node4") == [2, 3]))
+    })
+    .unwrap();
+    m.stop(4).unwrap();
+    for img in [&img1, &img2] {
+        let o = m
+            .cli(
+                4,
+                &["unlock", "--check", "--timeout", "10s", "--device", &s(img)],
+            )
+            .unwrap();
+        assert!(o.status.success(), "{}: {}", img.display(), stderr(&o));
+    }
+    // unbinding the second drops exactly its epoch
+    m.start(4).unwrap();
+    m.converge(Duration::from_secs(20)).unwrap();
+    m.cli_ok(
+        4,
+        &["unbind", "--device", &s(&img2), "--key-file", &s(&pass)],
+    )
+    .unwrap();
+    m.wait_for(Duration::from_secs(5), || {
+        Ok((0..4).all(|i| held_epochs(&m, i, "node4") == [3]))
+    })
+    .unwrap();
 }
