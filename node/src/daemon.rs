@@ -1460,6 +1460,13 @@ impl Daemon {
         reason: String,
     ) -> Result<serde_json::Value, String> {
         let mesh = self.roster.mesh().ok_or("not in a mesh")?;
+        if reason.len() > crate::roster::MAX_REASON {
+            return Err(format!(
+                "the reason is {} bytes; keep it under {} (it travels in every roster sync)",
+                reason.len(),
+                crate::roster::MAX_REASON
+            ));
+        }
         let node = self.find(who)?;
         if Some(node) == self.roster.founder() {
             return Err("the founder is the mesh's root of trust and cannot be revoked".into());

@@ -70,7 +70,9 @@ pub enum Response {
 
 impl Wire for Response {
     const KIND: &'static str = "rpc-response";
-    const MAX: usize = 8 * 1024 * 1024;
+    /// A full roster (`roster::MAX_OPS` of the largest ops) fits; a test
+    /// checks it.
+    const MAX: usize = 12 * 1024 * 1024;
 }
 
 /// Signed admin decisions spread by gossip.
@@ -225,6 +227,56 @@ impl Wire for InviteRecord {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A roster at its op limit, every op as large as the roster allows,
+    /// still fits one sync response: otherwise sync would fail for good
+    /// once a mesh grew that far.
+    #[test]
+    fn a_full_roster_fits_one_sync_response() {
+        use crate::identity::BootKey;
+        use crate::roster::{OpBody, MAX_OPS, MAX_REASON};
+        let k = NodeKey::generate();
+        let mesh = MeshId([7; 16]);
+        let member = Member {
+            id: k.id(),
+            boot: BootKey::generate().public(),
+            name: "n".repeat(63),
+            role: Role::Auditor,
+        };
+        let bodies = [
+            OpBody::Admit {
+                mesh,
+                member,
+                invite: Some(ByteArray::new([0xff; 32])),
+                by: k.id(),
+                at: u64::MAX,
+            },
+            OpBody::Revoke {
+                mesh,
+                node: k.id(),
+                by: k.id(),
+                reason: "r".repeat(MAX_REASON),
+                at: u64::MAX,
+            },
+            OpBody::Rekey {
+                mesh,
+                node: k.id(),
+                boot: BootKey::generate().public(),
+                seq: u64::MAX,
+            },
+        ];
+        let largest = bodies
+            .into_iter()
+            .map(|b| codec::signing_bytes(&SignedOp::sign(b, &k)).len())
+            .max()
+            .unwrap();
+        // admin messages and member addresses ride along: a MiB for them
+        assert!(
+            MAX_OPS * largest + (1 << 20) <= <Response as Wire>::MAX,
+            "{MAX_OPS} ops of {largest} bytes do not fit {} bytes",
+            <Response as Wire>::MAX
+        );
+    }
 
     #[test]
     fn tokens_round_trip_and_damage_is_explained() {

@@ -27,6 +27,9 @@ use crate::identity::{BootPublic, NodeId, NodeKey, Sig};
 const SIG_DOMAIN: &str = "roster op";
 /// Upper bound on operations kept, so a peer cannot grow our roster forever.
 pub const MAX_OPS: usize = 20_000;
+/// Longest revocation reason, in bytes. With names bounded too, this
+/// bounds every op, so a full roster still fits one sync response.
+pub const MAX_REASON: usize = 200;
 
 /// A mesh's identity: 16 random bytes chosen by the founder.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -290,6 +293,11 @@ impl Roster {
             }
             OpBody::Admit { member, .. } => {
                 check_name(&member.name).map_err(RosterError::BadMember)?;
+            }
+            OpBody::Revoke { reason, .. } if reason.len() > MAX_REASON => {
+                return Err(RosterError::BadMember(format!(
+                    "revocation reason longer than {MAX_REASON} bytes"
+                )))
             }
             _ => {}
         }
