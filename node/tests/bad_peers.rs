@@ -89,6 +89,7 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
         .arg("--config")
         .arg(&cfg_path)
         .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info,keyward_node::daemon=debug")
         .stderr(log)
         .stdout(Stdio::null())
         .spawn()
@@ -161,6 +162,20 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
             std::fs::read_to_string(d.path().join("log")).unwrap()
         );
     }
+    // A banned peer that comes straight back is cut off again at once.
+    swarm
+        .behaviour_mut()
+        .send_request_with_addresses(&peer, vec![0xa0], vec![addr.clone()]);
+    let mut cut = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cut {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::ConnectionClosed { peer_id, .. }) if peer_id == peer => cut = true,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(cut, "a banned peer's new connection was kept");
     // it still serves its control socket
     let v = control::call(
         &cfg.control_socket,
@@ -178,4 +193,5 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
         "{log}"
     );
     assert!(log.contains("disconnecting peer"), "{log}");
+    assert!(log.contains("refusing a banned peer"), "{log}");
 }
