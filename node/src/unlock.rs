@@ -106,6 +106,7 @@ pub async fn fetch_key(
         for (i, g) in guards.iter_mut().enumerate() {
             if g.inflight
                 || matches!(g.state, GState::Released | GState::Invalid(_))
+                || matches!(&g.state, GState::Refused(r) if r.permanent())
                 || now < g.next_try
             {
                 continue;
@@ -119,7 +120,17 @@ pub async fn fetch_key(
             inflight.insert(id, i);
             g.inflight = true;
         }
-        if now >= deadline {
+        // Past the deadline, or too few guardians left that could still
+        // give a share: waiting on would only delay the passphrase prompt.
+        let hopeful = guards
+            .iter()
+            .filter(|g| match &g.state {
+                GState::Invalid(_) => false,
+                GState::Refused(r) => !r.permanent(),
+                _ => true,
+            })
+            .count();
+        if now >= deadline || hopeful < expect.threshold {
             return Err(UnlockError::Failed(explain(
                 &guards,
                 &got,
@@ -207,26 +218,6 @@ pub async fn fetch_key(
         if let Some(w) = retry_in {
             g.next_try = Instant::now() + w;
             g.backoff = (g.backoff * 2).min(MAX_BACKOFF);
-        }
-        // Waiting out the timeout is pointless (and delays the passphrase
-        // prompt at boot) once too few guardians are left that could
-        // still give a share.
-        let hopeful = guards
-            .iter()
-            .filter(|g| match &g.state {
-                GState::Invalid(_) => false,
-                GState::Refused(r) => !r.permanent(),
-                _ => true,
-            })
-            .count();
-        if hopeful < expect.threshold {
-            return Err(UnlockError::Failed(explain(
-                &guards,
-                &got,
-                &expect,
-                boot,
-                &token.name,
-            )));
         }
     }
 }
