@@ -320,7 +320,7 @@ fn stale_namespaces_of_a_killed_run_are_removed() {
     assert_eq!(orphan.wait().unwrap().signal(), Some(libc::SIGKILL));
     assert_eq!(
         namespaces_with(&kept),
-        [kept.clone()],
+        std::slice::from_ref(&kept),
         "a live run's namespace"
     );
     assert!(!dead_dir.exists(), "{} left behind", dead_dir.display());
