@@ -16,13 +16,19 @@ use std::time::{Duration, SystemTime};
 /// Prefix of every mesh directory in the temp dir.
 pub(crate) const MESH_DIR_PREFIX: &str = "keyward-mesh-";
 
-/// Start time of process `pid` in clock ticks since boot, if it exists.
+/// Start time of process `pid` in clock ticks since boot, if it exists
+/// and has not exited. A SIGKILLed run stays a zombie until its reaper
+/// gets to it; it owns nothing any more, so it counts as gone.
 pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // the command name may contain spaces and parentheses: skip past the last ')'
     let (_, rest) = stat.rsplit_once(") ")?;
     // rest starts at field 3 (state); starttime is field 22
-    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), None | Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(22 - 4)?.parse().ok()
 }
 
 /// `keyward-mesh-<pid>-<start>-`: the prefix of this process's mesh dirs.
