@@ -211,9 +211,11 @@ impl Lab {
         ns::ip(&["-n", &self.hub, "link", "set", &self.node(i).port(), "up"])
     }
 
-    /// Drops each IP packet entering or leaving node `i` with probability
-    /// `percent`/100 (nftables in the node's namespace); 0 removes the rule.
-    /// Fails with [`Skip`] when `nft` is missing.
+    /// Drops each IP packet node `i` sends with probability `percent`/100
+    /// (nftables output hook in the node's namespace); 0 removes the rule.
+    /// Set on every node, that is `percent` loss per packet in each
+    /// direction between any two nodes. Fails with [`Skip`] when `nft` is
+    /// missing.
     pub fn set_loss(&self, i: usize, percent: u8) -> Result<()> {
         crate::nft::set_loss(self.command(i, "nft")?, percent)
             .with_context(|| format!("setting loss of node {i} to {percent}%"))
@@ -221,7 +223,8 @@ impl Lab {
 
     /// Delays every frame to and from node `i` by `delay` (so a round trip
     /// to it gains `2 * delay`); `Duration::ZERO` restores the direct link.
-    /// See the `delay` module for how.
+    /// Set on both nodes, a frame from one to the other passes two relays:
+    /// one way gains `2 * delay`. See the `delay` module for how.
     pub fn set_delay(&self, i: usize, delay: Duration) -> Result<()> {
         let mut relays = self.relays.lock().unwrap_or_else(|e| e.into_inner());
         let h = self.hub.as_str();

@@ -5,13 +5,15 @@
 //! added to the host's links, addresses or routes. Addresses come from
 //! 198.18.0.0/15 (RFC 2544 benchmarking space) and are only reachable from
 //! inside the lab. The lab can cut a node off ([`Lab::link_down`]), drop a
-//! share of its packets ([`Lab::set_loss`], nftables) and delay its frames
+//! share of the packets it sends ([`Lab::set_loss`], nftables) and delay its frames
 //! ([`Lab::set_delay`], a userspace relay, because these machines have no
 //! netem).
 //!
 //! Everything is undone when the [`Lab`] drops, also while a test panics.
-//! A run that was SIGKILLed leaves namespaces behind; the next
-//! [`Lab::new`] removes those whose owning process is gone.
+//! A run that was SIGKILLed (or aborted on a panic in a release build)
+//! leaves namespaces, processes and mesh directories behind; the next
+//! [`Lab::new`] or [`mesh::Mesh`] removes those whose owning process is
+//! gone, telling a reused pid from the owner by its start time.
 //!
 //! Tests that cannot run here (not root, no `ip`, no `nft`) get a [`Skip`]
 //! error; [`or_skip!`] and [`lab_or_skip!`] turn it into `skipped: ...` and
@@ -23,9 +25,11 @@ mod lab;
 pub mod mesh;
 mod nft;
 mod ns;
+mod stale;
 
 pub use anyhow;
 pub use lab::{Lab, Node, MAX_NODES, PREFIX_LEN};
+pub use stale::remove_stale_files;
 
 use std::fmt;
 

@@ -124,7 +124,12 @@ impl Mesh {
     }
 
     fn build(n: usize, opts: &MeshOptions, lab: Option<Arc<Lab>>) -> Result<Mesh> {
-        let tmp = tempfile::Builder::new().prefix("keyward-mesh-").tempdir()?;
+        // a killed run's directories (LUKS images included) go first; ours
+        // are named after this process so the next run can do the same
+        crate::stale::remove_stale_files();
+        let tmp = tempfile::Builder::new()
+            .prefix(&crate::stale::own_mesh_prefix())
+            .tempdir()?;
         let mut nodes = Vec::new();
         for i in 0..n {
             let name = format!("node{i}");

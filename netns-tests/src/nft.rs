@@ -1,10 +1,15 @@
 //! Random packet loss with nftables inside a node's namespace.
 //!
 //! netem is not available on these machines, but `numgen random` is: each
-//! IP packet entering or leaving the node (loopback excepted) is dropped
-//! with probability `percent`/100. ARP is not touched, so with 100 % loss
-//! neighbours still resolve but no IP packet gets through. The table lives
-//! in the node's namespace and disappears with it.
+//! IP packet the node sends (loopback excepted) is dropped with
+//! probability `percent`/100. Only the output hook drops: with the same
+//! loss set on every node, a packet between two nodes meets exactly one
+//! draw, so the loss is `percent` per packet in each direction (dropping on
+//! input too would make it about twice that). A "packet" is what the
+//! stack hands to the output hook: a TCP burst sent as one GSO packet is
+//! one draw. ARP is not touched, so with
+//! 100 % loss neighbours still resolve but no IP packet gets out. The table
+//! lives in the node's namespace and disappears with it.
 
 use crate::Skip;
 use anyhow::{bail, ensure, Context, Result};
@@ -27,10 +32,6 @@ fn script(percent: u8) -> String {
         };
         s += &format!(
             "table inet {TABLE} {{\n\
-             \tchain input {{\n\
-             \t\ttype filter hook input priority -300; policy accept;\n\
-             \t\tiifname != \"lo\" {verdict}\n\
-             \t}}\n\
              \tchain output {{\n\
              \t\ttype filter hook output priority -300; policy accept;\n\
              \t\toifname != \"lo\" {verdict}\n\
@@ -75,5 +76,8 @@ mod tests {
         assert!(s.contains("delete table") && !s.contains("numgen"));
         assert!(super::script(30).contains("numgen random mod 100 < 30 drop"));
         assert!(super::script(100).contains("\"lo\" drop"));
+        // one draw per packet and direction: only on the way out
+        assert!(!super::script(1).contains("hook input"));
+        assert!(super::script(1).contains("hook output"));
     }
 }

@@ -158,11 +158,14 @@ fn pids_in(wanted: &str, me: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Removes namespaces of this harness left by runs that were killed: those
-/// whose owning pid is gone and, when `own_too` is set, those carrying this
+/// Removes namespaces of this harness left by runs that were killed (those
+/// whose owning pid is gone or now belongs to a process that started after
+/// the namespace was made) and their mesh directories (see
+/// [`crate::stale`]); and, when `own_too` is set, those carrying this
 /// process's pid (a previous run with a recycled pid; only safe before this
 /// process created any lab).
 pub(crate) fn remove_stale(own_too: bool) {
+    crate::stale::remove_stale_files();
     let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
         return;
     };
@@ -177,12 +180,28 @@ pub(crate) fn remove_stale(own_too: bool) {
         let stale = if owner == me {
             own_too
         } else {
-            !std::path::Path::new(&format!("/proc/{owner}")).exists()
+            !owner_made(owner, &entry.path())
         };
         if stale {
             eprintln!("keyward-netns-tests: removing stale namespace {name}");
             remove(&name);
         }
+    }
+}
+
+/// Whether process `pid` exists and is the one that made namespace file
+/// `file`: it started before the namespace was created. A process that
+/// started later got the pid of a killed run by reuse. (An nsfs file's
+/// modification time is the namespace's creation; two seconds allow for
+/// the rounding of boot time and clock ticks.)
+fn owner_made(pid: u32, file: &std::path::Path) -> bool {
+    let Some(started) = crate::stale::started_at(pid) else {
+        return false;
+    };
+    match std::fs::metadata(file).and_then(|m| m.modified()) {
+        Ok(created) => started <= created + Duration::from_secs(2),
+        // cannot tell: keep it, it may be a live lab's
+        Err(_) => true,
     }
 }
 

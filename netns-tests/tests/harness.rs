@@ -139,6 +139,21 @@ fn delay_is_added_to_every_frame_both_ways() {
     assert_eq!(after.received, 3);
 }
 
+/// What scenario 8 and the benchmark set: 25 ms at each node's end is
+/// 50 ms one way, 100 ms round trip, between two delayed nodes.
+#[test]
+fn delay_on_both_ends_adds_up_to_the_one_way_figure() {
+    or_skip!(need_ping());
+    let lab = lab_or_skip!(2);
+    for i in 0..2 {
+        lab.set_delay(i, Duration::from_millis(25)).unwrap();
+    }
+    let p = ping(&lab, 0, 1, 5);
+    println!("rtt with 25 ms at each end: {p:?}");
+    let rtt = p.min_ms.unwrap();
+    assert!((95.0..150.0).contains(&rtt), "{p:?}");
+}
+
 #[test]
 fn tcp_crosses_a_delayed_link_intact() {
     let lab = lab_or_skip!(2);
@@ -255,9 +270,109 @@ fn stale_namespaces_of_a_killed_run_are_removed() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    let mut guard = Leftovers::default();
+    // A namespace named after a live process that started before it (a
+    // concurrent run's lab) must stay.
+    let live = Command::new("sleep").arg("1000").spawn().unwrap();
+    let kept = format!("kwt-{}-0-hub", live.id());
+    guard.children.push(live);
+    assert!(Command::new("ip")
+        .args(["netns", "add", &kept])
+        .status()
+        .unwrap()
+        .success());
+    guard.namespaces.push(kept.clone());
+    // Mesh directories: one of the dead run (with a LUKS image and a
+    // loopback daemon still using it), one whose pid was reused by a
+    // process started later (here: this one, with another start time),
+    // and one of this very process, which must stay.
+    let me = std::process::id();
+    let start = start_ticks(me);
+    let tmp = std::env::temp_dir();
+    let dead_dir = tmp.join(format!("keyward-mesh-{}-1-test", gone.id()));
+    let reused_dir = tmp.join(format!("keyward-mesh-{me}-{}-test", start + 1));
+    let own_dir = tmp.join(format!("keyward-mesh-{me}-{start}-test"));
+    guard.dirs = vec![dead_dir.clone(), reused_dir.clone(), own_dir.clone()];
+    let mut daemon = None;
+    for dir in [&dead_dir, &reused_dir, &own_dir] {
+        // built under another name and renamed, so that a concurrent
+        // test's cleanup never sees it half made
+        let building = tmp.join(format!(
+            "kwt-building-{}",
+            dir.file_name().unwrap().to_str().unwrap()
+        ));
+        guard.dirs.push(building.clone());
+        std::fs::create_dir_all(building.join("node0")).unwrap();
+        std::fs::write(building.join("node0/disk.img"), [0u8; 4096]).unwrap();
+        if dir == &dead_dir {
+            daemon = Some(
+                Command::new("sleep")
+                    .arg("1000")
+                    .env("KEYWARD_CONFIG", dir.join("node0/keyward.toml"))
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        std::fs::rename(&building, dir).unwrap();
+    }
     let _lab = Lab::new(1).unwrap();
     assert!(namespaces_with(&stale).is_empty(), "{stale} left behind");
     assert_eq!(orphan.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        namespaces_with(&kept),
+        std::slice::from_ref(&kept),
+        "a live run's namespace"
+    );
+    assert!(!dead_dir.exists(), "{} left behind", dead_dir.display());
+    assert!(!reused_dir.exists(), "{} left behind", reused_dir.display());
+    let mut daemon = daemon.unwrap();
+    let status = (0..100).find_map(|_| {
+        let s = daemon.try_wait().unwrap();
+        if s.is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        s
+    });
+    guard.children.push(daemon);
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(libc::SIGKILL),
+        "a daemon of the killed run survived"
+    );
+    assert!(
+        own_dir.join("node0/disk.img").exists(),
+        "a live run's files"
+    );
+}
+
+/// What a test made outside any lab, removed at drop (also on failure).
+#[derive(Default)]
+struct Leftovers {
+    namespaces: Vec<String>,
+    dirs: Vec<std::path::PathBuf>,
+    children: Vec<std::process::Child>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Start time of `pid` in clock ticks since boot (field 22 of its stat).
+fn start_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(") ").unwrap();
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
 }
 
 fn namespaces_with(prefix: &str) -> Vec<String> {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
-use keyward_netns_tests::{lab_or_skip, report_skip, Lab, Skip};
+use keyward_netns_tests::{lab_or_skip, or_skip, report_skip, Lab, Skip};
 use serde_json::Value;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -76,12 +76,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Makes node `i`'s LUKS2 image and binds it with the default split
-/// (5 nodes: the 4 others guard it, 3 of them needed).
-fn bind(m: &Mesh, i: usize) {
+/// Makes node `i`'s LUKS2 image and binds it with the default split,
+/// which must be `split` (a mesh of 5: the 4 others guard it, 3 of them
+/// needed, "3-of-4"; a mesh of 6: "3-of-5").
+fn bind(m: &Mesh, i: usize, split: &str) {
     m.make_image(i).unwrap();
     let out = m.bind(i, &[]).unwrap();
-    assert!(out.contains("3-of-4"), "node{i} bind: {out}");
+    assert!(out.contains(split), "node{i} bind, want {split}: {out}");
 }
 
 /// `keyward unlock --check` inside namespace `ns`, as an initramfs runs
@@ -189,22 +190,28 @@ fn member(m: &Mesh, i: usize, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Five nodes, mDNS on, joined by invite chain (node i is invited by
-/// node i-1, so a joiner knows only its inviter, from the token; the
-/// rest it finds by roster sync and mDNS), each binds 3-of-4, then each
-/// in turn reboots (SIGTERM, unlock from its initramfs, restart).
-fn five_nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle: Duration) {
+/// The nodes of scenario 1 (and 8): 6, so each node's image is guarded
+/// by the 5 others, 3 of them needed ("binds its image 3-of-5").
+const REBOOT_NODES: usize = 6;
+
+/// [`REBOOT_NODES`] nodes, mDNS on, joined by invite chain (node i is
+/// invited by node i-1, so a joiner knows only its inviter, from the
+/// token; the rest it finds by roster sync and mDNS), each binds 3-of-5,
+/// then each in turn reboots (SIGTERM, unlock from its initramfs,
+/// restart).
+fn nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle: Duration) {
+    let n = REBOOT_NODES;
     // libp2p's own logs are off by default; mDNS discoveries are wanted
     m.set_daemon_env("RUST_LOG", "info,libp2p=warn,libp2p_mdns=info");
     let t = Instant::now();
     m.init(0, Some("lab")).unwrap();
-    for i in 1..5 {
+    for i in 1..n {
         m.init(i, None).unwrap();
     }
-    for i in 0..5 {
+    for i in 0..n {
         m.start(i).unwrap();
     }
-    for i in 1..5 {
+    for i in 1..n {
         let token = m.cli_ok(i - 1, &["invite"]).unwrap();
         let inv = keyward_node::proto::Invite::from_token(token.trim()).unwrap();
         // the token carries the inviter's lab address, nothing else
@@ -218,10 +225,10 @@ fn five_nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle:
         assert!(out.contains("joined mesh lab"), "{out}");
     }
     m.converge(settle).unwrap();
-    println!("  mesh of 5 formed in {} ms", t.elapsed().as_millis());
+    println!("  mesh of {n} formed in {} ms", t.elapsed().as_millis());
     // every node knows every other at its lab address, port 7300
-    for i in 0..5 {
-        for j in (0..5).filter(|&j| j != i) {
+    for i in 0..n {
+        for j in (0..n).filter(|&j| j != i) {
             let x = member(m, i, &format!("node{j}"));
             let want = format!("/ip4/{}/tcp/7300", lab.node(j).addr());
             let addrs: Vec<&str> = x["addrs"]
@@ -237,14 +244,15 @@ fn five_nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle:
             assert_eq!(x["up"], true, "node{i} sees node{j}: {x}");
         }
     }
-    for i in 0..5 {
-        bind(m, i);
-        // the token names the 4 others with their lab addresses
+    let split = format!("3-of-{}", n - 1);
+    for i in 0..n {
+        bind(m, i, &split);
+        // the token names the n-1 others with their lab addresses
         let (_, tok) = keyward_node::luks::Device::new(&m.dir(i).join("disk.img"))
             .token()
             .unwrap()
             .expect("bound");
-        assert_eq!((tok.threshold, tok.guardians.len()), (3, 4));
+        assert_eq!((tok.threshold, tok.guardians.len()), (3, n - 1));
         for g in &tok.guardians {
             assert!(
                 g.addrs.iter().any(|a| a.contains("/ip4/198.")),
@@ -254,9 +262,9 @@ fn five_nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle:
             );
         }
     }
-    for i in 0..5 {
+    for i in 0..n {
         let name = format!("node{i}");
-        let others: Vec<usize> = (0..5).filter(|&j| j != i).collect();
+        let others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
         m.stop(i).unwrap();
         let o = reboot_unlock(m, i, unlock_timeout);
         assert_opens(&o, &name);
@@ -279,7 +287,7 @@ fn five_nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle:
         m.start(i).unwrap();
         m.converge(settle).unwrap();
     }
-    for i in 0..5 {
+    for i in 0..n {
         let alerts = m.status_direct(i).unwrap()["alerts"].clone();
         assert_eq!(
             alerts,
@@ -287,44 +295,75 @@ fn five_nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle:
             "node{i}: alerts after clean reboots"
         );
     }
-    // mDNS ran inside the lab: every daemon discovered the others there,
-    // and nothing outside the lab
-    for i in 0..5 {
+    assert_mdns_found_everyone(lab, m, n);
+}
+
+/// mDNS ran inside the lab: every daemon's mDNS behaviour reported every
+/// other node (its peer id) at that node's lab address, and nothing
+/// outside the lab.
+fn assert_mdns_found_everyone(lab: &Lab, m: &Mesh, n: usize) {
+    let ids: Vec<String> = (0..n)
+        .map(|j| {
+            m.status_direct(j).unwrap()["node"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for i in 0..n {
         let log = m.log(i);
         let found: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("discovered peer on address"))
             .collect();
-        assert!(!found.is_empty(), "node{i} discovered nobody by mDNS");
         for l in &found {
             assert!(l.contains("/ip4/198."), "node{i}: {l}");
+        }
+        for j in (0..n).filter(|&j| j != i) {
+            let addr = format!("/ip4/{}/tcp/7300", lab.node(j).addr());
+            assert!(
+                found
+                    .iter()
+                    .any(|l| l.contains(&format!("peer={}", ids[j])) && l.contains(&addr)),
+                "node{i} did not discover node{j} ({}) at {addr} by mDNS; it found:\n{}",
+                ids[j],
+                found.join("\n")
+            );
         }
     }
 }
 
-/// Issue scenario 1: five nodes, mDNS inside the lab, invite/join, each
-/// binds 3-of-4 and each reboots in turn; its key opens its image.
+/// Issue scenario 1: six nodes, mDNS inside the lab, invite/join, each
+/// binds 3-of-5 and each reboots in turn; its key opens its image.
 #[test]
-fn five_nodes_with_mdns_each_reboots_and_unlocks() {
+fn six_nodes_with_mdns_each_reboots_and_unlocks() {
     let _s = serial();
-    let (lab, mut m, _logs) = lab_mesh!(5, opts(6, true));
+    let (lab, mut m, _logs) = lab_mesh!(REBOOT_NODES, opts(6, true));
     let t = Instant::now();
-    five_nodes_reboot_each(&lab, &mut m, "10s", Duration::from_secs(20));
+    nodes_reboot_each(&lab, &mut m, "10s", Duration::from_secs(20));
     println!("  scenario done in {} ms", t.elapsed().as_millis());
 }
 
-/// Issue scenario 8: scenario 1 over lossy, slow links (1% loss and
-/// 50 ms each way on every node, so 200 ms between two nodes).
+/// Loss set on every node: 1% of the packets it sends (so 1% per packet
+/// in each direction between two nodes).
+const LOSS_PERCENT: u8 = 1;
+/// Relay delay at each node's end: a frame between two nodes passes two
+/// relays, so 50 ms one way and 100 ms round trip.
+const DELAY_PER_END: Duration = Duration::from_millis(25);
+
+/// Issue scenario 8: scenario 1 over lossy, slow links: 1% loss per
+/// packet in each direction and 50 ms one-way delay between any two
+/// nodes (100 ms round trip).
 #[test]
-fn five_nodes_over_lossy_slow_links_each_reboots_and_unlocks() {
+fn six_nodes_over_1pct_loss_50ms_one_way_links_each_reboots_and_unlocks() {
     let _s = serial();
-    let (lab, mut m, _logs) = lab_mesh!(5, opts(20, true));
-    for i in 0..5 {
-        lab.set_loss(i, 1).unwrap();
-        lab.set_delay(i, Duration::from_millis(50)).unwrap();
+    let (lab, mut m, _logs) = lab_mesh!(REBOOT_NODES, opts(20, true));
+    for i in 0..REBOOT_NODES {
+        or_skip!(lab.set_loss(i, LOSS_PERCENT));
+        lab.set_delay(i, DELAY_PER_END).unwrap();
     }
     let t = Instant::now();
-    five_nodes_reboot_each(&lab, &mut m, "60s", Duration::from_secs(60));
+    nodes_reboot_each(&lab, &mut m, "60s", Duration::from_secs(60));
     println!("  lossy scenario done in {} ms", t.elapsed().as_millis());
 }
 
@@ -336,7 +375,7 @@ fn a_seized_node_booted_on_the_network_is_refused_until_approved() {
     let _s = serial();
     let (lab, mut m, _logs) = lab_mesh!(5, opts(6, false));
     m.form().unwrap();
-    bind(&m, 4);
+    bind(&m, 4, "3-of-4");
     lab.link_down(4).unwrap();
     m.kill(4);
     let cut = Instant::now();
@@ -382,7 +421,7 @@ fn a_copied_boot_key_is_refused_while_its_node_runs_and_alerts_everyone() {
     let _s = serial();
     let (_lab, mut m, _logs) = lab_mesh!(5, opts(6, false));
     m.form().unwrap();
-    bind(&m, 4);
+    bind(&m, 4, "3-of-4");
     let loot = m.dir(2).join("loot");
     std::fs::create_dir_all(&loot).unwrap();
     std::fs::copy(m.dir(4).join("boot.key"), loot.join("boot.key")).unwrap();
@@ -445,7 +484,7 @@ fn after_a_whole_mesh_outage_a_person_restarts_three_and_approves_the_rest() {
     let (lab, mut m, _logs) = lab_mesh!(5, opts(6, false));
     m.form().unwrap();
     for i in 0..5 {
-        bind(&m, i);
+        bind(&m, i, "3-of-4");
     }
     for i in 0..5 {
         m.kill(i); // power cut: no goodbye
@@ -517,8 +556,8 @@ fn a_stranger_with_a_copied_token_and_a_revoked_member_are_refused() {
         .find_map(|l| l.strip_prefix("node"))
         .map(|s| s.trim().to_string())
         .unwrap();
-    bind(&m, 3);
-    bind(&m, 4);
+    bind(&m, 3, "3-of-4");
+    bind(&m, 4, "3-of-4");
     let own_key = m.dir(5).join("boot.key");
     // (a) node4's image as is, asked with the stranger's own boot key
     let img = m.dir(5).join("copied.img");
@@ -605,7 +644,7 @@ fn below_threshold_in_a_partition_then_the_partition_heals_during_unlock() {
     // a longer timeout: both unlocks must fall within it after the stop
     let (lab, mut m, _logs) = lab_mesh!(5, opts(30, false));
     m.form().unwrap();
-    bind(&m, 4);
+    bind(&m, 4, "3-of-4");
     m.stop(4).unwrap();
     // guardians of node4 are node0..node3; node0 and node1 are cut off
     lab.link_down(0).unwrap();
@@ -648,62 +687,109 @@ fn below_threshold_in_a_partition_then_the_partition_heals_during_unlock() {
 }
 
 /// Issue scenario 7: lockdown from any node reaches every node within a
-/// second and refuses every unlock; lifting restores service.
+/// second and refuses every unlock; lifting (from any node) restores
+/// service. Several origins in turn, each lift from another node.
 #[test]
-fn lockdown_reaches_every_node_within_a_second_and_lift_restores() {
+fn lockdown_from_any_node_reaches_every_node_within_a_second_and_lift_restores() {
     let _s = serial();
     let (_lab, mut m, _logs) = lab_mesh!(5, opts(20, false));
     m.form().unwrap();
-    bind(&m, 3);
-    bind(&m, 4);
-    let spread = |m: &Mesh, nodes: &[usize], on: bool| -> Duration {
+    let all = [0, 1, 2, 3, 4];
+    for i in all {
+        bind(&m, i, "3-of-4");
+    }
+    // time from the command's start until every node shows the state
+    let spread = |m: &Mesh, on: bool| -> Duration {
         let t = Instant::now();
         m.wait_for(Duration::from_secs(5), || {
-            Ok(nodes.iter().all(|&i| {
+            Ok(all.iter().all(|&i| {
                 m.status_direct(i)
                     .is_ok_and(|v| v["lockdown"].is_null() != on)
             }))
         })
-        .unwrap();
+        .unwrap_or_else(|e| panic!("lockdown {on} not everywhere: {e}"));
         t.elapsed()
     };
-    let t = Instant::now();
-    let out = m.cli_ok(2, &["lockdown"]).unwrap();
-    assert!(out.contains("LOCKDOWN set mesh-wide"), "{out}");
-    spread(&m, &[0, 1, 2, 3, 4], true);
-    let took = t.elapsed();
-    println!(
-        "  lockdown from node2 seen by all 5 nodes {} ms after the command started",
-        took.as_millis()
-    );
-    assert!(took < Duration::from_secs(1), "{took:?}");
-    for i in 0..5 {
-        let v = m.status_direct(i).unwrap();
-        assert_eq!(v["lockdown"]["by_name"], "node2", "node{i}");
-    }
-    // every unlock is refused, whoever asks
-    for i in [3, 4] {
-        m.stop(i).unwrap();
-        let o = reboot_unlock(&m, i, "2s");
-        assert_refused(
-            &o,
-            &format!("node{i} in lockdown"),
-            &[
-                "0 valid shares of 3 needed",
-                "the mesh is in lockdown",
-                "keyward lockdown --lift",
-            ],
+    // (lockdown from, lift from)
+    let rounds = [(2, 1), (0, 4), (4, 3), (3, 0)];
+    for (round, (on_from, off_from)) in rounds.into_iter().enumerate() {
+        let t = Instant::now();
+        let out = m.cli_ok(on_from, &["lockdown"]).unwrap();
+        assert!(out.contains("LOCKDOWN set mesh-wide"), "{out}");
+        spread(&m, true);
+        let took = t.elapsed();
+        println!(
+            "  lockdown from node{on_from} seen by all 5 nodes {} ms after the command started",
+            took.as_millis()
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "from node{on_from}: {took:?}"
+        );
+        for i in all {
+            let v = m.status_direct(i).unwrap();
+            assert_eq!(
+                v["lockdown"]["by_name"],
+                format!("node{on_from}"),
+                "node{i}"
+            );
+        }
+        if round == 0 {
+            // every owner's unlock is refused: each reboots in turn
+            for i in all {
+                let name = format!("node{i}");
+                m.stop(i).unwrap();
+                let o = reboot_unlock(&m, i, "2s");
+                assert_refused(
+                    &o,
+                    &format!("{name} in lockdown"),
+                    &[
+                        "0 valid shares of 3 needed",
+                        "the mesh is in lockdown",
+                        "keyward lockdown --lift",
+                    ],
+                );
+                let others: Vec<usize> = all.into_iter().filter(|&g| g != i).collect();
+                assert_eq!(
+                    latest_rule(&m, &others, &name, "lockdown"),
+                    others,
+                    "{name}"
+                );
+                m.start(i).unwrap();
+            }
+            m.converge(Duration::from_secs(20)).unwrap();
+            // a restarted node still knows the lockdown
+            spread(&m, true);
+        } else {
+            // one owner per round, another each time
+            let i = (on_from + 1) % 5;
+            m.stop(i).unwrap();
+            assert_refused(
+                &reboot_unlock(&m, i, "2s"),
+                &format!("node{i} in lockdown from node{on_from}"),
+                &["the mesh is in lockdown"],
+            );
+            m.start(i).unwrap();
+            m.converge(Duration::from_secs(20)).unwrap();
+        }
+        let t = Instant::now();
+        let out = m.cli_ok(off_from, &["lockdown", "--lift"]).unwrap();
+        spread(&m, false);
+        let took = t.elapsed();
+        println!(
+            "  lift from node{off_from} seen by all 5 nodes in {} ms: {}",
+            took.as_millis(),
+            out.trim()
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "lift from node{off_from}: {took:?}"
         );
     }
-    assert_eq!(latest_rule(&m, &[0, 1, 2], "node4", "lockdown").len(), 3);
-    let t = Instant::now();
-    m.cli_ok(1, &["lockdown", "--lift"]).unwrap();
-    spread(&m, &[0, 1, 2], false);
-    println!(
-        "  lift from node1 seen by the 3 running nodes in {} ms",
-        t.elapsed().as_millis()
-    );
-    for i in [3, 4] {
+    // service is back for every owner
+    for i in all {
+        m.stop(i).unwrap();
         assert_opens(&reboot_unlock(&m, i, "10s"), &format!("node{i} after lift"));
+        m.start(i).unwrap();
     }
 }

@@ -6,8 +6,13 @@
 //! answering and with 2 of them hung (SIGSTOP); time from `keyward join`
 //! to every roster having the new node; idle RSS of a daemon in a 10-node
 //! mesh. As root, the same unlock latency between network namespaces on
-//! clean links and on 1% loss + 50 ms delay links, lockdown propagation
-//! and join propagation there. mDNS is off everywhere.
+//! clean links and on lossy, slow links (1% loss per packet in each
+//! direction, 50 ms one-way delay between any two nodes), lockdown
+//! propagation and join propagation there. mDNS is off everywhere.
+//!
+//! Every unlock must print the same 32-byte key, and for each series one
+//! of them is proven against the image with `cryptsetup open
+//! --test-passphrase`.
 //!
 //! Build everything first, then run it:
 //!
@@ -28,6 +33,14 @@ use anyhow::{bail, ensure, Context, Result};
 use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
 use keyward_netns_tests::Lab;
 use serde_json::Value;
+
+/// Joins timed per place (each into a fresh mesh), so p99 is the worst of 20.
+const JOIN_SAMPLES: usize = 20;
+
+/// Loss on every node's output: 1% per packet in each direction.
+const LOSS_PERCENT: u8 = 1;
+/// Relay delay at each node's end: 50 ms one way between two nodes.
+const DELAY_PER_END: Duration = Duration::from_millis(25);
 
 /// Long liveness timeouts: every unlock of a run must be allowed.
 const POLICY: &str = "interval = 1\ntimeout = 3600\nextended_timeout = 3600\nup_window = 3\n";
@@ -104,8 +117,8 @@ fn opts() -> MeshOptions {
 
 /// One `keyward unlock --print-key` of node `i`'s image, as node `i`
 /// (in its namespace when the mesh is in a lab): wall time from process
-/// start to exit, the key written to a pipe and discarded.
-fn time_unlock(m: &Mesh, i: usize, timeout: &str) -> Result<Duration> {
+/// start to exit, and the key it wrote to a pipe.
+fn time_unlock(m: &Mesh, i: usize, timeout: &str) -> Result<(Duration, Vec<u8>)> {
     let img = m.dir(i).join("disk.img");
     let args = [
         "unlock",
@@ -126,7 +139,7 @@ fn time_unlock(m: &Mesh, i: usize, timeout: &str) -> Result<Duration> {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    Ok(took)
+    Ok((took, o.stdout))
 }
 
 /// A formed mesh of `n` whose last node binds its image 3-of-5, with
@@ -159,10 +172,22 @@ fn token_guardians(m: &Mesh, i: usize) -> Result<Vec<usize>> {
     Ok(out)
 }
 
+/// `n` timed unlocks of `owner`'s image after one warm-up. Every run must
+/// print the same key, and that key must open the image (`cryptsetup
+/// open --test-passphrase`, once per series, outside the timing).
 fn unlock_series(m: &Mesh, owner: usize, n: usize, timeout: &str) -> Result<Vec<Duration>> {
     // one warm-up run (page cache, ARP, first connections)
-    time_unlock(m, owner, timeout)?;
-    (0..n).map(|_| time_unlock(m, owner, timeout)).collect()
+    let (_, key) = time_unlock(m, owner, timeout)?;
+    keyward_node::luks::Device::new(&m.dir(owner).join("disk.img"))
+        .test_key(&key, None)
+        .context("the unlocked key does not open the image")?;
+    (0..n)
+        .map(|k| {
+            let (took, again) = time_unlock(m, owner, timeout)?;
+            ensure!(again == key, "unlock {k} printed another key");
+            Ok(took)
+        })
+        .collect()
 }
 
 fn loopback_unlock(rows: &mut Vec<Row>) -> Result<()> {
@@ -285,7 +310,7 @@ fn join_samples(samples: usize, mut make: impl FnMut() -> Result<Mesh>) -> Resul
 
 fn loopback_join(rows: &mut Vec<Row>) -> Result<()> {
     eprintln!("loopback: join to roster convergence on 5 nodes");
-    let mut v = join_samples(7, || Mesh::loopback(5, &opts()))?;
+    let mut v = join_samples(JOIN_SAMPLES, || Mesh::loopback(5, &opts()))?;
     row(
         rows,
         "`keyward join` to the new node in all 5 rosters",
@@ -345,13 +370,13 @@ fn netns_unlock(rows: &mut Vec<Row>) -> Result<()> {
         String::new(),
     )?;
     for i in 0..6 {
-        lab.set_loss(i, 1)?;
-        lab.set_delay(i, Duration::from_millis(50))?;
+        lab.set_loss(i, LOSS_PERCENT)?;
+        lab.set_delay(i, DELAY_PER_END)?;
     }
     let mut v = unlock_series(&m, owner, n.clamp(50, 60), "60s")?;
     row(
         rows,
-        "unlock 3-of-5, 1% loss + 50 ms delay on every node (200 ms RTT)",
+        "unlock 3-of-5, 1% loss per packet each way, 50 ms one-way delay between nodes (100 ms RTT)",
         "netns",
         &mut v,
         String::new(),
@@ -415,7 +440,9 @@ fn time_lock(m: &Mesh, from: usize, lift: bool, all: &[usize]) -> Result<Duratio
 
 fn netns_join(rows: &mut Vec<Row>) -> Result<()> {
     eprintln!("netns: join to roster convergence on 5 namespaces");
-    let mut v = join_samples(5, || Mesh::in_lab(Arc::new(Lab::new(5)?), &opts()))?;
+    let mut v = join_samples(JOIN_SAMPLES, || {
+        Mesh::in_lab(Arc::new(Lab::new(5)?), &opts())
+    })?;
     row(
         rows,
         "`keyward join` to the new node in all 5 rosters",
