@@ -51,6 +51,14 @@ struct Guard {
     inflight: bool,
 }
 
+/// First delay before asking a guardian again after a refusal or a failed
+/// request; it doubles per guardian up to [`RETRY_CAP`]. Public so the
+/// simulator models the same client.
+pub const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest delay between two requests to one guardian: short, so an
+/// approval or a healed partition is picked up within seconds.
+pub const RETRY_CAP: Duration = Duration::from_secs(5);
+
 /// Options of one unlock.
 pub struct Options {
     pub timeout: Duration,
@@ -86,7 +94,7 @@ pub async fn fetch_key(
             addrs,
             state: GState::Asking,
             next_try: now,
-            backoff: Duration::from_millis(250),
+            backoff: RETRY_FIRST,
             inflight: false,
         });
     }
@@ -200,7 +208,7 @@ pub async fn fetch_key(
         };
         if let Some(w) = retry_in {
             g.next_try = Instant::now() + w;
-            g.backoff = (g.backoff * 2).min(Duration::from_secs(5));
+            g.backoff = (g.backoff * 2).min(RETRY_CAP);
         }
     }
 }
