@@ -88,6 +88,20 @@ impl ShareRequest {
     ) -> Self {
         let mut nonce = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        Self::with_nonce(owner, guardian, epoch, nonce, boot)
+    }
+
+    /// A request with a nonce chosen by the caller. The daemon uses `new`
+    /// (a fresh OS-random nonce); the simulator passes nonces from its
+    /// seeded RNG so that the same seed gives the same request bytes (the
+    /// ed25519 signature is deterministic, so the whole request is).
+    pub fn with_nonce(
+        owner: NodeId,
+        guardian: NodeId,
+        epoch: u64,
+        nonce: [u8; 16],
+        boot: &crate::identity::BootKey,
+    ) -> Self {
         let sig = boot.sign(
             REQUEST_DOMAIN,
             &Self::body(&owner, &guardian, epoch, &nonce),

@@ -115,6 +115,35 @@ pub fn split(
     owner: &NodeKey,
     boot: &BootPublic,
 ) -> Result<Vec<ShareEnvelope>, SplitError> {
+    split_with_rng(
+        secret,
+        threshold,
+        guardians,
+        epoch,
+        owner,
+        boot,
+        &mut rand::rngs::OsRng,
+    )
+}
+
+/// `split` with the Shamir polynomial coefficients drawn from `rng`.
+///
+/// The simulator passes its seeded RNG so that the shares (index,
+/// commitment and the plaintext share) are the same for the same seed.
+/// The age sealing is not covered: age 0.12 draws its file key and its
+/// ephemeral X25519 key from the OS inside `age::encrypt` and offers no way
+/// to supply an RNG, so `body.sealed`, and the owner's signature over the
+/// body, still differ from run to run. Nothing decided from an envelope
+/// depends on those bytes: the owner opens the same share either way.
+pub fn split_with_rng<R: RngCore + rand::CryptoRng>(
+    secret: &DiskSecret,
+    threshold: usize,
+    guardians: &[NodeId],
+    epoch: u64,
+    owner: &NodeKey,
+    boot: &BootPublic,
+    rng: &mut R,
+) -> Result<Vec<ShareEnvelope>, SplitError> {
     let n = guardians.len();
     if threshold == 0 || threshold > n || n > 255 {
         return Err(SplitError::Shape { t: threshold, n });
@@ -127,7 +156,7 @@ pub fn split(
     let recipient = boot.recipient();
     let owner_id = owner.id();
     let commitment = secret.commitment(&owner_id, epoch);
-    let dealer = blahaj::Sharks(threshold as u8).dealer(secret.as_bytes());
+    let dealer = blahaj::Sharks(threshold as u8).dealer_rng(secret.as_bytes(), &mut Rng010(rng));
     guardians
         .iter()
         .zip(dealer)
@@ -150,6 +179,31 @@ pub fn split(
         })
         .collect()
 }
+
+/// Lends a `rand` 0.8 generator (the workspace's) to blahaj, which takes
+/// a `rand_core` 0.10 one; it forwards every draw unchanged.
+struct Rng010<'a, R>(&'a mut R);
+
+impl<R: RngCore> rand_core_010::TryRng for Rng010<'_, R> {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.0.next_u32())
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.0.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.fill_bytes(dst);
+        Ok(())
+    }
+}
+
+/// Only a cryptographic generator may deal shares: the bound on
+/// `split_with_rng` carries the promise over.
+impl<R: RngCore + rand::CryptoRng> rand_core_010::TryCryptoRng for Rng010<'_, R> {}
 
 /// What the owner expects of the envelopes, from its LUKS token.
 #[derive(Clone, Debug)]

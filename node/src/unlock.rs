@@ -51,6 +51,14 @@ struct Guard {
     inflight: bool,
 }
 
+/// First delay before asking a guardian again after a refusal or a failed
+/// request; it doubles per guardian up to [`RETRY_CAP`]. Public so the
+/// simulator models the same client.
+pub const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest delay between two requests to one guardian: short, so an
+/// approval or a healed partition is picked up within seconds.
+pub const RETRY_CAP: Duration = Duration::from_secs(5);
+
 /// Options of one unlock.
 pub struct Options {
     pub timeout: Duration,
@@ -86,7 +94,7 @@ pub async fn fetch_key(
             addrs,
             state: GState::Asking,
             next_try: now,
-            backoff: FIRST_BACKOFF,
+            backoff: RETRY_FIRST,
             inflight: false,
         });
     }
@@ -217,15 +225,10 @@ pub async fn fetch_key(
         };
         if let Some(w) = retry_in {
             g.next_try = Instant::now() + w;
-            g.backoff = (g.backoff * 2).min(MAX_BACKOFF);
+            g.backoff = (g.backoff * 2).min(RETRY_CAP);
         }
     }
 }
-
-/// First retry delay of a guardian that refused or could not be reached.
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// Retry delays double up to this.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The final message: how many shares, and each guardian's reason,
 /// grouped so the admin reads one line per cause.

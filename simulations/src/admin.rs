@@ -306,6 +306,7 @@ impl Sim {
             running_since: now,
             down_since: 0,
             powered_on: now,
+            pinged_at: now,
         });
         self.gossip(r, new);
         self.start_bind(k);
@@ -443,7 +444,8 @@ impl Sim {
         };
         let key = NodeKey::from_seed(self.rng.gen());
         let boot = BootKey::from_seed(self.rng.gen());
-        let req = ShareRequest::new(key.id(), self.id(g), 1, &boot);
+        let nonce = self.nonce();
+        let req = ShareRequest::with_nonce(key.id(), self.id(g), 1, nonce, &boot);
         self.stats.stranger_requests += 1;
         self.rec(Kind::Stranger, ATTACKER, g, 0);
         self.sessions += 1;
@@ -470,8 +472,15 @@ impl Sim {
         self.sessions += 1;
         let session = self.sessions;
         for g in t.guardians {
+            let nonce = self.nonce();
             let n = &self.nodes[o as usize];
-            let req = ShareRequest::new(n.id, self.nodes[g as usize].id, t.epoch, &n.boot_key);
+            let req = ShareRequest::with_nonce(
+                n.id,
+                self.nodes[g as usize].id,
+                t.epoch,
+                nonce,
+                &n.boot_key,
+            );
             self.send(
                 ATTACKER,
                 g,

@@ -1,5 +1,6 @@
 //! From power-on to a running daemon: the initramfs asks the token's
-//! guardians for shares (signed with the boot key), retries with backoff,
+//! guardians for shares (signed with the boot key), retries with the real
+//! client's backoff,
 //! and opens the disk once `shares::combine` gives the key back.
 
 use std::collections::BTreeSet;
@@ -9,20 +10,23 @@ use keyward_node::shares::{combine, Expect, ShareEnvelope};
 
 use crate::invariants as inv;
 use crate::node::{Boot, Phase, Unlock};
-use crate::scenario::{MIN, SEC};
+use crate::scenario::SEC;
 use crate::sim::{Msg, Sim, Timer};
 use crate::trace::Kind;
 
-/// First retry delay of the initramfs; doubles up to `RETRY_CAP`.
-const RETRY_FIRST: Millis = 2 * SEC;
-const RETRY_CAP: Millis = 30 * SEC;
-/// A node with a quorum that would release must be unlocked within this:
-/// four retry rounds at the cap with jitter, latency and tick slack.
-const QUORUM_BOUND: Millis = 3 * MIN;
+/// The real unlock client's backoff (`keyward_node::unlock`), in virtual
+/// ms: 250 ms, doubling up to 5 s.
+const RETRY_FIRST: Millis = keyward_node::unlock::RETRY_FIRST.as_millis() as Millis;
+const RETRY_CAP: Millis = keyward_node::unlock::RETRY_CAP.as_millis() as Millis;
+/// The client polls its retry times on a 100 ms tick.
+const CLIENT_TICK: Millis = 100;
 
 impl Sim {
     /// Goes down at once, without a goodbye; powers on after `downtime`.
     pub(crate) fn crash(&mut self, i: u32, downtime: Option<Millis>) {
+        // Its boot ends and its guardians learn of it: the per-event checks
+        // must look at it even if the caller records nothing.
+        self.watch.touch(i);
         for g in self.nodes[i as usize].ping_targets() {
             self.conn_alive(i, g);
         }
@@ -76,7 +80,6 @@ impl Sim {
             shares: Vec::new(),
             from: BTreeSet::new(),
             tries: 0,
-            quorum_since: None,
             approved: false,
         });
         self.stats.boots += 1;
@@ -110,8 +113,15 @@ impl Sim {
                 self.stats.dials_failed += 1;
                 continue;
             }
+            let nonce = self.nonce();
             let n = &self.nodes[i as usize];
-            let req = ShareRequest::new(n.id, self.nodes[g as usize].id, epoch, &n.boot_key);
+            let req = ShareRequest::with_nonce(
+                n.id,
+                self.nodes[g as usize].id,
+                epoch,
+                nonce,
+                &n.boot_key,
+            );
             self.send(
                 i,
                 g,
@@ -123,8 +133,15 @@ impl Sim {
         }
         let b = self.nodes[i as usize].boot.as_mut().expect("asking");
         b.tries += 1;
+        // The real client keeps one backoff per guardian and counts it from
+        // that guardian's answer; here all unanswered guardians are asked
+        // again together, one backoff after the round was sent (the answer
+        // comes one round trip later, a few ms to ~120 ms here), plus the
+        // client's polling tick. A `Waiting` refusal is retried on this
+        // schedule too rather than after its `remaining` time, which delays
+        // it by at most `RETRY_CAP`.
         let base = (RETRY_FIRST << tries.min(10)).min(RETRY_CAP);
-        let d = self.uniform(base * 8 / 10, base * 12 / 10);
+        let d = base + self.uniform(0, CLIENT_TICK);
         self.timer(i, d, Timer::BootTry);
     }
 
@@ -249,101 +266,5 @@ impl Sim {
         if self.nodes[i as usize].bind.is_some() {
             self.timer(i, SEC, Timer::DepositRetry);
         }
-    }
-
-    /// Liveness: every node asking for shares that has had, for longer
-    /// than the bound, a quorum of guardians that would release to it.
-    pub(crate) fn check_quorums(&mut self) {
-        let now = self.now();
-        let bound = QUORUM_BOUND + self.cfg.policy.approval_delay;
-        for i in 0..self.nodes.len() as u32 {
-            if !self.nodes[i as usize].asking() {
-                continue;
-            }
-            let quorum = self.quorum(i);
-            let b = self.nodes[i as usize].boot.as_mut().expect("asking");
-            if !quorum {
-                b.quorum_since = None;
-                continue;
-            }
-            let since = *b.quorum_since.get_or_insert(now);
-            self.checks.check(inv::UNLOCK_QUORUM, now - since <= bound, &[i], || {
-                format!(
-                    "n{i} has been rebooting with a quorum of guardians that would release since {} and is still locked",
-                    crate::trace::clock(since)
-                )
-            });
-        }
-    }
-
-    /// Whether enough guardians have released or would release now.
-    fn quorum(&self, i: u32) -> bool {
-        let n = &self.nodes[i as usize];
-        let (Some(b), Some(t)) = (&n.boot, &n.token) else {
-            return false;
-        };
-        let mut count = b.from.len();
-        for &g in &t.guardians {
-            if count >= t.threshold {
-                break;
-            }
-            if !b.from.contains(&g) && self.would_release(g, i, t.epoch) {
-                count += 1;
-            }
-        }
-        count >= t.threshold
-    }
-
-    /// The oracle's view of whether guardian g would release o's share now.
-    fn would_release(&self, g: u32, o: u32, epoch: u64) -> bool {
-        let now = self.now();
-        let p = &self.cfg.policy;
-        let gn = &self.nodes[g as usize];
-        let oid = self.nodes[o as usize].id;
-        gn.running()
-            && self.net.connected(o, g)
-            && gn.roster.roster.is_active(&oid)
-            && !self.oracle.locked(g)
-            && gn
-                .guardian
-                .owner(&oid)
-                .is_some_and(|s| s.envelopes.contains_key(&epoch))
-            && self.oracle.ground(g, o, now, p, p.timeout).is_some()
-            && !self.oracle.up(g, o, now, p)
-    }
-
-    /// Once the network has been whole for a while and the rosters have
-    /// stopped changing, every node running for a while holds one roster.
-    pub(crate) fn check_convergence(&mut self) {
-        let now = self.now();
-        let settle = 30 * MIN;
-        if self.net.is_split() || now < self.healed_at + settle || now < self.last_change + 10 * MIN
-        {
-            return;
-        }
-        let mut first: Option<(u32, [u8; 32])> = None;
-        let mut odd = None;
-        for (i, n) in self.nodes.iter().enumerate() {
-            if !n.running() || n.running_since + settle > now {
-                continue;
-            }
-            match first {
-                None => first = Some((i as u32, n.roster.digest)),
-                Some((_, d)) if d != n.roster.digest => {
-                    odd = Some(i as u32);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let a = first.map_or(0, |f| f.0);
-        self.checks.check(inv::CONVERGE, odd.is_none(), &[a, odd.unwrap_or(a)], || {
-            format!(
-                "network whole since {} and no roster change since {}, yet n{a} and n{} hold different rosters",
-                crate::trace::clock(self.healed_at),
-                crate::trace::clock(self.last_change),
-                odd.unwrap_or(a)
-            )
-        });
     }
 }

@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod sim;
 pub mod sweep;
 pub mod trace;
+pub mod watch;
 
 pub use report::{Failure, Summary};
 pub use scenario::{Config, Placement, Scenario};

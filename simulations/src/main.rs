@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+use keyward_node::guardian::Millis;
 use keyward_sim::scenario::SEC;
 use keyward_sim::sweep::{self, Param};
 use keyward_sim::{Config, Placement, Scenario};
@@ -72,19 +73,44 @@ struct SimArgs {
     /// Shares needed, T (default min(3, guardians)).
     #[arg(long)]
     threshold: Option<usize>,
-    /// Release policy timeout, seconds.
+    /// Release policy timeout. Durations are seconds, or take a unit:
+    /// 1500ms, 90s, 5m, 2h.
+    #[arg(long, value_parser = parse_ms)]
+    timeout: Option<Millis>,
+    /// Ping interval (duration).
+    #[arg(long, value_parser = parse_ms)]
+    interval: Option<Millis>,
+    #[arg(long, value_parser = parse_ms)]
+    extended_timeout: Option<Millis>,
+    #[arg(long, value_parser = parse_ms)]
+    approval_delay: Option<Millis>,
+    /// How long an admin's approval stays good (duration).
+    #[arg(long, value_parser = parse_ms)]
+    approval_window: Option<Millis>,
+    /// How recently a node must have answered to count as up (duration).
+    #[arg(long, value_parser = parse_ms)]
+    up_window: Option<Millis>,
+    /// How often an admin reviews locked nodes (duration; 0: never).
+    #[arg(long, value_parser = parse_ms)]
+    admin_review: Option<Millis>,
+    /// Roster anti-entropy period per node (duration).
+    #[arg(long, value_parser = parse_ms)]
+    sync_interval: Option<Millis>,
+    /// Peers each new roster operation is pushed to.
     #[arg(long)]
-    timeout: Option<u64>,
-    /// Ping interval, seconds.
-    #[arg(long)]
-    interval: Option<u64>,
-    #[arg(long)]
-    extended_timeout: Option<u64>,
-    #[arg(long)]
-    approval_delay: Option<u64>,
+    fanout: Option<usize>,
+    /// Testing hook: the timeout the invariants assume (duration), if not
+    /// the policy's; printed in replay commands so a failure it provoked
+    /// replays.
+    #[arg(long, value_parser = parse_ms)]
+    oracle_timeout: Option<Millis>,
     /// Message loss, percent.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "loss_prob")]
     loss: Option<f64>,
+    /// Message loss as a probability 0..1 (exact; replay commands use it
+    /// when the percentage would not give back the same number).
+    #[arg(long)]
+    loss_prob: Option<f64>,
     /// Latency range in ms, e.g. 1..60.
     #[arg(long)]
     latency_ms: Option<String>,
@@ -138,21 +164,31 @@ impl SimArgs {
             c.threshold = t;
         }
         let p = &mut c.policy;
-        if let Some(v) = self.timeout {
-            p.timeout = v * SEC;
+        for (v, f) in [
+            (self.timeout, &mut p.timeout),
+            (self.interval.map(|v| v.max(1)), &mut p.interval),
+            (self.extended_timeout, &mut p.extended_timeout),
+            (self.approval_delay, &mut p.approval_delay),
+            (self.approval_window, &mut p.approval_window),
+            (self.up_window, &mut p.up_window),
+            (self.admin_review, &mut c.admin_review),
+            (self.sync_interval.map(|v| v.max(1)), &mut c.sync_interval),
+        ] {
+            if let Some(v) = v {
+                *f = v;
+            }
         }
-        if let Some(v) = self.interval {
-            p.interval = v.max(1) * SEC;
+        if let Some(f) = self.fanout {
+            c.fanout = f;
         }
-        if let Some(v) = self.extended_timeout {
-            p.extended_timeout = v * SEC;
-        }
-        if let Some(v) = self.approval_delay {
-            p.approval_delay = v * SEC;
-        }
+        c.oracle_timeout = self.oracle_timeout;
         if let Some(l) = self.loss {
             anyhow::ensure!((0.0..=100.0).contains(&l), "--loss is a percentage");
             c.net.loss = l / 100.0;
+        }
+        if let Some(l) = self.loss_prob {
+            anyhow::ensure!((0.0..=1.0).contains(&l), "--loss-prob is in 0..1");
+            c.net.loss = l;
         }
         if let Some(r) = &self.latency_ms {
             let (a, b) = r
@@ -192,6 +228,27 @@ impl SimArgs {
     }
 }
 
+/// A duration in ms: a bare number is seconds (as before), or a number
+/// with a unit ms, s, m or h. Replay commands use ms where seconds would
+/// round.
+fn parse_ms(s: &str) -> Result<Millis, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: want a whole number with an optional unit ms, s, m or h"))?;
+    let mult = match unit {
+        "ms" => 1,
+        "" | "s" => SEC,
+        "m" => 60 * SEC,
+        "h" => 3600 * SEC,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: too long"))
+}
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
@@ -209,10 +266,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
             cfg.trace = trace;
             let start = Instant::now();
             match keyward_sim::run(cfg) {
-                Ok(mut s) => {
+                Ok(s) => {
+                    // Wall time goes to stderr: stdout is a pure function of
+                    // the config (same seed, same bytes).
                     let wall = start.elapsed().as_secs_f64();
-                    s.wall_s = Some(wall);
-                    s.events_per_s = Some(s.events as f64 / wall.max(1e-9));
+                    eprintln!(
+                        "wall time {wall:.2} s, {:.0} events per second",
+                        s.events as f64 / wall.max(1e-9)
+                    );
                     if json {
                         println!("{}", serde_json::to_string_pretty(&s)?);
                     } else {

@@ -33,6 +33,9 @@ pub struct NetStats {
     pub cut: u64,
     /// Arrived at a node that was down.
     pub to_down: u64,
+    /// Connection pings and their answers, not simulated one by one but
+    /// counted (see `Sim::count_conn_pings`); not part of `sent`.
+    pub liveness_pings: u64,
 }
 
 pub struct Net {

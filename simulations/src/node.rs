@@ -46,8 +46,6 @@ pub struct Boot {
     pub shares: Vec<(NodeId, ShareEnvelope)>,
     pub from: BTreeSet<u32>,
     pub tries: u32,
-    /// Since when a quorum of guardians would release (liveness check).
-    pub quorum_since: Option<Millis>,
     /// An admin approved this node during this boot.
     pub approved: bool,
 }
@@ -80,6 +78,8 @@ pub struct Node {
     pub down_since: Millis,
     /// When the node was powered on last.
     pub powered_on: Millis,
+    /// Its last heartbeat (connection pings are counted up to there).
+    pub pinged_at: Millis,
 }
 
 impl Node {

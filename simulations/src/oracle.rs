@@ -138,6 +138,40 @@ impl Oracle {
         })
     }
 
+    /// Until when `ground` stays `Some` if nothing more is delivered to g
+    /// (None: it does not hold at t). `ground` is an "or" of windows that
+    /// all contain t, so it holds until the latest of them closes. The
+    /// per-event liveness check uses this to notice a quorum that lapsed
+    /// by the mere passing of time, with no event touching it.
+    pub fn ground_until(
+        &self,
+        g: u32,
+        o: u32,
+        t: Millis,
+        p: &Policy,
+        timeout: Millis,
+    ) -> Option<Millis> {
+        let s = self.seen(g, o)?;
+        let mut until: Option<Millis> = None;
+        let mut hold = |end: Millis| {
+            if t <= end {
+                until = Some(until.map_or(end, |u| u.max(end)));
+            }
+        };
+        if let Some(a) = s.approved {
+            hold(a.saturating_add(p.approval_window));
+        }
+        if let Some(a) = s.alive {
+            hold(a.saturating_add(timeout));
+        }
+        if let Some(w) = s.window_start {
+            if s.alive.is_none_or(|a| a <= w) {
+                hold(w.saturating_add(p.extended_timeout));
+            }
+        }
+        until
+    }
+
     /// Whether g would consider o up right now (answered within up_window
     /// and no goodbye since).
     pub fn up(&self, g: u32, o: u32, t: Millis, p: &Policy) -> bool {

@@ -174,22 +174,32 @@ impl Config {
         (self.hours * HOUR as f64) as Millis
     }
 
-    /// The command line that replays this run.
+    /// The command line that replays this run: every field a run depends
+    /// on (durations in exact units), so the replay is the same run.
     pub fn replay(&self) -> String {
         let p = &self.policy;
+        let loss = if (self.net.loss * 100.0) / 100.0 == self.net.loss {
+            format!("--loss {}", self.net.loss * 100.0)
+        } else {
+            format!("--loss-prob {}", self.net.loss)
+        };
         let mut s = format!(
-            "keyward-sim run --scenario {} --nodes {} --hours {} --seed {} --guardians {} --threshold {} --timeout {} --interval {} --extended-timeout {} --approval-delay {} --loss {} --latency-ms {}..{} --placement {}",
+            "keyward-sim run --scenario {} --nodes {} --hours {} --seed {} --guardians {} --threshold {} --timeout {} --interval {} --extended-timeout {} --approval-delay {} --approval-window {} --up-window {} --admin-review {} --sync-interval {} --fanout {} {loss} --latency-ms {}..{} --placement {}",
             self.scenario.name(),
             self.nodes,
             self.hours,
             self.seed,
             self.guardians,
             self.threshold,
-            p.timeout / SEC,
-            p.interval / SEC,
-            p.extended_timeout / SEC,
-            p.approval_delay / SEC,
-            self.net.loss * 100.0,
+            dur(p.timeout),
+            dur(p.interval),
+            dur(p.extended_timeout),
+            dur(p.approval_delay),
+            dur(p.approval_window),
+            dur(p.up_window),
+            dur(self.admin_review),
+            dur(self.sync_interval),
+            self.fanout,
             self.net.latency_min,
             self.net.latency_max,
             match self.placement {
@@ -202,8 +212,9 @@ impl Config {
             " --reboots {} --crashes {} --joins {} --revocations {} --strangers {} --copies {} --thefts {}",
             r.reboots, r.crashes, r.joins, r.revocations, r.strangers, r.copies, r.thefts
         );
-        if self.scenario == Scenario::Seizure {
-            s += &format!(" --seize {}", self.seize);
+        s += &format!(" --seize {}", self.seize);
+        if let Some(t) = self.oracle_timeout {
+            s += &format!(" --oracle-timeout {}", dur(t));
         }
         if self.strict {
             s += " --strict";
@@ -212,5 +223,14 @@ impl Config {
             s += " --no-dedup";
         }
         s
+    }
+}
+
+/// A duration as the CLI reads it back exactly: seconds when whole.
+fn dur(ms: Millis) -> String {
+    if ms % SEC == 0 {
+        format!("{}s", ms / SEC)
+    } else {
+        format!("{ms}ms")
     }
 }

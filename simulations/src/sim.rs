@@ -11,7 +11,7 @@ use std::rc::Rc;
 use keyward_node::guardian::{Event, Guardian, LockState, Millis, ShareRequest};
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp};
-use keyward_node::shares::{split, DiskSecret, ShareEnvelope};
+use keyward_node::shares::{split_with_rng, DiskSecret, ShareEnvelope};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -24,6 +24,7 @@ use crate::report::{Failure, Stats, Summary};
 use crate::rosters::{Bits, Entry, Rosters};
 use crate::scenario::{Config, Placement, MIN, SEC};
 use crate::trace::{Kind, Rec, Trace, NONE};
+use crate::watch::Watch;
 
 pub enum Msg {
     Ping,
@@ -153,10 +154,17 @@ pub struct Sim {
     pub(crate) last_change: Millis,
     pub(crate) outage: Option<Outage>,
     pub(crate) lockdown: bool,
+    /// State of the per-event checks (see `watch`).
+    pub(crate) watch: Watch,
 }
 
-/// Interval of the time-based checks (liveness, convergence).
+/// Interval of the backstop re-evaluation of quorums (see `watch`).
 pub const TICK: Millis = 5 * SEC;
+/// Trace records printed with a failure: the last ones touching the nodes
+/// the violation names. This is a window, not a minimised trace: finding
+/// a minimal one would need shrinking by replay, which the sim does not
+/// do; the seed replays the full run and `--trace` prints all of it.
+pub const TRACE_TAIL: usize = 40;
 
 impl Sim {
     pub fn new(cfg: Config) -> Sim {
@@ -217,6 +225,7 @@ impl Sim {
             last_change: 0,
             outage: None,
             lockdown: false,
+            watch: Watch::default(),
         };
         for (i, (key, boot_key)) in keys.into_iter().enumerate() {
             let id = key.id();
@@ -239,6 +248,7 @@ impl Sim {
                 running_since: 0,
                 down_since: 0,
                 powered_on: 0,
+                pinged_at: 0,
             });
         }
         drop(genesis);
@@ -306,23 +316,98 @@ impl Sim {
         self.nodes[i as usize].token = Some(token);
     }
 
-    /// `shares::split` of a token's secret, made by node i.
-    pub(crate) fn split(&self, i: u32, t: &Token) -> Vec<ShareEnvelope> {
+    /// `shares::split_with_rng` of a token's secret, made by node i, with
+    /// the Shamir coefficients from the seeded RNG (the age sealing inside
+    /// stays OS-random: see `split_with_rng` and `Sim::absorb`).
+    pub(crate) fn split(&mut self, i: u32, t: &Token) -> Vec<ShareEnvelope> {
         let node = &self.nodes[i as usize];
         let ids: Vec<NodeId> = t
             .guardians
             .iter()
             .map(|g| self.nodes[*g as usize].id)
             .collect();
-        split(
+        split_with_rng(
             &DiskSecret::from_bytes(t.secret),
             t.threshold,
             &ids,
             t.epoch,
             &node.key,
             &node.boot_key.public(),
+            &mut self.rng,
         )
         .expect("valid split")
+    }
+
+    /// A nonce for a `ShareRequest`, from the seeded RNG so that the
+    /// request bytes are the same for the same seed (the signature over
+    /// them is deterministic ed25519).
+    pub(crate) fn nonce(&mut self) -> [u8; 16] {
+        self.rng.gen()
+    }
+
+    /// Folds what a message carries into the trace hash. Everything is
+    /// covered except `ShareEnvelope::body.sealed` and the envelope's
+    /// signature (which signs `sealed`): age 0.12 seals with OS randomness
+    /// it does not let a caller replace, so those bytes differ between
+    /// runs of one seed. The envelope's owner, guardian, epoch, index,
+    /// threshold, total and commitment are covered, and so is the share
+    /// itself indirectly: `combine` must give the token's key
+    /// (`unlock.key-correct`), which the trace records.
+    fn absorb(&mut self, from: u32, to: u32, msg: &Msg) {
+        let t = &mut self.trace;
+        t.absorb(&[from as u64, to as u64, msg.kind() as u64]);
+        let env = |t: &mut Trace, e: &ShareEnvelope| {
+            let b = &e.body;
+            t.absorb_bytes(&b.owner.0);
+            t.absorb_bytes(&b.guardian.0);
+            t.absorb(&[b.epoch, b.index as u64, b.threshold as u64, b.total as u64]);
+            t.absorb_bytes(&b.commitment);
+        };
+        match msg {
+            Msg::Ping | Msg::Bye => {}
+            Msg::Request { session, req } => {
+                t.absorb(&[*session as u64, req.epoch]);
+                t.absorb_bytes(&req.owner.0);
+                t.absorb_bytes(&req.guardian.0);
+                t.absorb_bytes(&req.nonce);
+                t.absorb_bytes(&req.sig.0);
+            }
+            Msg::Response {
+                session,
+                env: e,
+                rule,
+            } => {
+                t.absorb(&[*session as u64, *rule as u64]);
+                if let Some(e) = e {
+                    env(t, e);
+                }
+            }
+            Msg::Deposit(e) => env(t, e),
+            Msg::Ack { epoch, ok } => t.absorb(&[*epoch, *ok as u64]),
+            Msg::Drop { epochs } => {
+                t.absorb(&[epochs.len() as u64]);
+                t.absorb(epochs);
+            }
+            Msg::Gossip(ops) => {
+                t.absorb(&[ops.len() as u64]);
+                for op in ops {
+                    t.absorb(&[*op as u64]);
+                }
+            }
+            Msg::Sync { reply, entry, lock } => {
+                t.absorb(&[*reply as u64]);
+                t.absorb_bytes(&entry.digest);
+                if let Some(l) = lock {
+                    t.absorb_bytes(&l.by.0);
+                    t.absorb(&[l.at, l.on as u64]);
+                }
+            }
+            Msg::Approve { owner, by } => t.absorb(&[*owner as u64, *by as u64]),
+            Msg::Lock(l) => {
+                t.absorb_bytes(&l.by.0);
+                t.absorb(&[l.at, l.on as u64]);
+            }
+        }
     }
 
     /// Runs to the end of the scenario, or to the first failed invariant.
@@ -334,6 +419,7 @@ impl Sim {
             }
             self.event += 1;
             self.dispatch(ev);
+            self.after_event();
             if let Some(mut v) = self.checks.failed.take() {
                 v.event = self.event;
                 v.at = t;
@@ -346,7 +432,7 @@ impl Sim {
     fn failure(&self, v: Violation) -> Failure {
         let lines = self
             .trace
-            .last(&v.nodes, 40)
+            .last(&v.nodes, TRACE_TAIL)
             .iter()
             .map(Rec::line)
             .collect();
@@ -421,10 +507,9 @@ impl Sim {
 
     fn tick(&mut self) {
         let now = self.now();
-        self.check_quorums();
-        if now % MIN < TICK {
-            self.check_convergence();
-        }
+        // Backstop of the per-event quorum check: re-evaluate every asking
+        // node (a quorum can appear by time alone; see `watch`).
+        self.watch.global = true;
         if now % (60 * MIN) < TICK {
             self.rosters.sweep();
         }
@@ -438,6 +523,18 @@ impl Sim {
     }
 
     pub(crate) fn rec(&mut self, kind: Kind, a: u32, b: u32, x: u64) {
+        let n = self.nodes.len() as u32;
+        match (a < n, b < n) {
+            (false, false) => self.watch.global = true,
+            (ta, tb) => {
+                if ta {
+                    self.watch.touch(a);
+                }
+                if tb {
+                    self.watch.touch(b);
+                }
+            }
+        }
         self.trace.push(Rec {
             n: self.event,
             t: self.q.now(),
@@ -449,6 +546,7 @@ impl Sim {
     }
 
     pub(crate) fn send(&mut self, from: u32, to: u32, msg: Msg) {
+        self.absorb(from, to, &msg);
         if let Some(lat) = self.net.send(&mut self.rng, from, to) {
             self.q.after(lat, Ev::Msg { from, to, msg });
         }

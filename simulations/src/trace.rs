@@ -197,9 +197,35 @@ impl Trace {
         }
     }
 
+    fn mix(&mut self, w: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    /// Folds message contents into the hash without a record: the trace
+    /// hash then changes if any deterministic byte of a message does.
+    pub fn absorb(&mut self, words: &[u64]) {
+        for &w in words {
+            self.mix(w);
+        }
+    }
+
+    /// Folds raw bytes (8 at a time) into the hash.
+    pub fn absorb_bytes(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+    }
+
     pub fn push(&mut self, r: Rec) {
         for w in [r.n, r.t, r.kind as u64, r.a as u64, r.b as u64, r.x] {
-            self.hash = (self.hash.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+            self.mix(w);
         }
         self.records += 1;
         if self.print {

@@ -1,6 +1,6 @@
 //! A few hundred seeds of small meshes, every scenario, all invariants on.
-//! A failure prints the seed, the event number, a minimal trace and the
-//! command line that replays it.
+//! A failure prints the seed, the event number, the last trace records
+//! touching the nodes involved and the command line that replays it.
 
 use keyward_sim::{Config, Scenario};
 

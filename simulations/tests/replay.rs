@@ -1,0 +1,71 @@
+//! The replay command printed with a failure reproduces the exact config:
+//! run through the binary, it gives the library run's summary, byte for
+//! byte, even with durations that are not whole seconds.
+
+use std::process::Command;
+
+use keyward_sim::{Config, Placement, Scenario};
+
+#[test]
+fn replay_command_reproduces_the_exact_run() {
+    let mut c = Config::new(Scenario::Partitions, 9, 3.0, 17);
+    c.policy.timeout = 250_500;
+    c.policy.interval = 7_500;
+    c.policy.up_window = 20_250;
+    c.policy.approval_window = 601_000;
+    c.admin_review = 45 * 60_000 + 500;
+    c.sync_interval = 95_250;
+    c.fanout = 2;
+    c.net.loss = 0.07;
+    c.placement = Placement::Ring;
+    c.rates.reboots = 5.5;
+    let want = serde_json::to_string_pretty(&keyward_sim::run(c.clone()).unwrap()).unwrap();
+    let replay = c.replay();
+    let args: Vec<&str> = replay
+        .strip_prefix("keyward-sim ")
+        .expect("starts with the binary")
+        .split_whitespace()
+        .chain(["--json"])
+        .collect();
+    assert!(replay.contains("--timeout 250500ms"), "{replay}");
+    assert!(replay.contains("--sync-interval 95250ms"), "{replay}");
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward-sim"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{replay}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        want,
+        "{replay}"
+    );
+}
+
+#[test]
+fn replay_of_a_failure_names_the_oracle_timeout() {
+    let mut c = Config::new(Scenario::Churn, 8, 6.0, 5);
+    c.rates.crashes = 12.0;
+    c.oracle_timeout = Some(60_000);
+    let f = keyward_sim::run(c).unwrap_err();
+    assert!(f.replay.contains("--oracle-timeout 60s"), "{}", f.replay);
+    let args: Vec<&str> = f
+        .replay
+        .strip_prefix("keyward-sim ")
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward-sim"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("event #{}", f.violation.event)),
+        "{err}"
+    );
+}
