@@ -160,6 +160,10 @@ pub struct RosterStats {
     pub distinct_states: usize,
 }
 
+/// The end-of-run summary. It holds no wall time: a summary is a pure
+/// function of the config, so `run` and `run --json` print the same bytes
+/// for the same seed; the binary prints wall time and events per second
+/// to stderr.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub scenario: String,
@@ -182,9 +186,6 @@ pub struct Summary {
     /// help of a random 20 % of the nodes colluding (threshold sweeps).
     pub collusion_exposed: f64,
 }
-// No wall time in here: a summary is a pure function of the config, so
-// `run` and `run --json` print the same bytes for the same seed. The
-// binary prints wall time and events per second to stderr.
 
 fn pct(v: &mut [Millis], q: f64) -> Millis {
     if v.is_empty() {

@@ -228,7 +228,7 @@ impl Config {
 
 /// A duration as the CLI reads it back exactly: seconds when whole.
 fn dur(ms: Millis) -> String {
-    if ms % SEC == 0 {
+    if ms.is_multiple_of(SEC) {
         format!("{}s", ms / SEC)
     } else {
         format!("{ms}ms")
