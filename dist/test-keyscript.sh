@@ -45,7 +45,7 @@ if [ "$n" = "${FAKE_OK:-0}" ]; then
 	exit 0
 fi
 echo "keyward: 0 valid shares of 2 needed; 2 guardians unreachable" >&2
-exit 1
+exit "${FAKE_RC:-1}"
 EOF
 
 # Fake askpass: makes the fifo like the real one; returns typed input
@@ -136,7 +136,15 @@ check "retry: key through the fifo" cmp -s "$T/out" "$T/key"
 check "retry: network not touched again" test ! -e "$T/run/net-eth0.conf"
 no_leftovers retry
 
-# 6. The init-bottom script at least parses.
+# 6. The mesh says it will never give the key (exit 3: revoked, wrong
+#    boot key): prompt at once, no background asking.
+FAKE_RC=3 FAKE_TYPED=secret run hopeless 0
+check "hopeless: passphrase on stdout" test "$(cat "$T/out")" = secret
+check "hopeless: mesh asked once" test "$(calls)" = 1
+check "hopeless: said why" grep -q "will not give the key" "$T/err"
+no_leftovers hopeless
+
+# 7. The init-bottom script at least parses.
 check "init-bottom parses" sh -n "$here/initramfs-tools/scripts/init-bottom/keyward"
 
 if [ "$fails" -eq 0 ]; then

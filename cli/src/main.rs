@@ -103,6 +103,10 @@ enum Cmd {
         device: Option<PathBuf>,
     },
     /// Fetch the disk key from the guardians (initramfs) and open the device.
+    ///
+    /// Exit status: 0 the key was delivered; 3 the mesh will not give it on
+    /// this boot whatever happens (revoked, wrong boot key, no share held),
+    /// so the keyscript stops asking; 1 anything else (retry later).
     Unlock {
         #[arg(long)]
         device: PathBuf,
@@ -135,6 +139,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("keyward: {e:#}");
+            // The keyscript stops asking the mesh on 3.
+            if matches!(
+                e.downcast_ref::<keyward_node::unlock::UnlockError>(),
+                Some(keyward_node::unlock::UnlockError::Hopeless(_))
+            ) {
+                return ExitCode::from(3);
+            }
             ExitCode::FAILURE
         }
     }

@@ -97,3 +97,24 @@ fn unlock_of_an_unbound_or_missing_device_is_explained() {
     let o = keyward(&cfg, &["unlock", "--device", img.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("say what to do with the key"));
 }
+
+/// The shell parts of the boot path (dist/): the keyscript against a fake
+/// keyward and askpass, and the installer into temporary DESTDIRs.
+#[test]
+fn the_dist_scripts_pass_their_own_checks() {
+    for script in ["test-keyscript.sh", "test-install.sh"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../dist")
+            .join(script);
+        let o = std::process::Command::new("sh")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{script}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

@@ -197,14 +197,16 @@ impl Refusal {
     /// so the unlock client stops asking this guardian. A guardian that
     /// does not know the owner yet (`NotMember`) may still sync its roster.
     pub fn permanent(&self) -> bool {
-        matches!(
-            self,
-            Refusal::Revoked
-                | Refusal::BadSignature
-                | Refusal::WrongGuardian
-                | Refusal::NoShare { .. }
-        )
+        permanent_rule(self.rule())
     }
+}
+
+/// [`Refusal::permanent`] by the rule's name (what the simulator records).
+pub fn permanent_rule(rule: &str) -> bool {
+    matches!(
+        rule,
+        "revoked" | "bad-signature" | "wrong-guardian" | "no-share"
+    )
 }
 
 /// Human duration: "7 min", "42 s".
@@ -621,7 +623,10 @@ impl Guardian {
                 since: l.at,
             });
         }
-        let s = self.owners.get(&owner).cloned().unwrap_or_default();
+        // Borrowed, not cloned: a refusal must stay cheap, since a locked
+        // node asks every few seconds and strangers may ask at will.
+        let none = OwnerState::default();
+        let s = self.owners.get(&owner).unwrap_or(&none);
         if let Some((by, at)) = s.denied {
             return Err(Refusal::Denied { by, at });
         }
@@ -726,8 +731,10 @@ impl Guardian {
             }
             Err(refusal) => {
                 if let Refusal::Waiting { .. } = refusal {
-                    let start = self
-                        .pending_start(&self.owners.get(&owner).cloned().unwrap_or_default(), at);
+                    let start = self.pending_start(
+                        self.owners.get(&owner).unwrap_or(&OwnerState::default()),
+                        at,
+                    );
                     self.owners.entry(owner).or_default().pending_since = Some(start);
                 }
                 if let Refusal::OwnerUp { .. } = refusal {

@@ -186,9 +186,22 @@ fn random32() -> Zeroizing<[u8; 32]> {
     b
 }
 
+/// HKDF-SHA256 of a boot seed, one output per purpose (`info`).
+fn derive(seed: &[u8; 32], info: &str) -> Zeroizing<[u8; 32]> {
+    let hk = Hkdf::<Sha256>::new(Some(b"keyward boot key v1"), seed);
+    let mut out = Zeroizing::new([0u8; 32]);
+    hk.expand(info.as_bytes(), out.as_mut())
+        .expect("32 bytes is a valid HKDF length");
+    out
+}
+
 /// The boot key: the only secret the initramfs has.
 pub struct BootKey {
     seed: Zeroizing<[u8; 32]>,
+    /// Derived once: deriving it costs a scalar multiplication, and the
+    /// unlock client signs one request per guardian and retry. Zeroized
+    /// on drop (ed25519-dalek's `zeroize` feature).
+    sk: SigningKey,
 }
 
 /// What guardians know of an owner's boot key.
@@ -228,27 +241,26 @@ impl BootPublic {
 
 impl BootKey {
     pub fn generate() -> Self {
-        BootKey { seed: random32() }
+        Self::from_zeroizing(random32())
     }
 
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        BootKey {
-            seed: Zeroizing::new(seed),
-        }
+        Self::from_zeroizing(Zeroizing::new(seed))
+    }
+
+    fn from_zeroizing(seed: Zeroizing<[u8; 32]>) -> Self {
+        let sk = SigningKey::from_bytes(&derive(&seed, "ed25519 share requests"));
+        BootKey { seed, sk }
     }
 
     fn derive(&self, info: &str) -> Zeroizing<[u8; 32]> {
-        let hk = Hkdf::<Sha256>::new(Some(b"keyward boot key v1"), self.seed.as_ref());
-        let mut out = Zeroizing::new([0u8; 32]);
-        hk.expand(info.as_bytes(), out.as_mut())
-            .expect("32 bytes is a valid HKDF length");
-        out
+        derive(&self.seed, info)
     }
 
     /// The ed25519 key that signs share requests and authenticates the
     /// initramfs's libp2p connections.
     pub fn signing_key(&self) -> SigningKey {
-        SigningKey::from_bytes(&self.derive("ed25519 share requests"))
+        self.sk.clone()
     }
 
     /// The age identity that opens sealed shares.
@@ -278,7 +290,7 @@ impl BootKey {
     }
 
     pub fn sign(&self, domain: &str, msg: &[u8]) -> Sig {
-        sign(&self.signing_key(), domain, msg)
+        sign(&self.sk, domain, msg)
     }
 
     /// libp2p identity for the unlock client (a boot-key connection).
@@ -290,9 +302,9 @@ impl BootKey {
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        Ok(BootKey {
-            seed: read_key_file(path, "boot key", BOOT_LABEL)?,
-        })
+        Ok(Self::from_zeroizing(read_key_file(
+            path, "boot key", BOOT_LABEL,
+        )?))
     }
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {

@@ -27,6 +27,11 @@ pub enum UnlockError {
     BadToken(String),
     #[error("{0}")]
     Failed(String),
+    /// Too few guardians are left that could ever answer with a share on
+    /// this boot (revoked, wrong boot key, no share held, invalid shares):
+    /// retrying is pointless until something is fixed on a running system.
+    #[error("{0}; retrying will not help on this boot")]
+    Hopeless(String),
     #[error("network: {0}")]
     Net(String),
 }
@@ -138,14 +143,14 @@ pub async fn fetch_key(
                 _ => true,
             })
             .count();
-        if now >= deadline || hopeful < expect.threshold {
-            return Err(UnlockError::Failed(explain(
-                &guards,
-                &got,
-                &expect,
-                boot,
-                &token.name,
-            )));
+        let hopeless = hopeful < expect.threshold;
+        if hopeless || now >= deadline {
+            let why = explain(&guards, &got, &expect, boot, &token.name);
+            return Err(if hopeless {
+                UnlockError::Hopeless(why)
+            } else {
+                UnlockError::Failed(why)
+            });
         }
         let ev = tokio::select! {
             ev = swarm.select_next_some() => ev,

@@ -81,6 +81,7 @@ impl Sim {
             from: BTreeSet::new(),
             tries: 0,
             approved: false,
+            gone: BTreeSet::new(),
         });
         self.stats.boots += 1;
         if !n.revoked && !n.seized && !n.stolen {
@@ -99,11 +100,16 @@ impl Sim {
             return;
         };
         let (session, epoch, tries) = (b.session, t.epoch, b.tries);
+        if t.guardians.len() - b.gone.len() < t.threshold {
+            // As `keyward unlock` (exit 3) and the keyscript: this boot
+            // will never get the key from the mesh; only a passphrase helps.
+            return;
+        }
         let ask: Vec<u32> = t
             .guardians
             .iter()
             .copied()
-            .filter(|g| !b.from.contains(g))
+            .filter(|g| !b.from.contains(g) && !b.gone.contains(g))
             .collect();
         self.rec(Kind::BootTry, i, Sim::none(), tries as u64);
         for g in ask {
@@ -160,6 +166,15 @@ impl Sim {
         }
         let Some(env) = env else {
             self.rec(Kind::Refused, g, i, rule as u64);
+            let r = crate::report::RULES
+                .get(rule as usize)
+                .copied()
+                .unwrap_or("");
+            if keyward_node::guardian::permanent_rule(r) {
+                if let Some(b) = self.nodes[i as usize].boot.as_mut() {
+                    b.gone.insert(g);
+                }
+            }
             return;
         };
         self.rec(Kind::Released, g, i, 0);

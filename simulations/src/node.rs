@@ -48,6 +48,10 @@ pub struct Boot {
     pub tries: u32,
     /// An admin approved this node during this boot.
     pub approved: bool,
+    /// Guardians whose refusal is final for this boot (revoked, no share):
+    /// the real client stops asking them, and stops altogether (exit 3,
+    /// the keyscript gives up) once too few others are left.
+    pub gone: BTreeSet<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
