@@ -64,6 +64,9 @@ pub const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// approval or a healed partition is picked up within seconds.
 pub const RETRY_CAP: Duration = Duration::from_secs(5);
 
+/// How long a hopeless unlock still waits for answers already asked for.
+const HOPELESS_GRACE: Duration = Duration::from_secs(2);
+
 /// Options of one unlock.
 pub struct Options {
     pub timeout: Duration,
@@ -114,10 +117,15 @@ pub async fn fetch_key(
     let mut got: Vec<(NodeId, ShareEnvelope)> = Vec::new();
     let mut inflight: BTreeMap<OutboundRequestId, usize> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Set once the key is out of reach for this boot: answers already on
+    // their way are awaited this long, so the summary names every
+    // guardian's reason, but nobody is asked again.
+    let mut hopeless_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
         for (i, g) in guards.iter_mut().enumerate() {
-            if g.inflight
+            if hopeless_until.is_some()
+                || g.inflight
                 || matches!(g.state, GState::Released | GState::Invalid(_))
                 || matches!(&g.state, GState::Refused(r) if r.permanent())
                 || now < g.next_try
@@ -133,8 +141,8 @@ pub async fn fetch_key(
             inflight.insert(id, i);
             g.inflight = true;
         }
-        // Past the deadline, or too few guardians left that could still
-        // give a share: waiting on would only delay the passphrase prompt.
+        // Too few guardians left that could still give a share: waiting
+        // on would only delay the passphrase prompt.
         let hopeful = guards
             .iter()
             .filter(|g| match &g.state {
@@ -143,10 +151,13 @@ pub async fn fetch_key(
                 _ => true,
             })
             .count();
-        let hopeless = hopeful < expect.threshold;
-        if hopeless || now >= deadline {
+        if hopeful < expect.threshold && hopeless_until.is_none() {
+            hopeless_until = Some(now + HOPELESS_GRACE);
+        }
+        let settled = hopeless_until.is_some_and(|u| inflight.is_empty() || now >= u);
+        if settled || now >= deadline {
             let why = explain(&guards, &got, &expect, boot, &token.name);
-            return Err(if hopeless {
+            return Err(if hopeless_until.is_some() {
                 UnlockError::Hopeless(why)
             } else {
                 UnlockError::Failed(why)
