@@ -767,18 +767,28 @@ impl Daemon {
             }
             Request::Share(sr) => {
                 let owner = sr.owner;
-                let before = self.guardian.owner(&owner).cloned();
                 let acts = self
                     .guardian
                     .handle(Event::Request { id: 0, req: sr, at }, &self.roster);
+                // Only a release or an approval-delay wait changes what the
+                // guardian keeps of the owner; other refusals are written
+                // nowhere, so a flood of requests is not a flood of fsyncs.
+                let changed = acts.iter().any(|a| {
+                    matches!(
+                        a,
+                        Action::Release { .. }
+                            | Action::Refuse {
+                                refusal: guardian::Refusal::Waiting { .. },
+                                ..
+                            }
+                    )
+                });
                 let resp = self
                     .run_actions(acts, Some(&peer))
                     .unwrap_or(Response::Refused {
                         reason: "internal: no decision".into(),
                     });
-                // Most refusals change nothing; writing only real changes
-                // keeps a flood of requests from becoming a flood of fsyncs.
-                if self.guardian.owner(&owner) != before.as_ref() {
+                if changed {
                     self.dirty.insert(owner);
                     self.persist_dirty();
                 }
