@@ -630,7 +630,7 @@ impl Guardian {
         if let Some((by, at)) = s.denied {
             return Err(Refusal::Denied { by, at });
         }
-        if let Some(ago) = self.up(&s, at) {
+        if let Some(ago) = self.up(s, at) {
             return Err(Refusal::OwnerUp { answered_ago: ago });
         }
         if !s.envelopes.contains_key(&req.epoch) {
@@ -660,7 +660,7 @@ impl Guardian {
             });
         }
         if self.policy.approval_delay > 0 {
-            let since = self.pending_start(&s, at);
+            let since = self.pending_start(s, at);
             let waited = at.saturating_sub(since);
             if waited < self.policy.approval_delay {
                 return Err(Refusal::Waiting {
