@@ -515,15 +515,9 @@ fn refresh_follows_a_guardian_that_moved() {
 #[test]
 fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
     let mut m = Mesh::loopback(4, &MeshOptions::default()).unwrap();
-    m.init(0, Some("t")).unwrap();
-    for i in 1..4 {
-        m.init(i, None).unwrap();
-    }
-    for i in 0..4 {
-        m.start(i).unwrap();
-    }
-    m.join(1, 0).unwrap();
-    m.join(2, 0).unwrap();
+    m.form_nodes(&[0, 1, 2]).unwrap();
+    m.init(3, None).unwrap();
+    m.start(3).unwrap();
     let token = m.cli_ok(0, &["invite", "--role", "auditor"]).unwrap();
     m.cli_ok(3, &["join", token.trim()]).unwrap();
     m.converge(Duration::from_secs(20)).unwrap();
