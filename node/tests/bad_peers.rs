@@ -1,26 +1,17 @@
 //! A peer that sends oversize, malformed or unknown-version messages is
 //! warned about by name and disconnected; the daemon keeps serving.
 
-use std::io;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io;
+use std::time::Duration;
+
+use common::Node;
 use futures::prelude::*;
-use keyward_node::config::Config;
-use keyward_node::control::{self, CtlRequest};
+use keyward_node::control::CtlRequest;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol};
-
-/// The daemon dies with the test, also when an assertion fails.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Writes whatever bytes it is given, as a hostile peer would.
 #[derive(Clone, Default)]
@@ -65,44 +56,32 @@ impl request_response::Codec for Raw {
     }
 }
 
+/// Whether the connection to `peer` closes within `limit`.
+async fn closed_within<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut libp2p::Swarm<B>,
+    peer: libp2p::PeerId,
+    limit: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::ConnectionClosed { peer_id, .. }) if peer_id == peer => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
     let d = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg_path = d.path().join("k.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "state_dir = \"{0}/state\"\nboot_key = \"{0}/boot.key\"\ncontrol_socket = \"{0}/ctl.sock\"\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nmdns = false\n",
-            d.path().display()
-        ),
-    )
-    .unwrap();
-    let cfg = Config::load(&cfg_path).unwrap();
-    let init = keyward_node::daemon::init(&cfg, Some("m")).unwrap();
-    let log = std::fs::File::create(d.path().join("log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_keywardd"))
-        .arg("--config")
-        .arg(&cfg_path)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info,keyward_node::daemon=debug")
-        .stderr(log)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let t = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&cfg.control_socket).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "daemon did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let port = common::free_port(false);
+    let mut node = Node::start(
+        &d.path().join("a"),
+        &format!("/ip4/127.0.0.1/tcp/{port}"),
+        false,
+        Some("m"),
+    );
 
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -125,7 +104,13 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    let peer = init.node.peer_id().unwrap();
+    let peer = node.status()["node"]["id"]
+        .as_str()
+        .unwrap()
+        .parse::<keyward_node::identity::NodeId>()
+        .unwrap()
+        .peer_id()
+        .unwrap();
     let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
     // garbage, a frame from a future version, and an oversize frame
     let future = {
@@ -147,46 +132,25 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
             .behaviour_mut()
             .send_request_with_addresses(&peer, p, vec![addr.clone()]);
     }
-    let mut closed = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !closed {
-        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            Ok(SwarmEvent::ConnectionClosed { peer_id, .. }) if peer_id == peer => closed = true,
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    if !closed {
+    if !closed_within(&mut swarm, peer, Duration::from_secs(15)).await {
         panic!(
             "the daemon did not disconnect a peer sending garbage; log:\n{}",
-            std::fs::read_to_string(d.path().join("log")).unwrap()
+            node.log()
         );
     }
     // A banned peer that comes straight back is cut off again at once.
     swarm
         .behaviour_mut()
         .send_request_with_addresses(&peer, vec![0xa0], vec![addr.clone()]);
-    let mut cut = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cut {
-        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            Ok(SwarmEvent::ConnectionClosed { peer_id, .. }) if peer_id == peer => cut = true,
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    assert!(cut, "a banned peer's new connection was kept");
+    assert!(
+        closed_within(&mut swarm, peer, Duration::from_secs(10)).await,
+        "a banned peer's new connection was kept"
+    );
     // it still serves its control socket
-    let v = control::call(
-        &cfg.control_socket,
-        &CtlRequest::Status,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let v = node.call(CtlRequest::Status).unwrap();
     assert_eq!(v["mesh"]["name"], "m");
-    let _ = child.0.kill();
-    let _ = child.0.wait();
-    let log = std::fs::read_to_string(d.path().join("log")).unwrap();
+    node.stop();
+    let log = node.log();
     let me = swarm.local_peer_id().to_string();
     assert!(
         log.contains("bad message from peer") && log.contains(&me),

@@ -1,14 +1,13 @@
 //! Real keywardd processes on 127.0.0.1: a mesh over QUIC only, and an
 //! outsider injecting forged roster operations over gossip.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use futures::StreamExt;
 use keyward_node::codec;
-use keyward_node::config::Config;
-use keyward_node::control::{self, CtlRequest};
+use keyward_node::control::CtlRequest;
 use keyward_node::identity::{BootKey, NodeKey};
 use keyward_node::net::{self, BehaviourEvent, SwarmOptions};
 use keyward_node::proto::Gossip;
@@ -18,99 +17,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::Multiaddr;
 use serde_json::Value;
 
-/// One daemon; killed with the test, also when an assertion fails.
-struct Node {
-    dir: PathBuf,
-    cfg: Config,
-    child: Child,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn start(dir: &Path, listen: &str, quic: bool, mesh: Option<&str>) -> Node {
-        std::fs::create_dir_all(dir).unwrap();
-        let path = dir.join("k.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "name = \"{1}\"\nstate_dir = \"{0}/state\"\nboot_key = \"{0}/boot.key\"\ncontrol_socket = \"{0}/ctl.sock\"\nlisten = [\"{listen}\"]\nmdns = false\nquic = {quic}\n[policy]\ninterval = 1\ntimeout = 6\nup_window = 3\n",
-                dir.display(),
-                dir.file_name().unwrap().to_string_lossy()
-            ),
-        )
-        .unwrap();
-        let cfg = Config::load(&path).unwrap();
-        keyward_node::daemon::init(&cfg, mesh).unwrap();
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_keywardd"))
-            .arg("--config")
-            .arg(&path)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,keyward_node::daemon=debug")
-            .stderr(log)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let n = Node {
-            dir: dir.into(),
-            cfg,
-            child,
-        };
-        n.wait_for(Duration::from_secs(10), "control socket", |_| true);
-        n
-    }
-
-    fn call(&self, req: CtlRequest) -> Result<Value, String> {
-        control::call(&self.cfg.control_socket, &req, Duration::from_secs(20))
-            .map_err(|e| format!("{e:#}"))
-    }
-
-    fn status(&self) -> Value {
-        self.call(CtlRequest::Status).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    /// Polls status until `f` holds; panics with the log after `timeout`.
-    fn wait_for(&self, timeout: Duration, what: &str, f: impl Fn(&Value) -> bool) {
-        let t = Instant::now();
-        loop {
-            if let Ok(v) = self.call(CtlRequest::Status) {
-                if f(&v) {
-                    return;
-                }
-            }
-            if t.elapsed() > timeout {
-                panic!("timed out waiting for {what}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-}
+use common::{free_port, Node};
 
 fn members(v: &Value) -> usize {
     v["members"].as_array().map_or(0, |a| a.len())
