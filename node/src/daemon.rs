@@ -766,32 +766,14 @@ impl Daemon {
                 self.respond(ch, resp);
             }
             Request::Share(sr) => {
-                let owner = sr.owner;
                 let acts = self
                     .guardian
                     .handle(Event::Request { id: 0, req: sr, at }, &self.roster);
-                // Only a release or an approval-delay wait changes what the
-                // guardian keeps of the owner; other refusals are written
-                // nowhere, so a flood of requests is not a flood of fsyncs.
-                let changed = acts.iter().any(|a| {
-                    matches!(
-                        a,
-                        Action::Release { .. }
-                            | Action::Refuse {
-                                refusal: guardian::Refusal::Waiting { .. },
-                                ..
-                            }
-                    )
-                });
                 let resp = self
                     .run_actions(acts, Some(&peer))
                     .unwrap_or(Response::Refused {
                         reason: "internal: no decision".into(),
                     });
-                if changed {
-                    self.dirty.insert(owner);
-                    self.persist_dirty();
-                }
                 self.respond(ch, resp);
             }
             Request::Deposit(env) => {
@@ -897,6 +879,10 @@ impl Daemon {
                 Action::RejectDeposit { reason, from } => {
                     warn!(from = %from, "deposit refused: {reason}");
                     resp = Some(Response::Refused { reason });
+                }
+                Action::Persist { owner } => {
+                    self.dirty.insert(owner);
+                    self.persist_dirty();
                 }
                 Action::Forget { owner, epochs } => {
                     info!(owner = %owner, ?epochs, "dropping shares");

@@ -348,6 +348,12 @@ pub enum Action {
         owner: NodeId,
         epochs: Vec<u64>,
     },
+    /// The owner's state changed (a release, an approval-delay wait
+    /// began): write it. Refusals that change nothing say nothing, so a
+    /// flood of requests is not a flood of fsyncs.
+    Persist {
+        owner: NodeId,
+    },
     Alert(Alert),
     Log(Decision),
 }
@@ -723,6 +729,7 @@ impl Guardian {
                     s.last_release = Some(at);
                 }
                 s.pending_since = None;
+                out.push(Action::Persist { owner });
                 out.push(decision(true, "released", how.into()));
                 out.push(Action::Release {
                     id,
@@ -735,7 +742,11 @@ impl Guardian {
                         self.owners.get(&owner).unwrap_or(&OwnerState::default()),
                         at,
                     );
-                    self.owners.entry(owner).or_default().pending_since = Some(start);
+                    let s = self.owners.entry(owner).or_default();
+                    if s.pending_since != Some(start) {
+                        s.pending_since = Some(start);
+                        out.push(Action::Persist { owner });
+                    }
                 }
                 if let Refusal::OwnerUp { .. } = refusal {
                     out.push(Action::Alert(Alert::BootKeyWhileUp { owner, at }));
