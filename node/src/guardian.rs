@@ -5,7 +5,7 @@
 //! feeds it from a virtual network and a virtual clock. Same code, so what
 //! the simulator proves about the policy holds for the daemon.
 //!
-//! A share is released only if every rule of DESIGN.md's release policy
+//! A share is released only if every rule of docs/design.md's release policy
 //! passes, checked in a fixed order so a refusal always names the first rule
 //! that failed and what an admin can do about it.
 

@@ -1,6 +1,6 @@
 //! keyward node: a peer-to-peer mesh of mutual key guardians.
 //!
-//! See DESIGN.md for the threat model. The protocol cores (`guardian`,
+//! See docs/design.md for the threat model. The protocol cores (`guardian`,
 //! `roster`) are sans-IO so the daemon and the simulator run the same code.
 
 pub mod codec;
