@@ -23,7 +23,7 @@ use crate::codec::{self, Wire};
 use crate::config::Config;
 use crate::control::{CtlRequest, CtlResponse, MAX_LINE};
 use crate::guardian::{self, Action, Event, Guardian, Millis, OwnerState};
-use crate::identity::{BootKey, NodeId, NodeKey};
+use crate::identity::{BootKey, NodeId, NodeKey, Sig};
 use crate::net::{self, Behaviour, BehaviourEvent, SwarmOptions};
 use crate::proto::{
     self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
@@ -192,7 +192,7 @@ impl Daemon {
         drop(boot);
         let store = Store::open(&cfg.db_path())?;
         let mut roster = Roster::default();
-        let (_, errs) = roster.merge_all(
+        let loaded = roster.merge_all(
             store
                 .tree::<SignedOp>(TreeName::Roster)?
                 .all()?
@@ -200,7 +200,7 @@ impl Daemon {
                 .map(|(_, o)| o)
                 .collect(),
         );
-        for e in errs {
+        for e in loaded.errors {
             warn!("stored roster operation ignored: {e}");
         }
         let policy = cfg.policy.to_policy();
@@ -535,16 +535,22 @@ impl Daemon {
     /// learnt our mesh.
     fn merge_ops(&mut self, ops: Vec<SignedOp>) -> usize {
         let was_active: BTreeSet<NodeId> = self.roster.members().map(|m| m.id).collect();
-        let (new_ops, errs) = self.roster.merge_all(ops);
-        for e in errs {
+        let rep = self.roster.merge_all(ops);
+        for e in &rep.errors {
             debug!("roster op not merged: {e}");
         }
-        if !new_ops.is_empty() {
+        let new_ops = rep.new;
+        if !new_ops.is_empty() || !rep.dropped.is_empty() {
             let t = self.store.tree::<SignedOp>(TreeName::Roster);
             if let Ok(t) = t {
                 for op in &new_ops {
                     if let Err(e) = t.put(&op.id(), op) {
                         warn!("persisting roster op: {e}");
+                    }
+                }
+                for id in &rep.dropped {
+                    if let Err(e) = t.remove(id) {
+                        warn!("compacting roster op: {e}");
                     }
                 }
             }
@@ -754,8 +760,12 @@ impl Daemon {
         let member = from.filter(|f| self.roster.is_active(f));
         let at = now_ms();
         match req {
-            Request::Join { secret, member } => {
-                let r = self.admit(from, secret.into_array(), member);
+            Request::Join {
+                secret,
+                member,
+                claim,
+            } => {
+                let r = self.admit(from, secret.into_array(), member, claim);
                 let resp = match r {
                     Ok(ops) => Response::Joined { ops },
                     Err(e) => {
@@ -957,12 +967,16 @@ impl Daemon {
         from: Option<NodeId>,
         secret: [u8; 32],
         member: Member,
+        claim: Sig,
     ) -> Result<Vec<SignedOp>, String> {
         let mesh = self.roster.mesh().ok_or("this node is not in a mesh")?;
         if from != Some(member.id) {
             return Err(
                 "the joining connection's key does not match the member it claims to be".into(),
             );
+        }
+        if !member.verify_claim(mesh, &claim) {
+            return Err("the joiner's record is not signed by its own key".into());
         }
         crate::roster::check_name(&member.name)?;
         if !self.roster.is_active(&self.me.id) {
@@ -1003,17 +1017,20 @@ impl Daemon {
                 other.id.short()
             ));
         }
+        if member.role != rec.role {
+            return Err(format!(
+                "the invite is for an {}, but the joiner claims the role {}; ask for a new invite with the right --role",
+                rec.role, member.role
+            ));
+        }
         rec.used_by = Some(member.id);
         invites.put(&id, &rec).map_err(|e| e.to_string())?;
         self.store.flush().map_err(|e| e.to_string())?;
-        let member = Member {
-            role: rec.role,
-            ..member
-        };
         let op = SignedOp::sign(
             OpBody::Admit {
                 mesh,
                 member: member.clone(),
+                claim,
                 invite: Some(serde_bytes::ByteArray::new(id)),
                 by: self.me.id,
                 at: now_ms(),
@@ -1425,11 +1442,18 @@ impl Daemon {
                 self.remember(p, ma);
             }
         }
+        // The record this node claims for itself: the invite fixes the role.
+        let me = Member {
+            role: inv.role,
+            ..self.me.clone()
+        };
+        let claim = me.claim(inv.mesh, &self.key);
         let id = self.send(
             p,
             Request::Join {
                 secret: inv.secret,
-                member: self.me.clone(),
+                member: me,
+                claim,
             },
         );
         self.pending.insert(
@@ -1470,11 +1494,26 @@ impl Daemon {
         if self.roster.is_revoked(&node) {
             return Err(format!("{who} is already revoked"));
         }
+        if !self.roster.may_revoke(&self.me.id, &node) {
+            // Seniority (docs/design.md, "Membership"): a member cannot
+            // revoke a member closer to the founder than itself.
+            let t = self.roster.level(&node).unwrap_or(u32::MAX);
+            let able: Vec<String> = self
+                .roster
+                .members()
+                .filter(|m| self.roster.level(&m.id).is_some_and(|l| l <= t) && m.id != node)
+                .map(|m| m.name.clone())
+                .collect();
+            return Err(format!(
+                "{who} is more senior than this node (it is closer to the founder in the chain of invitations), so a revocation from here would not count; run `keyward revoke {who}` on one of: {}",
+                able.join(", ")
+            ));
+        }
         let mut endorsed = vec![];
         let mut dropped = vec![];
         let mut ops = vec![];
         for d in self.roster.dependents_of(&node) {
-            let Some(m) = self.roster.member(&d).cloned() else {
+            let Some((m, claim)) = self.roster.claim(&d) else {
                 continue;
             };
             if cascade || d == self.me.id {
@@ -1485,6 +1524,7 @@ impl Daemon {
                 OpBody::Admit {
                     mesh,
                     member: m.clone(),
+                    claim,
                     invite: None,
                     by: self.me.id,
                     at: now_ms(),
@@ -1527,7 +1567,7 @@ impl Daemon {
                 mesh,
                 node: self.me.id,
                 boot: boot.clone(),
-                seq: now_ms(),
+                seq: self.roster.next_rekey_seq(&self.me.id),
             },
             &self.key,
         );

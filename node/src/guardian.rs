@@ -797,6 +797,7 @@ mod tests {
                     OpBody::Admit {
                         mesh,
                         member: m(k, n, b),
+                        claim: m(k, n, b).claim(mesh, k),
                         invite: None,
                         by: admin.id(),
                         at: 0,
@@ -1303,16 +1304,18 @@ mod tests {
     fn auditor(w: &mut World) -> NodeKey {
         let k = NodeKey::generate();
         let mesh = w.roster.mesh().unwrap();
+        let member = Member {
+            id: k.id(),
+            boot: BootKey::generate().public(),
+            name: "audit".into(),
+            role: Role::Auditor,
+        };
         w.roster
             .merge(SignedOp::sign(
                 OpBody::Admit {
                     mesh,
-                    member: Member {
-                        id: k.id(),
-                        boot: BootKey::generate().public(),
-                        name: "audit".into(),
-                        role: Role::Auditor,
-                    },
+                    claim: member.claim(mesh, &k),
+                    member,
                     invite: None,
                     by: w.admin.id(),
                     at: 0,

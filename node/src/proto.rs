@@ -23,6 +23,9 @@ pub enum Request {
     Join {
         secret: ByteArray<32>,
         member: Member,
+        /// `member`'s own signature over its record, carried by its
+        /// admission so no other member can ever rewrite the record.
+        claim: Sig,
     },
     /// An owner deposits an envelope with this guardian.
     Deposit(Box<ShareEnvelope>),
@@ -72,7 +75,7 @@ impl Wire for Response {
     const KIND: &'static str = "rpc-response";
     /// A full roster (`roster::MAX_OPS` of the largest ops) fits; a test
     /// checks it.
-    const MAX: usize = 12 * 1024 * 1024;
+    const MAX: usize = 20 * 1024 * 1024;
 }
 
 /// Signed admin decisions spread by gossip.
@@ -246,6 +249,7 @@ mod tests {
         let bodies = [
             OpBody::Admit {
                 mesh,
+                claim: member.claim(mesh, &k),
                 member,
                 invite: Some(ByteArray::new([0xff; 32])),
                 by: k.id(),

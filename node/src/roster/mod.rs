@@ -1,0 +1,669 @@
+//! Membership: a set of signed operations and the rule that reads it.
+//!
+//! The roster is the set of valid operations seen; membership is a pure
+//! function of that set (`resolve`), so any two nodes holding the same
+//! operations agree, whatever order they arrived in. The rule is in
+//! `resolve`'s module doc and docs/design.md ("Membership").
+//!
+//! What keeps the roster small and fast when a member turns hostile:
+//! - a signature is verified once, when an operation first arrives
+//!   (`SignedOp::verify`), and never while resolving;
+//! - superseded operations are not kept: one admission per (signer,
+//!   member), at most `MAX_ENDORSEMENTS` per member besides the founder's,
+//!   one revocation per (signer, target), one rekey per node (highest
+//!   `seq`), nothing signed by a node the founder revoked or that no
+//!   admission chain reaches;
+//! - no signer owns more than a fair share: past `MAX_OPS` operations,
+//!   the signers with the most keep only their lowest-id operations up to
+//!   a common level ("water-filling"), which is a function of the set and
+//!   so converges. The founder's operations are exempt, and a signer with
+//!   few operations (an admin's revocation) is never cut, so a flood
+//!   cannot refuse a revocation;
+//! - resolving walks the set a bounded number of times (near-linear).
+//!
+//! Sans-IO: no clock, no sockets; times are arguments.
+
+mod op;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::identity::{NodeId, NodeKey, Sig};
+
+pub use op::{check_name, Member, MeshId, OpBody, OpId, Role, SignedOp, Verified};
+use resolve::{resolve, Input, View};
+
+/// Most operations kept (the founder's not counted); past it, the largest
+/// signers are cut to a common level. Sized so a full roster fits one sync
+/// response (`proto::Response::MAX`; a test checks it).
+pub const MAX_OPS: usize = 32_768;
+/// Admissions kept per member besides the founder's: enough to survive
+/// the revocation of the members that vouched for it.
+pub const MAX_ENDORSEMENTS: usize = 4;
+/// Longest revocation reason, in bytes. With names bounded too, this
+/// bounds every op, so a full roster still fits one sync response.
+pub const MAX_REASON: usize = 200;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RosterError {
+    #[error("operation signature does not verify (forged or corrupted)")]
+    BadSignature,
+    #[error("the admission of {0} does not carry that node's own signature over its record (forged record)")]
+    BadClaim(NodeId),
+    #[error("operation is for mesh {got}, this node is in mesh {ours}")]
+    OtherMesh { ours: MeshId, got: MeshId },
+    #[error("operation signed by {0}, who was never admitted to this mesh (or was revoked by the founder)")]
+    UnknownSigner(NodeId),
+    #[error("operation names {0}, who was never admitted to this mesh")]
+    UnknownNode(NodeId),
+    #[error("this node has no mesh yet; run `keyward init` or `keyward join`")]
+    NoMesh,
+    #[error("a second founding operation for mesh {0}")]
+    SecondFounding(MeshId),
+    #[error("the founder {0} is the mesh's root of trust and cannot be revoked")]
+    FounderRevoke(NodeId),
+    #[error("{0} was revoked by the founder; revocation is final")]
+    Revoked(NodeId),
+    #[error("not authorised: {0}")]
+    NotAuthorised(String),
+    #[error("invalid member: {0}")]
+    BadMember(String),
+}
+
+/// The outcome of merging one operation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Merged {
+    New,
+    /// Already held, or superseded by an operation held (a lower-id
+    /// duplicate, a higher rekey): nothing changed.
+    Known,
+}
+
+/// What a merge changed, for the driver to persist.
+#[derive(Debug, Default)]
+pub struct MergeReport {
+    /// Operations now held that were not before.
+    pub new: Vec<SignedOp>,
+    /// Operations no longer held (superseded or compacted away).
+    pub dropped: Vec<OpId>,
+    /// Why the others were refused.
+    pub errors: Vec<RosterError>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Roster {
+    found: Option<SignedOp>,
+    ops: BTreeMap<OpId, SignedOp>,
+    admits_by: BTreeMap<NodeId, BTreeSet<OpId>>,
+    admits_of: BTreeMap<NodeId, BTreeSet<OpId>>,
+    revokes_by: BTreeMap<NodeId, BTreeMap<NodeId, OpId>>,
+    rekeys: BTreeMap<NodeId, OpId>,
+    view: View,
+}
+
+impl Roster {
+    pub fn mesh(&self) -> Option<MeshId> {
+        self.found.as_ref().map(|f| f.body.mesh())
+    }
+
+    pub fn mesh_name(&self) -> Option<&str> {
+        match self.found.as_ref().map(|f| &f.body) {
+            Some(OpBody::Found { name, .. }) => Some(name),
+            _ => None,
+        }
+    }
+
+    pub fn founder(&self) -> Option<NodeId> {
+        self.found.as_ref().map(|f| f.body.signer())
+    }
+
+    fn founder_member(&self) -> Option<&Member> {
+        match self.found.as_ref().map(|f| &f.body) {
+            Some(OpBody::Found { founder, .. }) => Some(founder),
+            _ => None,
+        }
+    }
+
+    /// Starts a new mesh with `me` as founder.
+    pub fn found(name: &str, mesh: MeshId, me: Member, key: &NodeKey) -> (Roster, SignedOp) {
+        let op = SignedOp::sign(
+            OpBody::Found {
+                mesh,
+                name: name.into(),
+                founder: me,
+            },
+            key,
+        );
+        let mut r = Roster::default();
+        r.merge(op.clone()).expect("own founding op is valid");
+        (r, op)
+    }
+
+    /// Whether the operation with this id is held (cheap; lets a driver
+    /// skip verifying what it already has).
+    pub fn knows(&self, id: &OpId) -> bool {
+        self.ops.contains_key(id) || self.found.as_ref().map(|f| f.id()) == Some(*id)
+    }
+
+    /// Merges one operation; idempotent and order-independent once all
+    /// operations are present.
+    pub fn merge(&mut self, op: SignedOp) -> Result<Merged, RosterError> {
+        if self.knows(&op.id()) {
+            return Ok(Merged::Known);
+        }
+        let mut r = self.merge_verified(vec![op.verify()?]);
+        match r.errors.pop() {
+            Some(e) => Err(e),
+            None if r.new.is_empty() => Ok(Merged::Known),
+            None => Ok(Merged::New),
+        }
+    }
+
+    /// Verifies and merges a batch in any order (roster sync).
+    pub fn merge_all(&mut self, ops: Vec<SignedOp>) -> MergeReport {
+        let mut errors = vec![];
+        let mut verified = vec![];
+        for op in ops {
+            if self.knows(&op.id()) {
+                continue;
+            }
+            match op.verify() {
+                Ok(v) => verified.push(v),
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut r = self.merge_verified(verified);
+        errors.append(&mut r.errors);
+        r.errors = errors;
+        r
+    }
+
+    /// Merges operations whose signatures were already checked, in any
+    /// order: admissions are taken breadth-first from the signers already
+    /// known, so a chain arriving in reverse order costs one pass.
+    pub fn merge_verified(&mut self, batch: Vec<Verified>) -> MergeReport {
+        let mut rep = MergeReport::default();
+        let mut rest = Vec::with_capacity(batch.len());
+        for v in batch {
+            if self.knows(&v.id) {
+                continue;
+            }
+            if let OpBody::Found { founder, mesh, .. } = &v.op.body {
+                if let Err(e) = check_name(&founder.name) {
+                    rep.errors.push(RosterError::BadMember(e));
+                } else if let Some(m) = self.mesh() {
+                    rep.errors.push(RosterError::SecondFounding(m));
+                } else {
+                    let _ = mesh;
+                    rep.new.push(v.op.clone());
+                    self.found = Some(v.op);
+                    self.recompute();
+                }
+            } else {
+                rest.push(v);
+            }
+        }
+        let Some(ours) = self.mesh() else {
+            rep.errors
+                .extend(rest.iter().map(|_| RosterError::NoMesh));
+            return rep;
+        };
+        let mut admits: BTreeMap<NodeId, Vec<Verified>> = BTreeMap::new();
+        let mut others = vec![];
+        for v in rest {
+            if v.op.body.mesh() != ours {
+                rep.errors.push(RosterError::OtherMesh {
+                    ours,
+                    got: v.op.body.mesh(),
+                });
+            } else if matches!(v.op.body, OpBody::Admit { .. }) {
+                admits.entry(v.op.body.signer()).or_default().push(v);
+            } else {
+                others.push(v);
+            }
+        }
+        // Who may sign, growing as the batch's admissions are taken.
+        let mut reach: BTreeMap<NodeId, Role> = self
+            .view
+            .ever
+            .iter()
+            .map(|(id, m)| (*id, m.role))
+            .collect();
+        let mut queue: Vec<NodeId> = admits
+            .keys()
+            .filter(|s| reach.contains_key(s))
+            .copied()
+            .collect();
+        while let Some(s) = queue.pop() {
+            for v in admits.remove(&s).unwrap_or_default() {
+                let OpBody::Admit { member, .. } = &v.op.body else {
+                    continue;
+                };
+                let (id, role) = (member.id, member.role);
+                match self.insert_admit(v, reach[&s], &mut rep) {
+                    Ok(()) => {
+                        if reach.insert(id, role).is_none() && admits.contains_key(&id) {
+                            queue.push(id);
+                        }
+                    }
+                    Err(e) => rep.errors.push(e),
+                }
+            }
+        }
+        for (s, vs) in admits {
+            rep.errors
+                .extend(vs.iter().map(|_| RosterError::UnknownSigner(s)));
+        }
+        for v in others {
+            let s = v.op.body.signer();
+            if !reach.contains_key(&s) {
+                rep.errors.push(RosterError::UnknownSigner(s));
+                continue;
+            }
+            if let Err(e) = self.insert_other(v, &reach, &mut rep) {
+                rep.errors.push(e);
+            }
+        }
+        if !rep.new.is_empty() {
+            self.recompute();
+            self.compact(&mut rep);
+        }
+        // An op dropped in the same merge that added it was never held.
+        if !rep.dropped.is_empty() {
+            let gone: BTreeSet<OpId> = rep.dropped.iter().copied().collect();
+            rep.new.retain(|o| !gone.contains(&o.id()));
+        }
+        rep
+    }
+
+    fn insert_admit(
+        &mut self,
+        v: Verified,
+        signer_role: Role,
+        rep: &mut MergeReport,
+    ) -> Result<(), RosterError> {
+        let OpBody::Admit { member, by, .. } = &v.op.body else {
+            unreachable!("only admissions are passed here");
+        };
+        let (member_id, by) = (member.id, *by);
+        check_name(&member.name).map_err(RosterError::BadMember)?;
+        if member_id == by {
+            return Err(RosterError::NotAuthorised(format!(
+                "{by} tried to admit itself"
+            )));
+        }
+        if Some(member_id) == self.founder() {
+            return Err(RosterError::NotAuthorised(
+                "the founder is not admitted by anyone".into(),
+            ));
+        }
+        if !signer_role.may_admit() {
+            return Err(RosterError::NotAuthorised(format!(
+                "{by} is an {signer_role} and auditors admit nobody"
+            )));
+        }
+        if self.view.founder_revoked.contains(&member_id) {
+            return Err(RosterError::Revoked(member_id));
+        }
+        // One admission per (signer, member): the lowest id.
+        if let Some(old) = self.admits_of.get(&member_id).and_then(|ids| {
+            ids.iter()
+                .find(|id| self.ops.get(*id).map(|o| o.body.signer()) == Some(by))
+                .copied()
+        }) {
+            if old < v.id {
+                return Ok(());
+            }
+            self.remove(&old);
+            rep.dropped.push(old);
+        }
+        rep.new.push(v.op.clone());
+        self.insert(v);
+        self.trim_endorsements(member_id, rep);
+        Ok(())
+    }
+
+    /// Keeps the founder's admission of `member` and its `MAX_ENDORSEMENTS`
+    /// lowest-id others.
+    fn trim_endorsements(&mut self, member: NodeId, rep: &mut MergeReport) {
+        let founder = self.founder();
+        let Some(ids) = self.admits_of.get(&member) else {
+            return;
+        };
+        let extra: Vec<OpId> = ids
+            .iter()
+            .filter(|id| self.ops.get(*id).map(|o| o.body.signer()) != founder)
+            .skip(MAX_ENDORSEMENTS)
+            .copied()
+            .collect();
+        for id in extra {
+            self.remove(&id);
+            rep.dropped.push(id);
+        }
+    }
+
+    fn insert_other(
+        &mut self,
+        v: Verified,
+        reach: &BTreeMap<NodeId, Role>,
+        rep: &mut MergeReport,
+    ) -> Result<(), RosterError> {
+        match &v.op.body {
+            OpBody::Revoke {
+                node, by, reason, ..
+            } => {
+                let (node, by) = (*node, *by);
+                if Some(node) == self.founder() {
+                    return Err(RosterError::FounderRevoke(node));
+                }
+                if reason.len() > MAX_REASON {
+                    return Err(RosterError::BadMember(format!(
+                        "revocation reason longer than {MAX_REASON} bytes"
+                    )));
+                }
+                if !reach.contains_key(&node) {
+                    return Err(RosterError::UnknownNode(node));
+                }
+                if let Some(old) = self.revokes_by.get(&by).and_then(|m| m.get(&node)).copied() {
+                    if old < v.id {
+                        return Ok(());
+                    }
+                    self.remove(&old);
+                    rep.dropped.push(old);
+                }
+            }
+            OpBody::Rekey { node, seq, .. } => {
+                if let Some(old) = self.rekeys.get(node).copied() {
+                    let old_seq = match self.ops.get(&old).map(|o| &o.body) {
+                        Some(OpBody::Rekey { seq, .. }) => *seq,
+                        _ => 0,
+                    };
+                    if (old_seq, std::cmp::Reverse(old)) > (*seq, std::cmp::Reverse(v.id)) {
+                        return Ok(());
+                    }
+                    self.remove(&old);
+                    rep.dropped.push(old);
+                }
+            }
+            OpBody::Found { .. } | OpBody::Admit { .. } => {
+                unreachable!("foundings and admissions are merged apart")
+            }
+        }
+        rep.new.push(v.op.clone());
+        self.insert(v);
+        Ok(())
+    }
+
+    fn insert(&mut self, v: Verified) {
+        let id = v.id;
+        match &v.op.body {
+            OpBody::Admit { member, by, .. } => {
+                self.admits_by.entry(*by).or_default().insert(id);
+                self.admits_of.entry(member.id).or_default().insert(id);
+            }
+            OpBody::Revoke { node, by, .. } => {
+                self.revokes_by.entry(*by).or_default().insert(*node, id);
+            }
+            OpBody::Rekey { node, .. } => {
+                self.rekeys.insert(*node, id);
+            }
+            OpBody::Found { .. } => unreachable!("the founding op is kept apart"),
+        }
+        self.ops.insert(id, v.op);
+    }
+
+    fn remove(&mut self, id: &OpId) {
+        let Some(op) = self.ops.remove(id) else {
+            return;
+        };
+        match &op.body {
+            OpBody::Admit { member, by, .. } => {
+                if let Some(s) = self.admits_by.get_mut(by) {
+                    s.remove(id);
+                    if s.is_empty() {
+                        self.admits_by.remove(by);
+                    }
+                }
+                if let Some(s) = self.admits_of.get_mut(&member.id) {
+                    s.remove(id);
+                    if s.is_empty() {
+                        self.admits_of.remove(&member.id);
+                    }
+                }
+            }
+            OpBody::Revoke { node, by, .. } => {
+                if let Some(m) = self.revokes_by.get_mut(by) {
+                    m.remove(node);
+                    if m.is_empty() {
+                        self.revokes_by.remove(by);
+                    }
+                }
+            }
+            OpBody::Rekey { node, .. } => {
+                if self.rekeys.get(node) == Some(id) {
+                    self.rekeys.remove(node);
+                }
+            }
+            OpBody::Found { .. } => {}
+        }
+    }
+
+    fn recompute(&mut self) {
+        let Some(founder) = self.founder_member() else {
+            return;
+        };
+        self.view = resolve(&Input {
+            founder,
+            ops: &self.ops,
+            admits_by: &self.admits_by,
+            revokes_by: &self.revokes_by,
+            rekeys: &self.rekeys,
+        });
+    }
+
+    /// Drops what can never count again, then cuts the largest signers if
+    /// the roster is over `MAX_OPS`. Both are functions of the held set,
+    /// so nodes that hold the same operations drop the same ones.
+    fn compact(&mut self, rep: &mut MergeReport) {
+        loop {
+            let founder = self.founder();
+            let ever = &self.view.ever;
+            let gone = &self.view.founder_revoked;
+            let mut drop: Vec<OpId> = vec![];
+            for (id, op) in &self.ops {
+                let useless = match &op.body {
+                    _ if !ever.contains_key(&op.body.signer()) => true,
+                    OpBody::Admit { member, .. } => gone.contains(&member.id),
+                    // The founder's revocations are what makes the rest
+                    // useless, so they stay; others of the same node are
+                    // superseded by them.
+                    OpBody::Revoke { node, by, .. } if gone.contains(node) => Some(*by) != founder,
+                    OpBody::Revoke { node, .. } => !ever.contains_key(node),
+                    _ => false,
+                };
+                if useless {
+                    drop.push(*id);
+                }
+            }
+            drop.extend(self.over_fair_share());
+            if drop.is_empty() {
+                return;
+            }
+            for id in &drop {
+                self.remove(id);
+            }
+            rep.dropped.extend(drop);
+            self.recompute();
+        }
+    }
+
+    /// Water-filling: the largest level `l` such that keeping each
+    /// non-founder signer's `min(count, l)` lowest-id operations fits in
+    /// `MAX_OPS`; returns what lies above it.
+    fn over_fair_share(&self) -> Vec<OpId> {
+        let founder = self.founder();
+        let mut by: BTreeMap<NodeId, Vec<OpId>> = BTreeMap::new();
+        for (id, op) in &self.ops {
+            let s = op.body.signer();
+            if Some(s) != founder {
+                by.entry(s).or_default().push(*id);
+            }
+        }
+        let total: usize = by.values().map(Vec::len).sum();
+        if total <= MAX_OPS {
+            return vec![];
+        }
+        let mut counts: Vec<usize> = by.values().map(Vec::len).collect();
+        counts.sort_unstable();
+        // Find l: sum(min(c, l)) <= MAX_OPS.
+        let (mut lo, mut hi) = (0usize, *counts.last().unwrap_or(&0));
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            let used: usize = counts.iter().map(|c| (*c).min(mid)).sum();
+            if used <= MAX_OPS {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        by.into_values()
+            .flat_map(|ids| ids.into_iter().skip(lo))
+            .collect()
+    }
+
+    pub fn is_active(&self, id: &NodeId) -> bool {
+        self.view.active.contains_key(id)
+    }
+
+    pub fn is_revoked(&self, id: &NodeId) -> bool {
+        self.view.revoked.contains(id)
+    }
+
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.view.active.get(id)
+    }
+
+    /// Seniority of an active member: 0 for the founder, one more per
+    /// admission step. A member can revoke members of its own level or
+    /// deeper, never a more senior one.
+    pub fn level(&self, id: &NodeId) -> Option<u32> {
+        self.view.level.get(id).copied()
+    }
+
+    /// Whether a revocation of `target` signed by `by` would count now.
+    pub fn may_revoke(&self, by: &NodeId, target: &NodeId) -> bool {
+        Some(*target) != self.founder()
+            && match (self.level(by), self.level(target)) {
+                (Some(b), Some(t)) => b <= t,
+                (Some(_), None) => self.view.ever.contains_key(target),
+                _ => false,
+            }
+    }
+
+    /// The member's own signature over its record, which a re-endorsement
+    /// must carry.
+    pub fn claim(&self, id: &NodeId) -> Option<(Member, Sig)> {
+        self.admits_of.get(id)?.iter().find_map(|op| {
+            match self.ops.get(op).map(|o| &o.body) {
+                Some(OpBody::Admit { member, claim, .. }) => Some((member.clone(), *claim)),
+                _ => None,
+            }
+        })
+    }
+
+    /// The `seq` a new rekey of `id` must carry to win: one more than the
+    /// highest held, whatever the clocks say.
+    pub fn next_rekey_seq(&self, id: &NodeId) -> u64 {
+        match self.rekeys.get(id).and_then(|o| self.ops.get(o)).map(|o| &o.body) {
+            Some(OpBody::Rekey { seq, .. }) => seq.saturating_add(1),
+            _ => 1,
+        }
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.view.active.values()
+    }
+
+    pub fn guardians(&self) -> impl Iterator<Item = &Member> {
+        self.view.active.values().filter(|m| m.role == Role::Guardian)
+    }
+
+    pub fn revoked(&self) -> impl Iterator<Item = &NodeId> {
+        self.view.revoked.iter()
+    }
+
+    /// Every operation, founding first: what roster sync sends.
+    pub fn ops(&self) -> Vec<SignedOp> {
+        self.found
+            .iter()
+            .chain(self.ops.values())
+            .cloned()
+            .collect()
+    }
+
+    pub fn len_ops(&self) -> usize {
+        self.ops.len() + usize::from(self.found.is_some())
+    }
+
+    /// A digest of the op set: equal digests mean equal rosters.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        if let Some(f) = &self.found {
+            h.update(f.id());
+        }
+        for id in self.ops.keys() {
+            h.update(id);
+        }
+        h.finalize().into()
+    }
+
+    /// Who would lose membership if `node` were revoked: members whose only
+    /// admission chains pass through it.
+    pub fn dependents_of(&self, node: &NodeId) -> Vec<NodeId> {
+        let Some(founder) = self.founder_member() else {
+            return vec![];
+        };
+        let mut revokes = self.revokes_by.clone();
+        revokes
+            .entry(founder.id)
+            .or_default()
+            .insert(*node, [0; 32]);
+        let after = resolve(&Input {
+            founder,
+            ops: &self.ops,
+            admits_by: &self.admits_by,
+            revokes_by: &revokes,
+            rekeys: &self.rekeys,
+        });
+        self.view
+            .active
+            .keys()
+            .filter(|id| *id != node && !after.active.contains_key(*id))
+            .copied()
+            .collect()
+    }
+
+    /// Looks a member up by name or node id, for the CLI.
+    pub fn find(&self, who: &str) -> Option<&Member> {
+        if let Ok(id) = who.parse::<NodeId>() {
+            return self.view.active.get(&id);
+        }
+        self.view.active.values().find(|m| m.name == who)
+    }
+
+    /// Finds a node that was admitted once, active or revoked.
+    pub fn find_any(&self, who: &str) -> Option<NodeId> {
+        if let Ok(id) = who.parse::<NodeId>() {
+            return self.view.ever.contains_key(&id).then_some(id);
+        }
+        self.view
+            .ever
+            .values()
+            .find(|m| m.name == who)
+            .map(|m| m.id)
+    }
+}
