@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use crate::codec::{self, CodecError, Wire};
 
 /// Bump when the on-disk layout changes incompatibly.
-pub const SCHEMA: u32 = 1;
+/// 2: roster admissions carry the member's own signature over its record.
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database {path}: {why}")]
     Open { path: PathBuf, why: String },
-    #[error("state database {path} has schema {found}, this keywardd understands {SCHEMA}; run the matching keyward version")]
+    #[error("state database {path} has schema {found}, this keywardd understands {SCHEMA}; {}", schema_advice(*found))]
     Schema { path: PathBuf, found: u32 },
     #[error("state database: {0}")]
     Db(String),
@@ -25,6 +26,15 @@ pub enum StoreError {
         tree: &'static str,
         source: CodecError,
     },
+}
+
+/// What an admin does about a state database of another schema.
+fn schema_advice(found: u32) -> &'static str {
+    if found < SCHEMA {
+        "it was written by an older keyward whose roster lets any member rewrite another's record, and cannot be converted (every admission must now carry the member's own signature): stop keywardd, move the state directory aside, then `keyward init` a new mesh on one node and `keyward join` the others and `keyward bind` again (bound disks still open with their passphrase meanwhile)"
+    } else {
+        "it was written by a newer keyward: run that version"
+    }
 }
 
 impl From<sled::Error> for StoreError {
@@ -322,5 +332,21 @@ mod tests {
         }
         let e = Store::open(dir.path()).err().unwrap();
         assert!(matches!(e, StoreError::Schema { found: 99, .. }), "{e}");
+        assert!(e.to_string().contains("newer keyward"), "{e}");
+    }
+
+    /// A state directory written before roster records were self-signed is
+    /// refused with what to do, not loaded with records nobody can check.
+    #[test]
+    fn a_schema_1_state_directory_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.db.insert("schema", codec::encode(&Meta { schema: 1 }).unwrap())
+                .unwrap();
+            s.flush().unwrap();
+        }
+        let e = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("schema 1") && e.contains("move the state directory aside"), "{e}");
     }
 }

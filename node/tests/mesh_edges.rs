@@ -112,12 +112,14 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
         name: "evil".into(),
         role: Role::Guardian,
     };
+    let claim = me.claim(mesh, &evil);
     let forged = vec![
         // admits itself, signed by itself
         SignedOp::sign(
             OpBody::Admit {
                 mesh,
                 member: me.clone(),
+                claim,
                 invite: None,
                 by: evil.id(),
                 at: 1,
@@ -129,6 +131,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
             body: OpBody::Admit {
                 mesh,
                 member: me.clone(),
+                claim,
                 invite: None,
                 by: a_id,
                 at: 2,
@@ -137,6 +140,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
                 OpBody::Admit {
                     mesh,
                     member: me.clone(),
+                    claim,
                     invite: None,
                     by: evil.id(),
                     at: 2,

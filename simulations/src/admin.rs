@@ -269,6 +269,7 @@ impl Sim {
         let op = SignedOp::sign(
             OpBody::Admit {
                 mesh: self.mesh,
+                claim: member.claim(self.mesh, &key),
                 member,
                 invite: Some(serde_bytes::ByteArray::new(self.rng.gen())),
                 by: self.id(r),
@@ -341,15 +342,12 @@ impl Sim {
         let now = self.now();
         let mut ops = Vec::new();
         for d in entry.roster.dependents_of(&vid) {
-            let member = entry
-                .roster
-                .member(&d)
-                .cloned()
-                .expect("dependent is active");
+            let (member, claim) = entry.roster.claim(&d).expect("dependent was admitted");
             let op = SignedOp::sign(
                 OpBody::Admit {
                     mesh: self.mesh,
                     member,
+                    claim,
                     invite: None,
                     by: self.id(r),
                     at: now,
@@ -415,12 +413,18 @@ impl Sim {
                 role: Role::Guardian,
             },
         ];
+        // Each record signed by its own key, as a real admission needs.
+        let claims = [
+            members[0].claim(self.mesh, &me.key),
+            members[1].claim(self.mesh, &sybil),
+        ];
         let mut ops = Vec::new();
-        for member in members {
+        for (member, claim) in members.into_iter().zip(claims) {
             let op = SignedOp::sign(
                 OpBody::Admit {
                     mesh: self.mesh,
                     member,
+                    claim,
                     invite: None,
                     by: self.id(v),
                     at: now,

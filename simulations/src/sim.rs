@@ -190,6 +190,7 @@ impl Sim {
                 OpBody::Admit {
                     mesh,
                     member: member(i),
+                    claim: member(i).claim(mesh, &keys[i].0),
                     invite: Some(serde_bytes::ByteArray::new(rng.gen())),
                     by: keys[0].0.id(),
                     at: 0,
@@ -199,10 +200,11 @@ impl Sim {
             admits.push(op.clone());
             bits.insert(rosters.add_op(op));
         }
-        let (added, errs) = roster.merge_all(admits);
+        let rep = roster.merge_all(admits);
         assert!(
-            errs.is_empty() && added.len() == n - 1,
-            "setup roster: {errs:?}"
+            rep.errors.is_empty() && rep.new.len() == n - 1,
+            "setup roster: {:?}",
+            rep.errors
         );
         let genesis = rosters.genesis(roster, bits);
         let mut sim = Sim {
