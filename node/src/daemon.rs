@@ -28,7 +28,7 @@ use crate::net::{self, Behaviour, BehaviourEvent, SwarmOptions};
 use crate::proto::{
     self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
 };
-use crate::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp};
+use crate::roster::{MergeReport, Member, MeshId, OpBody, Role, Roster, SignedOp, Verified};
 use crate::shares::ShareEnvelope;
 use crate::store::{Batch, Store, TreeName};
 
@@ -172,10 +172,18 @@ pub struct Daemon {
     dirty: BTreeSet<NodeId>,
     subscribed: bool,
     listen: Vec<Multiaddr>,
+    /// Roster ops verified off the event loop, back for merging.
+    verified_tx: mpsc::UnboundedSender<Vec<Verified>>,
+    verified_rx: Option<mpsc::UnboundedReceiver<Vec<Verified>>>,
 }
+
+/// A sync answer with more unknown ops than this is verified on a blocking
+/// thread, so a large (or hostile) roster never stalls unlocks.
+const VERIFY_INLINE: usize = 64;
 
 impl Daemon {
     pub fn new(cfg: Config) -> anyhow::Result<Daemon> {
+        let (verified_tx, verified_rx) = mpsc::unbounded_channel();
         let key = NodeKey::load(&cfg.node_key_path()).with_context(|| {
             format!(
                 "loading the node key (run `keyward init` first, or check --config / state_dir {})",
@@ -257,6 +265,8 @@ impl Daemon {
             dirty: BTreeSet::new(),
             subscribed: false,
             listen: vec![],
+            verified_tx,
+            verified_rx: Some(verified_rx),
         };
         if let Some(m) = lock_msg {
             d.apply_admin(m, false);
@@ -301,9 +311,15 @@ impl Daemon {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         info!(node = %self.me.id, name = %self.me.name, mesh = ?self.roster.mesh_name(), "keywardd started");
         let mut ticks: u64 = 0;
+        let mut verified_rx = self.verified_rx.take().expect("run once");
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                Some(vs) = verified_rx.recv() => {
+                    let was = self.active_ids();
+                    let rep = self.roster.merge_verified(vs);
+                    self.after_merge(was, rep);
+                }
                 Some((req, reply)) = ctl_rx.recv() => self.on_control(req, reply),
                 _ = tick.tick() => {
                     ticks += 1;
@@ -534,8 +550,36 @@ impl Daemon {
     /// Merges roster ops, persists the new ones, and subscribes if we just
     /// learnt our mesh.
     fn merge_ops(&mut self, ops: Vec<SignedOp>) -> usize {
-        let was_active: BTreeSet<NodeId> = self.roster.members().map(|m| m.id).collect();
+        let was = self.active_ids();
         let rep = self.roster.merge_all(ops);
+        self.after_merge(was, rep)
+    }
+
+    fn active_ids(&self) -> BTreeSet<NodeId> {
+        self.roster.members().map(|m| m.id).collect()
+    }
+
+    /// Merges a sync answer: a few new ops inline, many on a blocking
+    /// thread (signature checks are the cost; the merge itself is
+    /// near-linear and runs back on the loop).
+    fn merge_ops_off_loop(&mut self, ops: Vec<SignedOp>) {
+        let fresh: Vec<SignedOp> = ops
+            .into_iter()
+            .filter(|o| !self.roster.knows(&o.id()))
+            .collect();
+        if fresh.len() <= VERIFY_INLINE {
+            self.merge_ops(fresh);
+            return;
+        }
+        let tx = self.verified_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let vs: Vec<Verified> = fresh.into_iter().filter_map(|o| o.verify().ok()).collect();
+            let _ = tx.send(vs);
+        });
+    }
+
+    /// Persists what a merge changed and reports membership changes.
+    fn after_merge(&mut self, was_active: BTreeSet<NodeId>, rep: MergeReport) -> usize {
         for e in &rep.errors {
             debug!("roster op not merged: {e}");
         }
@@ -1102,7 +1146,8 @@ impl Daemon {
             }
             Pending::Sync => match r {
                 Ok(Response::Roster { ops, admin, addrs }) => {
-                    let n = self.merge_ops(ops);
+                    let n = ops.len();
+                    self.merge_ops_off_loop(ops);
                     for (id, list) in addrs.into_iter().take(crate::roster::MAX_OPS) {
                         let Some(p) = id
                             .peer_id()
@@ -1122,7 +1167,7 @@ impl Daemon {
                         }
                     }
                     if n > 0 {
-                        debug!(peer = %peer, new = n, "roster sync");
+                        debug!(peer = %peer, received = n, "roster sync");
                     }
                     for m in admin.into_iter().take(MAX_RECENT_ADMIN) {
                         self.apply_admin(m, true);
