@@ -28,7 +28,7 @@ use crate::net::{self, Behaviour, BehaviourEvent, SwarmOptions};
 use crate::proto::{
     self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
 };
-use crate::roster::{MergeReport, Member, MeshId, OpBody, Role, Roster, SignedOp, Verified};
+use crate::roster::{Member, MergeReport, MeshId, OpBody, Role, Roster, SignedOp, Verified};
 use crate::shares::ShareEnvelope;
 use crate::store::{Batch, Store, TreeName};
 

@@ -347,6 +347,9 @@ mod tests {
             s.flush().unwrap();
         }
         let e = Store::open(dir.path()).err().unwrap().to_string();
-        assert!(e.contains("schema 1") && e.contains("move the state directory aside"), "{e}");
+        assert!(
+            e.contains("schema 1") && e.contains("move the state directory aside"),
+            "{e}"
+        );
     }
 }

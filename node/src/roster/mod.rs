@@ -208,8 +208,7 @@ impl Roster {
             }
         }
         let Some(ours) = self.mesh() else {
-            rep.errors
-                .extend(rest.iter().map(|_| RosterError::NoMesh));
+            rep.errors.extend(rest.iter().map(|_| RosterError::NoMesh));
             return rep;
         };
         let mut admits: BTreeMap<NodeId, Vec<Verified>> = BTreeMap::new();
@@ -227,12 +226,8 @@ impl Roster {
             }
         }
         // Who may sign, growing as the batch's admissions are taken.
-        let mut reach: BTreeMap<NodeId, Role> = self
-            .view
-            .ever
-            .iter()
-            .map(|(id, m)| (*id, m.role))
-            .collect();
+        let mut reach: BTreeMap<NodeId, Role> =
+            self.view.ever.iter().map(|(id, m)| (*id, m.role)).collect();
         let mut queue: Vec<NodeId> = admits
             .keys()
             .filter(|s| reach.contains_key(s))
@@ -365,7 +360,10 @@ impl Roster {
                         "revocation reason longer than {MAX_REASON} bytes"
                     )));
                 }
-                if !reach.contains_key(&node) {
+                // The founder's revocations are kept for good (they are what
+                // compacts the revoked node's admissions away), so they are
+                // taken even by a node that never saw the admission.
+                if !reach.contains_key(&node) && Some(by) != self.founder() {
                     return Err(RosterError::UnknownNode(node));
                 }
                 if let Some(old) = self.revokes_by.get(&by).and_then(|m| m.get(&node)).copied() {
@@ -567,18 +565,24 @@ impl Roster {
     /// The member's own signature over its record, which a re-endorsement
     /// must carry.
     pub fn claim(&self, id: &NodeId) -> Option<(Member, Sig)> {
-        self.admits_of.get(id)?.iter().find_map(|op| {
-            match self.ops.get(op).map(|o| &o.body) {
+        self.admits_of
+            .get(id)?
+            .iter()
+            .find_map(|op| match self.ops.get(op).map(|o| &o.body) {
                 Some(OpBody::Admit { member, claim, .. }) => Some((member.clone(), *claim)),
                 _ => None,
-            }
-        })
+            })
     }
 
     /// The `seq` a new rekey of `id` must carry to win: one more than the
     /// highest held, whatever the clocks say.
     pub fn next_rekey_seq(&self, id: &NodeId) -> u64 {
-        match self.rekeys.get(id).and_then(|o| self.ops.get(o)).map(|o| &o.body) {
+        match self
+            .rekeys
+            .get(id)
+            .and_then(|o| self.ops.get(o))
+            .map(|o| &o.body)
+        {
             Some(OpBody::Rekey { seq, .. }) => seq.saturating_add(1),
             _ => 1,
         }
@@ -589,7 +593,10 @@ impl Roster {
     }
 
     pub fn guardians(&self) -> impl Iterator<Item = &Member> {
-        self.view.active.values().filter(|m| m.role == Role::Guardian)
+        self.view
+            .active
+            .values()
+            .filter(|m| m.role == Role::Guardian)
     }
 
     pub fn revoked(&self) -> impl Iterator<Item = &NodeId> {

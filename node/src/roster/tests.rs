@@ -101,7 +101,11 @@ fn rekey_replaces_the_boot_key_and_only_the_node_can_do_it() {
     let k2 = BootKey::generate().public();
     r.merge(rekey(&b, 2, &k2)).unwrap();
     assert_eq!(r.merge(rekey(&b, 1, &k1)), Ok(Merged::Known));
-    assert_eq!(r.member(&b.id()).unwrap().boot, k2, "highest seq wins whatever the order");
+    assert_eq!(
+        r.member(&b.id()).unwrap().boot,
+        k2,
+        "highest seq wins whatever the order"
+    );
     let mut forged = rekey(&b, 3, &k1);
     forged.sig = a.sign("roster op", &codec::signing_bytes(&forged.body));
     assert_eq!(r.merge(forged), Err(RosterError::BadSignature));
@@ -430,7 +434,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn any_interleaving_converges_and_obeys_the_rules(
         steps in proptest::collection::vec(step(), 1..40),
