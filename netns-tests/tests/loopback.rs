@@ -649,3 +649,67 @@ fn two_disks_of_one_node_keep_their_shares_apart() {
     })
     .unwrap();
 }
+
+/// Hardening L1: a lockdown outlives the revocation of the member that set
+/// it, also across a restart; only an active guardian's lift ends it.
+#[test]
+fn a_lockdown_outlives_its_issuers_revocation_and_a_restart() {
+    let mut m = formed(4);
+    m.cli_ok(3, &["lockdown"]).unwrap();
+    let locked = |m: &Mesh, i: usize| m.status(i).map(|v| !v["lockdown"].is_null());
+    m.wait_for(Duration::from_secs(10), || {
+        Ok((0..3).all(|i| locked(&m, i).unwrap_or(false)))
+    })
+    .unwrap();
+    m.cli_ok(0, &["revoke", "node3"]).unwrap();
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(m.members(1).map(|v| v.len() == 3).unwrap_or(false))
+    })
+    .unwrap();
+    m.stop(1).unwrap();
+    m.start(1).unwrap();
+    assert!(
+        locked(&m, 1).unwrap(),
+        "the lockdown was forgotten at restart: {}",
+        m.status(1).unwrap()
+    );
+    m.cli_ok(2, &["lockdown", "--lift"]).unwrap();
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(!locked(&m, 1).unwrap_or(true))
+    })
+    .unwrap();
+}
+
+/// Hardening: seniority. A member cannot revoke a member closer to the
+/// founder than itself (so it cannot undo the member that revoked it), and
+/// the CLI names the nodes that can.
+#[test]
+fn a_junior_cannot_revoke_a_senior_and_is_told_who_can() {
+    let mut m = Mesh::loopback(3, &MeshOptions::default()).unwrap();
+    m.init(0, Some("test")).unwrap();
+    for i in 1..3 {
+        m.init(i, None).unwrap();
+    }
+    for i in 0..3 {
+        m.start(i).unwrap();
+    }
+    m.join(1, 0).unwrap();
+    m.join(2, 1).unwrap(); // node2 is junior to node1
+    m.converge(Duration::from_secs(20)).unwrap();
+    let e = m.cli(2, &["revoke", "node1"]).unwrap();
+    assert!(!e.status.success());
+    let err = stderr(&e);
+    assert!(
+        err.contains("more senior") && err.contains("node0"),
+        "{err}"
+    );
+    // node1 revokes node2; node2 revoking back changes nothing.
+    m.cli_ok(1, &["revoke", "node2"]).unwrap();
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(m.members(0).map(|v| v.len() == 2).unwrap_or(false))
+    })
+    .unwrap();
+    let mut names = m.members(0).unwrap();
+    names.sort();
+    assert_eq!(names, ["node0", "node1"]);
+}

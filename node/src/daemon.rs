@@ -219,8 +219,19 @@ impl Daemon {
             .into_iter()
             .filter_map(|(k, v)| Some((NodeId(k.try_into().ok()?), v)))
             .collect();
-        let lock_msg = store.tree::<AdminMsg>(TreeName::Approvals)?.get(b"lock")?;
-        guardian.restore(owners, None);
+        // The lock state as it was left: the message was checked when it
+        // arrived, and a lockdown must not lapse at a restart because its
+        // issuer was revoked since; only a lift by an active guardian ends it.
+        let lock_msg = store
+            .tree::<AdminMsg>(TreeName::Approvals)?
+            .get(b"lock")?
+            .filter(|m| m.verify() && Some(m.body.mesh) == roster.mesh());
+        let lock = lock_msg.as_ref().map(|m| guardian::LockState {
+            by: m.body.by,
+            at: m.body.at,
+            on: matches!(m.body.kind, AdminKind::Lockdown),
+        });
+        guardian.restore(owners, lock);
         let mut peers: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
         for (k, rec) in store.tree::<PeerRecord>(TreeName::Liveness)?.all()? {
             if let Ok(p) = PeerId::from_bytes(&k) {
@@ -237,7 +248,7 @@ impl Daemon {
                 quic: cfg.quic,
             },
         )?;
-        let mut d = Daemon {
+        let d = Daemon {
             cfg,
             key,
             me,
@@ -258,7 +269,7 @@ impl Daemon {
             pending: BTreeMap::new(),
             fanouts: BTreeMap::new(),
             next_batch: 0,
-            lock_msg: None,
+            lock_msg,
             recent_admin: VecDeque::new(),
             alerts: VecDeque::new(),
             decisions: VecDeque::new(),
@@ -268,9 +279,6 @@ impl Daemon {
             verified_tx,
             verified_rx: Some(verified_rx),
         };
-        if let Some(m) = lock_msg {
-            d.apply_admin(m, false);
-        }
         Ok(d)
     }
 
