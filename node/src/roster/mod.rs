@@ -192,13 +192,12 @@ impl Roster {
             if self.knows(&v.id) {
                 continue;
             }
-            if let OpBody::Found { founder, mesh, .. } = &v.op.body {
+            if let OpBody::Found { founder, .. } = &v.op.body {
                 if let Err(e) = check_name(&founder.name) {
                     rep.errors.push(RosterError::BadMember(e));
                 } else if let Some(m) = self.mesh() {
                     rep.errors.push(RosterError::SecondFounding(m));
                 } else {
-                    let _ = mesh;
                     rep.new.push(v.op.clone());
                     self.found = Some(v.op);
                     self.recompute();
