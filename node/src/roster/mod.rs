@@ -14,11 +14,13 @@
 //!   `seq`), nothing signed by a node the founder revoked or that no
 //!   admission chain reaches;
 //! - no signer owns more than a fair share: past `MAX_OPS` operations,
-//!   the signers with the most keep only their lowest-id operations up to
-//!   a common level ("water-filling"), which is a function of the set and
-//!   so converges. The founder's operations are exempt, and a signer with
-//!   few operations (an admin's revocation) is never cut, so a flood
-//!   cannot refuse a revocation;
+//!   signers are served by seniority, and within one level the signers
+//!   with the most keep only their first operations up to a common level
+//!   ("water-filling"; revocations first). That is a function of the set,
+//!   so it converges. The founder's operations are exempt, sybils are
+//!   always deeper than the member that minted them and share only what
+//!   senior levels left, and a signer with few operations (an admin's
+//!   revocation) is never cut, so a flood cannot refuse a revocation;
 //! - resolving walks the set a bounded number of times (near-linear).
 //!
 //! Sans-IO: no clock, no sockets; times are arguments.
@@ -498,38 +500,60 @@ impl Roster {
         }
     }
 
-    /// Water-filling: the largest level `l` such that keeping each
-    /// non-founder signer's `min(count, l)` lowest-id operations fits in
-    /// `MAX_OPS`; returns what lies above it.
+    /// The fair-share cut. Signers are taken by seniority (level; members
+    /// that are not active last), and each level shares what the more
+    /// senior ones left: within a level, water-filling finds the largest
+    /// `l` such that every signer keeping `min(count, l)` fits, and the
+    /// levels below get only what remains. A hostile member's sybils are
+    /// always deeper than it, so however many there are they only ever
+    /// share the leftovers, never an honest admin's share at a senior
+    /// level. Within a signer, revocations are kept first (they only ever
+    /// withhold), then rekeys, then admissions, each by lowest id.
+    /// Returns what lies above the cut.
     fn over_fair_share(&self) -> Vec<OpId> {
         let founder = self.founder();
-        let mut by: BTreeMap<NodeId, Vec<OpId>> = BTreeMap::new();
-        for (id, op) in &self.ops {
-            let s = op.body.signer();
-            if Some(s) != founder {
-                by.entry(s).or_default().push(*id);
-            }
-        }
-        let total: usize = by.values().map(Vec::len).sum();
-        if total <= MAX_OPS {
+        if self.ops.len() <= MAX_OPS {
             return vec![];
         }
-        let mut counts: Vec<usize> = by.values().map(Vec::len).collect();
-        counts.sort_unstable();
-        // Find l: sum(min(c, l)) <= MAX_OPS.
-        let (mut lo, mut hi) = (0usize, *counts.last().unwrap_or(&0));
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            let used: usize = counts.iter().map(|c| (*c).min(mid)).sum();
-            if used <= MAX_OPS {
-                lo = mid;
-            } else {
-                hi = mid - 1;
+        let mut by: BTreeMap<(u32, NodeId), Vec<(u8, OpId)>> = BTreeMap::new();
+        for (id, op) in &self.ops {
+            let s = op.body.signer();
+            if Some(s) == founder {
+                continue;
+            }
+            let rank = self.view.level.get(&s).copied().unwrap_or(u32::MAX);
+            let kind = match op.body {
+                OpBody::Revoke { .. } => 0,
+                OpBody::Rekey { .. } => 1,
+                _ => 2,
+            };
+            by.entry((rank, s)).or_default().push((kind, *id));
+        }
+        let mut budget = MAX_OPS;
+        let mut cut = vec![];
+        let mut levels: BTreeMap<u32, Vec<Vec<(u8, OpId)>>> = BTreeMap::new();
+        for ((rank, _), mut ops) in by {
+            ops.sort_unstable();
+            levels.entry(rank).or_default().push(ops);
+        }
+        for signers in levels.into_values() {
+            let counts: Vec<usize> = signers.iter().map(Vec::len).collect();
+            let (mut lo, mut hi) = (0usize, counts.iter().copied().max().unwrap_or(0));
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                let used: usize = counts.iter().map(|c| (*c).min(mid)).sum();
+                if used <= budget {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            for ops in signers {
+                budget -= ops.len().min(lo);
+                cut.extend(ops.into_iter().skip(lo).map(|(_, id)| id));
             }
         }
-        by.into_values()
-            .flat_map(|ids| ids.into_iter().skip(lo))
-            .collect()
+        cut
     }
 
     pub fn is_active(&self, id: &NodeId) -> bool {
