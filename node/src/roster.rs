@@ -421,25 +421,6 @@ impl Roster {
         self.active.get(id)
     }
 
-    /// Looks a member up by name or node id, for the CLI.
-    pub fn find(&self, who: &str) -> Option<&Member> {
-        if let Ok(id) = who.parse::<NodeId>() {
-            return self.active.get(&id);
-        }
-        self.active.values().find(|m| m.name == who)
-    }
-
-    /// Finds a node that was admitted once, active or revoked.
-    pub fn find_any(&self, who: &str) -> Option<NodeId> {
-        if let Ok(id) = who.parse::<NodeId>() {
-            return self.ever.contains(&id).then_some(id);
-        }
-        self.ops.values().find_map(|o| match &o.body {
-            OpBody::Admit { member, .. } if member.name == who => Some(member.id),
-            _ => None,
-        })
-    }
-
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.active.values()
     }
@@ -505,6 +486,60 @@ impl Roster {
             .copied()
             .collect()
     }
+
+    /// Looks an active member up by node id or name, for the CLI. A name
+    /// borne by several active members resolves to none of them: the
+    /// error lists them by id (see `lookup`).
+    pub fn find(&self, who: &str) -> Result<NodeId, crate::lookup::FindError> {
+        let cand = |m: &Member| crate::lookup::Candidate {
+            id: m.id,
+            name: m.name.clone(),
+            role: m.role,
+            active: true,
+            revoked: false,
+        };
+        if let Ok(id) = who.parse::<NodeId>() {
+            return crate::lookup::one(who, self.active.get(&id).map(cand).into_iter().collect());
+        }
+        crate::lookup::one(
+            who,
+            self.active.values().filter(|m| m.name == who).map(cand).collect(),
+        )
+    }
+
+    /// Finds a node that was admitted once, active or revoked, by node id
+    /// or by any name it was admitted under. Several nodes under one name
+    /// resolve to none of them, as in `find`.
+    pub fn find_any(&self, who: &str) -> Result<NodeId, crate::lookup::FindError> {
+        let cand = |id: NodeId, m: &Member| {
+            let now = self.active.get(&id).unwrap_or(m);
+            crate::lookup::Candidate {
+                id,
+                name: now.name.clone(),
+                role: now.role,
+                active: self.active.contains_key(&id),
+                revoked: self.revoked.contains(&id),
+            }
+        };
+        let founder = match self.found.as_ref().map(|f| &f.body) {
+            Some(OpBody::Found { founder, .. }) => Some(founder),
+            _ => None,
+        };
+        let admitted = founder.into_iter().chain(self.ops.values().filter_map(|o| match &o.body {
+            OpBody::Admit { member, .. } if self.ever.contains(&member.id) => Some(member),
+            _ => None,
+        }));
+        if let Ok(id) = who.parse::<NodeId>() {
+            return crate::lookup::one(
+                who,
+                admitted.filter(|m| m.id == id).map(|m| cand(m.id, m)).collect(),
+            );
+        }
+        crate::lookup::one(
+            who,
+            admitted.filter(|m| m.name == who).map(|m| cand(m.id, m)).collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -566,7 +601,7 @@ mod tests {
         let (new, _) = r2.merge_all(vec![bc, ab, found]);
         assert_eq!(new.len(), 3);
         assert_eq!(r.digest(), r2.digest());
-        assert_eq!(r2.find("c").unwrap().id, c.id());
+        assert_eq!(r2.find("c").unwrap(), c.id());
     }
 
     #[test]
