@@ -349,7 +349,11 @@ fn next_epoch(cfg: &Config, old: Option<u64>) -> anyhow::Result<u64> {
 
 /// Asks `guardians` to drop this node's envelopes of `epoch`; returns the
 /// guardians that did not confirm, with why.
-pub(crate) fn drop_epoch(cfg: &Config, epoch: u64, guardians: Vec<String>) -> anyhow::Result<Vec<String>> {
+pub(crate) fn drop_epoch(
+    cfg: &Config,
+    epoch: u64,
+    guardians: Vec<String>,
+) -> anyhow::Result<Vec<String>> {
     if guardians.is_empty() {
         return Ok(vec![]);
     }

@@ -145,7 +145,10 @@ fn held(cfg: &Config) -> anyhow::Result<Held> {
 
 impl Held {
     fn name(&self, id: &str) -> String {
-        self.names.get(id).cloned().unwrap_or_else(|| id.to_string())
+        self.names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
     }
 }
 
@@ -210,7 +213,10 @@ pub fn epochs(cfg: &Config, a: &EpochsArgs) -> anyhow::Result<()> {
             } else {
                 format!(
                     "; orphan keyslot(s) {} on {}",
-                    s.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+                    s.iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     p.device.display()
                 )
             }
@@ -262,7 +268,11 @@ pub fn epochs(cfg: &Config, a: &EpochsArgs) -> anyhow::Result<()> {
             confirmed.insert(*e);
             println!(
                 "dropped orphan epoch {e} at {}",
-                holders.iter().map(|g| h.name(g)).collect::<Vec<_>>().join(", ")
+                holders
+                    .iter()
+                    .map(|g| h.name(g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         } else {
             println!(
@@ -357,7 +367,10 @@ pub fn drop_epochs(cfg: &Config, a: &DropArgs) -> anyhow::Result<()> {
             p.remove(&cfg.state_dir)?;
         }
         let status = ctl(cfg, CtlRequest::Status)?;
-        let me = status["node"]["id"].as_str().unwrap_or_default().to_string();
+        let me = status["node"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let gs: Vec<String> = status["members"]
             .as_array()
             .into_iter()

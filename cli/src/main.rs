@@ -354,7 +354,11 @@ fn pick_token(
         .rposition(|(_, t)| t.boot.as_deref() == Some(mine.as_str()))
         .or_else(|| tokens.iter().rposition(|(_, t)| t.boot.is_none()))
         .unwrap_or(tokens.len() - 1);
-    tokens.into_iter().nth(pos).map(|(_, t)| t).expect("in range")
+    tokens
+        .into_iter()
+        .nth(pos)
+        .map(|(_, t)| t)
+        .expect("in range")
 }
 
 /// Unlocking a node that is up would be refused anyway and raise a

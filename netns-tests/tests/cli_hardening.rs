@@ -57,7 +57,10 @@ fn held_epochs(m: &Mesh, i: usize, owner_id: &str) -> Vec<u64> {
 fn rename(m: &Mesh, i: usize, name: &str) {
     let cfg = m.dir(i).join("keyward.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text.replace(&format!("name = \"node{i}\""), &format!("name = \"{name}\""));
+    let text = text.replace(
+        &format!("name = \"node{i}\""),
+        &format!("name = \"{name}\""),
+    );
     assert!(text.contains(&format!("name = \"{name}\"")), "{text}");
     std::fs::write(&cfg, text).unwrap();
 }
@@ -88,7 +91,10 @@ fn a_name_two_members_share_is_refused_with_both_ids_and_the_id_works() {
     m.start(4).unwrap();
     m.join(4, 1).unwrap();
     let web1_b = id(&m, 4);
-    assert!(record(&m, 1, &web1_a).is_none(), "node1 never heard of the first web1");
+    assert!(
+        record(&m, 1, &web1_a).is_none(),
+        "node1 never heard of the first web1"
+    );
     for i in [0, 2, 3] {
         m.start(i).unwrap();
     }
@@ -158,7 +164,12 @@ fn keyslots(img: &Path) -> Vec<String> {
         .output()
         .unwrap();
     let meta: Value = serde_json::from_slice(&dump.stdout).unwrap();
-    meta["keyslots"].as_object().unwrap().keys().cloned().collect()
+    meta["keyslots"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
 }
 
 /// What keyward's initramfs hook records after copying the boot key.
@@ -167,7 +178,11 @@ fn run_update_initramfs(boot_key: &Path) {
     assert!(o.status.success());
     let h = String::from_utf8_lossy(&o.stdout);
     let h = h.split_whitespace().next().unwrap();
-    std::fs::write(format!("{}.initramfs", boot_key.display()), format!("{h}\n")).unwrap();
+    std::fs::write(
+        format!("{}.initramfs", boot_key.display()),
+        format!("{h}\n"),
+    )
+    .unwrap();
 }
 
 fn unlock_with(m: &Mesh, i: usize, img: &Path, boot: &Path, timeout: &str) -> std::process::Output {
@@ -244,7 +259,14 @@ fn rebind_with_a_new_boot_key_keeps_the_old_key_working_until_its_epoch_is_dropp
     let out = m
         .cli(
             4,
-            &["rebind", "--new-boot-key", "--device", s(&img), "--key-file", s(&pass)],
+            &[
+                "rebind",
+                "--new-boot-key",
+                "--device",
+                s(&img),
+                "--key-file",
+                s(&pass),
+            ],
         )
         .unwrap();
     let e = stderr(&out);
@@ -259,12 +281,19 @@ fn rebind_with_a_new_boot_key_keeps_the_old_key_working_until_its_epoch_is_dropp
     .unwrap();
     // status says what is left to do; retiring early is refused
     let st = m.cli_ok(4, &["status"]).unwrap();
-    assert!(st.contains("TO DO") && st.contains("update-initramfs -u"), "{st}");
+    assert!(
+        st.contains("TO DO") && st.contains("update-initramfs -u"),
+        "{st}"
+    );
     let o = m
         .cli(4, &["drop-epoch", "1", "--key-file", s(&pass)])
         .unwrap();
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("update-initramfs -u` first"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("update-initramfs -u` first"),
+        "{}",
+        stderr(&o)
+    );
     let o = m
         .cli(4, &["drop-epoch", "2", "--key-file", s(&pass)])
         .unwrap();
@@ -274,7 +303,11 @@ fn rebind_with_a_new_boot_key_keeps_the_old_key_working_until_its_epoch_is_dropp
     // disk: a reboot now must not be refused. The new one opens it too.
     m.stop(4).unwrap();
     let o = unlock_with(&m, 4, &img, &copied, "10s");
-    assert!(o.status.success(), "old key before the drop: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "old key before the drop: {}",
+        stderr(&o)
+    );
     let o = m.unlock(4, "10s").unwrap();
     assert!(o.status.success(), "new key: {}", stderr(&o));
 
@@ -333,7 +366,8 @@ fn an_interrupted_bind_is_noticed_listed_and_cleaned_by_keyward_epochs() {
         .set_len(20 << 20)
         .unwrap();
     let dev2 = keyward_node::luks::Device::new(&img2);
-    dev2.format_for_tests(&std::fs::read(&pass).unwrap()).unwrap();
+    dev2.format_for_tests(&std::fs::read(&pass).unwrap())
+        .unwrap();
     let me = id(&m, 4);
     // A guardian hangs, so the bind waits in its deposit step with the
     // other guardians already holding their shares; then the bind dies
@@ -354,25 +388,43 @@ fn an_interrupted_bind_is_noticed_listed_and_cleaned_by_keyward_epochs() {
     m.signal(3, libc::SIGCONT).unwrap();
     waited.unwrap();
     // what a run killed right after adding its keyslot leaves on the disk
-    let orphan_slot = dev2.add_key(&std::fs::read(&pass).unwrap(), &[9u8; 32]).unwrap();
+    let orphan_slot = dev2
+        .add_key(&std::fs::read(&pass).unwrap(), &[9u8; 32])
+        .unwrap();
     m.wait_for(Duration::from_secs(10), || Ok(m.status(3).is_ok()))
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
     // status and bind notice it and say what to run
     let st = m.cli_ok(4, &["status"]).unwrap();
-    assert!(st.contains("did not finish") && st.contains("keyward epochs"), "{st}");
+    assert!(
+        st.contains("did not finish") && st.contains("keyward epochs"),
+        "{st}"
+    );
     let o = m
         .cli(4, &["bind", "--device", s(&img2), "--key-file", s(&pass)])
         .unwrap();
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("epochs --drop-orphans"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("epochs --drop-orphans"),
+        "{}",
+        stderr(&o)
+    );
     // epochs lists the orphan epoch with its holders, and the keyslot
     let out = m.cli_ok(4, &["epochs"]).unwrap();
-    let line2 = out.lines().find(|l| l.starts_with("2 ")).unwrap_or_default();
+    let line2 = out
+        .lines()
+        .find(|l| l.starts_with("2 "))
+        .unwrap_or_default();
     assert!(line2.contains("orphan") && line2.contains("node0"), "{out}");
-    let line1 = out.lines().find(|l| l.starts_with("1 ")).unwrap_or_default();
-    assert!(line1.contains("bound") && line1.contains("disk.img"), "{out}");
+    let line1 = out
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .unwrap_or_default();
+    assert!(
+        line1.contains("bound") && line1.contains("disk.img"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("orphan keyslot(s) {orphan_slot}")),
         "{out}"

@@ -65,7 +65,7 @@ fn list(c: &[Candidate]) -> String {
 
 /// The single match, or why there is none.
 pub fn one(who: &str, mut candidates: Vec<Candidate>) -> Result<NodeId, FindError> {
-    candidates.sort_by(|a, b| a.id.cmp(&b.id));
+    candidates.sort_by_key(|a| a.id);
     candidates.dedup_by(|a, b| a.id == b.id);
     match candidates.len() {
         0 => Err(FindError::NotFound(who.to_string())),
@@ -107,9 +107,6 @@ mod tests {
         }
         assert!(msg.contains("active") && msg.contains("revoked"), "{msg}");
         assert!(msg.contains("nothing was done"), "{msg}");
-        assert_eq!(
-            one("web9", vec![]),
-            Err(FindError::NotFound("web9".into()))
-        );
+        assert_eq!(one("web9", vec![]), Err(FindError::NotFound("web9".into())));
     }
 }

@@ -503,7 +503,11 @@ impl Roster {
         }
         crate::lookup::one(
             who,
-            self.active.values().filter(|m| m.name == who).map(cand).collect(),
+            self.active
+                .values()
+                .filter(|m| m.name == who)
+                .map(cand)
+                .collect(),
         )
     }
 
@@ -525,19 +529,27 @@ impl Roster {
             Some(OpBody::Found { founder, .. }) => Some(founder),
             _ => None,
         };
-        let admitted = founder.into_iter().chain(self.ops.values().filter_map(|o| match &o.body {
-            OpBody::Admit { member, .. } if self.ever.contains(&member.id) => Some(member),
-            _ => None,
-        }));
+        let admitted = founder
+            .into_iter()
+            .chain(self.ops.values().filter_map(|o| match &o.body {
+                OpBody::Admit { member, .. } if self.ever.contains(&member.id) => Some(member),
+                _ => None,
+            }));
         if let Ok(id) = who.parse::<NodeId>() {
             return crate::lookup::one(
                 who,
-                admitted.filter(|m| m.id == id).map(|m| cand(m.id, m)).collect(),
+                admitted
+                    .filter(|m| m.id == id)
+                    .map(|m| cand(m.id, m))
+                    .collect(),
             );
         }
         crate::lookup::one(
             who,
-            admitted.filter(|m| m.name == who).map(|m| cand(m.id, m)).collect(),
+            admitted
+                .filter(|m| m.name == who)
+                .map(|m| cand(m.id, m))
+                .collect(),
         )
     }
 }

@@ -11,7 +11,11 @@ use keyward_node::shares::{split, DiskSecret};
 
 #[test]
 fn each_epoch_answers_to_the_boot_key_its_shares_were_sealed_to() {
-    let (admin, owner, gk) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
+    let (admin, owner, gk) = (
+        NodeKey::generate(),
+        NodeKey::generate(),
+        NodeKey::generate(),
+    );
     let (old, new) = (BootKey::generate(), BootKey::generate());
     let mesh = MeshId([5; 16]);
     let m = |k: &NodeKey, n: &str, b: &BootKey| Member {
@@ -20,7 +24,8 @@ fn each_epoch_answers_to_the_boot_key_its_shares_were_sealed_to() {
         name: n.into(),
         role: Role::Guardian,
     };
-    let (mut roster, _) = Roster::found("t", mesh, m(&admin, "admin", &BootKey::generate()), &admin);
+    let (mut roster, _) =
+        Roster::found("t", mesh, m(&admin, "admin", &BootKey::generate()), &admin);
     for (k, n, b) in [(&owner, "web1", &old), (&gk, "g", &BootKey::generate())] {
         roster
             .merge(SignedOp::sign(
@@ -37,9 +42,20 @@ fn each_epoch_answers_to_the_boot_key_its_shares_were_sealed_to() {
     }
     let mut g = Guardian::new(gk.id(), Policy::default());
     let deposit = |g: &mut Guardian, roster: &Roster, epoch: u64, boot: &BootKey| {
-        let envs = split(&DiskSecret::generate(), 1, &[gk.id()], epoch, &owner, &boot.public())
-            .unwrap();
-        assert_eq!(envs[0].body.boot, Some(boot.public()), "the envelope names its key");
+        let envs = split(
+            &DiskSecret::generate(),
+            1,
+            &[gk.id()],
+            epoch,
+            &owner,
+            &boot.public(),
+        )
+        .unwrap();
+        assert_eq!(
+            envs[0].body.boot,
+            Some(boot.public()),
+            "the envelope names its key"
+        );
         g.handle(
             Event::Deposit {
                 from: owner.id(),
@@ -63,10 +79,26 @@ fn each_epoch_answers_to_the_boot_key_its_shares_were_sealed_to() {
             &owner,
         ))
         .unwrap();
-    g.handle(Event::Alive { node: owner.id(), at: 0 }, &roster);
-    g.handle(Event::GoingDown { node: owner.id(), at: 1 }, &roster);
+    g.handle(
+        Event::Alive {
+            node: owner.id(),
+            at: 0,
+        },
+        &roster,
+    );
+    g.handle(
+        Event::GoingDown {
+            node: owner.id(),
+            at: 1,
+        },
+        &roster,
+    );
     let ask = |g: &Guardian, roster: &Roster, epoch: u64, boot: &BootKey| {
-        g.check(&ShareRequest::new(owner.id(), gk.id(), epoch, boot), 2, roster)
+        g.check(
+            &ShareRequest::new(owner.id(), gk.id(), epoch, boot),
+            2,
+            roster,
+        )
     };
     // The initramfs not yet rebuilt (old key, old epoch) still boots.
     assert_eq!(ask(&g, &roster, 7, &old), Ok(()));
