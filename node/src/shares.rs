@@ -302,7 +302,7 @@ fn open(
         ));
     }
     if b.boot.as_ref().is_some_and(|k| *k != boot.public()) {
-        return Err("was sealed to another boot key (this epoch belongs to an older or newer boot key than the one used)".into());
+        return Err("cannot be opened with this boot key (it was sealed to another one: this epoch belongs to an older or newer boot key)".into());
     }
     let plain = Zeroizing::new(
         age::decrypt(&boot.age_identity(), &b.sealed)
