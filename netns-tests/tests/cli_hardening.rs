@@ -109,6 +109,8 @@ fn a_name_two_members_share_is_refused_with_both_ids_and_the_id_works() {
     assert!(record(&m, 2, &web1_a).unwrap()["name"] == "web1");
     assert!(record(&m, 2, &web1_b).unwrap()["name"] == "web1");
 
+    let st = m.cli_ok(2, &["status"]).unwrap();
+    assert!(st.contains("2 members are named web1"), "{st}");
     // Every command naming `web1` refuses, lists both by id, does nothing.
     for cmd in [
         vec!["deny", "web1"],
