@@ -20,6 +20,8 @@ use keyward_node::luks::{Device, Token, TokenGuardian, TOKEN_TYPE};
 use keyward_node::shares::{self, DiskSecret};
 use serde_json::Value;
 
+use crate::pending::{self, Pending};
+
 #[derive(Args)]
 pub struct BindArgs {
     /// The LUKS2 device or image.
@@ -46,6 +48,7 @@ fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<Value> {
 }
 
 pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
+    let _lock = pending::lock(&cfg.state_dir)?;
     let dev = Device::new(&a.device);
     let old = dev.token()?;
     match (&old, rebind) {
@@ -59,6 +62,12 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         ),
         (None, true) => bail!("{} is not bound yet; use `keyward bind`", a.device.display()),
         _ => {}
+    }
+    if let Some(p) = pending::for_device(&cfg.state_dir, &a.device)? {
+        bail!(
+            "{}: its shares (and a keyslot, if it got that far) are still there. Run `keyward epochs --drop-orphans --key-file FILE` to drop them, then this again",
+            p.describe()
+        );
     }
     let status = ctl(cfg, CtlRequest::Status)?;
     let mesh = status["mesh"]["id"]
@@ -75,23 +84,15 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
     dev.test_key(&pass, None)
         .context("that passphrase does not open the device")?;
     // A new boot key is made next to the old one and only replaces it once
-    // the device is rebound; a failed run is resumed with the same key.
+    // the device is rebound; a failed run is resumed with the same key. It
+    // is announced to the mesh only once shares sealed to it are held and
+    // its keyslot works: until then nothing in the mesh changed.
     let new_boot_path = PathBuf::from(format!("{}.new", cfg.boot_key.display()));
     let boot = if a.new_boot_key {
         if !new_boot_path.exists() {
             BootKey::generate().save(&new_boot_path)?;
         }
-        let b = BootKey::load(&new_boot_path)?;
-        let p = b.public();
-        ctl(
-            cfg,
-            CtlRequest::Rekey {
-                sign: hex::encode(p.sign),
-                seal: hex::encode(p.seal),
-            },
-        )?;
-        eprintln!("keyward: new boot key announced to the mesh (signed by the node key)");
-        b
+        BootKey::load(&new_boot_path)?
     } else {
         BootKey::load(&cfg.boot_key)?
     };
@@ -148,6 +149,19 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         .iter()
         .map(|e| codec::encode(e).map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
         .collect::<Result<_, _>>()?;
+    let mut record = Pending {
+        device: pending::canonical(&a.device),
+        epoch,
+        guardians: chosen.iter().map(|c| c.2.clone()).collect(),
+        slots_before: dev.keyslots()?,
+        slot: None,
+        new_boot_key: a.new_boot_key,
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
+    };
+    record.save(&cfg.state_dir)?;
     eprintln!("keyward: depositing {n} shares ({t}-of-{n}, epoch {epoch}) ...");
     let r = ctl(cfg, CtlRequest::Deposit { envelopes: enc })?;
     let results = r["results"].as_object().cloned().unwrap_or_default();
@@ -172,18 +186,37 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             .filter(|c| results.get(&c.2).and_then(|v| v.as_str()) == Some("ok"))
             .map(|c| c.2.clone())
             .collect();
-        let _ = drop_epoch(cfg, epoch, stored);
+        let left = match drop_epoch(cfg, epoch, stored) {
+            Ok(f) if f.is_empty() => {
+                record.remove(&cfg.state_dir)?;
+                String::new()
+            }
+            Ok(f) => format!(
+                "\nsome guardians did not confirm dropping the shares of this abandoned epoch ({}); `keyward epochs --drop-orphans` drops them later",
+                f.join("; ")
+            ),
+            Err(e) => format!(
+                "\nthe guardians were not told to drop the shares of this abandoned epoch ({e}); `keyward epochs --drop-orphans` drops them later"
+            ),
+        };
         bail!(
-            "{} of {n} guardians did not store their share, so the disk was not changed:\n  {}\nbring them up (keyward peers) or choose fewer with --shares",
+            "{} of {n} guardians did not store their share, so the disk was not changed{}:\n  {}\nbring them up (keyward peers) or choose fewer with --shares{left}",
             failed.len(),
+            if a.new_boot_key {
+                " and no new boot key was announced (the current one keeps working; the next run reuses the new one made)"
+            } else {
+                ""
+            },
             failed.join("\n  ")
         );
     }
     let slot = dev
         .add_key(&pass, secret.as_bytes())
-        .context("adding the keyward keyslot (is the passphrase right?)")?;
+        .context("adding the keyward keyslot (is the passphrase right?); the guardians hold shares of an unused epoch: `keyward epochs --drop-orphans` drops them")?;
+    record.slot = Some(slot);
+    record.save(&cfg.state_dir)?;
     dev.test_key(secret.as_bytes(), Some(slot))
-        .context("the new keyslot does not open the device")?;
+        .context("the new keyslot does not open the device; `keyward epochs --drop-orphans --key-file FILE` removes it and its shares")?;
     let token = Token {
         kind: TOKEN_TYPE.into(),
         keyslots: vec![slot.to_string()],
@@ -200,9 +233,21 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
                 addrs: c.3.clone(),
             })
             .collect(),
+        boot: Some(hex::encode(boot.public().sign)),
     };
-    dev.set_token(&token)?;
-    if let Some((_, ot)) = old {
+    // With a new boot key the old token, keyslot and epoch stay: the
+    // initramfs on /boot still has the old boot key until it is rebuilt,
+    // and that key opens only the old epoch. `keyward drop-epoch` retires
+    // them once the initramfs carries the new key.
+    let retired = if a.new_boot_key {
+        dev.add_token(&token)?;
+        None
+    } else {
+        dev.set_token(&token)?;
+        old.clone()
+    };
+    record.remove(&cfg.state_dir)?;
+    if let Some((_, ot)) = retired {
         for s in ot.keyslots.iter().filter_map(|s| s.parse::<u32>().ok()) {
             if s != slot {
                 dev.kill_slot(s, secret.as_bytes())
@@ -214,6 +259,18 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
     }
     set_bound(cfg, &a.device, true)?;
     if a.new_boot_key {
+        // Shares sealed to the new key are held and its keyslot works:
+        // only now does the mesh learn the new key.
+        let p = boot.public();
+        ctl(
+            cfg,
+            CtlRequest::Rekey {
+                sign: hex::encode(p.sign),
+                seal: hex::encode(p.seal),
+            },
+        )
+        .context("announcing the new boot key (the new binding is in place; run this rebind again to announce it)")?;
+        eprintln!("keyward: new boot key announced to the mesh (signed by the node key)");
         std::fs::rename(&new_boot_path, &cfg.boot_key).with_context(|| {
             format!(
                 "moving {} to {}",
@@ -224,9 +281,25 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         if let Some(dir) = cfg.boot_key.parent() {
             std::fs::File::open(dir).and_then(|d| d.sync_all())?;
         }
+        let olds: Vec<String> = dev
+            .tokens()?
+            .iter()
+            .filter(|(_, t)| t.epoch != epoch)
+            .map(|(_, t)| t.epoch.to_string())
+            .collect();
         eprintln!(
-            "keyward: boot key replaced in {}; run `update-initramfs -u` so the initramfs carries it, and rebind any other device bound on this node",
-            cfg.boot_key.display()
+            "keyward: boot key replaced in {}. The initramfs on /boot still carries the old one, which keeps opening {} until you retire it, so this node still boots.\nnext:\n  1. update-initramfs -u\n  2. keyward drop-epoch {}   (then the old boot key, and any copy of it, opens nothing)\n  3. keyward rebind --device DEV, for any other device bound on this node\n`keyward status` reminds you until then.",
+            cfg.boot_key.display(),
+            if olds.is_empty() {
+                "nothing here".to_string()
+            } else {
+                format!("epoch {}", olds.join(", "))
+            },
+            if olds.is_empty() {
+                "N".to_string()
+            } else {
+                olds.join(" ")
+            }
         );
     }
     println!(
@@ -276,7 +349,11 @@ fn next_epoch(cfg: &Config, old: Option<u64>) -> anyhow::Result<u64> {
 
 /// Asks `guardians` to drop this node's envelopes of `epoch`; returns the
 /// guardians that did not confirm, with why.
-fn drop_epoch(cfg: &Config, epoch: u64, guardians: Vec<String>) -> anyhow::Result<Vec<String>> {
+pub(crate) fn drop_epoch(
+    cfg: &Config,
+    epoch: u64,
+    guardians: Vec<String>,
+) -> anyhow::Result<Vec<String>> {
     if guardians.is_empty() {
         return Ok(vec![]);
     }
@@ -307,12 +384,12 @@ fn report_drop(r: anyhow::Result<Vec<String>>, epoch: u64) {
     match r {
         Ok(failed) if failed.is_empty() => {}
         Ok(failed) => eprintln!(
-            "keyward: {} guardian(s) did not confirm dropping the shares of epoch {epoch} (they open no keyslot any more):\n  {}",
+            "keyward: {} guardian(s) did not confirm dropping the shares of epoch {epoch} (they open no keyslot any more); `keyward epochs --drop-orphans` asks them again:\n  {}",
             failed.len(),
             failed.join("\n  ")
         ),
         Err(e) => eprintln!(
-            "keyward: guardians were not told to drop the shares of epoch {epoch} (they open no keyslot any more): {e}"
+            "keyward: guardians were not told to drop the shares of epoch {epoch} (they open no keyslot any more; `keyward epochs --drop-orphans` asks them again): {e}"
         ),
     }
 }
@@ -323,7 +400,7 @@ fn devices_file(cfg: &Config) -> PathBuf {
     cfg.state_dir.join("bound-devices")
 }
 
-fn bound_devices(cfg: &Config) -> Vec<PathBuf> {
+pub(crate) fn bound_devices(cfg: &Config) -> Vec<PathBuf> {
     std::fs::read_to_string(devices_file(cfg))
         .unwrap_or_default()
         .lines()
@@ -375,26 +452,35 @@ pub fn refresh(cfg: &Config, only: Option<&Path>) -> anyhow::Result<()> {
         .collect();
     for d in devices {
         let dev = Device::new(&d);
-        let Some((_, mut token)) = dev.token()? else {
+        let tokens = dev.tokens()?;
+        if tokens.is_empty() {
             eprintln!("keyward: {} is no longer bound; skipping", d.display());
             continue;
-        };
+        }
+        // Every keyward token: one kept for the old boot key during a
+        // boot-key change is what the next boot uses until then.
         let mut changed = 0;
-        for g in &mut token.guardians {
-            if let Some(a) = known.get(&g.id) {
-                let (mut new, mut old) = (a.clone(), g.addrs.clone());
-                new.sort();
-                old.sort();
-                if new != old {
-                    g.addrs = a.clone();
-                    changed += 1;
+        for (id, mut token) in tokens {
+            let mut here = 0;
+            for g in &mut token.guardians {
+                if let Some(a) = known.get(&g.id) {
+                    let (mut new, mut old) = (a.clone(), g.addrs.clone());
+                    new.sort();
+                    old.sort();
+                    if new != old {
+                        g.addrs = a.clone();
+                        here += 1;
+                    }
                 }
+            }
+            if here > 0 {
+                dev.replace_token(id, &token)?;
+                changed = changed.max(here);
             }
         }
         if changed == 0 {
             println!("{}: guardian addresses up to date", d.display());
         } else {
-            dev.set_token(&token)?;
             println!(
                 "{}: updated addresses of {changed} guardian(s)",
                 d.display()
@@ -405,32 +491,55 @@ pub fn refresh(cfg: &Config, only: Option<&Path>) -> anyhow::Result<()> {
 }
 
 pub fn unbind(cfg: &Config, device: &Path, key_file: Option<&Path>) -> anyhow::Result<()> {
+    let _lock = pending::lock(&cfg.state_dir)?;
     let dev = Device::new(device);
-    let (tid, token) = dev
-        .token()?
-        .with_context(|| format!("{} is not bound by keyward", device.display()))?;
+    let tokens = dev.tokens()?;
+    if tokens.is_empty() {
+        bail!("{} is not bound by keyward", device.display());
+    }
     let pass = crate::passphrase(key_file, device)?;
-    let slots: Vec<u32> = token
-        .keyslots
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
     // Prove the passphrase opens a slot that stays before removing ours.
     dev.test_key(&pass, None)
         .context("that passphrase does not open the device")?;
-    for s in slots {
-        if dev.test_key(&pass, Some(s)).is_ok() {
-            bail!("that passphrase is keyward's own key (slot {s}); give a passphrase of another keyslot");
+    for (_, token) in &tokens {
+        for s in token.keyslots.iter().filter_map(|s| s.parse::<u32>().ok()) {
+            if dev.test_key(&pass, Some(s)).is_ok() {
+                bail!("that passphrase is keyward's own key (slot {s}); give a passphrase of another keyslot");
+            }
         }
-        dev.kill_slot(s, &pass)?;
     }
-    dev.remove_token(tid)?;
-    let gs: Vec<String> = token.guardians.iter().map(|g| g.id.clone()).collect();
-    report_drop(drop_epoch(cfg, token.epoch, gs), token.epoch);
+    // Every keyward token goes, the one kept for an old boot key too.
+    for (tid, token) in tokens {
+        retire(cfg, &dev, tid, &token, &pass)?;
+    }
     set_bound(cfg, device, false)?;
     println!(
         "unbound {}: keyward's keyslot and token removed, passphrase slots untouched",
         device.display()
     );
+    Ok(())
+}
+
+/// Removes one binding of a device: its keyslots, its token, and the
+/// guardians' shares of its epoch. The keyslots go first, so a failure
+/// half-way leaves a token naming a dead slot (harmless, listed by
+/// `keyward epochs`) rather than a live slot no token names.
+pub fn retire(
+    cfg: &Config,
+    dev: &Device,
+    tid: u32,
+    token: &Token,
+    pass: &[u8],
+) -> anyhow::Result<()> {
+    let live = dev.keyslots()?;
+    for s in token.keyslots.iter().filter_map(|s| s.parse::<u32>().ok()) {
+        if live.contains(&s) {
+            dev.kill_slot(s, pass)
+                .with_context(|| format!("removing keyslot {s}"))?;
+        }
+    }
+    dev.remove_token(tid)?;
+    let gs: Vec<String> = token.guardians.iter().map(|g| g.id.clone()).collect();
+    report_drop(drop_epoch(cfg, token.epoch, gs), token.epoch);
     Ok(())
 }

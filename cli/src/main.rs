@@ -1,6 +1,9 @@
 //! keyward: the command line of a keyward mesh.
 
 mod bind;
+mod epochs;
+mod initramfs;
+mod pending;
 mod show;
 
 use std::io::Write;
@@ -95,6 +98,12 @@ enum Cmd {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
+    /// The share epochs this node handed out: which binding uses each,
+    /// which guardians hold them, and orphans an interrupted bind left.
+    Epochs(epochs::EpochsArgs),
+    /// Retire epochs: the old boot key's binding after
+    /// `rebind --new-boot-key` and `update-initramfs -u`, or an orphan.
+    DropEpoch(epochs::DropArgs),
     /// Update the guardians' addresses in bound devices' LUKS tokens (run by
     /// keyward-refresh.timer), so the initramfs finds guardians that moved.
     Refresh {
@@ -196,11 +205,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Cmd::Status { json } => {
-            let v = ctl(&cfg, CtlRequest::Status)?;
+            let mut v = ctl(&cfg, CtlRequest::Status)?;
+            // From this machine, not the daemon: unfinished binds and a
+            // boot-key change waiting for the initramfs.
+            let todo = epochs::warnings(&cfg);
             if json {
+                v["todo"] = serde_json::json!(todo);
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 show::status(&v);
+                if !todo.is_empty() {
+                    println!("\nTO DO on this node:");
+                    for t in todo {
+                        println!("  {t}");
+                    }
+                }
             }
         }
         Cmd::Peers => show::peers(&ctl(&cfg, CtlRequest::Status)?),
@@ -269,6 +288,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Bind(a) => bind::bind(&cfg, &a, false)?,
         Cmd::Rebind(a) => bind::bind(&cfg, &a, true)?,
         Cmd::Unbind { device, key_file } => bind::unbind(&cfg, &device, key_file.as_deref())?,
+        Cmd::Epochs(a) => epochs::epochs(&cfg, &a)?,
+        Cmd::DropEpoch(a) => epochs::drop_epochs(&cfg, &a)?,
         Cmd::Refresh { device } => bind::refresh(&cfg, device.as_deref())?,
         Cmd::Unlock {
             device,
@@ -284,12 +305,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let dev = Device::new(&device);
             // Read from the header itself: no cryptsetup process on the boot path.
-            let (_, token) = dev
-                .token_direct()?
-                .with_context(|| format!("{} is not bound by keyward (no keyward token); bind it with `keyward bind --device {}`", device.display(), device.display()))?;
-            refuse_if_running_owner(&cfg, &token.owner)?;
+            let tokens = dev.tokens_direct()?;
+            if tokens.is_empty() {
+                bail!("{} is not bound by keyward (no keyward token); bind it with `keyward bind --device {}`", device.display(), device.display());
+            }
             let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
             let boot = BootKey::load(&bk_path)?;
+            let token = pick_token(tokens, &boot);
+            refuse_if_running_owner(&cfg, &token.owner)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -315,6 +338,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token to unlock with. During a boot-key change a device has one
+/// token per boot key (the old one for the initramfs not yet rebuilt):
+/// the newest whose shares were sealed to the boot key at hand, else the
+/// newest that names no key (written before tokens did), else the newest.
+fn pick_token(
+    tokens: Vec<(u32, keyward_node::luks::Token)>,
+    boot: &BootKey,
+) -> keyward_node::luks::Token {
+    let mine = hex::encode(boot.public().sign);
+    let pos = tokens
+        .iter()
+        .rposition(|(_, t)| t.boot.as_deref() == Some(mine.as_str()))
+        .or_else(|| tokens.iter().rposition(|(_, t)| t.boot.is_none()))
+        .unwrap_or(tokens.len() - 1);
+    tokens
+        .into_iter()
+        .nth(pos)
+        .map(|(_, t)| t)
+        .expect("in range")
 }
 
 /// Unlocking a node that is up would be refused anyway and raise a

@@ -88,6 +88,21 @@ pub fn status(v: &Value) {
                 .unwrap_or_default()
         );
     }
+    // Names are not unique in a mesh: say so, since commands then need
+    // the id (a name shared by several members resolves to none of them).
+    let mut by_name: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for m in v["members"].as_array().into_iter().flatten() {
+        if let (Some(n), Some(id)) = (m["name"].as_str(), m["id"].as_str()) {
+            by_name.entry(n).or_default().push(id);
+        }
+    }
+    for (n, ids) in by_name.iter().filter(|(_, ids)| ids.len() > 1) {
+        println!(
+            "\nNOTE: {} members are named {n}; commands about them need the id: {}",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
     if let Some(r) = v["revoked"].as_array().filter(|r| !r.is_empty()) {
         println!(
             "\nrevoked: {}",

@@ -53,6 +53,9 @@ pub enum CtlRequest {
         epochs: Vec<u64>,
         guardians: Vec<String>,
     },
+    /// Ask every active guardian which epochs of this node's envelopes it
+    /// holds; each answers `{"held": [epochs]}` or why not.
+    Held,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -132,7 +132,8 @@ enum Pending {
 struct Fanout {
     reply: oneshot::Sender<CtlResponse>,
     waiting: usize,
-    results: BTreeMap<String, String>,
+    /// Per guardian: "ok", why not, or an answer's data.
+    results: BTreeMap<String, serde_json::Value>,
 }
 
 type CtlMsg = (CtlRequest, oneshot::Sender<CtlResponse>);
@@ -895,6 +896,17 @@ impl Daemon {
                 self.strike(peer, &why);
                 self.respond(ch, Response::Refused { reason: why });
             }
+            Request::Held => {
+                let Some(from) = member else {
+                    return self.refuse_stranger(ch);
+                };
+                let epochs = self
+                    .guardian
+                    .owner(&from)
+                    .map(|s| s.envelopes.keys().copied().collect())
+                    .unwrap_or_default();
+                self.respond(ch, Response::Held { epochs });
+            }
             Request::GoingDown => {
                 if let Some(n) = member {
                     info!(node = %n, "peer going down cleanly");
@@ -1136,10 +1148,11 @@ impl Daemon {
             }
             Pending::Fanout { batch, guardian } => {
                 let res = match r {
-                    Ok(Response::Ack) => "ok".to_string(),
-                    Ok(Response::Refused { reason }) => format!("refused: {reason}"),
-                    Ok(_) => "unexpected answer".into(),
-                    Err(e) => format!("unreachable: {e}"),
+                    Ok(Response::Ack) => json!("ok"),
+                    Ok(Response::Held { epochs }) => json!({ "held": epochs }),
+                    Ok(Response::Refused { reason }) => json!(format!("refused: {reason}")),
+                    Ok(_) => json!("unexpected answer"),
+                    Err(e) => json!(format!("unreachable: {e}")),
                 };
                 if let Some(f) = self.fanouts.get_mut(&batch) {
                     f.results.insert(guardian.to_string(), res);
@@ -1369,6 +1382,7 @@ impl Daemon {
             CtlRequest::Drop { epochs, guardians } => {
                 return self.drop_epochs(epochs, guardians, reply)
             }
+            CtlRequest::Held => return self.held(reply),
         };
         let _ = reply.send(match r {
             Ok(v) => CtlResponse::ok(v),
@@ -1388,6 +1402,7 @@ impl Daemon {
                     "id": m.id.to_string(),
                     "name": m.name,
                     "role": m.role.to_string(),
+                    "boot": hex::encode(m.boot.sign),
                     "me": m.id == self.me.id,
                     "connected": m.id == self.me.id || p.is_some_and(|p| self.connected.contains(&p)),
                     "addrs": p.and_then(|p| self.peers.get(&p)).map(|s| s.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
@@ -1518,12 +1533,16 @@ impl Daemon {
         );
     }
 
+    /// An active member by id or name, else any node ever admitted (to
+    /// revoke one that is already out). A name that fits several nodes
+    /// is refused with the candidates listed, never resolved by order.
     fn find(&self, who: &str) -> Result<NodeId, String> {
-        self.roster
-            .find(who)
-            .map(|m| m.id)
-            .or_else(|| self.roster.find_any(who))
-            .ok_or_else(|| format!("no member named `{who}` (see `keyward peers`)"))
+        use crate::lookup::FindError;
+        match self.roster.find(who) {
+            Ok(id) => Ok(id),
+            Err(FindError::NotFound(_)) => self.roster.find_any(who).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn revoke(
@@ -1636,11 +1655,12 @@ impl Daemon {
         who: &str,
         kind: impl Fn(NodeId) -> AdminKind,
     ) -> Result<serde_json::Value, String> {
-        let owner = self
-            .roster
-            .find(who)
-            .map(|m| m.id)
-            .ok_or_else(|| format!("no active member named `{who}` (see `keyward peers`)"))?;
+        let owner = self.roster.find(who).map_err(|e| match e {
+            crate::lookup::FindError::NotFound(_) => {
+                format!("no active member named `{who}` (see `keyward peers`)")
+            }
+            e => e.to_string(),
+        })?;
         self.admin(kind(owner))
     }
 
@@ -1718,12 +1738,24 @@ impl Daemon {
         self.fan_out(requests, BTreeMap::new(), reply);
     }
 
+    /// Asks every active guardian but this node which of our epochs it
+    /// holds.
+    fn held(&mut self, reply: oneshot::Sender<CtlResponse>) {
+        let requests = self
+            .roster
+            .guardians()
+            .filter(|m| m.id != self.me.id)
+            .map(|m| (m.id, Request::Held))
+            .collect();
+        self.fan_out(requests, BTreeMap::new(), reply);
+    }
+
     /// Sends one request per guardian and answers `reply` with every
     /// guardian's result once all answered (or failed).
     fn fan_out(
         &mut self,
         requests: Vec<(NodeId, Request)>,
-        results: BTreeMap<String, String>,
+        results: BTreeMap<String, serde_json::Value>,
         reply: oneshot::Sender<CtlResponse>,
     ) {
         let batch = self.next_batch;

@@ -617,7 +617,18 @@ impl Guardian {
         let Some(member) = roster.member(&owner) else {
             return Err(Refusal::NotMember);
         };
-        if !req.verify(&member.boot) {
+        // The boot key this epoch's share was sealed to (recorded in the
+        // envelope, signed by the owner's node key) answers for it; the
+        // roster's key only for envelopes that do not record one. So a
+        // boot-key change never strands the initramfs still carrying the old
+        // key: its epoch opens with it until the owner drops that epoch.
+        let boot = self
+            .owners
+            .get(&owner)
+            .and_then(|s| s.envelopes.get(&req.epoch))
+            .and_then(|e| e.body.boot.as_ref())
+            .unwrap_or(&member.boot);
+        if !req.verify(boot) {
             return Err(Refusal::BadSignature);
         }
         if req.guardian != self.me {

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod guardian;
 pub mod identity;
+pub mod lookup;
 pub mod luks;
 pub mod net;
 pub mod proto;

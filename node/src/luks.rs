@@ -48,6 +48,12 @@ pub struct Token {
     pub epoch: u64,
     pub threshold: usize,
     pub guardians: Vec<TokenGuardian>,
+    /// Hex of the ed25519 key of the boot key this epoch's shares were
+    /// sealed to. During a boot-key change a device carries two keyward
+    /// tokens (old key, new key) and the unlock picks the one whose boot
+    /// key it holds. None in tokens written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,9 +249,26 @@ impl Device {
         .map(|_| ())
     }
 
-    /// keyward's token and its LUKS2 token id, if the device is bound.
+    /// keyward's current token (the highest epoch) and its LUKS2 token
+    /// id, if the device is bound.
     pub fn token(&self) -> Result<Option<(u32, Token)>, LuksError> {
-        token_in(&self.path, &self.metadata()?)
+        Ok(self.tokens()?.pop())
+    }
+
+    /// Every keyward token, lowest epoch first. More than one only while
+    /// a boot-key change waits for the new initramfs: the older tokens
+    /// name the old boot key's epochs.
+    pub fn tokens(&self) -> Result<Vec<(u32, Token)>, LuksError> {
+        tokens_in(&self.path, &self.metadata()?)
+    }
+
+    /// `tokens` read straight from the header when possible (see
+    /// `token_direct`).
+    pub fn tokens_direct(&self) -> Result<Vec<(u32, Token)>, LuksError> {
+        match read_header_json(&self.path) {
+            Some(meta) => tokens_in(&self.path, &meta),
+            None => self.tokens(),
+        }
     }
 
     /// keyward's token read straight from the LUKS2 header, without
@@ -253,13 +276,27 @@ impl Device {
     /// The primary header's checksum is verified; on any doubt this falls
     /// back to asking cryptsetup.
     pub fn token_direct(&self) -> Result<Option<(u32, Token)>, LuksError> {
-        match read_header_json(&self.path) {
-            Some(meta) => token_in(&self.path, &meta),
-            None => self.token(),
-        }
+        Ok(self.tokens_direct()?.pop())
     }
 
-    /// Writes the token, replacing a previous keyward token.
+    /// Writes a token beside the keyward tokens already there; returns
+    /// its id.
+    pub fn add_token(&self, tok: &Token) -> Result<u32, LuksError> {
+        let before: Vec<u32> = self.tokens()?.into_iter().map(|(i, _)| i).collect();
+        let json = serde_json::to_vec(tok).expect("token serializes");
+        self.run(
+            "token import",
+            &["token", "import", "--json-file=-", self.dev()],
+            Some(&json),
+        )?;
+        self.tokens()?
+            .into_iter()
+            .map(|(i, _)| i)
+            .find(|i| !before.contains(i))
+            .ok_or_else(|| self.failed("token import", "no new token appeared".into()))
+    }
+
+    /// Writes the token, replacing the current keyward token.
     pub fn set_token(&self, tok: &Token) -> Result<u32, LuksError> {
         let old = self.token()?;
         let json = serde_json::to_vec(tok).expect("token serializes");
@@ -272,6 +309,26 @@ impl Device {
         args.push(self.dev());
         self.run("token import", &args, Some(&json))?;
         Ok(self.token()?.map(|(i, _)| i).unwrap_or_default())
+    }
+
+    /// Rewrites the keyward token with LUKS2 id `id`.
+    pub fn replace_token(&self, id: u32, tok: &Token) -> Result<(), LuksError> {
+        let json = serde_json::to_vec(tok).expect("token serializes");
+        let ids = id.to_string();
+        self.run(
+            "token import",
+            &[
+                "token",
+                "import",
+                "--json-file=-",
+                "--token-id",
+                &ids,
+                "--token-replace",
+                self.dev(),
+            ],
+            Some(&json),
+        )
+        .map(|_| ())
     }
 
     pub fn remove_token(&self, id: u32) -> Result<(), LuksError> {
@@ -306,9 +363,10 @@ impl Device {
     }
 }
 
-fn token_in(device: &Path, m: &serde_json::Value) -> Result<Option<(u32, Token)>, LuksError> {
+fn tokens_in(device: &Path, m: &serde_json::Value) -> Result<Vec<(u32, Token)>, LuksError> {
+    let mut out = Vec::new();
     let Some(tokens) = m["tokens"].as_object() else {
-        return Ok(None);
+        return Ok(out);
     };
     for (id, t) in tokens {
         if t["type"] == TOKEN_TYPE {
@@ -320,10 +378,11 @@ fn token_in(device: &Path, m: &serde_json::Value) -> Result<Option<(u32, Token)>
                 device: device.into(),
                 msg: format!("odd token id {id}"),
             })?;
-            return Ok(Some((id, tok)));
+            out.push((id, tok));
         }
     }
-    Ok(None)
+    out.sort_by_key(|(id, t)| (t.epoch, *id));
+    Ok(out)
 }
 
 /// The JSON area of a LUKS2 primary header, if its magic, version, size
@@ -404,6 +463,7 @@ mod tests {
                 id: "g".into(),
                 addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
             }],
+            boot: None,
         };
         d.set_token(&tok).unwrap();
         assert_eq!(d.token().unwrap().unwrap().1, tok);

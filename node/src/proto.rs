@@ -37,6 +37,9 @@ pub enum Request {
     Sync { digest: ByteArray<32> },
     /// The sender shuts down cleanly; its boot key may be used next.
     GoingDown,
+    /// An owner asks which epochs of its envelopes this guardian holds
+    /// (`keyward epochs`: finding shares an interrupted bind left behind).
+    Held,
     /// Never on the wire: what the codec hands up when a peer's request
     /// did not decode (too large, malformed, unknown version), so the
     /// daemon can name and count the peer. libp2p drops failed reads
@@ -61,6 +64,10 @@ pub enum Response {
     },
     Share(Box<ShareEnvelope>),
     ShareRefused(Refusal),
+    /// Answer to `Held`: the epochs held for the asking owner.
+    Held {
+        epochs: Vec<u64>,
+    },
     /// Sync answer: ops when the digests differ (else empty), the latest
     /// lockdown decision and recent approvals and denials (so a guardian
     /// that was away catches up), and known addresses of members.

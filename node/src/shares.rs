@@ -74,6 +74,14 @@ pub struct ShareBody {
     /// age ciphertext of the share, to the owner's boot X25519 key.
     #[serde(with = "serde_bytes")]
     pub sealed: Vec<u8>,
+    /// The boot key `sealed` was sealed to, signed with the rest by the
+    /// owner's node key. The guardian accepts a request for this epoch
+    /// only when signed by this boot key, so during a boot-key change the
+    /// old epoch keeps opening with the old key (still in the initramfs)
+    /// and the new epoch only with the new one, whatever the roster says.
+    /// None in envelopes made before it existed: the roster's key applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootPublic>,
 }
 
 /// One guardian's share of one owner's disk key.
@@ -173,6 +181,7 @@ pub fn split_with_rng<R: RngCore + rand::CryptoRng>(
                 total: n as u8,
                 commitment,
                 sealed,
+                boot: Some(boot.clone()),
             };
             let sig = owner.sign(SIG_DOMAIN, &codec::signing_bytes(&body));
             Ok(ShareEnvelope { body, sig })
@@ -291,6 +300,9 @@ fn open(
             "says threshold {}, expected {}",
             b.threshold, expect.threshold
         ));
+    }
+    if b.boot.as_ref().is_some_and(|k| *k != boot.public()) {
+        return Err("cannot be opened with this boot key (it was sealed to another one: this epoch belongs to an older or newer boot key)".into());
     }
     let plain = Zeroizing::new(
         age::decrypt(&boot.age_identity(), &b.sealed)

@@ -677,23 +677,44 @@ impl Roster {
             .collect()
     }
 
-    /// Looks a member up by name or node id, for the CLI.
-    pub fn find(&self, who: &str) -> Option<&Member> {
-        if let Ok(id) = who.parse::<NodeId>() {
-            return self.view.active.get(&id);
-        }
-        self.view.active.values().find(|m| m.name == who)
+    /// Looks an active member up by node id or name, for the CLI. A name
+    /// borne by several active members resolves to none of them: the
+    /// error lists them by id (see `lookup`).
+    pub fn find(&self, who: &str) -> Result<NodeId, crate::lookup::FindError> {
+        let active = self.view.active.values();
+        let hits: Vec<&Member> = match who.parse::<NodeId>() {
+            Ok(id) => active.filter(|m| m.id == id).collect(),
+            Err(_) => active.filter(|m| m.name == who).collect(),
+        };
+        crate::lookup::one(who, hits.into_iter().map(|m| self.candidate(m)).collect())
     }
 
-    /// Finds a node that was admitted once, active or revoked.
-    pub fn find_any(&self, who: &str) -> Option<NodeId> {
+    /// Finds a node that was admitted once, active or revoked, by node id
+    /// or name. Several nodes under one name resolve to none of them, as
+    /// in `find`. A node the founder revoked is found by id only (its
+    /// record is compacted away).
+    pub fn find_any(&self, who: &str) -> Result<NodeId, crate::lookup::FindError> {
         if let Ok(id) = who.parse::<NodeId>() {
-            return self.view.ever.contains_key(&id).then_some(id);
+            if self.view.founder_revoked.contains(&id) && !self.view.ever.contains_key(&id) {
+                return Ok(id);
+            }
         }
-        self.view
-            .ever
-            .values()
-            .find(|m| m.name == who)
-            .map(|m| m.id)
+        let known = self.view.ever.values();
+        let hits: Vec<&Member> = match who.parse::<NodeId>() {
+            Ok(id) => known.filter(|m| m.id == id).collect(),
+            Err(_) => known.filter(|m| m.name == who).collect(),
+        };
+        crate::lookup::one(who, hits.into_iter().map(|m| self.candidate(m)).collect())
+    }
+
+    fn candidate(&self, m: &Member) -> crate::lookup::Candidate {
+        let now = self.view.active.get(&m.id).unwrap_or(m);
+        crate::lookup::Candidate {
+            id: m.id,
+            name: now.name.clone(),
+            role: now.role,
+            active: self.view.active.contains_key(&m.id),
+            revoked: self.view.revoked.contains(&m.id),
+        }
     }
 }

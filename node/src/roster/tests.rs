@@ -88,7 +88,7 @@ fn admissions_chain_and_order_does_not_matter() {
     let rep = r2.merge_all(vec![bc, ab, found]);
     assert_eq!(rep.new.len(), 3, "{:?}", rep.errors);
     assert_eq!(r.digest(), r2.digest());
-    assert_eq!(r2.find("c").unwrap().id, c.id());
+    assert_eq!(r2.find("c").unwrap(), c.id());
     assert_eq!(r2.level(&c.id()), Some(2));
 }
 
