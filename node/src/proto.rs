@@ -13,8 +13,16 @@ use crate::identity::{NodeId, NodeKey, Sig};
 use crate::roster::{Member, MeshId, Role, SignedOp};
 use crate::shares::ShareEnvelope;
 
-/// The request-response protocol name; bump with `codec::VERSION`.
-pub const RPC_PROTOCOL: &str = "/keyward/rpc/1";
+/// The request-response protocol name. Bumped whenever a request,
+/// response or gossip message changes meaning (the gossip topic follows it,
+/// see `net::topic`), so nodes of different versions fail to negotiate
+/// with a clear "unsupported protocol" instead of misreading each other.
+/// `codec::VERSION` also guards the state database, so it moves only when
+/// a frame or a stored record changes shape.
+///
+/// 2: sync answers carry signed peer records instead of bare addresses;
+/// copied-boot-key alerts carry the signed request as evidence.
+pub const RPC_PROTOCOL: &str = "/keyward/rpc/2";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -60,11 +68,13 @@ pub enum Response {
     ShareRefused(Refusal),
     /// Sync answer: ops when the digests differ (else empty), the latest
     /// lockdown decision and recent approvals and denials (so a guardian
-    /// that was away catches up), and known addresses of members.
+    /// that was away catches up), and members' signed peer records (libp2p
+    /// signed envelopes, each signed by the member it describes, so the
+    /// answerer cannot put words in anyone's mouth; see `addr_book`).
     Roster {
         ops: Vec<SignedOp>,
         admin: Vec<AdminMsg>,
-        addrs: Vec<(NodeId, Vec<String>)>,
+        records: Vec<serde_bytes::ByteBuf>,
     },
 }
 
@@ -86,9 +96,13 @@ pub enum AdminKind {
     },
     Lockdown,
     Lift,
-    /// A guardian saw a boot-key request while the owner was up.
+    /// A guardian saw a boot-key request while the owner was up. The
+    /// request itself is the evidence: signed by the owner's boot key and
+    /// addressed to the alerting guardian, so a member cannot raise an
+    /// alert about a node whose boot key nobody used.
     Alert {
         owner: NodeId,
+        evidence: ShareRequest,
     },
 }
 
