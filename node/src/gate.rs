@@ -321,7 +321,10 @@ mod tests {
             .map_err(|e| e.to_string())?;
         g.handle_established_inbound_connection(conn(n), peer, &a, &a)
             .map(|_| ())
-            .map_err(|e| format!("{e:?}"))
+            .map_err(|e| match e.downcast::<Refused>() {
+                Ok(r) => r.to_string(),
+                Err(e) => format!("{e:?}"),
+            })
     }
 
     #[test]
