@@ -39,23 +39,20 @@ impl Node {
         .unwrap();
         let cfg = Config::load(&path).unwrap();
         keyward_node::daemon::init(&cfg, mesh).unwrap();
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_keywardd"))
-            .arg("--config")
-            .arg(&path)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,keyward_node::daemon=debug")
-            .stderr(log)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
         let n = Node {
             dir: dir.into(),
+            child: spawn(dir, &path),
             cfg,
-            child,
         };
         n.wait_for(Duration::from_secs(10), "control socket", |_| true);
         n
+    }
+
+    /// Starts the daemon again on the same state (after [`Node::stop`]).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(&self.dir, &self.dir.join("k.toml"));
+        self.wait_for(Duration::from_secs(10), "control socket", |_| true);
     }
 
     pub fn call(&self, req: CtlRequest) -> Result<Value, String> {
@@ -92,6 +89,24 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// keywardd on `config`, its log appended to `dir/log`.
+fn spawn(dir: &Path, config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_keywardd"))
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info,keyward_node::daemon=debug")
+        .stderr(log)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 pub fn free_port(udp: bool) -> u16 {
