@@ -6,18 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use keyward_node::codec;
 use keyward_node::control::CtlRequest;
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
-use keyward_node::net::{self, BehaviourEvent, SwarmOptions};
 use keyward_node::proto::Gossip;
 use keyward_node::roster::{Member, MeshId, OpBody, Role, SignedOp};
-use libp2p::gossipsub;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
 
+use common::peer::gossip_as;
 use common::{free_port, Node};
 
 fn members(v: &Value) -> usize {
@@ -77,92 +72,6 @@ fn a_mesh_forms_and_proves_liveness_over_quic_only() {
         .unwrap()["addrs"]
         .to_string();
     assert!(addrs.contains("quic-v1"), "{addrs}");
-}
-
-/// What a hand-driven gossip peer saw while connected to a daemon.
-struct GossipRun {
-    /// The daemon told us it is subscribed to the mesh topic, i.e. the
-    /// connection speaks gossipsub.
-    subscribed: bool,
-    /// Gossip messages that reached us.
-    received: usize,
-}
-
-/// Connects to the daemon at `port` as `key` (a gossip peer of the mesh
-/// topic), publishes `msgs` once the daemon's subscription arrived, runs
-/// `meanwhile` and keeps listening for `linger`.
-fn gossip_as(
-    key: &NodeKey,
-    port: u16,
-    daemon: PeerId,
-    mesh: MeshId,
-    msgs: &[Gossip],
-    meanwhile: impl FnOnce(),
-    linger: Duration,
-) -> GossipRun {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut swarm = net::daemon_swarm(
-            key.libp2p_keypair(),
-            &SwarmOptions {
-                ping_interval: Duration::from_secs(1),
-                mdns: false,
-                quic: false,
-            },
-        )
-        .unwrap();
-        swarm
-            .behaviour_mut()
-            .gossip
-            .subscribe(&net::topic(&mesh))
-            .unwrap();
-        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{daemon}")
-            .parse()
-            .unwrap();
-        swarm.dial(addr).unwrap();
-        let mut run = GossipRun {
-            subscribed: false,
-            received: 0,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while let Ok(ev) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            if let SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed {
-                peer_id,
-                ..
-            })) = ev
-            {
-                if peer_id == daemon {
-                    run.subscribed = true;
-                    break;
-                }
-            }
-        }
-        if !run.subscribed {
-            return run;
-        }
-        for g in msgs {
-            let bytes = codec::encode(g).unwrap();
-            swarm
-                .behaviour_mut()
-                .gossip
-                .publish(net::topic(&mesh), bytes)
-                .unwrap();
-        }
-        meanwhile();
-        let linger = tokio::time::Instant::now() + linger;
-        while let Ok(ev) = tokio::time::timeout_at(linger, swarm.select_next_some()).await {
-            if let SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
-                ..
-            })) = ev
-            {
-                run.received += 1;
-            }
-        }
-        run
-    })
 }
 
 fn mesh_of(v: &Value) -> MeshId {
@@ -343,7 +252,10 @@ fn forged_roster_operations_relayed_by_a_member_change_nothing() {
         || {},
         Duration::from_secs(2),
     );
-    assert!(run.subscribed, "c's key never spoke gossip with the founder");
+    assert!(
+        run.subscribed,
+        "c's key never spoke gossip with the founder"
+    );
     // Give gossip and anti-entropy a moment to spread anything accepted.
     std::thread::sleep(Duration::from_secs(1));
     // The founder did receive and weigh them (so this test is not

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod peer;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,12 +41,12 @@ impl Node {
         .unwrap();
         let cfg = Config::load(&path).unwrap();
         keyward_node::daemon::init(&cfg, mesh).unwrap();
-        let n = Node {
+        let mut n = Node {
             dir: dir.into(),
             child: spawn(dir, &path),
             cfg,
         };
-        n.wait_for(Duration::from_secs(10), "control socket", |_| true);
+        n.until_up();
         n
     }
 
@@ -52,7 +54,34 @@ impl Node {
     pub fn restart(&mut self) {
         self.stop();
         self.child = spawn(&self.dir, &self.dir.join("k.toml"));
-        self.wait_for(Duration::from_secs(10), "control socket", |_| true);
+        self.until_up();
+    }
+
+    /// Waits for the control socket. sled releases its database lock a
+    /// moment after the last handle is dropped, so a daemon started right
+    /// after `init` (in this process) or a killed daemon may find it still
+    /// held; it exits saying so, and is started again.
+    fn until_up(&mut self) {
+        for _ in 0..50 {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if self.call(CtlRequest::Status).is_ok() {
+                    return;
+                }
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !matches!(self.child.try_wait(), Ok(Some(_)))
+                || !self.log().contains("could not acquire lock")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            self.child = spawn(&self.dir, &self.dir.join("k.toml"));
+        }
+        self.wait_for(Duration::from_secs(1), "control socket", |_| true);
     }
 
     pub fn call(&self, req: CtlRequest) -> Result<Value, String> {
