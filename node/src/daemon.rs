@@ -433,6 +433,7 @@ impl Daemon {
                 info!("listening on {address}/p2p/{}", self.peer_id());
                 self.listen.push(address);
                 self.own_record_stale = true;
+                self.refresh_own_record();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen.retain(|a| *a != address);
@@ -944,7 +945,7 @@ impl Daemon {
                     }
                 }
                 Action::Log(d) => {
-                    if !d.released && !self.from_owners_boot_key(&d.owner, peer) {
+                    if !d.released && !self.is_owners_boot_key(&d.owner, peer) {
                         // Anyone can send a request naming any owner: those
                         // not from the owner's boot key are counted apart,
                         // so strangers cannot flush the decision history.
@@ -1246,6 +1247,8 @@ impl Daemon {
             self.forget_strangers();
             self.persist_addrs(true);
         }
+        // roster changes from the control socket mark entries too
+        self.persist_addrs(false);
         self.refresh_own_record();
         if ticks.is_multiple_of(5) {
             self.persist_dirty();

@@ -284,7 +284,14 @@ mod tests {
             .map(|b| codec::signing_bytes(&SignedOp::sign(b, &k)).len())
             .max()
             .unwrap();
-        // admin messages and member addresses ride along: a MiB for them
+        // admin messages (the lockdown and at most 256 recent decisions)
+        // and members' signed peer records ride along: a MiB for them
+        const {
+            assert!(
+                crate::addr_book::SYNC_RECORDS_BUDGET + 257 * <AdminMsg as Wire>::MAX <= 1 << 20,
+                "signed peer records and admin messages outgrew their MiB"
+            )
+        };
         assert!(
             MAX_OPS * largest + (1 << 20) <= <Response as Wire>::MAX,
             "{MAX_OPS} ops of {largest} bytes do not fit {} bytes",

@@ -11,17 +11,13 @@ use serde_bytes::ByteBuf;
 use tracing::warn;
 
 use super::{now_ms, Daemon};
-use crate::addr_book::{self, AddrBook, Change, Entry};
+use crate::addr_book::{self, AddrBook, Change, Entry, SYNC_RECORDS_BUDGET};
 use crate::codec::Wire;
 use crate::guardian::Millis;
 use crate::store::{Batch, Store, StoreError, TreeName};
 
 /// Non-members whose addresses are kept (joiners, mDNS neighbours).
 const MAX_STRANGERS: usize = 64;
-/// Bytes of signed peer records in one sync answer: with records of a few
-/// hundred bytes, room for every member of a mesh of a thousand, and far
-/// inside the answer's limit next to a full roster (`proto` checks that).
-const SYNC_RECORDS_BUDGET: usize = 512 * 1024;
 
 /// The address lists of the previous version (`liveness` tree): read
 /// once, moved to the `peers` tree as claimed long ago.
@@ -150,7 +146,7 @@ impl Daemon {
     /// with `all`, also those that were only confirmed again. Only members
     /// and peers an admin named are written.
     pub(super) fn persist_addrs(&mut self, all: bool) {
-        if self.peers_dirty.is_empty() && !(all && !self.peers_stale.is_empty()) {
+        if self.peers_dirty.is_empty() && (!all || self.peers_stale.is_empty()) {
             return;
         }
         let mut peers = std::mem::take(&mut self.peers_dirty);

@@ -86,7 +86,7 @@ impl Daemon {
 
     /// Whether a share request came over a connection authenticated by
     /// the owner's boot key.
-    pub(super) fn from_owners_boot_key(&self, owner: &NodeId, peer: Option<&PeerId>) -> bool {
+    pub(super) fn is_owners_boot_key(&self, owner: &NodeId, peer: Option<&PeerId>) -> bool {
         let boot = self.roster.member(owner).and_then(|m| m.boot.peer_id());
         peer.is_some_and(|p| boot.as_ref() == Some(p))
     }
