@@ -323,6 +323,7 @@ fn strangers_share_requests_do_not_flush_the_decision_history() {
         v["strangers"]
     );
     assert_eq!(v["strangers"]["last_rule"], "bad-signature");
+    assert_eq!(v["strangers"]["last_owner"], "b");
     // and the journal got a handful of lines, not 300
     let lines = a
         .log()

@@ -34,6 +34,7 @@ pub(super) struct StrangerRefusals {
     count: u64,
     last_at: Millis,
     last_rule: String,
+    last_owner: Option<NodeId>,
     logged_at: Millis,
     unlogged: u64,
     /// Connections refused by the gate, for the journal's rate limit.
@@ -97,6 +98,7 @@ impl Daemon {
         s.count += 1;
         s.last_at = d.at;
         s.last_rule.clone_from(&d.rule);
+        s.last_owner = Some(d.owner);
         if d.at.saturating_sub(s.logged_at) < STRANGER_LOG_EVERY {
             s.unlogged += 1;
             return;
@@ -132,6 +134,8 @@ impl Daemon {
             "refused_requests": s.count,
             "last_refused_ms_ago": (s.count > 0).then(|| now.saturating_sub(s.last_at)),
             "last_rule": (s.count > 0).then(|| s.last_rule.clone()),
+            // the owner the last such request named, as decisions name it
+            "last_owner": s.last_owner.map(|o| self.roster.member(&o).map(|m| m.name.clone()).unwrap_or_else(|| o.to_string())),
             "connections": gate.strangers(),
             "refused_connections": gate.refused(),
         })
