@@ -34,6 +34,11 @@ pub struct Config {
     pub quic: bool,
     /// Log level when RUST_LOG is not set.
     pub log_level: String,
+    /// Seconds after which a peer's learnt address is forgotten when it was
+    /// not confirmed again while a newer address of that peer was (so LUKS
+    /// tokens do not collect dead addresses). An address is never dropped
+    /// for age alone: after a long outage the last known ones stay.
+    pub address_max_age: u64,
     pub policy: PolicyConfig,
 }
 
@@ -88,6 +93,7 @@ impl Default for Config {
             mdns: true,
             quic: false,
             log_level: "info".into(),
+            address_max_age: 7 * 24 * 3600,
             policy: PolicyConfig::default(),
         }
     }
@@ -173,6 +179,12 @@ impl Config {
                 )));
             }
         }
+        if !(60..=MAX_POLICY_SECS).contains(&self.address_max_age) {
+            return Err(bad(format!(
+                "address_max_age = {} s: give between 60 s and a year, in seconds (604800 = 7 days)",
+                self.address_max_age
+            )));
+        }
         if p.interval == 0 || p.timeout == 0 {
             return Err(bad(
                 "policy.interval and policy.timeout must be at least 1 second".into(),
@@ -252,5 +264,7 @@ mod tests {
         assert!(e.to_string().contains("policy.timeout"), "{e}");
         let e = Config::parse("bootstrap = [\"10.0.0.1:7300\"]\n", Path::new("k")).unwrap_err();
         assert!(e.to_string().contains("not a multiaddr"), "{e}");
+        let e = Config::parse("address_max_age = 5\n", Path::new("k")).unwrap_err();
+        assert!(e.to_string().contains("address_max_age = 5 s"), "{e}");
     }
 }

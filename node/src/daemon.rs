@@ -1,6 +1,10 @@
 //! keywardd: one event loop that drives the swarm, the control socket and
 //! timers, and feeds the sans-IO `guardian` and `roster` cores.
 
+mod addresses;
+mod alerts;
+mod members;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -19,7 +23,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::codec::{self, Wire};
+use crate::addr_book::AddrBook;
+use crate::codec;
 use crate::config::Config;
 use crate::control::{CtlRequest, CtlResponse, MAX_LINE};
 use crate::guardian::{self, Action, Event, Guardian, Millis, OwnerState};
@@ -42,12 +47,8 @@ pub fn now_ms() -> Millis {
 /// Strikes before a misbehaving peer is disconnected.
 const MAX_STRIKES: u32 = 5;
 const MAX_REFUSAL_LOG: usize = 4096;
-/// Non-members whose addresses are kept (joiners, mDNS neighbours).
-const MAX_STRANGERS: usize = 64;
 /// How far in the future an admin message may be dated (clock skew).
 const MAX_CLOCK_SKEW: Millis = 120_000;
-/// Addresses remembered per peer.
-const MAX_ADDRS: usize = 8;
 const MAX_ALERTS: usize = 100;
 const MAX_DECISIONS: usize = 200;
 const MAX_RECENT_ADMIN: usize = 256;
@@ -146,7 +147,15 @@ pub struct Daemon {
     roster: Roster,
     guardian: Guardian,
     swarm: Swarm<Behaviour>,
-    peers: BTreeMap<PeerId, Vec<Multiaddr>>,
+    /// Where peers are, learnt only from the peers themselves.
+    book: AddrBook,
+    /// Our connections that we dialled, and the address: a peer that
+    /// answers on one confirms that address again.
+    dialled: BTreeMap<libp2p::swarm::ConnectionId, Multiaddr>,
+    /// Our own signed peer record, handed out in sync answers, and whether
+    /// our listen addresses changed since it was signed.
+    own_record: Option<crate::addr_book::VerifiedRecord>,
+    own_record_stale: bool,
     connected: BTreeSet<PeerId>,
     last_seen: BTreeMap<NodeId, Millis>,
     backoff: BTreeMap<PeerId, (Millis, Millis)>,
@@ -157,8 +166,17 @@ pub struct Daemon {
     /// many identical ones were not logged since.
     refusal_log: BTreeMap<(String, NodeId, String), (Millis, u32)>,
     banned: BTreeMap<PeerId, Millis>,
-    /// Addresses learnt since they were last written to disk.
-    peers_dirty: bool,
+    /// Peers whose addresses changed since they were written to disk:
+    /// written at the end of the event that changed them.
+    peers_dirty: BTreeSet<PeerId>,
+    /// Peers whose addresses were only confirmed again: written lazily.
+    peers_stale: BTreeSet<PeerId>,
+    /// Share requests refused because they did not come from the owner's
+    /// boot key (strangers): counted here, kept out of `decisions`.
+    strangers: alerts::StrangerRefusals,
+    /// (owner, nonce) of alerts recorded, so one piece of evidence raises
+    /// one alert however often it is relayed.
+    alert_evidence: VecDeque<(NodeId, [u8; 16])>,
     /// Peers that said goodbye on their current connection: a ping answer
     /// still in flight must not make them look up again.
     said_bye: BTreeSet<PeerId>,
@@ -233,12 +251,7 @@ impl Daemon {
             on: matches!(m.body.kind, AdminKind::Lockdown),
         });
         guardian.restore(owners, lock);
-        let mut peers: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
-        for (k, rec) in store.tree::<PeerRecord>(TreeName::Liveness)?.all()? {
-            if let Ok(p) = PeerId::from_bytes(&k) {
-                peers.insert(p, rec.addrs.iter().filter_map(|a| a.parse().ok()).collect());
-            }
-        }
+        let book = addresses::load(&store, cfg.address_max_age.saturating_mul(1000))?;
         let ping_interval =
             Duration::from_millis((policy.up_window / 3).clamp(500, policy.interval.max(500)));
         let swarm = net::daemon_swarm(
@@ -249,7 +262,7 @@ impl Daemon {
                 quic: cfg.quic,
             },
         )?;
-        let d = Daemon {
+        let mut d = Daemon {
             cfg,
             key,
             me,
@@ -257,7 +270,10 @@ impl Daemon {
             roster,
             guardian,
             swarm,
-            peers,
+            book,
+            dialled: BTreeMap::new(),
+            own_record: None,
+            own_record_stale: false,
             connected: BTreeSet::new(),
             last_seen: BTreeMap::new(),
             backoff: BTreeMap::new(),
@@ -265,7 +281,10 @@ impl Daemon {
             strikes: BTreeMap::new(),
             refusal_log: BTreeMap::new(),
             banned: BTreeMap::new(),
-            peers_dirty: false,
+            peers_dirty: BTreeSet::new(),
+            peers_stale: BTreeSet::new(),
+            strangers: alerts::StrangerRefusals::default(),
+            alert_evidence: VecDeque::new(),
             said_bye: BTreeSet::new(),
             pending: BTreeMap::new(),
             fanouts: BTreeMap::new(),
@@ -280,6 +299,7 @@ impl Daemon {
             verified_tx,
             verified_rx: Some(verified_rx),
         };
+        d.members_changed();
         Ok(d)
     }
 
@@ -307,7 +327,7 @@ impl Daemon {
         for b in self.cfg.bootstrap.clone() {
             let ma: Multiaddr = b.parse()?;
             if let Some(libp2p::multiaddr::Protocol::P2p(p)) = ma.iter().last() {
-                self.remember(p, ma.clone());
+                self.pin_addr(p, &ma);
             }
         }
         self.dial_bootstrap();
@@ -341,7 +361,7 @@ impl Daemon {
         info!("shutting down: telling peers we go down cleanly");
         self.goodbye().await;
         self.persist_dirty();
-        self.persist_peers();
+        self.persist_addrs(true);
         let _ = self.store.flush();
         let _ = std::fs::remove_file(sock);
         Ok(())
@@ -392,34 +412,6 @@ impl Daemon {
         }
     }
 
-    fn remember(&mut self, p: PeerId, a: Multiaddr) {
-        let a: Multiaddr = a
-            .into_iter()
-            .filter(|x| !matches!(x, libp2p::multiaddr::Protocol::P2p(_)))
-            .collect();
-        // Strangers (anyone on the link can announce over mDNS) get a
-        // bounded share of memory; members are always remembered.
-        if !self.peers.contains_key(&p) && !self.is_member_peer(&p) {
-            let strangers = self
-                .peers
-                .keys()
-                .filter(|k| !self.is_member_peer(k))
-                .count();
-            if strangers >= MAX_STRANGERS {
-                return;
-            }
-        }
-        // Most recent first; the oldest falls off, so a node that moved is
-        // found at its new address.
-        let list = self.peers.entry(p).or_default();
-        if list.first() != Some(&a) {
-            list.retain(|x| *x != a);
-            list.insert(0, a);
-            list.truncate(MAX_ADDRS);
-            self.peers_dirty = true;
-        }
-    }
-
     fn strike(&mut self, p: PeerId, what: &str) {
         let n = self.strikes.entry(p).or_default();
         *n += 1;
@@ -450,13 +442,38 @@ impl Daemon {
     }
 
     fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.on_swarm_event(ev);
+        // Addresses learnt by this event are on disk before the next one
+        // is handled: a power cut a second after a mesh formed must not
+        // leave a restarted node with nobody to dial.
+        self.persist_addrs(false);
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        if let SwarmEvent::ConnectionClosed { connection_id, .. } = &ev {
+            self.dialled.remove(connection_id);
+        }
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("listening on {address}/p2p/{}", self.peer_id());
                 self.listen.push(address);
+                self.own_record_stale = true;
+                self.refresh_own_record();
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen.retain(|a| *a != address);
+                self.own_record_stale = true;
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: libp2p::swarm::ListenError::Denied { cause },
+                ..
+            } => self.connection_refused(&send_back_addr, &cause),
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
                 if self.banned.get(&peer_id).is_some_and(|u| *u > now_ms()) {
                     debug!(peer = %peer_id, "refusing a banned peer");
@@ -466,8 +483,11 @@ impl Daemon {
                 self.connected.insert(peer_id);
                 self.backoff.remove(&peer_id);
                 self.said_bye.remove(&peer_id);
+                let member = self.is_member_peer(&peer_id);
+                net::set_gossip_member(&mut self.swarm.behaviour_mut().gossip, &peer_id, member);
                 if endpoint.is_dialer() {
-                    self.remember(peer_id, endpoint.get_remote_address().clone());
+                    let a = endpoint.get_remote_address().clone();
+                    self.on_reached(peer_id, connection_id, a);
                 }
                 self.alive(&peer_id);
                 if self.is_member_peer(&peer_id) {
@@ -504,16 +524,12 @@ impl Daemon {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
-                ..
-            })) => {
-                for a in info.listen_addrs.into_iter().take(MAX_ADDRS) {
-                    self.remember(peer_id, a);
-                }
-            }
+                connection_id,
+            })) => self.on_identify(peer_id, connection_id, &info.listen_addrs),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 for (p, a) in list {
-                    self.remember(p, a.clone());
-                    if p != self.peer_id() {
+                    if p != self.peer_id() && self.room_for(&p) {
+                        self.book.candidate(p, &a);
                         self.dial_node(p);
                     }
                 }
@@ -523,17 +539,18 @@ impl Daemon {
                 message_id,
                 message,
             })) => {
-                let verdict = match codec::decode::<Gossip>(&message.data) {
-                    Ok(g) => {
-                        self.on_gossip(g);
-                        gossipsub::MessageAcceptance::Accept
-                    }
-                    Err(e) => {
-                        // Strict mode: `source` is the signed author.
-                        if let Some(author) = message.source {
-                            self.strike(author, &format!("gossip: {e}"));
+                let verdict = if !self.gossip_from_members(&propagation_source, &message) {
+                    gossipsub::MessageAcceptance::Reject
+                } else {
+                    match codec::decode::<Gossip>(&message.data) {
+                        Ok(g) => self.on_gossip(g, message.source),
+                        Err(e) => {
+                            // Strict mode: `source` is the signed author.
+                            if let Some(author) = message.source {
+                                self.strike(author, &format!("gossip: {e}"));
+                            }
+                            gossipsub::MessageAcceptance::Reject
                         }
-                        gossipsub::MessageAcceptance::Reject
                     }
                 };
                 let _ = self
@@ -547,13 +564,23 @@ impl Daemon {
         }
     }
 
-    fn on_gossip(&mut self, g: Gossip) {
+    fn on_gossip(&mut self, g: Gossip, author: Option<PeerId>) -> gossipsub::MessageAcceptance {
         match g {
             Gossip::Op(op) => {
                 self.merge_ops(vec![op]);
             }
-            Gossip::Admin(m) => self.apply_admin(m, true),
+            Gossip::Admin(m) => {
+                // A forged alert is the author's doing: it signed it.
+                if let Err(why) = self.check_alert(&m) {
+                    if let Some(a) = author {
+                        self.strike(a, &format!("alert refused: {why}"));
+                    }
+                    return gossipsub::MessageAcceptance::Reject;
+                }
+                self.apply_admin(m, true)
+            }
         }
+        gossipsub::MessageAcceptance::Accept
     }
 
     /// Merges roster ops, persists the new ones, and subscribes if we just
@@ -630,6 +657,7 @@ impl Daemon {
                     }
                 }
             }
+            self.members_changed();
             self.subscribe();
         }
         new_ops.len()
@@ -680,8 +708,10 @@ impl Daemon {
             },
             AdminKind::Lockdown => Event::Lockdown { by, at },
             AdminKind::Lift => Event::Lift { by, at },
-            AdminKind::Alert { owner } => {
-                self.record_alert(*owner, at, Some(by));
+            AdminKind::Alert { owner, evidence } => {
+                if self.check_alert(&m).is_ok() && self.first_evidence(evidence) {
+                    self.record_alert(*owner, at, Some(by));
+                }
                 return;
             }
         };
@@ -888,7 +918,7 @@ impl Daemon {
                 let resp = Response::Roster {
                     ops,
                     admin,
-                    addrs: self.member_addrs(),
+                    records: self.sync_records(),
                 };
                 self.respond(ch, resp);
             }
@@ -965,13 +995,21 @@ impl Daemon {
                     resp = Some(Response::Ack);
                 }
                 Action::Alert(alert) => {
-                    let guardian::Alert::BootKeyWhileUp { owner, at } = alert;
+                    let guardian::Alert::BootKeyWhileUp {
+                        owner,
+                        at,
+                        evidence,
+                    } = alert;
+                    self.first_evidence(&evidence);
                     self.record_alert(owner, at, None);
                     if let Some(mesh) = self.roster.mesh() {
                         let m = AdminMsg::sign(
                             AdminBody {
                                 mesh,
-                                kind: AdminKind::Alert { owner },
+                                kind: AdminKind::Alert {
+                                    owner,
+                                    evidence: *evidence,
+                                },
                                 by: self.me.id,
                                 at,
                             },
@@ -981,6 +1019,13 @@ impl Daemon {
                     }
                 }
                 Action::Log(d) => {
+                    if !d.released && !self.is_owners_boot_key(&d.owner, peer) {
+                        // Anyone can send a request naming any owner: those
+                        // not from the owner's boot key are counted apart,
+                        // so strangers cannot flush the decision history.
+                        self.stranger_refused(&d, peer);
+                        continue;
+                    }
                     let name = self
                         .roster
                         .member(&d.owner)
@@ -1166,27 +1211,14 @@ impl Daemon {
                 }
             }
             Pending::Sync => match r {
-                Ok(Response::Roster { ops, admin, addrs }) => {
+                Ok(Response::Roster {
+                    ops,
+                    admin,
+                    records,
+                }) => {
                     let n = ops.len();
                     self.merge_ops_off_loop(ops);
-                    for (id, list) in addrs.into_iter().take(crate::roster::MAX_OPS) {
-                        let Some(p) = id
-                            .peer_id()
-                            .filter(|p| *p != self.peer_id() && self.roster.is_active(&id))
-                        else {
-                            continue;
-                        };
-                        for a in list
-                            .iter()
-                            .take(MAX_ADDRS)
-                            .filter_map(|a| a.parse::<Multiaddr>().ok())
-                        {
-                            self.remember(p, a);
-                        }
-                        if !self.connected.contains(&p) {
-                            self.dial_node(p);
-                        }
-                    }
+                    self.take_records(peer, records);
                     if n > 0 {
                         debug!(peer = %peer, received = n, "roster sync");
                     }
@@ -1201,24 +1233,6 @@ impl Daemon {
         }
     }
 
-    /// Addresses of active members we know, ours included, for sync.
-    fn member_addrs(&self) -> Vec<(NodeId, Vec<String>)> {
-        let mut out = vec![(
-            self.me.id,
-            self.listen
-                .iter()
-                .map(|a| a.to_string())
-                .take(MAX_ADDRS)
-                .collect(),
-        )];
-        for (p, set) in &self.peers {
-            if let Some(n) = NodeId::from_peer_id(p).filter(|n| self.roster.is_active(n)) {
-                out.push((n, set.iter().map(|a| a.to_string()).collect()));
-            }
-        }
-        out
-    }
-
     /// Sends a request, dialing with the known addresses if needed.
     fn send(&mut self, p: PeerId, req: Request) -> OutboundRequestId {
         // Our own dial (fresh port) goes first; the request waits for it
@@ -1228,7 +1242,7 @@ impl Daemon {
     }
 
     fn dial_node(&mut self, p: PeerId) {
-        let addrs: Vec<Multiaddr> = self.peers.get(&p).map(|s| s.to_vec()).unwrap_or_default();
+        let addrs = self.book.dial_addrs(&p);
         if !self.connected.contains(&p) && !addrs.is_empty() {
             // A fresh source port: with port reuse, two nodes dialling each
             // other at once from their listen ports merge into one TCP
@@ -1313,17 +1327,12 @@ impl Daemon {
                 *n > 0
             });
             self.banned.retain(|_, until| *until > now);
-            let keep: BTreeSet<PeerId> = self
-                .peers
-                .keys()
-                .filter(|p| self.is_member_peer(p) || self.connected.contains(p))
-                .copied()
-                .collect();
-            self.peers.retain(|p, _| keep.contains(p));
+            self.forget_strangers();
+            self.persist_addrs(true);
         }
-        if self.peers_dirty {
-            self.persist_peers();
-        }
+        // roster changes from the control socket mark entries too
+        self.persist_addrs(false);
+        self.refresh_own_record();
         if ticks.is_multiple_of(5) {
             self.persist_dirty();
         }
@@ -1343,21 +1352,6 @@ impl Daemon {
         }
         if let Err(e) = self.store.commit(b) {
             warn!("persisting guardian state: {e}");
-        }
-    }
-
-    fn persist_peers(&mut self) {
-        self.peers_dirty = false;
-        let Ok(t) = self.store.tree::<PeerRecord>(TreeName::Liveness) else {
-            return;
-        };
-        for (p, addrs) in &self.peers {
-            if NodeId::from_peer_id(p).is_some_and(|n| self.roster.is_active(&n)) {
-                let rec = PeerRecord {
-                    addrs: addrs.iter().map(|a| a.to_string()).collect(),
-                };
-                let _ = t.put(&p.to_bytes(), &rec);
-            }
         }
     }
 
@@ -1405,7 +1399,7 @@ impl Daemon {
                     "boot": hex::encode(m.boot.sign),
                     "me": m.id == self.me.id,
                     "connected": m.id == self.me.id || p.is_some_and(|p| self.connected.contains(&p)),
-                    "addrs": p.and_then(|p| self.peers.get(&p)).map(|s| s.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+                    "addrs": p.map(|p| self.book.confirmed(&p)).unwrap_or_default(),
                     "last_seen_ms_ago": self.last_seen.get(&m.id).map(|t| now.saturating_sub(*t)),
                     "holds_shares_epochs": held,
                     "up": self.guardian.is_up(&m.id, now),
@@ -1422,6 +1416,7 @@ impl Daemon {
             "lockdown": lock,
             "members": members,
             "revoked": self.roster.revoked().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "strangers": self.strangers_status(now),
             "alerts": self.alerts.iter().map(|(t, s)| json!({"at_ms": t, "text": s})).collect::<Vec<_>>(),
             "decisions": self.decisions.iter().rev().take(20).map(|d| json!({"at_ms": d.at, "owner": self.roster.member(&d.owner).map(|m| m.name.clone()).unwrap_or_else(|| d.owner.to_string()), "released": d.released, "rule": d.rule, "reason": d.reason})).collect::<Vec<_>>(),
             "policy": self.guardian.policy(),
@@ -1505,11 +1500,13 @@ impl Daemon {
         let Some(p) = inv.inviter.peer_id() else {
             return drop(reply.send(CtlResponse::err("the invite names an invalid inviter")));
         };
-        for a in &inv.addrs {
+        for a in inv.addrs.iter().take(crate::addr_book::MAX_PINNED) {
             if let Ok(ma) = a.parse::<Multiaddr>() {
-                self.remember(p, ma);
+                self.pin_addr(p, &ma);
             }
         }
+        // on disk before the join is even sent: the token is used up
+        self.persist_addrs(false);
         // The record this node claims for itself: the invite fixes the role.
         let me = Member {
             role: inv.role,
@@ -1780,17 +1777,6 @@ impl Daemon {
             self.fanouts.insert(batch, f);
         }
     }
-}
-
-/// Known addresses of a peer, persisted so a restart reconnects at once.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PeerRecord {
-    addrs: Vec<String>,
-}
-
-impl Wire for PeerRecord {
-    const KIND: &'static str = "peer";
-    const MAX: usize = 4096;
 }
 
 fn tcp_to_quic(a: &Multiaddr) -> Option<Multiaddr> {

@@ -124,7 +124,10 @@ impl ShareRequest {
         })
     }
 
-    fn verify(&self, boot: &crate::identity::BootPublic) -> bool {
+    /// Whether `boot` signed this request. Public so a copied-boot-key
+    /// alert's evidence can be checked by every node, not only the
+    /// guardian that was asked.
+    pub fn verify(&self, boot: &crate::identity::BootPublic) -> bool {
         boot.verify(
             REQUEST_DOMAIN,
             &Self::body(&self.owner, &self.guardian, self.epoch, &self.nonce),
@@ -308,8 +311,13 @@ pub struct Decision {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Alert {
-    /// The owner's boot key was used while the owner is up.
-    BootKeyWhileUp { owner: NodeId, at: Millis },
+    /// The owner's boot key was used while the owner is up; `evidence` is
+    /// the signed request, so peers told of the alert can check it.
+    BootKeyWhileUp {
+        owner: NodeId,
+        at: Millis,
+        evidence: Box<ShareRequest>,
+    },
 }
 
 impl fmt::Display for Alert {
@@ -760,7 +768,11 @@ impl Guardian {
                     }
                 }
                 if let Refusal::OwnerUp { .. } = refusal {
-                    out.push(Action::Alert(Alert::BootKeyWhileUp { owner, at }));
+                    out.push(Action::Alert(Alert::BootKeyWhileUp {
+                        owner,
+                        at,
+                        evidence: Box::new(req.clone()),
+                    }));
                 }
                 out.push(decision(false, refusal.rule(), refusal.to_string()));
                 out.push(Action::Refuse { id, refusal });
@@ -936,14 +948,16 @@ mod tests {
         let acts = w.g.handle(
             Event::Request {
                 id: 9,
-                req,
+                req: req.clone(),
                 at: 5_000,
             },
             &w.roster,
         );
+        // the alert carries the signed request as its evidence
         assert!(acts.contains(&Action::Alert(Alert::BootKeyWhileUp {
             owner: w.owner.id(),
-            at: 5_000
+            at: 5_000,
+            evidence: Box::new(req),
         })));
         assert!(matches!(
             acts.last(),

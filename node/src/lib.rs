@@ -3,10 +3,12 @@
 //! See docs/design.md for the threat model. The protocol cores (`guardian`,
 //! `roster`) are sans-IO so the daemon and the simulator run the same code.
 
+pub mod addr_book;
 pub mod codec;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod gate;
 pub mod guardian;
 pub mod identity;
 pub mod lookup;

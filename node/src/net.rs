@@ -8,11 +8,12 @@ use futures::prelude::*;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    gossipsub, identify, identity::Keypair, mdns, noise, ping, request_response, tcp, yamux,
-    StreamProtocol, Swarm,
+    connection_limits, gossipsub, identify, identity::Keypair, mdns, noise, ping, request_response,
+    tcp, yamux, PeerId, StreamProtocol, Swarm,
 };
 
 use crate::codec::{self, Wire};
+use crate::gate::{Gate, GateLimits};
 use crate::proto::{Request, Response, RPC_PROTOCOL};
 
 /// Reads one frame of at most `T::MAX` bytes; a longer stream is an error,
@@ -77,6 +78,11 @@ impl request_response::Codec for RpcCodec {
 
 pub type Rpc = request_response::Behaviour<RpcCodec>;
 
+/// Requests in flight on one connection, both ways. An unlock asks each
+/// guardian once at a time and members exchange a handful; the bound keeps
+/// one connection from tying up more than this many 16 KiB request buffers.
+const MAX_STREAMS_PER_CONNECTION: usize = 32;
+
 fn rpc(timeout: Duration) -> Rpc {
     request_response::Behaviour::with_codec(
         RpcCodec,
@@ -84,13 +90,64 @@ fn rpc(timeout: Duration) -> Rpc {
             StreamProtocol::new(RPC_PROTOCOL),
             request_response::ProtocolSupport::Full,
         )],
-        request_response::Config::default().with_request_timeout(timeout),
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
     )
 }
 
-/// The daemon's behaviours.
+/// How long a connection nobody keeps alive stays open. Members' node-key
+/// connections are kept alive by the [`Gate`] whatever this says (liveness
+/// rides on them); an initramfs closes its own when done; a stranger's is
+/// dropped this long after its last request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Caps that hold for everyone, members included: handshakes in progress
+/// (before anyone's key is known) and connections of one peer (two members
+/// dialling each other at once make two; a third is waste).
+fn connection_limits() -> connection_limits::Behaviour {
+    connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_pending_incoming(Some(128))
+            .with_max_established_per_peer(Some(4))
+            .with_max_established(Some(4096)),
+    )
+}
+
+/// The gossip score of a peer that is not an active member. Below
+/// gossipsub's graylist threshold: its subscriptions are noted but its
+/// messages, grafts and gossip are ignored, nothing is published, forwarded
+/// or gossiped to it, and it is never in our mesh. Members score 0.
+pub const NON_MEMBER_SCORE: f64 = -1000.0;
+
+/// Gossip scoring used only to keep non-members out (see
+/// [`NON_MEMBER_SCORE`]): no topic scores, no IP colocation penalty
+/// (members behind one NAT are fine), no behaviour penalties.
+fn gossip_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let params = gossipsub::PeerScoreParams {
+        app_specific_weight: 1.0,
+        ip_colocation_factor_weight: 0.0,
+        behaviour_penalty_weight: 0.0,
+        slow_peer_weight: 0.0,
+        ..Default::default()
+    };
+    (params, gossipsub::PeerScoreThresholds::default())
+}
+
+/// Sets the gossip score of a connected peer: 0 for a member, far below
+/// every threshold otherwise. Called on every new connection and whenever
+/// the roster changes.
+pub fn set_gossip_member(gossip: &mut gossipsub::Behaviour, peer: &PeerId, member: bool) {
+    let score = if member { 0.0 } else { NON_MEMBER_SCORE };
+    gossip.set_application_score(peer, score);
+}
+
+/// The daemon's behaviours. The two gates come first, so a connection
+/// they refuse costs the others nothing.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub gate: Gate,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub rpc: Rpc,
@@ -115,8 +172,10 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
             .max_transmit_size(<crate::proto::Gossip as Wire>::MAX)
             .flood_publish(true)
             .build()?;
-        let gossip =
+        let mut gossip =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)?;
+        let (params, thresholds) = gossip_scoring();
+        gossip.with_peer_score(params, thresholds)?;
         let mdns = if opts.mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config::default(),
@@ -126,10 +185,13 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
             None
         };
         Ok(Behaviour {
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/keyward/1".into(),
-                key.public(),
-            )),
+            limits: connection_limits(),
+            gate: Gate::new(GateLimits::default()),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/keyward/1".into(), key.public())
+                    // a node that moved tells its peers at once
+                    .with_push_listen_addr_updates(true),
+            ),
             ping: ping::Behaviour::new(
                 ping::Config::new()
                     .with_interval(opts.ping_interval)
@@ -140,7 +202,7 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
             mdns: Toggle::from(mdns),
         })
     };
-    let idle = Duration::from_secs(24 * 3600);
+    let idle = IDLE_TIMEOUT;
     if opts.quic {
         Ok(libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -182,7 +244,7 @@ pub fn client_swarm(key: Keypair, timeout: Duration) -> anyhow::Result<Swarm<Rpc
         .build())
 }
 
-/// The mesh's gossip topic.
+/// The mesh's gossip topic; its version follows [`RPC_PROTOCOL`]'s.
 pub fn topic(mesh: &crate::roster::MeshId) -> gossipsub::IdentTopic {
-    gossipsub::IdentTopic::new(format!("keyward/{mesh}/v1"))
+    gossipsub::IdentTopic::new(format!("keyward/{mesh}/v2"))
 }

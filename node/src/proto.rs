@@ -13,8 +13,16 @@ use crate::identity::{NodeId, NodeKey, Sig};
 use crate::roster::{Member, MeshId, Role, SignedOp};
 use crate::shares::ShareEnvelope;
 
-/// The request-response protocol name; bump with `codec::VERSION`.
-pub const RPC_PROTOCOL: &str = "/keyward/rpc/1";
+/// The request-response protocol name. Bumped whenever a request,
+/// response or gossip message changes meaning (the gossip topic follows it,
+/// see `net::topic`), so nodes of different versions fail to negotiate
+/// with a clear "unsupported protocol" instead of misreading each other.
+/// `codec::VERSION` also guards the state database, so it moves only when
+/// a frame or a stored record changes shape.
+///
+/// 2: sync answers carry signed peer records instead of bare addresses;
+/// copied-boot-key alerts carry the signed request as evidence.
+pub const RPC_PROTOCOL: &str = "/keyward/rpc/2";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -70,11 +78,13 @@ pub enum Response {
     },
     /// Sync answer: ops when the digests differ (else empty), the latest
     /// lockdown decision and recent approvals and denials (so a guardian
-    /// that was away catches up), and known addresses of members.
+    /// that was away catches up), and members' signed peer records (libp2p
+    /// signed envelopes, each signed by the member it describes, so the
+    /// answerer cannot put words in anyone's mouth; see `addr_book`).
     Roster {
         ops: Vec<SignedOp>,
         admin: Vec<AdminMsg>,
-        addrs: Vec<(NodeId, Vec<String>)>,
+        records: Vec<serde_bytes::ByteBuf>,
     },
 }
 
@@ -96,9 +106,13 @@ pub enum AdminKind {
     },
     Lockdown,
     Lift,
-    /// A guardian saw a boot-key request while the owner was up.
+    /// A guardian saw a boot-key request while the owner was up. The
+    /// request itself is the evidence: signed by the owner's boot key and
+    /// addressed to the alerting guardian, so a member cannot raise an
+    /// alert about a node whose boot key nobody used.
     Alert {
         owner: NodeId,
+        evidence: ShareRequest,
     },
 }
 
@@ -281,7 +295,14 @@ mod tests {
             .map(|b| codec::signing_bytes(&SignedOp::sign(b, &k)).len())
             .max()
             .unwrap();
-        // admin messages and member addresses ride along: a MiB for them
+        // admin messages (the lockdown and at most 256 recent decisions)
+        // and members' signed peer records ride along: a MiB for them
+        const {
+            assert!(
+                crate::addr_book::SYNC_RECORDS_BUDGET + 257 * <AdminMsg as Wire>::MAX <= 1 << 20,
+                "signed peer records and admin messages outgrew their MiB"
+            )
+        };
         assert!(
             MAX_OPS * largest + (1 << 20) <= <Response as Wire>::MAX,
             "{MAX_OPS} ops of {largest} bytes do not fit {} bytes",

@@ -53,6 +53,9 @@ pub enum TreeName {
     Invites,
     Guardian,
     LogIndex,
+    /// Where each peer can be reached (`addr_book::Entry`). `Liveness`
+    /// held bare address lists before; it is read once to migrate them.
+    Peers,
 }
 
 impl TreeName {
@@ -65,6 +68,7 @@ impl TreeName {
             TreeName::Invites => "invites",
             TreeName::Guardian => "guardian",
             TreeName::LogIndex => "logindex",
+            TreeName::Peers => "peers",
         }
     }
 }

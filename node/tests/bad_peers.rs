@@ -95,7 +95,7 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
             request_response::Behaviour::with_codec(
                 Raw,
                 [(
-                    StreamProtocol::new("/keyward/rpc/1"),
+                    StreamProtocol::new(keyward_node::proto::RPC_PROTOCOL),
                     ProtocolSupport::Outbound,
                 )],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(5)),

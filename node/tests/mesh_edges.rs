@@ -1,22 +1,18 @@
-//! Real keywardd processes on 127.0.0.1: a mesh over QUIC only, and an
-//! outsider injecting forged roster operations over gossip.
+//! Real keywardd processes on 127.0.0.1: a mesh over QUIC only, an
+//! outsider trying to read and write the mesh's gossip, and forged roster
+//! operations relayed by a member.
 
 mod common;
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use keyward_node::codec;
 use keyward_node::control::CtlRequest;
-use keyward_node::identity::{BootKey, NodeKey};
-use keyward_node::net::{self, BehaviourEvent, SwarmOptions};
+use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::proto::Gossip;
 use keyward_node::roster::{Member, MeshId, OpBody, Role, SignedOp};
-use libp2p::gossipsub;
-use libp2p::swarm::SwarmEvent;
-use libp2p::Multiaddr;
 use serde_json::Value;
 
+use common::peer::gossip_as;
 use common::{free_port, Node};
 
 fn members(v: &Value) -> usize {
@@ -78,33 +74,19 @@ fn a_mesh_forms_and_proves_liveness_over_quic_only() {
     assert!(addrs.contains("quic-v1"), "{addrs}");
 }
 
-#[test]
-fn forged_roster_operations_from_an_outsider_change_nothing() {
-    let d = tempfile::tempdir().unwrap();
-    let port = free_port(false);
-    let a = Node::start(
-        &d.path().join("a"),
-        &format!("/ip4/127.0.0.1/tcp/{port}"),
-        false,
-        Some("m"),
-    );
-    let b = Node::start(
-        &d.path().join("b"),
-        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
-        false,
-        None,
-    );
-    pair(&a, &b);
-    let sa = a.status();
-    let mesh_hex = sa["mesh"]["id"].as_str().unwrap();
+fn mesh_of(v: &Value) -> MeshId {
     let mut mesh = [0u8; 16];
-    hex::decode_to_slice(mesh_hex, &mut mesh).unwrap();
-    let mesh = MeshId(mesh);
-    let a_id: keyward_node::identity::NodeId = sa["node"]["id"].as_str().unwrap().parse().unwrap();
-    let b_id: keyward_node::identity::NodeId =
-        b.status()["node"]["id"].as_str().unwrap().parse().unwrap();
+    hex::decode_to_slice(v["mesh"]["id"].as_str().unwrap(), &mut mesh).unwrap();
+    MeshId(mesh)
+}
 
-    // The outsider: its own node key, speaking the daemons' gossip.
+fn id_of(n: &Node) -> NodeId {
+    n.status()["node"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// An outsider's self-admission, an admission it claims the founder
+/// signed, and its revocation of `victim`.
+fn forged_ops(mesh: MeshId, founder: NodeId, victim: NodeId) -> (NodeKey, Vec<Gossip>) {
     let evil = NodeKey::generate();
     let me = Member {
         id: evil.id(),
@@ -113,7 +95,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
         role: Role::Guardian,
     };
     let claim = me.claim(mesh, &evil);
-    let forged = vec![
+    let ops = vec![
         // admits itself, signed by itself
         SignedOp::sign(
             OpBody::Admit {
@@ -133,7 +115,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
                 member: me.clone(),
                 claim,
                 invite: None,
-                by: a_id,
+                by: founder,
                 at: 2,
             },
             sig: SignedOp::sign(
@@ -153,7 +135,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
         SignedOp::sign(
             OpBody::Revoke {
                 mesh,
-                node: b_id,
+                node: victim,
                 by: evil.id(),
                 at: 3,
                 reason: "forged".into(),
@@ -161,59 +143,123 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
             &evil,
         ),
     ];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut swarm = net::daemon_swarm(
-            evil.libp2p_keypair(),
-            &SwarmOptions {
-                ping_interval: Duration::from_secs(1),
-                mdns: false,
-                quic: false,
-            },
-        )
-        .unwrap();
-        swarm
-            .behaviour_mut()
-            .gossip
-            .subscribe(&net::topic(&mesh))
-            .unwrap();
-        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", a_id.peer_id().unwrap())
-            .parse()
-            .unwrap();
-        swarm.dial(addr).unwrap();
-        // Publish once the founder has subscribed us, then linger so the
-        // messages are delivered.
-        let mut sent = false;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while let Ok(ev) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            if let SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed {
-                ..
-            })) = ev
-            {
-                if !sent {
-                    for op in &forged {
-                        let bytes = codec::encode(&Gossip::Op(op.clone())).unwrap();
-                        swarm
-                            .behaviour_mut()
-                            .gossip
-                            .publish(net::topic(&mesh), bytes)
-                            .unwrap();
-                    }
-                    sent = true;
-                    break;
-                }
-            }
-        }
-        assert!(sent, "the founder never took the outsider's subscription");
-        let linger = tokio::time::Instant::now() + Duration::from_secs(2);
-        while tokio::time::timeout_at(linger, swarm.select_next_some())
-            .await
-            .is_ok()
-        {}
+    (evil, ops.into_iter().map(Gossip::Op).collect())
+}
+
+/// An outsider that speaks the daemons' gossip can neither write to the
+/// mesh's gossip (its forged roster operations are not even weighed) nor
+/// read it (a lockdown issued meanwhile never reaches it).
+#[test]
+fn forged_roster_operations_from_an_outsider_change_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port(false);
+    let a = Node::start(
+        &d.path().join("a"),
+        &format!("/ip4/127.0.0.1/tcp/{port}"),
+        false,
+        Some("m"),
+    );
+    let b = Node::start(
+        &d.path().join("b"),
+        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
+        false,
+        None,
+    );
+    pair(&a, &b);
+    let mesh = mesh_of(&a.status());
+    let (a_id, b_id) = (id_of(&a), id_of(&b));
+    let (evil, forged) = forged_ops(mesh, a_id, b_id);
+    let run = gossip_as(
+        &evil,
+        port,
+        a_id.peer_id().unwrap(),
+        mesh,
+        &forged,
+        || {
+            a.call(CtlRequest::Lockdown).unwrap();
+        },
+        Duration::from_secs(3),
+    );
+    assert!(
+        run.subscribed,
+        "the outsider never spoke gossip with the founder"
+    );
+    assert_eq!(run.received, 0, "the outsider read the mesh's gossip");
+    // the lockdown did travel, to the member
+    b.wait_for(Duration::from_secs(5), "the lockdown at b", |v| {
+        !v["lockdown"].is_null()
     });
+    let log = a.log();
+    assert_eq!(
+        log.matches("roster op not merged").count(),
+        0,
+        "an outsider's gossip was weighed:\n{log}"
+    );
+    for n in [&a, &b] {
+        let v = n.status();
+        assert_eq!(members(&v), 2, "{v}");
+        assert!(v["revoked"].as_array().unwrap().is_empty(), "{v}");
+        assert!(!v.to_string().contains(&evil.id().to_string()), "{v}");
+    }
+}
+
+/// The same forged operations relayed by a member (whose gossip is
+/// accepted) are weighed by the roster and refused there.
+#[test]
+fn forged_roster_operations_relayed_by_a_member_change_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port(false);
+    let a = Node::start(
+        &d.path().join("a"),
+        &format!("/ip4/127.0.0.1/tcp/{port}"),
+        false,
+        Some("m"),
+    );
+    let b = Node::start(
+        &d.path().join("b"),
+        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
+        false,
+        None,
+    );
+    let mut c = Node::start(
+        &d.path().join("c"),
+        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
+        false,
+        None,
+    );
+    pair(&a, &b);
+    let tok = a
+        .call(CtlRequest::Invite {
+            role: Role::Guardian,
+            expires_secs: 600,
+        })
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.call(CtlRequest::Join { token: tok }).unwrap();
+    for n in [&a, &b, &c] {
+        n.wait_for(Duration::from_secs(20), "3 members", |v| members(v) == 3);
+    }
+    let mesh = mesh_of(&a.status());
+    let (a_id, b_id) = (id_of(&a), id_of(&b));
+    // c's machine is taken over: its node key speaks for it now
+    c.stop();
+    let c_key = NodeKey::load(&c.cfg.node_key_path()).unwrap();
+    let (evil, forged) = forged_ops(mesh, a_id, b_id);
+    let run = gossip_as(
+        &c_key,
+        port,
+        a_id.peer_id().unwrap(),
+        mesh,
+        &forged,
+        || {},
+        Duration::from_secs(2),
+    );
+    assert!(
+        run.subscribed,
+        "c's key never spoke gossip with the founder"
+    );
     // Give gossip and anti-entropy a moment to spread anything accepted.
     std::thread::sleep(Duration::from_secs(1));
     // The founder did receive and weigh them (so this test is not
@@ -225,7 +271,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
     );
     for n in [&a, &b] {
         let v = n.status();
-        assert_eq!(members(&v), 2, "{v}");
+        assert_eq!(members(&v), 3, "{v}");
         assert!(v["revoked"].as_array().unwrap().is_empty(), "{v}");
         assert!(!v.to_string().contains(&evil.id().to_string()), "{v}");
     }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod peer;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,23 +41,47 @@ impl Node {
         .unwrap();
         let cfg = Config::load(&path).unwrap();
         keyward_node::daemon::init(&cfg, mesh).unwrap();
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_keywardd"))
-            .arg("--config")
-            .arg(&path)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,keyward_node::daemon=debug")
-            .stderr(log)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let n = Node {
+        let mut n = Node {
             dir: dir.into(),
+            child: spawn(dir, &path),
             cfg,
-            child,
         };
-        n.wait_for(Duration::from_secs(10), "control socket", |_| true);
+        n.until_up();
         n
+    }
+
+    /// Starts the daemon again on the same state (after [`Node::stop`]).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(&self.dir, &self.dir.join("k.toml"));
+        self.until_up();
+    }
+
+    /// Waits for the control socket. sled releases its database lock a
+    /// moment after the last handle is dropped, so a daemon started right
+    /// after `init` (in this process) or a killed daemon may find it still
+    /// held; it exits saying so, and is started again.
+    fn until_up(&mut self) {
+        for _ in 0..50 {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if self.call(CtlRequest::Status).is_ok() {
+                    return;
+                }
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !matches!(self.child.try_wait(), Ok(Some(_)))
+                || !self.log().contains("could not acquire lock")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            self.child = spawn(&self.dir, &self.dir.join("k.toml"));
+        }
+        self.wait_for(Duration::from_secs(1), "control socket", |_| true);
     }
 
     pub fn call(&self, req: CtlRequest) -> Result<Value, String> {
@@ -92,6 +118,24 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// keywardd on `config`, its log appended to `dir/log`.
+fn spawn(dir: &Path, config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_keywardd"))
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info,keyward_node::daemon=debug")
+        .stderr(log)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 pub fn free_port(udp: bool) -> u16 {
