@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -32,11 +32,10 @@ use crate::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp};
 use crate::shares::ShareEnvelope;
 use crate::store::{Batch, Store, TreeName};
 
+/// keywardd's clock: Unix ms that never go back within a run, whatever
+/// the system clock does (see `clock`).
 pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::now()
 }
 
 /// Strikes before a misbehaving peer is disconnected.
@@ -213,6 +212,17 @@ impl Daemon {
             .collect();
         let lock_msg = store.tree::<AdminMsg>(TreeName::Approvals)?.get(b"lock")?;
         guardian.restore(owners, None);
+        // A clock earlier than this build, or than a time this guardian
+        // already wrote down, is wrong (no RTC battery, restored VM, not
+        // synced yet): the guardian refuses releases until it is right.
+        guardian.set_clock_floor(crate::clock::build_time());
+        let now = now_ms();
+        if now < guardian.clock_floor() {
+            warn!(
+                "the system clock is {} behind the newest time this guardian recorded (or its build date): share releases are refused until it is right; start keywardd after time sync (systemd: After=time-sync.target)",
+                guardian::human(guardian.clock_floor() - now)
+            );
+        }
         let mut peers: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
         for (k, rec) in store.tree::<PeerRecord>(TreeName::Liveness)?.all()? {
             if let Ok(p) = PeerId::from_bytes(&k) {
@@ -454,22 +464,12 @@ impl Daemon {
                 num_established: 0,
                 ..
             } => {
+                // Not a sign of going down: anyone on the path can reset a
+                // TCP connection, and a closed connection would then lift
+                // the owner-up check for a copied boot key. Only the signed
+                // goodbye (Request::GoingDown) does; a node that crashed
+                // without one is releasable once `up_window` passed.
                 self.connected.remove(&peer_id);
-                // A running node keeps its connections to its guardians, so
-                // with none left it is not "up": its boot key may be used.
-                // (Otherwise a goodbye lost on a bad link reads as a copied
-                // boot key when the node reboots.)
-                if let Some(n) = NodeId::from_peer_id(&peer_id).filter(|n| self.roster.is_active(n))
-                {
-                    self.guardian.handle(
-                        Event::GoingDown {
-                            node: n,
-                            at: now_ms(),
-                        },
-                        &self.roster,
-                    );
-                    self.dirty.insert(n);
-                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
@@ -766,9 +766,17 @@ impl Daemon {
                 self.respond(ch, resp);
             }
             Request::Share(sr) => {
-                let acts = self
-                    .guardian
-                    .handle(Event::Request { id: 0, req: sr, at }, &self.roster);
+                // The connection's key: the initramfs's boot key, checked
+                // against the owner's, so a relayed request is refused.
+                let acts = self.guardian.handle(
+                    Event::Request {
+                        id: 0,
+                        req: sr,
+                        conn: from,
+                        at,
+                    },
+                    &self.roster,
+                );
                 let resp = self
                     .run_actions(acts, Some(&peer))
                     .unwrap_or(Response::Refused {
@@ -1340,6 +1348,7 @@ impl Daemon {
             "alerts": self.alerts.iter().map(|(t, s)| json!({"at_ms": t, "text": s})).collect::<Vec<_>>(),
             "decisions": self.decisions.iter().rev().take(20).map(|d| json!({"at_ms": d.at, "owner": self.roster.member(&d.owner).map(|m| m.name.clone()).unwrap_or_else(|| d.owner.to_string()), "released": d.released, "rule": d.rule, "reason": d.reason})).collect::<Vec<_>>(),
             "policy": self.guardian.policy(),
+            "clock": { "sane": now >= self.guardian.clock_floor(), "behind_ms": self.guardian.clock_floor().saturating_sub(now) },
         })
     }
 
@@ -1548,7 +1557,16 @@ impl Daemon {
             .find(who)
             .map(|m| m.id)
             .ok_or_else(|| format!("no active member named `{who}` (see `keyward peers`)"))?;
-        self.admin(kind(owner))
+        let kind = kind(owner);
+        let up = matches!(kind, AdminKind::Approve { .. })
+            && self.guardian.is_up(&owner, now_ms());
+        let mut v = self.admin(kind)?;
+        if up {
+            v["warning"] = json!(format!(
+                "{who} is up right now: an approval ends when its owner proves it is alive, so this one is void; approve once {who} is down and asking for its key"
+            ));
+        }
+        Ok(v)
     }
 
     fn admin(&mut self, kind: AdminKind) -> Result<serde_json::Value, String> {

@@ -3,6 +3,7 @@
 //! See DESIGN.md for the threat model. The protocol cores (`guardian`,
 //! `roster`) are sans-IO so the daemon and the simulator run the same code.
 
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod control;

@@ -227,11 +227,23 @@ impl Sim {
             self.oracle.request(g, o, session, now);
         }
         let owner_id = req.owner;
+        // Whoever asks holds the boot key it signed with (the owner's
+        // initramfs, or an attacker with a copy) and connects with it.
+        let conn = owner.map(|o| {
+            keyward_node::identity::NodeId(
+                self.nodes[o as usize]
+                    .boot_key
+                    .signing_key()
+                    .verifying_key()
+                    .to_bytes(),
+            )
+        });
         let acts = self.handle(
             g,
             Event::Request {
                 id: session as u64,
                 req,
+                conn,
                 at: now,
             },
         );
