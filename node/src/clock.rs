@@ -117,22 +117,22 @@ mod tests {
     fn a_step_back_is_ignored_and_a_step_forward_followed() {
         let t0 = Instant::now();
         let ms = |m: u64| t0 + Duration::from_millis(m);
-        let mut a = Anchor::new(1_000_000, t0);
-        assert_eq!(a.read(1_000_500, ms(500)).now, 1_000_500);
+        let mut a = Anchor::new(10_000_000, t0);
+        assert_eq!(a.read(10_000_500, ms(500)).now, 10_000_500);
         // NTP steps the wall clock back an hour: our time goes on
-        let r = a.read(1_000_600 - 3_600_000, ms(600));
-        assert_eq!(r.now, 1_000_600);
+        let r = a.read(10_000_600 - 3_600_000, ms(600));
+        assert_eq!(r.now, 10_000_600);
         assert_eq!(r.stepped_back, Some(3_600_000));
-        let r = a.read(1_000_700 - 3_600_000, ms(700));
-        assert_eq!((r.now, r.stepped_back), (1_000_700, None), "reported once");
+        let r = a.read(10_000_700 - 3_600_000, ms(700));
+        assert_eq!((r.now, r.stepped_back), (10_000_700, None), "reported once");
         // many readings within one millisecond do not stall the count
         for _ in 0..1000 {
-            assert_eq!(a.read(0, ms(700)).now, 1_000_700);
+            assert_eq!(a.read(0, ms(700)).now, 10_000_700);
         }
-        assert_eq!(a.read(0, ms(10_700)).now, 1_010_700);
+        assert_eq!(a.read(0, ms(10_700)).now, 10_010_700);
         // a forward step (time sync, a resumed VM) is followed
-        assert_eq!(a.read(5_000_000, ms(10_800)).now, 5_000_000);
-        assert_eq!(a.read(5_000_000, ms(11_800)).now, 5_001_000);
+        assert_eq!(a.read(50_000_000, ms(10_800)).now, 50_000_000);
+        assert_eq!(a.read(50_000_000, ms(11_800)).now, 50_001_000);
     }
 
     #[test]

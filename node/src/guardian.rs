@@ -1012,6 +1012,8 @@ mod tests {
 
     const MIN: Millis = 60_000;
 
+    mod hardening;
+
     struct World {
         roster: Roster,
         g: Guardian,
