@@ -1558,9 +1558,12 @@ impl Daemon {
             .map(|m| m.id)
             .ok_or_else(|| format!("no active member named `{who}` (see `keyward peers`)"))?;
         let kind = kind(owner);
-        let up = matches!(kind, AdminKind::Approve { .. })
-            && self.guardian.is_up(&owner, now_ms());
+        let approve = matches!(kind, AdminKind::Approve { .. });
+        let up = approve && self.guardian.is_up(&owner, now_ms());
         let mut v = self.admin(kind)?;
+        if approve {
+            v["approvals_needed"] = json!(self.guardian.policy().approvals);
+        }
         if up {
             v["warning"] = json!(format!(
                 "{who} is up right now: an approval ends when its owner proves it is alive, so this one is void; approve once {who} is down and asking for its key"

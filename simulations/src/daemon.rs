@@ -117,7 +117,7 @@ impl Sim {
                 let (o, b) = (self.id(owner), self.id(by));
                 let r = &self.nodes[to as usize].roster.roster;
                 if r.is_active(&o) && r.is_active(&b) {
-                    self.oracle.approve(to, owner, now);
+                    self.oracle.approve(to, owner, by, now);
                 }
                 self.handle(
                     to,
@@ -284,6 +284,17 @@ impl Sim {
         }
     }
 
+    /// Whether node n is an active guardian in g's roster: whose approvals
+    /// g counts.
+    pub(crate) fn admin_of(&self, g: u32, n: u32) -> bool {
+        let id = self.nodes[n as usize].id;
+        self.nodes[g as usize]
+            .roster
+            .roster
+            .member(&id)
+            .is_some_and(|m| m.role == keyward_node::roster::Role::Guardian)
+    }
+
     /// Whether an attacker's request for `owner` used a copied boot key of a
     /// real node (rather than a stranger's key).
     fn copy_of(&self, owner: Option<u32>) -> bool {
@@ -324,7 +335,9 @@ impl Sim {
                 format!("guardian n{g} released a share while it had been told of a lockdown")
             });
         let Some(o) = o else { return };
-        let ground = self.oracle.ground(g, o, now, &p, timeout);
+        let ground = self
+            .oracle
+            .ground(g, o, now, &p, timeout, &|n| self.admin_of(g, n));
         let seen = self.oracle.seen(g, o).cloned().unwrap_or_default();
         let why = || {
             format!(
@@ -332,7 +345,7 @@ impl Sim {
                 crate::trace::clock(now),
                 seen.alive.map_or("never".into(), crate::trace::clock),
                 seen.release.map_or("never".into(), crate::trace::clock),
-                seen.approved.map_or("none".into(), crate::trace::clock),
+                seen.approvals.values().max().map_or("none".into(), |a| crate::trace::clock(*a)),
                 timeout / SEC,
                 p.extended_timeout / SEC
             )
@@ -371,7 +384,6 @@ impl Sim {
             o,
             now,
             ground.is_some_and(|g| !matches!(g, Ground::Extended { .. })),
-            &p,
         );
     }
 
