@@ -287,14 +287,21 @@ mod tests {
     #[test]
     fn an_up_window_that_disables_the_copy_check_is_refused() {
         let e = Config::parse("[policy]\nup_window = 0\n", Path::new("k")).unwrap_err();
-        assert!(e.to_string().contains("policy.up_window = 0 turns off"), "{e}");
+        assert!(
+            e.to_string().contains("policy.up_window = 0 turns off"),
+            "{e}"
+        );
         for (up, timeout) in [(300, 300), (400, 300)] {
             let e = Config::parse(
                 &format!("[policy]\nup_window = {up}\ntimeout = {timeout}\n"),
                 Path::new("k"),
             )
             .unwrap_err();
-            assert!(e.to_string().contains("must be shorter than policy.timeout"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("must be shorter than policy.timeout"),
+                "{e}"
+            );
         }
         let c = Config::parse("[policy]\nup_window = 299\n", Path::new("k")).unwrap();
         assert_eq!(c.policy.to_policy().up_window, 299_000);
@@ -311,6 +318,9 @@ mod tests {
             assert!(e.to_string().contains("distinct admins"), "{bad}: {e}");
         }
         let e = Config::parse("[policy]\napprovals = -1\n", Path::new("k")).unwrap_err();
-        assert!(e.to_string().contains("policy") || e.to_string().contains("line 2"), "{e}");
+        assert!(
+            e.to_string().contains("policy") || e.to_string().contains("line 2"),
+            "{e}"
+        );
     }
 }

@@ -632,7 +632,8 @@ impl Guardian {
                     if fresh {
                         s.approvals.insert(by, at);
                         if s.approvals.len() > MAX_APPROVALS {
-                            let oldest = s.approvals.iter().min_by_key(|(_, a)| **a).map(|(b, _)| *b);
+                            let oldest =
+                                s.approvals.iter().min_by_key(|(_, a)| **a).map(|(b, _)| *b);
                             if let Some(b) = oldest {
                                 s.approvals.remove(&b);
                             }
@@ -851,9 +852,7 @@ impl Guardian {
         // A time recorded "in the future" means this clock went back: an
         // owner last seen then would look alive 0 ms ago. Refuse until the
         // clock is past every time this guardian wrote.
-        let floor = self
-            .clock_floor
-            .max(s.newest_local().unwrap_or(0));
+        let floor = self.clock_floor.max(s.newest_local().unwrap_or(0));
         if at < floor {
             return Err(Refusal::ClockNotSane { behind: floor - at });
         }
@@ -1083,9 +1082,15 @@ mod tests {
     impl World {
         fn ask(&mut self, at: Millis) -> Result<(), Refusal> {
             let req = ShareRequest::new(self.owner.id(), self.g.me(), 7, &self.boot);
-            let acts = self
-                .g
-                .handle(Event::Request { id: 1, req, conn: self.conn(), at }, &self.roster);
+            let acts = self.g.handle(
+                Event::Request {
+                    id: 1,
+                    req,
+                    conn: self.conn(),
+                    at,
+                },
+                &self.roster,
+            );
             assert!(
                 acts.iter().any(|a| matches!(a, Action::Log(_))),
                 "every decision is logged"
@@ -1400,10 +1405,16 @@ mod tests {
         w.bye(0);
         // wrong boot key
         let req = ShareRequest::new(w.owner.id(), w.g.me(), 7, &BootKey::generate());
-        assert_eq!(w.g.check(&req, w.conn(), 1, &w.roster), Err(Refusal::BadSignature));
+        assert_eq!(
+            w.g.check(&req, w.conn(), 1, &w.roster),
+            Err(Refusal::BadSignature)
+        );
         // request for another guardian
         let req = ShareRequest::new(w.owner.id(), w.admin.id(), 7, &w.boot);
-        assert_eq!(w.g.check(&req, w.conn(), 1, &w.roster), Err(Refusal::WrongGuardian));
+        assert_eq!(
+            w.g.check(&req, w.conn(), 1, &w.roster),
+            Err(Refusal::WrongGuardian)
+        );
         // unknown epoch
         let req = ShareRequest::new(w.owner.id(), w.g.me(), 8, &w.boot);
         assert_eq!(
@@ -1412,7 +1423,10 @@ mod tests {
         );
         // a stranger
         let req = ShareRequest::new(NodeKey::generate().id(), w.g.me(), 7, &w.boot);
-        assert_eq!(w.g.check(&req, w.conn(), 1, &w.roster), Err(Refusal::NotMember));
+        assert_eq!(
+            w.g.check(&req, w.conn(), 1, &w.roster),
+            Err(Refusal::NotMember)
+        );
         // revoked
         let mesh = w.roster.mesh().unwrap();
         w.roster

@@ -30,10 +30,7 @@ use common::{free_port, Node};
 const UP_WINDOW_S: u64 = 8;
 
 fn member<'a>(v: &'a Value, id: &str) -> Option<&'a Value> {
-    v["members"]
-        .as_array()?
-        .iter()
-        .find(|m| m["id"] == id)
+    v["members"].as_array()?.iter().find(|m| m["id"] == id)
 }
 
 fn id_of(n: &Node) -> String {
@@ -211,7 +208,11 @@ fn a_connection_closed_without_goodbye_does_not_make_the_owner_look_down() {
     m.a.wait_for(Duration::from_secs(5), "the copied-boot-key alert", |v| {
         v["alerts"].to_string().contains("used while b is running")
     });
-    assert!(m.alerts().contains("rebind --new-boot-key"), "{}", m.alerts());
+    assert!(
+        m.alerts().contains("rebind --new-boot-key"),
+        "{}",
+        m.alerts()
+    );
 
     // A real crash reboots fine once up_window passed since b last answered.
     let deadline = Instant::now() + Duration::from_secs(UP_WINDOW_S + 20);
@@ -255,7 +256,12 @@ fn a_captured_request_is_refused_when_replayed_or_relayed() {
     assert_eq!(refusal(&r), Some(&Refusal::Replayed), "{r:?}");
     // A request relayed by a stranger's connection...
     let fresh = m.request();
-    let r = ask(Keypair::generate_ed25519(), m.a_peer, &m.a_addr, fresh.clone());
+    let r = ask(
+        Keypair::generate_ed25519(),
+        m.a_peer,
+        &m.a_addr,
+        fresh.clone(),
+    );
     assert_eq!(refusal(&r), Some(&Refusal::WrongConnection), "{r:?}");
     assert!(r_text(&r).contains("relayed"), "{r:?}");
     // ...did not burn it: the owner's initramfs still gets it.
@@ -267,7 +273,10 @@ fn a_captured_request_is_refused_when_replayed_or_relayed() {
     // And the decisions name the rule.
     let st = m.a.status();
     let rules = st["decisions"].to_string();
-    assert!(rules.contains("replayed") && rules.contains("wrong-connection"), "{rules}");
+    assert!(
+        rules.contains("replayed") && rules.contains("wrong-connection"),
+        "{rules}"
+    );
 }
 
 fn r_text(r: &Response) -> String {

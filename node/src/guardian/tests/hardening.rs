@@ -65,7 +65,15 @@ fn deny(w: &mut World, by: NodeId, at: Millis) {
 
 /// Sends `req` on a connection authenticated by `conn`.
 fn send(w: &mut World, req: ShareRequest, conn: Option<NodeId>, at: Millis) -> Result<(), Refusal> {
-    let acts = w.g.handle(Event::Request { id: 1, req, conn, at }, &w.roster);
+    let acts = w.g.handle(
+        Event::Request {
+            id: 1,
+            req,
+            conn,
+            at,
+        },
+        &w.roster,
+    );
     match acts.last().unwrap() {
         Action::Release { .. } => Ok(()),
         Action::Refuse { refusal, .. } => Err(refusal.clone()),
@@ -95,7 +103,10 @@ fn a_clock_stepped_back_never_makes_an_owner_last_seen_in_the_future_fresh() {
     assert!(e.to_string().contains("clock is 60 min behind"), "{e}");
     assert!(!e.permanent(), "fixing the clock helps this boot");
     // Once the clock is past what it recorded, the normal rules apply.
-    assert!(matches!(w.ask(2 * HOUR + 6 * MIN), Err(Refusal::NotSeen { .. })));
+    assert!(matches!(
+        w.ask(2 * HOUR + 6 * MIN),
+        Err(Refusal::NotSeen { .. })
+    ));
 }
 
 #[test]
@@ -105,20 +116,20 @@ fn a_restart_with_a_clock_behind_refuses_until_it_caught_up() {
     w.bye(2 * HOUR);
     // The guardian restarts from its persisted state; its clock (no RTC
     // battery, a restored VM) says 1 h.
-    let saved: Vec<(NodeId, OwnerState)> =
-        w.g.owners().map(|(k, v)| (*k, v.clone())).collect();
+    let saved: Vec<(NodeId, OwnerState)> = w.g.owners().map(|(k, v)| (*k, v.clone())).collect();
     let mut g = Guardian::new(w.g.me(), Policy::default());
     g.restore(saved, None);
     assert_eq!(g.clock_floor(), 2 * HOUR);
     w.g = g;
     assert_eq!(w.ask(HOUR), Err(Refusal::ClockNotSane { behind: HOUR }));
-    assert_eq!(w.ask(2 * HOUR + MIN), Ok(()), "a clean reboot within timeout");
+    assert_eq!(
+        w.ask(2 * HOUR + MIN),
+        Ok(()),
+        "a clean reboot within timeout"
+    );
     // A clock earlier than the build date is refused too.
     w.g.set_clock_floor(10 * HOUR);
-    assert_eq!(
-        w.ask(9 * HOUR),
-        Err(Refusal::ClockNotSane { behind: HOUR })
-    );
+    assert_eq!(w.ask(9 * HOUR), Err(Refusal::ClockNotSane { behind: HOUR }));
 }
 
 // ---- M4: approvals are for one boot, by admins who still are ----
@@ -182,11 +193,19 @@ fn two_approvals_needed_means_two_distinct_active_guardians() {
     let acts = {
         let req = ShareRequest::new(w.owner.id(), w.g.me(), 7, &w.boot);
         let conn = w.conn();
-        w.g.handle(Event::Request { id: 1, req, conn, at: 62 * MIN }, &w.roster)
+        w.g.handle(
+            Event::Request {
+                id: 1,
+                req,
+                conn,
+                at: 62 * MIN,
+            },
+            &w.roster,
+        )
     };
-    assert!(acts.iter().any(
-        |a| matches!(a, Action::Log(d) if d.released && d.reason == "approved by 2 admins")
-    ));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Log(d) if d.released && d.reason == "approved by 2 admins")));
     // both were used up by that boot
     assert!(w.g.owner(&w.owner.id()).unwrap().approvals.is_empty());
 }
@@ -232,10 +251,7 @@ fn a_revoked_guardian_refuses_deposits_and_share_requests() {
     let outsider = NodeKey::generate().id();
     w.g.me = outsider;
     let req = ShareRequest::new(w.owner.id(), outsider, 7, &w.boot);
-    assert_eq!(
-        own(&mut w, req, MIN),
-        Err(Refusal::GuardianNotMember)
-    );
+    assert_eq!(own(&mut w, req, MIN), Err(Refusal::GuardianNotMember));
     assert!(matches!(
         &deposit_epoch(&mut w, 9)[0],
         Action::RejectDeposit { reason, .. } if reason.contains("not an active member")
@@ -259,7 +275,10 @@ fn a_replayed_request_is_refused() {
     let (admin, r) = (w.admin.id(), w.roster.clone());
     w.g.handle(Event::Lockdown { by: admin, at: 1 }, &r);
     let r2 = ShareRequest::new(w.owner.id(), w.g.me(), 7, &w.boot);
-    assert!(matches!(own(&mut w, r2.clone(), 2 * MIN), Err(Refusal::Lockdown { .. })));
+    assert!(matches!(
+        own(&mut w, r2.clone(), 2 * MIN),
+        Err(Refusal::Lockdown { .. })
+    ));
     w.g.handle(Event::Lift { by: admin, at: 2 }, &r);
     assert_eq!(own(&mut w, r2, 2 * MIN), Err(Refusal::Replayed));
     // a fresh request of the real client still works
@@ -300,7 +319,12 @@ fn remembered_nonces_stay_bounded_under_a_flood() {
     let other = BootKey::generate();
     let o2 = admit_with_boot(&mut w, Role::Guardian, &other);
     let req = ShareRequest::new(o2.id(), w.g.me(), 7, &other);
-    let _ = send(&mut w, req, Some(NodeId(other.public().sign)), 10 * NONCE_TTL);
+    let _ = send(
+        &mut w,
+        req,
+        Some(NodeId(other.public().sign)),
+        10 * NONCE_TTL,
+    );
     assert!(!w.g.nonces.contains_key(&w.owner.id()));
     assert_eq!(w.g.nonces[&o2.id()].len(), 1);
 }
