@@ -354,7 +354,25 @@ impl Daemon {
             .any(|p| matches!(p, Pending::GoingDown))
         {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
-                Ok(ev) => self.on_swarm(ev),
+                Ok(ev) => {
+                    // A member's redial that lands while we shut down
+                    // proves us alive after our goodbye, and only a signed
+                    // goodbye ends that (not the connection closing): say
+                    // it again on the new connection.
+                    let opened = match &ev {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } => Some(*peer_id),
+                        _ => None,
+                    };
+                    self.on_swarm(ev);
+                    if let Some(p) = opened.filter(|p| self.is_member_peer(p)) {
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .rpc
+                            .send_request(&p, Request::GoingDown);
+                        self.pending.insert(id, Pending::GoingDown);
+                    }
+                }
                 Err(_) => break,
             }
         }
