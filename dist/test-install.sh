@@ -118,7 +118,8 @@ want = {"name", "state_dir", "boot_key", "control_socket", "listen",
         "bootstrap", "mdns", "quic", "log_level", "address_max_age", "policy"}
 assert set(c) == want, set(c) ^ want
 p = {"interval": 120, "timeout": 300, "extended_timeout": 900,
-     "approval_delay": 0, "approval_window": 3600, "up_window": 10}
+     "approval_delay": 0, "approval_window": 3600, "up_window": 10,
+     "approvals": 1}
 assert c["policy"] == p, c["policy"]
 EOF
 else

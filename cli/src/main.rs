@@ -255,8 +255,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Approve { nodes } => {
             for node in nodes {
-                ctl(&cfg, CtlRequest::Approve { who: node.clone() })?;
-                println!("approved {node}: guardians release its shares once (within the approval window)");
+                let v = ctl(&cfg, CtlRequest::Approve { who: node.clone() })?;
+                match v["approvals_needed"].as_u64() {
+                    Some(n) if n > 1 => println!("approved {node}: guardians release its shares once {n} different admins approved it (within the approval window); ask the others to run `keyward approve {node}` on their guardians"),
+                    _ => println!("approved {node}: guardians release its shares once (within the approval window)"),
+                }
+                if let Some(w) = v["warning"].as_str() {
+                    eprintln!("keyward: warning: {w}");
+                }
             }
         }
         Cmd::Deny { nodes } => {

@@ -52,7 +52,14 @@ pub struct PolicyConfig {
     pub approval_delay: u64,
     pub approval_window: u64,
     pub up_window: u64,
+    /// Distinct admins (active guardians) whose approvals an approved
+    /// release needs; a count, not seconds.
+    pub approvals: u32,
 }
+
+/// Most approvals `policy.approvals` may ask for: more people than that
+/// are never at hand when a whole mesh lost power.
+pub const MAX_APPROVALS: u32 = 16;
 
 impl Default for PolicyConfig {
     fn default() -> Self {
@@ -64,6 +71,7 @@ impl Default for PolicyConfig {
             approval_delay: p.approval_delay / 1000,
             approval_window: p.approval_window / 1000,
             up_window: p.up_window / 1000,
+            approvals: p.approvals,
         }
     }
 }
@@ -77,6 +85,7 @@ impl PolicyConfig {
             approval_delay: self.approval_delay * 1000,
             approval_window: self.approval_window * 1000,
             up_window: self.up_window * 1000,
+            approvals: self.approvals,
         }
     }
 }
@@ -196,6 +205,26 @@ impl Config {
                 p.interval, p.timeout
             )));
         }
+        // The copied-boot-key check refuses a boot-key request while the
+        // owner answered within up_window: 0 turns it off, and a window as
+        // long as the timeout would refuse every boot after a crash.
+        if p.up_window == 0 {
+            return Err(bad(
+                "policy.up_window = 0 turns off the copied-boot-key check (a boot key used while its node runs); use at least 1 second (default 10)".into(),
+            ));
+        }
+        if p.up_window >= p.timeout {
+            return Err(bad(format!(
+                "policy.up_window ({} s) must be shorter than policy.timeout ({} s): a node counts as up for up_window after its last answer, so no reboot without a clean goodbye could ever unlock (default 10 s of 300 s)",
+                p.up_window, p.timeout
+            )));
+        }
+        if p.approvals == 0 || p.approvals > MAX_APPROVALS {
+            return Err(bad(format!(
+                "policy.approvals = {} is the number of distinct admins whose `keyward approve` a release needs: use 1 to {MAX_APPROVALS} (default 1)",
+                p.approvals
+            )));
+        }
         for a in self.listen.iter().chain(&self.bootstrap) {
             if a.parse::<libp2p::Multiaddr>().is_err() {
                 return Err(bad(format!(
@@ -266,5 +295,46 @@ mod tests {
         assert!(e.to_string().contains("not a multiaddr"), "{e}");
         let e = Config::parse("address_max_age = 5\n", Path::new("k")).unwrap_err();
         assert!(e.to_string().contains("address_max_age = 5 s"), "{e}");
+    }
+
+    /// L8: a config that silently turns off the copied-boot-key check.
+    #[test]
+    fn an_up_window_that_disables_the_copy_check_is_refused() {
+        let e = Config::parse("[policy]\nup_window = 0\n", Path::new("k")).unwrap_err();
+        assert!(
+            e.to_string().contains("policy.up_window = 0 turns off"),
+            "{e}"
+        );
+        for (up, timeout) in [(300, 300), (400, 300)] {
+            let e = Config::parse(
+                &format!("[policy]\nup_window = {up}\ntimeout = {timeout}\n"),
+                Path::new("k"),
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("must be shorter than policy.timeout"),
+                "{e}"
+            );
+        }
+        let c = Config::parse("[policy]\nup_window = 299\n", Path::new("k")).unwrap();
+        assert_eq!(c.policy.to_policy().up_window, 299_000);
+    }
+
+    #[test]
+    fn approvals_are_a_bounded_count_of_admins() {
+        assert_eq!(Config::default().policy.to_policy().approvals, 1);
+        let c = Config::parse("[policy]\napprovals = 2\n", Path::new("k")).unwrap();
+        assert_eq!(c.policy.to_policy().approvals, 2);
+        for bad in ["0", "17", "4294967295"] {
+            let e = Config::parse(&format!("[policy]\napprovals = {bad}\n"), Path::new("k"))
+                .unwrap_err();
+            assert!(e.to_string().contains("distinct admins"), "{bad}: {e}");
+        }
+        let e = Config::parse("[policy]\napprovals = -1\n", Path::new("k")).unwrap_err();
+        assert!(
+            e.to_string().contains("policy") || e.to_string().contains("line 2"),
+            "{e}"
+        );
     }
 }

@@ -8,7 +8,7 @@ mod members;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -37,11 +37,10 @@ use crate::roster::{Member, MergeReport, MeshId, OpBody, Role, Roster, SignedOp,
 use crate::shares::ShareEnvelope;
 use crate::store::{Batch, Store, TreeName};
 
+/// keywardd's clock: Unix ms that never go back within a run, whatever
+/// the system clock does (see `clock`).
 pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::now()
 }
 
 /// Strikes before a misbehaving peer is disconnected.
@@ -252,6 +251,17 @@ impl Daemon {
         });
         guardian.restore(owners, lock);
         let book = addresses::load(&store, cfg.address_max_age.saturating_mul(1000))?;
+        // A clock earlier than this build, or than a time this guardian
+        // already wrote down, is wrong (no RTC battery, restored VM, not
+        // synced yet): the guardian refuses releases until it is right.
+        guardian.set_clock_floor(crate::clock::build_time());
+        let now = now_ms();
+        if now < guardian.clock_floor() {
+            warn!(
+                "the system clock is {} behind the newest time this guardian recorded (or its build date): share releases are refused until it is right; start keywardd after time sync (systemd: After=time-sync.target)",
+                guardian::human(guardian.clock_floor() - now)
+            );
+        }
         let ping_interval =
             Duration::from_millis((policy.up_window / 3).clamp(500, policy.interval.max(500)));
         let swarm = net::daemon_swarm(
@@ -389,7 +399,25 @@ impl Daemon {
             .any(|p| matches!(p, Pending::GoingDown))
         {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
-                Ok(ev) => self.on_swarm(ev),
+                Ok(ev) => {
+                    // A member's redial that lands while we shut down
+                    // proves us alive after our goodbye, and only a signed
+                    // goodbye ends that (not the connection closing): say
+                    // it again on the new connection.
+                    let opened = match &ev {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } => Some(*peer_id),
+                        _ => None,
+                    };
+                    self.on_swarm(ev);
+                    if let Some(p) = opened.filter(|p| self.is_member_peer(p)) {
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .rpc
+                            .send_request(&p, Request::GoingDown);
+                        self.pending.insert(id, Pending::GoingDown);
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -499,22 +527,12 @@ impl Daemon {
                 num_established: 0,
                 ..
             } => {
+                // Not a sign of going down: anyone on the path can reset a
+                // TCP connection, and a closed connection would then lift
+                // the owner-up check for a copied boot key. Only the signed
+                // goodbye (Request::GoingDown) does; a node that crashed
+                // without one is releasable once `up_window` passed.
                 self.connected.remove(&peer_id);
-                // A running node keeps its connections to its guardians, so
-                // with none left it is not "up": its boot key may be used.
-                // (Otherwise a goodbye lost on a bad link reads as a copied
-                // boot key when the node reboots.)
-                if let Some(n) = NodeId::from_peer_id(&peer_id).filter(|n| self.roster.is_active(n))
-                {
-                    self.guardian.handle(
-                        Event::GoingDown {
-                            node: n,
-                            at: now_ms(),
-                        },
-                        &self.roster,
-                    );
-                    self.dirty.insert(n);
-                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
@@ -859,9 +877,17 @@ impl Daemon {
                 self.respond(ch, resp);
             }
             Request::Share(sr) => {
-                let acts = self
-                    .guardian
-                    .handle(Event::Request { id: 0, req: sr, at }, &self.roster);
+                // The connection's key: the initramfs's boot key, checked
+                // against the owner's, so a relayed request is refused.
+                let acts = self.guardian.handle(
+                    Event::Request {
+                        id: 0,
+                        req: sr,
+                        conn: from,
+                        at,
+                    },
+                    &self.roster,
+                );
                 let resp = self
                     .run_actions(acts, Some(&peer))
                     .unwrap_or(Response::Refused {
@@ -1420,6 +1446,7 @@ impl Daemon {
             "alerts": self.alerts.iter().map(|(t, s)| json!({"at_ms": t, "text": s})).collect::<Vec<_>>(),
             "decisions": self.decisions.iter().rev().take(20).map(|d| json!({"at_ms": d.at, "owner": self.roster.member(&d.owner).map(|m| m.name.clone()).unwrap_or_else(|| d.owner.to_string()), "released": d.released, "rule": d.rule, "reason": d.reason})).collect::<Vec<_>>(),
             "policy": self.guardian.policy(),
+            "clock": { "sane": now >= self.guardian.clock_floor(), "behind_ms": self.guardian.clock_floor().saturating_sub(now) },
         })
     }
 
@@ -1658,7 +1685,19 @@ impl Daemon {
             }
             e => e.to_string(),
         })?;
-        self.admin(kind(owner))
+        let kind = kind(owner);
+        let approve = matches!(kind, AdminKind::Approve { .. });
+        let up = approve && self.guardian.is_up(&owner, now_ms());
+        let mut v = self.admin(kind)?;
+        if approve {
+            v["approvals_needed"] = json!(self.guardian.policy().approvals);
+        }
+        if up {
+            v["warning"] = json!(format!(
+                "{who} is up right now: an approval ends when its owner proves it is alive, so this one is void; approve once {who} is down and asking for its key"
+            ));
+        }
+        Ok(v)
     }
 
     fn admin(&mut self, kind: AdminKind) -> Result<serde_json::Value, String> {

@@ -19,6 +19,9 @@ use crate::identity::{NodeId, Sig};
 use crate::roster::{Role, Roster};
 use crate::shares::ShareEnvelope;
 
+mod replay;
+pub use replay::{RecentNonces, MAX_NONCES, NONCE_TTL};
+
 /// Milliseconds: wall clock in the daemon, virtual in the simulator.
 pub type Millis = u64;
 
@@ -43,6 +46,15 @@ pub struct Policy {
     /// A node-key connection that answered within this window means the
     /// owner is up right now, so its boot key must not be in use.
     pub up_window: Millis,
+    /// How many distinct admins (active guardians) must approve before an
+    /// approval releases: one person's machine, compromised, must not be
+    /// enough in a large mesh. At least 1.
+    #[serde(default = "one")]
+    pub approvals: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for Policy {
@@ -54,6 +66,7 @@ impl Default for Policy {
             approval_delay: 0,
             approval_window: 3_600_000,
             up_window: 10_000,
+            approvals: 1,
         }
     }
 }
@@ -145,10 +158,27 @@ impl Wire for ShareRequest {
 /// Why a guardian would not release a share. Each says what an admin can do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Refusal {
+    /// This guardian sees itself revoked: it keeps no duty to the mesh and
+    /// releases nothing, whoever asks.
+    GuardianRevoked,
+    /// This guardian is not an active member of its own roster (not
+    /// joined, or not synced yet), so it cannot judge a request.
+    GuardianNotMember,
     NotMember,
     Revoked,
     BadSignature,
     WrongGuardian,
+    /// The request came on a connection not authenticated by the owner's
+    /// boot key: it was captured and relayed.
+    WrongConnection,
+    /// This request's nonce was already seen: a replay.
+    Replayed,
+    /// This guardian's clock is behind a time it already recorded (or its
+    /// build date): it was stepped back or is not synced yet, and every
+    /// liveness judgement would be wrong.
+    ClockNotSane {
+        behind: Millis,
+    },
     Lockdown {
         by: NodeId,
         since: Millis,
@@ -177,10 +207,15 @@ impl Refusal {
     /// Short stable name, for counting and tests.
     pub fn rule(&self) -> &'static str {
         match self {
+            Refusal::GuardianRevoked => "guardian-revoked",
+            Refusal::GuardianNotMember => "guardian-not-member",
             Refusal::NotMember => "not-member",
             Refusal::Revoked => "revoked",
             Refusal::BadSignature => "bad-signature",
             Refusal::WrongGuardian => "wrong-guardian",
+            Refusal::WrongConnection => "wrong-connection",
+            Refusal::Replayed => "replayed",
+            Refusal::ClockNotSane { .. } => "clock-not-sane",
             Refusal::Lockdown { .. } => "lockdown",
             Refusal::Denied { .. } => "denied",
             Refusal::OwnerUp { .. } => "owner-up",
@@ -208,7 +243,12 @@ impl Refusal {
 pub fn permanent_rule(rule: &str) -> bool {
     matches!(
         rule,
-        "revoked" | "bad-signature" | "wrong-guardian" | "no-share"
+        "revoked"
+            | "bad-signature"
+            | "wrong-guardian"
+            | "no-share"
+            | "guardian-revoked"
+            | "wrong-connection"
     )
 }
 
@@ -229,6 +269,11 @@ pub fn human(ms: Millis) -> String {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Refusal::GuardianRevoked => write!(f, "this guardian was revoked from the mesh and releases nothing; rebind the owner with active guardians (keyward rebind on the owner, booted with the passphrase)"),
+            Refusal::GuardianNotMember => write!(f, "this guardian is not an active member in its own roster (not joined or not synced yet) and releases nothing; check `keyward status` on it"),
+            Refusal::WrongConnection => write!(f, "the request came on a connection not authenticated by the owner's boot key: it was captured and relayed, not sent by the owner's initramfs"),
+            Refusal::Replayed => write!(f, "this request was already answered (its nonce was seen before): a replay; a real unlock signs a fresh request each time"),
+            Refusal::ClockNotSane { behind } => write!(f, "this guardian's clock is {} behind the newest time it recorded (or its build date): it was stepped back or is not synced yet; it releases nothing until its clock is right (check `timedatectl` and NTP on the guardian)", human(*behind)),
             Refusal::NotMember => write!(f, "not a member of this mesh's roster; join it with an invite (keyward invite / keyward join)"),
             Refusal::Revoked => write!(f, "revoked from the mesh; revocation is final, a new identity must join with a new invite"),
             Refusal::BadSignature => write!(f, "request not signed by the owner's boot key; the boot key does not match the roster (run keyward rebind --new-boot-key on the owner)"),
@@ -273,9 +318,15 @@ pub enum Event {
         at: Millis,
     },
     /// A boot-key request for a share; `id` is the caller's handle.
+    /// `conn` is the ed25519 key that authenticated the connection the
+    /// request came on (the libp2p peer id's key; None if it was not an
+    /// ed25519 key). The initramfs connects with its boot key, so only a
+    /// request on a connection of the owner's own boot key is answered:
+    /// a captured request relayed by anyone else is refused.
     Request {
         id: u64,
         req: ShareRequest,
+        conn: Option<NodeId>,
         at: Millis,
     },
     Approve {
@@ -372,15 +423,37 @@ pub struct OwnerState {
     pub last_alive: Option<Millis>,
     pub going_down: Option<Millis>,
     pub last_release: Option<Millis>,
-    pub approved: Option<(NodeId, Millis)>,
-    /// Time of the last approval consumed by a release, so a replayed
-    /// (re-gossiped) approval cannot release twice.
+    /// Unused approvals, by issuer: when each was issued (issuer's clock).
+    /// An approval is an authorisation for one boot: it ends when a
+    /// release uses it, when the owner proves liveness again, or when its
+    /// issuer is no longer an active guardian (checked when it is used).
+    #[serde(default)]
+    pub approvals: BTreeMap<NodeId, Millis>,
+    /// Time of the newest approval that ended (used by a release, or voided
+    /// by the owner's liveness), so a replayed (re-gossiped) approval
+    /// cannot arm again.
     #[serde(default)]
     pub approval_used: Option<Millis>,
     pub denied: Option<(NodeId, Millis)>,
     pub pending_since: Option<Millis>,
     /// Envelopes held, by epoch.
     pub envelopes: BTreeMap<u64, ShareEnvelope>,
+}
+
+impl OwnerState {
+    /// The newest time this guardian recorded about the owner on its own
+    /// clock (approvals and denials carry their issuer's clock).
+    pub fn newest_local(&self) -> Option<Millis> {
+        [
+            self.last_alive,
+            self.going_down,
+            self.last_release,
+            self.pending_since,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
 }
 
 impl Wire for OwnerState {
@@ -406,6 +479,21 @@ impl Wire for LockState {
 /// another of the owner's disks unopenable.
 pub const MAX_EPOCHS: usize = 16;
 
+/// Most unused approvals kept per owner (one per issuer); past it the
+/// oldest is dropped. `policy.approvals` is bounded well below it.
+pub const MAX_APPROVALS: usize = 64;
+
+/// Ends every unused approval of an owner, remembering the newest so a
+/// replay of any of them cannot arm again. True if there was one.
+fn end_approvals(s: &mut OwnerState) -> bool {
+    let Some(newest) = s.approvals.values().max().copied() else {
+        return false;
+    };
+    s.approval_used = Some(s.approval_used.map_or(newest, |u| u.max(newest)));
+    s.approvals.clear();
+    true
+}
+
 /// Whether `by` may issue an admin message that makes a release possible
 /// (approve, lift a lockdown). Auditors can stop releases (deny, lockdown)
 /// but never cause one: an auditor's machine is there to read logs.
@@ -419,6 +507,11 @@ pub struct Guardian {
     policy: Policy,
     owners: BTreeMap<NodeId, OwnerState>,
     lock: Option<LockState>,
+    /// No `now` before this is believed: the newest local time restored
+    /// from disk, or what the caller knows (the build date).
+    clock_floor: Millis,
+    /// Nonces of recent share requests, per owner (not persisted).
+    nonces: BTreeMap<NodeId, RecentNonces>,
 }
 
 impl Guardian {
@@ -428,17 +521,37 @@ impl Guardian {
             policy,
             owners: BTreeMap::new(),
             lock: None,
+            clock_floor: 0,
+            nonces: BTreeMap::new(),
         }
     }
 
-    /// Restores persisted state (daemon restart).
+    /// Restores persisted state (daemon restart). The newest local time in
+    /// it becomes the clock floor: until the caller's clock passed it, the
+    /// clock was stepped back and every release is refused.
     pub fn restore(
         &mut self,
         owners: impl IntoIterator<Item = (NodeId, OwnerState)>,
         lock: Option<LockState>,
     ) {
-        self.owners.extend(owners);
+        for (id, s) in owners {
+            if let Some(t) = s.newest_local() {
+                self.clock_floor = self.clock_floor.max(t);
+            }
+            self.owners.insert(id, s);
+        }
         self.lock = lock;
+    }
+
+    /// Raises the clock floor: a `now` earlier than `floor` is a clock
+    /// that is wrong (stepped back, or not synced yet at boot), and the
+    /// guardian refuses every release with [`Refusal::ClockNotSane`].
+    pub fn set_clock_floor(&mut self, floor: Millis) {
+        self.clock_floor = self.clock_floor.max(floor);
+    }
+
+    pub fn clock_floor(&self) -> Millis {
+        self.clock_floor
     }
 
     pub fn me(&self) -> NodeId {
@@ -486,6 +599,13 @@ impl Guardian {
                 if roster.is_active(&node) {
                     let s = self.owners.entry(node).or_default();
                     s.last_alive = Some(s.last_alive.map_or(at, |l| l.max(at)));
+                    // The owner proved it is up: approvals given while it
+                    // was down were for a boot that is over (or never
+                    // came), so they end; a seizure after this needs new
+                    // ones.
+                    if end_approvals(s) {
+                        return vec![Action::Persist { owner: node }];
+                    }
                 }
                 vec![]
             }
@@ -505,15 +625,28 @@ impl Guardian {
                     epochs,
                 }]
             }
-            Event::Request { id, req, at } => self.request(id, req, at, roster),
+            Event::Request { id, req, conn, at } => self.request(id, req, conn, at, roster),
             Event::Approve { owner, by, at } => {
                 if may_loosen(roster, &by) && roster.is_active(&owner) {
                     let s = self.owners.entry(owner).or_default();
+                    // Not one already used or voided (a replay by gossip or
+                    // sync), not older than this issuer's last one, not
+                    // issued before the owner last proved liveness (that
+                    // boot is over), not older than a deny.
                     let fresh = s.approval_used.is_none_or(|u| at > u)
-                        && s.approved.is_none_or(|(_, a)| at > a);
-                    if fresh && s.denied.is_none_or(|(_, d)| d <= at) {
-                        s.approved = Some((by, at));
-                        s.denied = None;
+                        && s.approvals.get(&by).is_none_or(|a| at > *a)
+                        && s.last_alive.is_none_or(|l| at > l)
+                        && s.denied.is_none_or(|(_, d)| d <= at);
+                    if fresh {
+                        s.approvals.insert(by, at);
+                        if s.approvals.len() > MAX_APPROVALS {
+                            let oldest =
+                                s.approvals.iter().min_by_key(|(_, a)| **a).map(|(b, _)| *b);
+                            if let Some(b) = oldest {
+                                s.approvals.remove(&b);
+                            }
+                        }
+                        return vec![Action::Persist { owner }];
                     }
                 }
                 vec![]
@@ -521,11 +654,14 @@ impl Guardian {
             Event::Deny { owner, by, at } => {
                 if roster.is_active(&by) {
                     if let Some(s) = self.owners.get_mut(&owner) {
-                        if s.approved.is_none_or(|(_, a)| a < at) {
+                        // Approvals issued before the deny are void; newer
+                        // ones override it, once there are enough of them.
+                        s.approvals.retain(|_, a| *a >= at);
+                        if s.denied.is_none_or(|(_, d)| d <= at) {
                             s.denied = Some((by, at));
-                            s.approved = None;
-                            s.pending_since = None;
                         }
+                        s.pending_since = None;
+                        return vec![Action::Persist { owner }];
                     }
                 }
                 vec![]
@@ -565,6 +701,18 @@ impl Guardian {
         roster: &Roster,
     ) -> Vec<Action> {
         let reject = |reason: String| vec![Action::RejectDeposit { from, reason }];
+        if roster.is_revoked(&self.me) {
+            return reject(
+                "this guardian was revoked from the mesh and takes no shares; bind with active guardians (keyward status shows them)"
+                    .into(),
+            );
+        }
+        if !roster.is_active(&self.me) {
+            return reject(
+                "this guardian is not an active member in its own roster (not joined or not synced yet) and takes no shares"
+                    .into(),
+            );
+        }
         if roster
             .member(&self.me)
             .is_some_and(|m| m.role != Role::Guardian)
@@ -616,8 +764,35 @@ impl Guardian {
     }
 
     /// The release policy. Rules are checked in this order, and the first
-    /// failing one is the answer.
-    pub fn check(&self, req: &ShareRequest, at: Millis, roster: &Roster) -> Result<(), Refusal> {
+    /// failing one is the answer: first whether the request is authentic
+    /// and meant for this guardian on this connection, then the policy.
+    pub fn check(
+        &self,
+        req: &ShareRequest,
+        conn: Option<NodeId>,
+        at: Millis,
+        roster: &Roster,
+    ) -> Result<(), Refusal> {
+        self.check_request(req, conn, at, roster)?;
+        self.check_policy(req, at, roster)
+    }
+
+    /// Whether this guardian may answer at all, and whether the request is
+    /// the owner's, for this guardian, on the owner's boot-key connection,
+    /// and not seen before.
+    fn check_request(
+        &self,
+        req: &ShareRequest,
+        conn: Option<NodeId>,
+        at: Millis,
+        roster: &Roster,
+    ) -> Result<(), Refusal> {
+        if roster.is_revoked(&self.me) {
+            return Err(Refusal::GuardianRevoked);
+        }
+        if !roster.is_active(&self.me) {
+            return Err(Refusal::GuardianNotMember);
+        }
         let owner = req.owner;
         if roster.is_revoked(&owner) {
             return Err(Refusal::Revoked);
@@ -642,6 +817,47 @@ impl Guardian {
         if req.guardian != self.me {
             return Err(Refusal::WrongGuardian);
         }
+        // The initramfs connects with its boot key: a request signed by it
+        // but arriving on anyone else's connection was captured and relayed.
+        if conn != Some(NodeId(boot.sign)) {
+            return Err(Refusal::WrongConnection);
+        }
+        if self
+            .nonces
+            .get(&owner)
+            .is_some_and(|n| n.contains(&req.nonce, at))
+        {
+            return Err(Refusal::Replayed);
+        }
+        Ok(())
+    }
+
+    /// Approvals that count at `at`: issued by a member that is still an
+    /// active guardian, within the approval window, and (with `after`)
+    /// not older than that time. One per issuer, so this counts people.
+    fn valid_approvals(
+        &self,
+        s: &OwnerState,
+        roster: &Roster,
+        at: Millis,
+        after: Option<Millis>,
+    ) -> usize {
+        s.approvals
+            .iter()
+            .filter(|(by, a)| {
+                may_loosen(roster, by)
+                    && at.saturating_sub(**a) <= self.policy.approval_window
+                    && after.is_none_or(|d| **a >= d)
+            })
+            .count()
+    }
+
+    fn approvals_needed(&self) -> usize {
+        self.policy.approvals.max(1) as usize
+    }
+
+    fn check_policy(&self, req: &ShareRequest, at: Millis, roster: &Roster) -> Result<(), Refusal> {
+        let owner = req.owner;
         if let Some(l) = self.lockdown() {
             return Err(Refusal::Lockdown {
                 by: l.by,
@@ -652,8 +868,18 @@ impl Guardian {
         // node asks every few seconds and strangers may ask at will.
         let none = OwnerState::default();
         let s = self.owners.get(&owner).unwrap_or(&none);
-        if let Some((by, at)) = s.denied {
-            return Err(Refusal::Denied { by, at });
+        // A time recorded "in the future" means this clock went back: an
+        // owner last seen then would look alive 0 ms ago. Refuse until the
+        // clock is past every time this guardian wrote.
+        let floor = self.clock_floor.max(s.newest_local().unwrap_or(0));
+        if at < floor {
+            return Err(Refusal::ClockNotSane { behind: floor - at });
+        }
+        let needed = self.approvals_needed();
+        if let Some((by, d)) = s.denied {
+            if self.valid_approvals(s, roster, at, Some(d)) < needed {
+                return Err(Refusal::Denied { by, at: d });
+            }
         }
         if let Some(ago) = self.up(s, at) {
             return Err(Refusal::OwnerUp { answered_ago: ago });
@@ -661,10 +887,7 @@ impl Guardian {
         if !s.envelopes.contains_key(&req.epoch) {
             return Err(Refusal::NoShare { epoch: req.epoch });
         }
-        let approved = s
-            .approved
-            .is_some_and(|(_, a)| at.saturating_sub(a) <= self.policy.approval_window);
-        if approved {
+        if self.valid_approvals(s, roster, at, None) >= needed {
             return Ok(());
         }
         let alive_ok = s
@@ -712,9 +935,32 @@ impl Guardian {
         }
     }
 
-    fn request(&mut self, id: u64, req: ShareRequest, at: Millis, roster: &Roster) -> Vec<Action> {
-        let result = self.check(&req, at, roster);
+    fn request(
+        &mut self,
+        id: u64,
+        req: ShareRequest,
+        conn: Option<NodeId>,
+        at: Millis,
+        roster: &Roster,
+    ) -> Vec<Action> {
         let owner = req.owner;
+        let result = match self.check_request(&req, conn, at, roster) {
+            Err(r) => Err(r),
+            Ok(()) => {
+                // Authentic and new: remember its nonce whatever the
+                // policy says, so the same request is never answered twice.
+                if !self.nonces.contains_key(&owner) {
+                    self.nonces.retain(|_, n| !n.expire(at));
+                }
+                self.nonces.entry(owner).or_default().insert(req.nonce, at);
+                self.check_policy(&req, at, roster)
+            }
+        };
+        let needed = self.approvals_needed();
+        let approved = self
+            .owners
+            .get(&owner)
+            .is_some_and(|s| self.valid_approvals(s, roster, at, None) >= needed);
         let mut out = Vec::new();
         let decision = |released: bool, rule: &str, reason: String| {
             Action::Log(Decision {
@@ -730,18 +976,15 @@ impl Guardian {
             Ok(()) => {
                 let s = self.owners.get_mut(&owner).expect("checked above");
                 let env = s.envelopes.get(&req.epoch).cloned().expect("checked above");
-                let approval = s
-                    .approved
-                    .filter(|(_, a)| at.saturating_sub(*a) <= self.policy.approval_window);
-                let how = if approval.is_some() {
-                    "approved by an admin"
-                } else {
-                    "alive within timeout"
+                let how = match (approved, needed) {
+                    (false, _) => "alive within timeout".to_string(),
+                    (true, 1) => "approved by an admin".to_string(),
+                    (true, n) => format!("approved by {n} admins"),
                 };
-                if let Some((_, a)) = approval {
-                    s.approval_used = Some(a);
-                    s.approved = None;
-                }
+                // Approvals authorise one boot: this one. A deny they
+                // overrode is settled by it too.
+                end_approvals(s);
+                s.denied = None;
                 if s.last_release
                     .is_none_or(|r| s.last_alive.is_some_and(|l| l > r))
                 {
@@ -749,7 +992,7 @@ impl Guardian {
                 }
                 s.pending_since = None;
                 out.push(Action::Persist { owner });
-                out.push(decision(true, "released", how.into()));
+                out.push(decision(true, "released", how));
                 out.push(Action::Release {
                     id,
                     envelope: Box::new(env),
@@ -790,6 +1033,8 @@ mod tests {
     use crate::shares::{split, DiskSecret};
 
     const MIN: Millis = 60_000;
+
+    mod hardening;
 
     struct World {
         roster: Roster,
@@ -861,9 +1106,15 @@ mod tests {
     impl World {
         fn ask(&mut self, at: Millis) -> Result<(), Refusal> {
             let req = ShareRequest::new(self.owner.id(), self.g.me(), 7, &self.boot);
-            let acts = self
-                .g
-                .handle(Event::Request { id: 1, req, at }, &self.roster);
+            let acts = self.g.handle(
+                Event::Request {
+                    id: 1,
+                    req,
+                    conn: self.conn(),
+                    at,
+                },
+                &self.roster,
+            );
             assert!(
                 acts.iter().any(|a| matches!(a, Action::Log(_))),
                 "every decision is logged"
@@ -876,6 +1127,10 @@ mod tests {
                 Action::Refuse { refusal, .. } => Err(refusal.clone()),
                 a => panic!("unexpected {a:?}"),
             }
+        }
+        /// The connection of the owner's initramfs: its boot key.
+        fn conn(&self) -> Option<NodeId> {
+            Some(NodeId(self.boot.public().sign))
         }
         fn alive(&mut self, at: Millis) {
             self.g.handle(
@@ -949,6 +1204,7 @@ mod tests {
             Event::Request {
                 id: 9,
                 req: req.clone(),
+                conn: w.conn(),
                 at: 5_000,
             },
             &w.roster,
@@ -1175,19 +1431,28 @@ mod tests {
         w.bye(0);
         // wrong boot key
         let req = ShareRequest::new(w.owner.id(), w.g.me(), 7, &BootKey::generate());
-        assert_eq!(w.g.check(&req, 1, &w.roster), Err(Refusal::BadSignature));
+        assert_eq!(
+            w.g.check(&req, w.conn(), 1, &w.roster),
+            Err(Refusal::BadSignature)
+        );
         // request for another guardian
         let req = ShareRequest::new(w.owner.id(), w.admin.id(), 7, &w.boot);
-        assert_eq!(w.g.check(&req, 1, &w.roster), Err(Refusal::WrongGuardian));
+        assert_eq!(
+            w.g.check(&req, w.conn(), 1, &w.roster),
+            Err(Refusal::WrongGuardian)
+        );
         // unknown epoch
         let req = ShareRequest::new(w.owner.id(), w.g.me(), 8, &w.boot);
         assert_eq!(
-            w.g.check(&req, 1, &w.roster),
+            w.g.check(&req, w.conn(), 1, &w.roster),
             Err(Refusal::NoShare { epoch: 8 })
         );
         // a stranger
         let req = ShareRequest::new(NodeKey::generate().id(), w.g.me(), 7, &w.boot);
-        assert_eq!(w.g.check(&req, 1, &w.roster), Err(Refusal::NotMember));
+        assert_eq!(
+            w.g.check(&req, w.conn(), 1, &w.roster),
+            Err(Refusal::NotMember)
+        );
         // revoked
         let mesh = w.roster.mesh().unwrap();
         w.roster

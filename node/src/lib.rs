@@ -4,6 +4,7 @@
 //! `roster`) are sans-IO so the daemon and the simulator run the same code.
 
 pub mod addr_book;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod control;

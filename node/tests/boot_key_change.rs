@@ -5,7 +5,7 @@
 //! still carries the old one, and a copy of the old key opens nothing new.
 
 use keyward_node::guardian::{Event, Guardian, Policy, Refusal, ShareRequest};
-use keyward_node::identity::{BootKey, NodeKey};
+use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp};
 use keyward_node::shares::{split, DiskSecret};
 
@@ -97,6 +97,7 @@ fn each_epoch_answers_to_the_boot_key_its_shares_were_sealed_to() {
     let ask = |g: &Guardian, roster: &Roster, epoch: u64, boot: &BootKey| {
         g.check(
             &ShareRequest::new(owner.id(), gk.id(), epoch, boot),
+            Some(NodeId(boot.public().sign)),
             2,
             roster,
         )

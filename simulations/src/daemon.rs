@@ -117,7 +117,7 @@ impl Sim {
                 let (o, b) = (self.id(owner), self.id(by));
                 let r = &self.nodes[to as usize].roster.roster;
                 if r.is_active(&o) && r.is_active(&b) {
-                    self.oracle.approve(to, owner, now);
+                    self.oracle.approve(to, owner, by, now);
                 }
                 self.handle(
                     to,
@@ -227,11 +227,23 @@ impl Sim {
             self.oracle.request(g, o, session, now);
         }
         let owner_id = req.owner;
+        // Whoever asks holds the boot key it signed with (the owner's
+        // initramfs, or an attacker with a copy) and connects with it.
+        let conn = owner.map(|o| {
+            keyward_node::identity::NodeId(
+                self.nodes[o as usize]
+                    .boot_key
+                    .signing_key()
+                    .verifying_key()
+                    .to_bytes(),
+            )
+        });
         let acts = self.handle(
             g,
             Event::Request {
                 id: session as u64,
                 req,
+                conn,
                 at: now,
             },
         );
@@ -270,6 +282,17 @@ impl Sim {
                 _ => {}
             }
         }
+    }
+
+    /// Whether node n is an active guardian in g's roster: whose approvals
+    /// g counts.
+    pub(crate) fn admin_of(&self, g: u32, n: u32) -> bool {
+        let id = self.nodes[n as usize].id;
+        self.nodes[g as usize]
+            .roster
+            .roster
+            .member(&id)
+            .is_some_and(|m| m.role == keyward_node::roster::Role::Guardian)
     }
 
     /// Whether an attacker's request for `owner` used a copied boot key of a
@@ -312,7 +335,9 @@ impl Sim {
                 format!("guardian n{g} released a share while it had been told of a lockdown")
             });
         let Some(o) = o else { return };
-        let ground = self.oracle.ground(g, o, now, &p, timeout);
+        let ground = self
+            .oracle
+            .ground(g, o, now, &p, timeout, &|n| self.admin_of(g, n));
         let seen = self.oracle.seen(g, o).cloned().unwrap_or_default();
         let why = || {
             format!(
@@ -320,7 +345,7 @@ impl Sim {
                 crate::trace::clock(now),
                 seen.alive.map_or("never".into(), crate::trace::clock),
                 seen.release.map_or("never".into(), crate::trace::clock),
-                seen.approved.map_or("none".into(), crate::trace::clock),
+                seen.approvals.values().max().map_or("none".into(), |a| crate::trace::clock(*a)),
                 timeout / SEC,
                 p.extended_timeout / SEC
             )
@@ -359,7 +384,6 @@ impl Sim {
             o,
             now,
             ground.is_some_and(|g| !matches!(g, Ground::Extended { .. })),
-            &p,
         );
     }
 

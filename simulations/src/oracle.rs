@@ -20,12 +20,41 @@ pub struct Seen {
     /// Last release grounded in liveness or an approval (rather than only
     /// inside the extended timeout of an earlier release).
     pub grounded_release: Option<Millis>,
-    pub approved: Option<Millis>,
-    /// Time of the last approval a release used up (an approval is good
-    /// for one release; a replayed or older one is ignored).
+    /// Unused approvals, by issuing node. An approval is good for one boot:
+    /// a release uses up all of them, and so does the owner proving
+    /// liveness again.
+    pub approvals: BTreeMap<u32, Millis>,
+    /// Time of the newest approval that ended (used or voided by liveness);
+    /// a replayed or older one is ignored.
     pub approval_used: Option<Millis>,
     /// First request of the boot session being answered: (session, time).
     pub first_request: Option<(u32, Millis)>,
+}
+
+impl Seen {
+    fn end_approvals(&mut self) {
+        if let Some(newest) = self.approvals.values().max().copied() {
+            self.approval_used = Some(self.approval_used.map_or(newest, |u| u.max(newest)));
+            self.approvals.clear();
+        }
+    }
+
+    /// Until when enough approvals by distinct active guardians hold at t
+    /// (`policy.approvals` of them), if they do.
+    fn approval_ends(&self, t: Millis, p: &Policy, admin: &dyn Fn(u32) -> bool) -> Option<Millis> {
+        let mut ends: Vec<Millis> = self
+            .approvals
+            .iter()
+            .filter(|(by, a)| admin(**by) && t.saturating_sub(**a) <= p.approval_window)
+            .map(|(_, a)| a.saturating_add(p.approval_window))
+            .collect();
+        let need = p.approvals.max(1) as usize;
+        if ends.len() < need {
+            return None;
+        }
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        Some(ends[need - 1])
+    }
 }
 
 /// Why a release was allowed.
@@ -63,16 +92,21 @@ impl Oracle {
     pub fn alive(&mut self, g: u32, o: u32, t: Millis) {
         let s = self.at(g, o);
         s.alive = Some(s.alive.map_or(t, |a| a.max(t)));
+        s.end_approvals();
     }
 
     pub fn bye(&mut self, g: u32, o: u32, t: Millis) {
         self.at(g, o).bye = Some(t);
     }
 
-    pub fn approve(&mut self, g: u32, o: u32, t: Millis) {
+    /// An approval of o by `by` delivered to g (whose roster has both).
+    pub fn approve(&mut self, g: u32, o: u32, by: u32, t: Millis) {
         let s = self.at(g, o);
-        if s.approval_used.is_none_or(|u| t > u) && s.approved.is_none_or(|a| t > a) {
-            s.approved = Some(t);
+        if s.approval_used.is_none_or(|u| t > u)
+            && s.approvals.get(&by).is_none_or(|a| t > *a)
+            && s.alive.is_none_or(|a| t > a)
+        {
+            s.approvals.insert(by, t);
         }
     }
 
@@ -83,7 +117,7 @@ impl Oracle {
         }
     }
 
-    pub fn released(&mut self, g: u32, o: u32, t: Millis, grounded: bool, p: &Policy) {
+    pub fn released(&mut self, g: u32, o: u32, t: Millis, grounded: bool) {
         let s = self.at(g, o);
         s.release = Some(t);
         if s.window_start
@@ -94,13 +128,7 @@ impl Oracle {
         if grounded {
             s.grounded_release = Some(t);
         }
-        if let Some(a) = s
-            .approved
-            .filter(|a| t.saturating_sub(*a) <= p.approval_window)
-        {
-            s.approval_used = Some(a);
-            s.approved = None;
-        }
+        s.end_approvals();
     }
 
     /// Last writer wins by time; at equal times lockdown wins (as designed).
@@ -118,11 +146,19 @@ impl Oracle {
 
     /// Whether a release to o by g at t is justified by liveness, approval
     /// or the extended timeout, and by which.
-    pub fn ground(&self, g: u32, o: u32, t: Millis, p: &Policy, timeout: Millis) -> Option<Ground> {
+    /// `admin(n)`: whether node n is an active guardian in g's roster now
+    /// (an approval counts only while its issuer is one).
+    pub fn ground(
+        &self,
+        g: u32,
+        o: u32,
+        t: Millis,
+        p: &Policy,
+        timeout: Millis,
+        admin: &dyn Fn(u32) -> bool,
+    ) -> Option<Ground> {
         let s = self.seen(g, o)?;
-        if s.approved
-            .is_some_and(|a| t.saturating_sub(a) <= p.approval_window)
-        {
+        if s.approval_ends(t, p, admin).is_some() {
             return Some(Ground::Approved);
         }
         if s.alive.is_some_and(|a| t.saturating_sub(a) <= timeout) {
@@ -150,6 +186,7 @@ impl Oracle {
         t: Millis,
         p: &Policy,
         timeout: Millis,
+        admin: &dyn Fn(u32) -> bool,
     ) -> Option<Millis> {
         let s = self.seen(g, o)?;
         let mut until: Option<Millis> = None;
@@ -158,8 +195,8 @@ impl Oracle {
                 until = Some(until.map_or(end, |u| u.max(end)));
             }
         };
-        if let Some(a) = s.approved {
-            hold(a.saturating_add(p.approval_window));
+        if let Some(end) = s.approval_ends(t, p, admin) {
+            hold(end);
         }
         if let Some(a) = s.alive {
             hold(a.saturating_add(timeout));

@@ -12,7 +12,7 @@ use crate::sim::Sim;
 use crate::trace::clock;
 
 /// Decision rules, index 0 is a release; the rest are `Refusal::rule()`.
-pub const RULES: [&str; 11] = [
+pub const RULES: [&str; 16] = [
     "released",
     "not-member",
     "revoked",
@@ -24,6 +24,11 @@ pub const RULES: [&str; 11] = [
     "not-seen",
     "no-share",
     "waiting",
+    "guardian-revoked",
+    "guardian-not-member",
+    "wrong-connection",
+    "replayed",
+    "clock-not-sane",
 ];
 
 pub fn rule_index(rule: &str) -> u8 {
@@ -43,11 +48,11 @@ pub struct Stats {
     /// Unlock times of boots that needed no admin.
     pub unlock_auto_ms: Vec<Millis>,
     /// Decisions on the nodes' own requests, by rule.
-    pub own: [u64; 11],
+    pub own: [u64; 16],
     /// Decisions on requests by strangers.
-    pub stranger: [u64; 11],
+    pub stranger: [u64; 16],
     /// Decisions on requests made with a copied boot key.
-    pub copied: [u64; 11],
+    pub copied: [u64; 16],
     pub decisions: u64,
     pub alerts: u64,
     pub chained_extended: u64,
@@ -84,7 +89,7 @@ impl Stats {
     }
 }
 
-fn by_rule(t: &[u64; 11]) -> BTreeMap<String, u64> {
+fn by_rule(t: &[u64; 16]) -> BTreeMap<String, u64> {
     RULES
         .iter()
         .zip(t)

@@ -244,8 +244,11 @@ impl Sim {
         let p = &self.cfg.policy;
         let gn = &self.nodes[g as usize];
         let oid = self.nodes[o as usize].id;
+        // A guardian that sees itself revoked (or not a member) answers
+        // nothing (issue 20, L3).
         let ok = gn.running()
             && self.net.connected(o, g)
+            && gn.roster.roster.is_active(&gn.id)
             && gn.roster.roster.is_active(&oid)
             && !self.oracle.locked(g)
             && gn
@@ -256,7 +259,8 @@ impl Sim {
         if !ok {
             return None;
         }
-        self.oracle.ground_until(g, o, now, p, p.timeout)
+        self.oracle
+            .ground_until(g, o, now, p, p.timeout, &|n| self.admin_of(g, n))
     }
 
     /// `roster.converge`, evaluated as the module doc says.

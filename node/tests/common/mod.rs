@@ -28,12 +28,29 @@ impl Drop for Node {
 
 impl Node {
     pub fn start(dir: &Path, listen: &str, quic: bool, mesh: Option<&str>) -> Node {
+        Self::start_with_policy(
+            dir,
+            listen,
+            quic,
+            mesh,
+            "interval = 1\ntimeout = 6\nup_window = 3\n",
+        )
+    }
+
+    /// As `start`, with the `[policy]` section's lines given.
+    pub fn start_with_policy(
+        dir: &Path,
+        listen: &str,
+        quic: bool,
+        mesh: Option<&str>,
+        policy: &str,
+    ) -> Node {
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join("k.toml");
         std::fs::write(
             &path,
             format!(
-                "name = \"{1}\"\nstate_dir = \"{0}/state\"\nboot_key = \"{0}/boot.key\"\ncontrol_socket = \"{0}/ctl.sock\"\nlisten = [\"{listen}\"]\nmdns = false\nquic = {quic}\n[policy]\ninterval = 1\ntimeout = 6\nup_window = 3\n",
+                "name = \"{1}\"\nstate_dir = \"{0}/state\"\nboot_key = \"{0}/boot.key\"\ncontrol_socket = \"{0}/ctl.sock\"\nlisten = [\"{listen}\"]\nmdns = false\nquic = {quic}\n[policy]\n{policy}",
                 dir.display(),
                 dir.file_name().unwrap().to_string_lossy()
             ),
@@ -96,6 +113,14 @@ impl Node {
     /// Kills the daemon and waits for it, so its log is complete.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the daemon as systemd does (SIGTERM: it says goodbye to its
+    /// peers first) and waits for it.
+    pub fn terminate(&mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
 
