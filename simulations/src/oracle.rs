@@ -5,6 +5,10 @@
 use std::collections::BTreeMap;
 
 use keyward_node::guardian::{LockState, Millis, Policy};
+use keyward_node::identity::NodeId;
+
+/// Approvals remembered per (guardian, owner) with their issuers.
+pub const APPROVALS_KEPT: usize = 8;
 
 /// What guardian g was told about owner o.
 #[derive(Clone, Debug, Default)]
@@ -21,6 +25,10 @@ pub struct Seen {
     /// inside the extended timeout of an earlier release).
     pub grounded_release: Option<Millis>,
     pub approved: Option<Millis>,
+    /// The approvals delivered since one was last used, with who issued
+    /// them (newest last, at most `APPROVALS_KEPT`): `release.honest-approval`
+    /// asks whether one of them was honest.
+    pub approvals: Vec<(Millis, NodeId)>,
     /// Time of the last approval a release used up (an approval is good
     /// for one release; a replayed or older one is ignored).
     pub approval_used: Option<Millis>,
@@ -69,10 +77,16 @@ impl Oracle {
         self.at(g, o).bye = Some(t);
     }
 
-    pub fn approve(&mut self, g: u32, o: u32, t: Millis) {
+    pub fn approve(&mut self, g: u32, o: u32, by: NodeId, t: Millis) {
         let s = self.at(g, o);
         if s.approval_used.is_none_or(|u| t > u) && s.approved.is_none_or(|a| t > a) {
             s.approved = Some(t);
+        }
+        if s.approval_used.is_none_or(|u| t > u) {
+            if s.approvals.len() >= APPROVALS_KEPT {
+                s.approvals.remove(0);
+            }
+            s.approvals.push((t, by));
         }
     }
 
@@ -100,6 +114,7 @@ impl Oracle {
         {
             s.approval_used = Some(a);
             s.approved = None;
+            s.approvals.clear();
         }
     }
 
