@@ -524,7 +524,15 @@ impl Sim {
         }
         self.rec(Kind::Review, Sim::none(), Sim::none(), 0);
         for i in self.locked_legit(min_age) {
-            if self.nodes[i as usize].token.is_none() {
+            // Never bound, or its boot gave up on the mesh (too few
+            // guardians left that might answer; a refusal as revoked is
+            // final for a boot, though the revocation may be voided later):
+            // the keyscript waits at the passphrase prompt.
+            let n = &self.nodes[i as usize];
+            let gave_up = n.token.as_ref().zip(n.boot.as_ref()).is_some_and(|(t, b)| {
+                t.guardians.len() - b.gone.len() < t.threshold
+            });
+            if n.token.is_none() || gave_up {
                 self.passphrase(i);
             } else {
                 self.approve(i);

@@ -165,7 +165,7 @@ impl Sim {
         }
         let owner = on.id;
         if gn.roster.roster.is_active(&owner) {
-            self.oracle.alive(g, o, tick);
+            self.oracle.alive(g, o, tick, now);
         }
         self.handle(
             g,
@@ -203,7 +203,7 @@ impl Sim {
         let now = self.now();
         let owner = self.id(o);
         if self.nodes[g as usize].roster.roster.is_active(&owner) {
-            self.oracle.alive(g, o, now);
+            self.oracle.alive(g, o, now, now);
         }
         self.handle(
             g,

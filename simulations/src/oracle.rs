@@ -15,6 +15,9 @@ pub const APPROVALS_KEPT: usize = 8;
 pub struct Seen {
     /// Last liveness proof delivered while o was active in g's roster.
     pub alive: Option<Millis>,
+    /// When the last one was delivered (a connection ping's proof is
+    /// older than its delivery).
+    pub alive_delivered: Option<Millis>,
     pub bye: Option<Millis>,
     /// Last release.
     pub release: Option<Millis>,
@@ -68,9 +71,10 @@ impl Oracle {
         self.seen[g as usize].entry(o).or_default()
     }
 
-    pub fn alive(&mut self, g: u32, o: u32, t: Millis) {
+    pub fn alive(&mut self, g: u32, o: u32, t: Millis, now: Millis) {
         let s = self.at(g, o);
         s.alive = Some(s.alive.map_or(t, |a| a.max(t)));
+        s.alive_delivered = Some(now);
     }
 
     pub fn bye(&mut self, g: u32, o: u32, t: Millis) {
@@ -158,6 +162,13 @@ impl Oracle {
     /// all contain t, so it holds until the latest of them closes. The
     /// per-event liveness check uses this to notice a quorum that lapsed
     /// by the mere passing of time, with no event touching it.
+    ///
+    /// This is the liveness side, so it counts an approval only as long as
+    /// a guardian is bound to honour it: its issuer is still one that may
+    /// approve (`valid`: an active guardian in g's roster) and the owner
+    /// has not proved liveness since it was delivered (an approval is for
+    /// one boot). The safety side (`ground`) counts every approval
+    /// delivered.
     pub fn ground_until(
         &self,
         g: u32,
@@ -165,6 +176,7 @@ impl Oracle {
         t: Millis,
         p: &Policy,
         timeout: Millis,
+        valid: impl Fn(&NodeId) -> bool,
     ) -> Option<Millis> {
         let s = self.seen(g, o)?;
         let mut until: Option<Millis> = None;
@@ -173,8 +185,10 @@ impl Oracle {
                 until = Some(until.map_or(end, |u| u.max(end)));
             }
         };
-        if let Some(a) = s.approved {
-            hold(a.saturating_add(p.approval_window));
+        for (a, by) in &s.approvals {
+            if valid(by) && s.alive_delivered.is_none_or(|d| d < *a) {
+                hold(a.saturating_add(p.approval_window));
+            }
         }
         if let Some(a) = s.alive {
             hold(a.saturating_add(timeout));

@@ -363,7 +363,7 @@ impl Sim {
             ));
             node.guardian
                 .handle(Event::Alive { node: owner, at: 0 }, &roster.roster);
-            self.oracle.alive(*g, i, 0);
+            self.oracle.alive(*g, i, 0, 0);
         }
         self.nodes[i as usize].token = Some(token);
     }

@@ -224,10 +224,12 @@ impl Sim {
         if need == 0 {
             return Some(Millis::MAX);
         }
+        // Guardians whose refusal was final for this boot are asked no
+        // more (the client gave up on them; see `Boot::gone`).
         let mut untils: Vec<Millis> = t
             .guardians
             .iter()
-            .filter(|g| !b.from.contains(g))
+            .filter(|g| !b.from.contains(g) && !b.gone.contains(g))
             .filter_map(|&g| self.would_release(g, i, t.epoch))
             .collect();
         if untils.len() < need {
@@ -256,7 +258,14 @@ impl Sim {
         if !ok {
             return None;
         }
-        self.oracle.ground_until(g, o, now, p, p.timeout)
+        let may_approve = |by: &keyward_node::identity::NodeId| {
+            gn.roster
+                .roster
+                .member(by)
+                .is_some_and(|m| m.role == keyward_node::roster::Role::Guardian)
+        };
+        self.oracle
+            .ground_until(g, o, now, p, p.timeout, may_approve)
     }
 
     /// `roster.converge`, evaluated as the module doc says.
