@@ -341,7 +341,12 @@ impl Sim {
             return;
         }
         let vid = self.id(v);
-        let Some(r) = self.admin_node().filter(|&r| r != v) else {
+        // As `keyward revoke`, which refuses on a node the victim is more
+        // senior than: the admin uses a node whose revocation counts.
+        let Some(r) = self.admin_node_for(&vid).filter(|&r| r != v) else {
+            if !churn {
+                self.q.after(MIN, Ev::Act(Act::RevokeNode(v)));
+            }
             return;
         };
         let entry = self.nodes[r as usize].roster.clone();

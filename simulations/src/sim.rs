@@ -669,6 +669,22 @@ impl Sim {
         })
     }
 
+    /// The node an admin revokes `target` from: the first that
+    /// `admin_node` would take whose own roster says its revocation of
+    /// `target` counts (seniority).
+    pub(crate) fn admin_node_for(&self, target: &NodeId) -> Option<u32> {
+        (0..self.nodes.len() as u32).find(|&i| {
+            let n = &self.nodes[i as usize];
+            let r = &n.roster.roster;
+            n.running()
+                && !n.revoked
+                && !n.stolen
+                && !n.hostile
+                && r.is_active(&n.id)
+                && r.may_revoke(&n.id, target)
+        })
+    }
+
     pub(crate) fn none() -> u32 {
         NONE
     }
