@@ -20,7 +20,14 @@
 //!   appear by time alone (an owner's `up_window` running out); that is
 //!   caught at the next event touching the node (its next request, within
 //!   `unlock::RETRY_CAP`) or at the latest at the 5-s `Tick`, which
-//!   re-evaluates every asking node.
+//!   re-evaluates every asking node. Guardians whose refusal was final for
+//!   the boot (`Boot::gone`: revoked, no share, ...) are not counted: the
+//!   client asks them no more. Under the roster rule a revocation can be
+//!   voided later (its signer revoked by the founder), so a boot can give
+//!   up on guardians that would release again; the admin then types the
+//!   passphrase at its next review (`Sim::review`). An approval counts
+//!   here only while its issuer may still approve and the owner has not
+//!   proved liveness since (`Oracle::ground_until`).
 //! - `roster.converge` is intrinsically eventual. It applies while the
 //!   network has been whole for 30 min and no replica has changed for
 //!   10 min (`QUIET`). When such a quiet period begins, all nodes are
