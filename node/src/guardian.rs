@@ -642,9 +642,9 @@ impl Guardian {
         if !s.envelopes.contains_key(&req.epoch) {
             return Err(Refusal::NoShare { epoch: req.epoch });
         }
-        let approved = s
-            .approved
-            .is_some_and(|(_, a)| at.saturating_sub(a) <= self.policy.approval_window);
+        let approved = s.approved.is_some_and(|(by, a)| {
+            at.saturating_sub(a) <= self.policy.approval_window && may_loosen(roster, &by)
+        });
         if approved {
             return Ok(());
         }
@@ -711,9 +711,9 @@ impl Guardian {
             Ok(()) => {
                 let s = self.owners.get_mut(&owner).expect("checked above");
                 let env = s.envelopes.get(&req.epoch).cloned().expect("checked above");
-                let approval = s
-                    .approved
-                    .filter(|(_, a)| at.saturating_sub(*a) <= self.policy.approval_window);
+                let approval = s.approved.filter(|(by, a)| {
+                    at.saturating_sub(*a) <= self.policy.approval_window && may_loosen(roster, by)
+                });
                 let how = if approval.is_some() {
                     "approved by an admin"
                 } else {
