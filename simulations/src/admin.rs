@@ -534,9 +534,11 @@ impl Sim {
             // final for a boot, though the revocation may be voided later):
             // the keyscript waits at the passphrase prompt.
             let n = &self.nodes[i as usize];
-            let gave_up = n.token.as_ref().zip(n.boot.as_ref()).is_some_and(|(t, b)| {
-                t.guardians.len() - b.gone.len() < t.threshold
-            });
+            let gave_up = n
+                .token
+                .as_ref()
+                .zip(n.boot.as_ref())
+                .is_some_and(|(t, b)| t.guardians.len() - b.gone.len() < t.threshold);
             if n.token.is_none() || gave_up {
                 self.passphrase(i);
             } else {

@@ -243,9 +243,12 @@ impl Sim {
                 // member's approval before its revocation was known is the
                 // accepted loss (`release.honest-approval` judged each share).
                 let opened = self.hostile_opened.contains(&i);
-                self.checks.check(inv::SEIZED_LOCKED, !n.seized || opened, &[i], || {
-                    format!("n{i} was seized and unlocked with shares, without an admin's approval")
-                });
+                self.checks
+                    .check(inv::SEIZED_LOCKED, !n.seized || opened, &[i], || {
+                        format!(
+                            "n{i} was seized and unlocked with shares, without an admin's approval"
+                        )
+                    });
                 let early = self.outage.as_ref().is_some_and(|o| !o.admin_started);
                 self.checks.check(inv::OUTAGE_NO_SELF, !early, &[i], || {
                     format!("n{i} unlocked by itself after a whole-mesh outage longer than timeout")

@@ -605,7 +605,10 @@ impl Sim {
         let mut seen = Vec::new();
         for (t, by) in approvals {
             let fresh = t >= seized_at && now.saturating_sub(t) <= window;
-            let root = self.hostile.as_ref().and_then(|h| h.taint.get(&by).copied());
+            let root = self
+                .hostile
+                .as_ref()
+                .and_then(|h| h.taint.get(&by).copied());
             let known = root.is_some_and(|root| {
                 self.hostile.as_ref().is_some_and(|h| {
                     h.revoked
@@ -619,7 +622,10 @@ impl Sim {
                 crate::trace::clock(t),
                 match root {
                     None => String::new(),
-                    Some(r) => format!(" (hostile, of n{r}{})", if known { ", revocation held" } else { "" }),
+                    Some(r) => format!(
+                        " (hostile, of n{r}{})",
+                        if known { ", revocation held" } else { "" }
+                    ),
                 },
                 if fresh { "" } else { " (not for this boot)" }
             ));
@@ -710,8 +716,15 @@ impl Sim {
         let minted_out = h.auditor_mints.iter().find(|m| r.is_active(m));
         let h1_guardian = r.member(&h1).is_some_and(|m| m.role != Role::Auditor);
         let detail = match (minted_out, h1_guardian) {
-            (Some(m), _) => format!("n{i}'s roster counts {}, minted by the auditor n{}, as active", m.short(), h.auditor),
-            (None, true) => format!("n{i}'s roster counts the auditor n{} as a guardian", h.auditor),
+            (Some(m), _) => format!(
+                "n{i}'s roster counts {}, minted by the auditor n{}, as active",
+                m.short(),
+                h.auditor
+            ),
+            (None, true) => format!(
+                "n{i}'s roster counts the auditor n{} as a guardian",
+                h.auditor
+            ),
             _ => String::new(),
         };
         self.checks.check(
@@ -749,18 +762,24 @@ impl Sim {
                 if h.taint.contains_key(&signer) || of.is_some_and(|m| h.taint.contains_key(&m)) {
                     why = Some(format!(
                         "still holds an operation signed by or admitting hostile {}",
-                        name(self, of.as_ref().filter(|m| h.taint.contains_key(*m)).unwrap_or(&signer))
+                        name(
+                            self,
+                            of.as_ref()
+                                .filter(|m| h.taint.contains_key(*m))
+                                .unwrap_or(&signer)
+                        )
                     ));
                     break;
                 }
             }
         }
         let (h1, h2) = (h.auditor, h.guardian);
-        self.checks.check(inv::HOSTILE_OUT, why.is_none(), &[i, h1, h2], || {
-            format!(
-                "n{i}'s roster holds the founder's revocation of n{h1} and n{h2} but {}",
-                why.unwrap_or_default()
-            )
-        });
+        self.checks
+            .check(inv::HOSTILE_OUT, why.is_none(), &[i, h1, h2], || {
+                format!(
+                    "n{i}'s roster holds the founder's revocation of n{h1} and n{h2} but {}",
+                    why.unwrap_or_default()
+                )
+            });
     }
 }

@@ -112,7 +112,9 @@ pub enum Act {
     ApproveLoop,
     Lockdown,
     Lift,
-    Review { periodic: bool },
+    Review {
+        periodic: bool,
+    },
     /// A hostile member's next move (hostile scenario).
     Hostile,
     /// Hostile approvals of every seized server.

@@ -50,11 +50,20 @@ fn a_few_hundred_seeds_of_hostile_members() {
         runs += 1;
     }
     assert_eq!(runs, 200);
-    assert!(revoked >= 180, "the founder revoked them in only {revoked} runs");
+    assert!(
+        revoked >= 180,
+        "the founder revoked them in only {revoked} runs"
+    );
     // The attack really ran, and the invariants about it were evaluated.
-    assert!(moves > 2_000 && rekeys > 20_000 && approvals > 1_000, "{moves} {rekeys} {approvals}");
+    assert!(
+        moves > 2_000 && rekeys > 20_000 && approvals > 1_000,
+        "{moves} {rekeys} {approvals}"
+    );
     assert!(seized > 100, "only {seized} servers seized");
-    assert!(out_checks > 200, "hostile.out-after-revocation ran {out_checks} times");
+    assert!(
+        out_checks > 200,
+        "hostile.out-after-revocation ran {out_checks} times"
+    );
     assert!(converge > 10_000, "roster.converge ran {converge} times");
     println!("{runs} runs ({revoked} with the founder's revocation): {moves} hostile moves, {rekeys} rekeys, {approvals} approvals; {honest_checks} releases to seized servers judged; {seized} seized, {opened} opened by a hostile approval before its revocation was known");
 }
