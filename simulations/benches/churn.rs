@@ -27,6 +27,7 @@ fn main() {
         "seizure" => Scenario::Seizure,
         "outage" => Scenario::Outage,
         "lockdown" => Scenario::Lockdown,
+        "hostile" => Scenario::Hostile,
         _ => Scenario::Churn,
     };
     let start = Instant::now();

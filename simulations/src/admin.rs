@@ -37,6 +37,7 @@ pub fn plan(sim: &mut Sim) {
             .q
             .at((end / 4).max(p.up_window + MIN), Ev::Act(Act::Outage)),
         Scenario::Lockdown => sim.q.at(end / 3, Ev::Act(Act::Lockdown)),
+        Scenario::Hostile => crate::hostile::plan(sim),
         Scenario::Steady | Scenario::Churn => {}
     }
     if sim.cfg.admin_review > 0 {
@@ -59,8 +60,10 @@ fn crash_downtime(sim: &mut Sim) -> Millis {
     }
 }
 
-fn legit(n: &Node) -> bool {
-    !n.revoked && !n.seized && !n.stolen
+/// An honest node the admin vouches for: not revoked, seized, stolen or
+/// hostile.
+pub(crate) fn legit(n: &Node) -> bool {
+    !n.revoked && !n.seized && !n.stolen && !n.hostile
 }
 
 impl Sim {
@@ -184,6 +187,7 @@ impl Sim {
                     let Some(i) = pick else { continue };
                     self.stats.seized += 1;
                     self.nodes[i as usize].seized = true;
+                    self.seizures.insert(i, now);
                     self.rec(Kind::Seize, i, Sim::none(), 0);
                     let d = self.uniform(p.timeout + 10 * MIN, p.timeout + 3 * HOUR);
                     self.crash(i, Some(d));
@@ -242,6 +246,9 @@ impl Sim {
                         .after(2 * MIN, Ev::Act(Act::Review { periodic: false }));
                 }
             }
+            Act::Hostile => self.hostile_move(),
+            Act::HostileBurst => self.hostile_burst(),
+            Act::RevokeHostile => self.revoke_hostile(),
             Act::Review { periodic } => {
                 self.review(if periodic { 20 * MIN } else { 0 });
                 if periodic {
@@ -301,6 +308,8 @@ impl Sim {
             token: None,
             bind: None,
             boot: None,
+            role: Role::Guardian,
+            hostile: false,
             revoked: false,
             seized: false,
             stolen: false,
@@ -320,7 +329,7 @@ impl Sim {
     /// `keyward revoke`: re-endorse whoever only the victim admitted, then
     /// revoke it. The victim is soon rebooted and keeps asking, forever.
     fn revoke(&mut self) {
-        if let Some(v) = self.pick(|n, i| i != 0 && !n.revoked && !n.seized && !n.stolen) {
+        if let Some(v) = self.pick(|n, i| i != 0 && legit(n)) {
             self.revoke_node(v, true);
         }
     }
@@ -332,7 +341,12 @@ impl Sim {
             return;
         }
         let vid = self.id(v);
-        let Some(r) = self.admin_node().filter(|&r| r != v) else {
+        // As `keyward revoke`, which refuses on a node the victim is more
+        // senior than: the admin uses a node whose revocation counts.
+        let Some(r) = self.admin_node_for(&vid).filter(|&r| r != v) else {
+            if !churn {
+                self.q.after(MIN, Ev::Act(Act::RevokeNode(v)));
+            }
             return;
         };
         let entry = self.nodes[r as usize].roster.clone();
@@ -515,7 +529,17 @@ impl Sim {
         }
         self.rec(Kind::Review, Sim::none(), Sim::none(), 0);
         for i in self.locked_legit(min_age) {
-            if self.nodes[i as usize].token.is_none() {
+            // Never bound, or its boot gave up on the mesh (too few
+            // guardians left that might answer; a refusal as revoked is
+            // final for a boot, though the revocation may be voided later):
+            // the keyscript waits at the passphrase prompt.
+            let n = &self.nodes[i as usize];
+            let gave_up = n
+                .token
+                .as_ref()
+                .zip(n.boot.as_ref())
+                .is_some_and(|(t, b)| t.guardians.len() - b.gone.len() < t.threshold);
+            if n.token.is_none() || gave_up {
                 self.passphrase(i);
             } else {
                 self.approve(i);
@@ -536,25 +560,12 @@ impl Sim {
         let guardians = t.guardians.clone();
         self.stats.approvals += 1;
         self.rec(Kind::AdminApprove, admin, o, 0);
+        let by = self.id(admin);
         for g in guardians {
             if g == admin {
-                self.on_message(
-                    admin,
-                    g,
-                    Msg::Approve {
-                        owner: o,
-                        by: admin,
-                    },
-                );
+                self.on_message(admin, g, Msg::Approve { owner: o, by });
             } else {
-                self.send(
-                    admin,
-                    g,
-                    Msg::Approve {
-                        owner: o,
-                        by: admin,
-                    },
-                );
+                self.send(admin, g, Msg::Approve { owner: o, by });
             }
         }
     }

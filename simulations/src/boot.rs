@@ -220,6 +220,8 @@ impl Sim {
         let n = &mut self.nodes[i as usize];
         let Some(b) = n.boot.take() else { return };
         n.phase = Phase::Starting;
+        // The thief has it open: what follows is not a seizure any more.
+        self.seizures.remove(&i);
         let took = now - b.since;
         self.rec(Kind::Unlocked, i, Sim::none(), took);
         if let Some(o) = &mut self.outage {
@@ -237,9 +239,16 @@ impl Sim {
                 if n.stolen {
                     self.stats.thefts_unlocked += 1;
                 }
-                self.checks.check(inv::SEIZED_LOCKED, !n.seized, &[i], || {
-                    format!("n{i} was seized and unlocked with shares, without an admin's approval")
-                });
+                // Honest admins never approve a seized server; a hostile
+                // member's approval before its revocation was known is the
+                // accepted loss (`release.honest-approval` judged each share).
+                let opened = self.hostile_opened.contains(&i);
+                self.checks
+                    .check(inv::SEIZED_LOCKED, !n.seized || opened, &[i], || {
+                        format!(
+                            "n{i} was seized and unlocked with shares, without an admin's approval"
+                        )
+                    });
                 let early = self.outage.as_ref().is_some_and(|o| !o.admin_started);
                 self.checks.check(inv::OUTAGE_NO_SELF, !early, &[i], || {
                     format!("n{i} unlocked by itself after a whole-mesh outage longer than timeout")

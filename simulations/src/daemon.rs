@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use keyward_node::guardian::{Action, Event, LockState};
+use keyward_node::roster::Role;
 use keyward_node::shares::ShareEnvelope;
 
 use crate::invariants as inv;
@@ -114,16 +115,18 @@ impl Sim {
             }
             Msg::Sync { reply, entry, lock } => self.on_sync(from, to, reply, entry, lock),
             Msg::Approve { owner, by } => {
-                let (o, b) = (self.id(owner), self.id(by));
+                let o = self.id(owner);
                 let r = &self.nodes[to as usize].roster.roster;
-                if r.is_active(&o) && r.is_active(&b) {
+                // As the guardian: only an active guardian's approval counts.
+                let may = r.member(&by).is_some_and(|m| m.role == Role::Guardian);
+                if r.is_active(&o) && may {
                     self.oracle.approve(to, owner, by, now);
                 }
                 self.handle(
                     to,
                     Event::Approve {
                         owner: o,
-                        by: b,
+                        by,
                         at: now,
                     },
                 );
@@ -162,7 +165,7 @@ impl Sim {
         }
         let owner = on.id;
         if gn.roster.roster.is_active(&owner) {
-            self.oracle.alive(g, o, tick);
+            self.oracle.alive(g, o, tick, now);
         }
         self.handle(
             g,
@@ -200,7 +203,7 @@ impl Sim {
         let now = self.now();
         let owner = self.id(o);
         if self.nodes[g as usize].roster.roster.is_active(&owner) {
-            self.oracle.alive(g, o, now);
+            self.oracle.alive(g, o, now, now);
         }
         self.handle(
             g,
@@ -227,7 +230,7 @@ impl Sim {
             self.oracle.request(g, o, session, now);
         }
         let owner_id = req.owner;
-        // Whoever asks holds the boot key it signed with (the owner's
+        // Whoever asks holds the owner's boot key (the owner's own
         // initramfs, or an attacker with a copy) and connects with it.
         let conn = owner.map(|o| {
             keyward_node::identity::NodeId(
@@ -252,7 +255,8 @@ impl Sim {
             match a {
                 Action::Release { envelope, .. } => {
                     self.rec(Kind::Release, g, o, attacker as u64);
-                    self.check_release(g, owner_id, owner, attacker, session);
+                    let epoch = envelope.body.epoch;
+                    self.check_release(g, owner_id, owner, attacker, session, epoch);
                     self.stats.count_release(attacker, self.copy_of(owner));
                     if !attacker {
                         let msg = Msg::Response {
@@ -284,17 +288,6 @@ impl Sim {
         }
     }
 
-    /// Whether node n is an active guardian in g's roster: whose approvals
-    /// g counts.
-    pub(crate) fn admin_of(&self, g: u32, n: u32) -> bool {
-        let id = self.nodes[n as usize].id;
-        self.nodes[g as usize]
-            .roster
-            .roster
-            .member(&id)
-            .is_some_and(|m| m.role == keyward_node::roster::Role::Guardian)
-    }
-
     /// Whether an attacker's request for `owner` used a copied boot key of a
     /// real node (rather than a stranger's key).
     fn copy_of(&self, owner: Option<u32>) -> bool {
@@ -309,6 +302,7 @@ impl Sim {
         o: Option<u32>,
         attacker: bool,
         session: u32,
+        epoch: u64,
     ) {
         let now = self.now();
         let p = self.cfg.policy;
@@ -335,9 +329,7 @@ impl Sim {
                 format!("guardian n{g} released a share while it had been told of a lockdown")
             });
         let Some(o) = o else { return };
-        let ground = self
-            .oracle
-            .ground(g, o, now, &p, timeout, &|n| self.admin_of(g, n));
+        let ground = self.oracle.ground(g, o, now, &p, timeout);
         let seen = self.oracle.seen(g, o).cloned().unwrap_or_default();
         let why = || {
             format!(
@@ -345,13 +337,14 @@ impl Sim {
                 crate::trace::clock(now),
                 seen.alive.map_or("never".into(), crate::trace::clock),
                 seen.release.map_or("never".into(), crate::trace::clock),
-                seen.approvals.values().max().map_or("none".into(), |a| crate::trace::clock(*a)),
+                seen.approved.map_or("none".into(), crate::trace::clock),
                 timeout / SEC,
                 p.extended_timeout / SEC
             )
         };
         self.checks
             .check(inv::RELEASE_ALIVE, ground.is_some(), &nodes, why);
+        self.check_honest_approval(g, o, epoch);
         let chained = matches!(ground, Some(Ground::Extended { chained: true }));
         if chained {
             self.stats.chained_extended += 1;
@@ -384,6 +377,7 @@ impl Sim {
             o,
             now,
             ground.is_some_and(|g| !matches!(g, Ground::Extended { .. })),
+            &p,
         );
     }
 
@@ -435,6 +429,7 @@ impl Sim {
             self.last_change = self.now();
             self.rec(Kind::RosterGrew, i, Sim::none(), new.len() as u64);
             self.check_revoked_out(i);
+            self.check_membership(i);
         }
         new
     }
@@ -453,8 +448,19 @@ impl Sim {
 
     fn check_revoked_out(&mut self, i: u32) {
         let e = self.nodes[i as usize].roster.clone();
+        // With hostile members about, a revocation by an admin other than
+        // the founder may be voided by a hostile one (a standoff) until the
+        // founder's revocation of the hostile members is held: checked from
+        // then on (`revocation.takes-effect` checks the founder's own at
+        // once).
+        let hostile_out = self.hostile_revoked_in(&e.roster);
+        let founder = self.id(0);
         for r in &self.revocations {
             if !e.ops.contains(r.op) {
+                continue;
+            }
+            let by_founder = self.rosters.op(r.op).body.signer() == founder;
+            if !hostile_out && !by_founder {
                 continue;
             }
             let v = self.nodes[r.node as usize].id;
@@ -498,8 +504,15 @@ impl Sim {
     /// random among the members its roster counts as active.
     pub(crate) fn start_bind(&mut self, i: u32) {
         let n = &self.nodes[i as usize];
+        // Auditors hold no shares: guardians only.
         let cands: Vec<u32> = (0..self.nodes.len() as u32)
-            .filter(|&j| j != i && n.roster.roster.is_active(&self.nodes[j as usize].id))
+            .filter(|&j| {
+                j != i
+                    && n.roster
+                        .roster
+                        .member(&self.nodes[j as usize].id)
+                        .is_some_and(|m| m.role == Role::Guardian)
+            })
             .collect();
         let g = self.cfg.guardians.min(cands.len());
         if g == 0 {

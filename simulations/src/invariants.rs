@@ -33,6 +33,28 @@ pub const REVOKED_OUT: &str = "roster.revoked-stays-out";
 /// node that has been running for a while holds the same roster.
 pub const CONVERGE: &str = "roster.converge";
 
+/// No new share goes to a seized server (off longer than timeout, then
+/// booted by a thief) unless the releasing guardian holds an approval of
+/// it issued after the seizure by an honest admin, or by a hostile member
+/// (or a member it minted) whose revocation by the founder that guardian's
+/// roster does not hold yet. Judged at the first release of each (guardian,
+/// owner, epoch) after the seizure, by honest guardians; see `hostile`.
+pub const RELEASE_HONEST_APPROVAL: &str = "release.honest-approval";
+/// Every revocation signed by the founder is in effect on every replica
+/// that holds it (its target is not active there); once a replica holds
+/// the founder's revocations of the hostile members, every honest admin's
+/// revocation it holds is in effect too.
+pub const REVOCATION_TAKES_EFFECT: &str = "revocation.takes-effect";
+/// A member minted by an auditor is never active on any replica.
+pub const MINTED_NEVER_ACTIVE: &str = "hostile.minted-never-active";
+/// On a replica that holds the founder's revocations of the hostile
+/// members: they and every member they minted (chains included) are out,
+/// no honest member is revoked by them, and nothing they signed is kept.
+pub const HOSTILE_OUT: &str = "hostile.out-after-revocation";
+/// A replica never holds more operations than were issued, counting a
+/// node's rekeys once (a flood of rekeys leaves one).
+pub const ROSTER_BOUNDED: &str = "roster.bounded";
+
 /// Strict: the extended timeout is not renewed by a release that was
 /// itself granted only by the extended timeout.
 pub const STRICT_EXT_CHAIN: &str = "strict.extended-chain";
@@ -42,7 +64,7 @@ pub const STRICT_OWNER_UP: &str = "strict.owner-up";
 /// the first request of the same boot.
 pub const STRICT_DELAY: &str = "strict.approval-delay";
 
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 18] = [
     RELEASE_MEMBER,
     RELEASE_NOT_REVOKED,
     RELEASE_NO_LOCKDOWN,
@@ -53,6 +75,11 @@ pub const ALL: [&str; 13] = [
     OUTAGE_NO_SELF,
     REVOKED_OUT,
     CONVERGE,
+    RELEASE_HONEST_APPROVAL,
+    REVOCATION_TAKES_EFFECT,
+    MINTED_NEVER_ACTIVE,
+    HOSTILE_OUT,
+    ROSTER_BOUNDED,
     STRICT_EXT_CHAIN,
     STRICT_OWNER_UP,
     STRICT_DELAY,

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod boot;
 pub mod daemon;
+pub mod hostile;
 pub mod invariants;
 pub mod net;
 pub mod node;

@@ -116,7 +116,7 @@ struct SimArgs {
     latency_ms: Option<String>,
     #[arg(long, value_enum)]
     placement: Option<Placement>,
-    /// Servers seized (seizure scenario).
+    /// Servers seized (seizure and hostile scenarios).
     #[arg(long)]
     seize: Option<usize>,
     /// Reboots per node per day.
@@ -224,6 +224,11 @@ impl SimArgs {
         c.strict = self.strict;
         c.dedup = !self.no_dedup;
         anyhow::ensure!(c.nodes >= 2, "--nodes must be at least 2");
+        anyhow::ensure!(
+            c.scenario != Scenario::Hostile || c.nodes >= keyward_sim::hostile::MIN_NODES,
+            "--scenario hostile needs --nodes {} or more (a founder, honest members, a hostile auditor and a hostile guardian)",
+            keyward_sim::hostile::MIN_NODES
+        );
         Ok(c)
     }
 }

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use keyward_node::guardian::{Guardian, Millis};
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
+use keyward_node::roster::Role;
 use keyward_node::shares::ShareEnvelope;
 
 use crate::rosters::Entry;
@@ -73,6 +74,11 @@ pub struct Node {
     pub token: Option<Token>,
     pub bind: Option<Bind>,
     pub boot: Option<Boot>,
+    /// The role it claimed when admitted (auditors hold no shares).
+    pub role: Role,
+    /// A hostile member (hostile scenario): never the admin's node, not
+    /// part of the churn; its moves are in `hostile`.
+    pub hostile: bool,
     pub revoked: bool,
     /// Seized at 04:00 (seizure scenario): must never unlock again.
     pub seized: bool,

@@ -5,12 +5,19 @@
 use std::collections::BTreeMap;
 
 use keyward_node::guardian::{LockState, Millis, Policy};
+use keyward_node::identity::NodeId;
+
+/// Approvals remembered per (guardian, owner) with their issuers.
+pub const APPROVALS_KEPT: usize = 8;
 
 /// What guardian g was told about owner o.
 #[derive(Clone, Debug, Default)]
 pub struct Seen {
     /// Last liveness proof delivered while o was active in g's roster.
     pub alive: Option<Millis>,
+    /// When the last one was delivered (a connection ping's proof is
+    /// older than its delivery).
+    pub alive_delivered: Option<Millis>,
     pub bye: Option<Millis>,
     /// Last release.
     pub release: Option<Millis>,
@@ -20,41 +27,16 @@ pub struct Seen {
     /// Last release grounded in liveness or an approval (rather than only
     /// inside the extended timeout of an earlier release).
     pub grounded_release: Option<Millis>,
-    /// Unused approvals, by issuing node. An approval is good for one boot:
-    /// a release uses up all of them, and so does the owner proving
-    /// liveness again.
-    pub approvals: BTreeMap<u32, Millis>,
-    /// Time of the newest approval that ended (used or voided by liveness);
-    /// a replayed or older one is ignored.
+    pub approved: Option<Millis>,
+    /// The approvals delivered since one was last used, with who issued
+    /// them (newest last, at most `APPROVALS_KEPT`): `release.honest-approval`
+    /// asks whether one of them was honest.
+    pub approvals: Vec<(Millis, NodeId)>,
+    /// Time of the last approval a release used up (an approval is good
+    /// for one release; a replayed or older one is ignored).
     pub approval_used: Option<Millis>,
     /// First request of the boot session being answered: (session, time).
     pub first_request: Option<(u32, Millis)>,
-}
-
-impl Seen {
-    fn end_approvals(&mut self) {
-        if let Some(newest) = self.approvals.values().max().copied() {
-            self.approval_used = Some(self.approval_used.map_or(newest, |u| u.max(newest)));
-            self.approvals.clear();
-        }
-    }
-
-    /// Until when enough approvals by distinct active guardians hold at t
-    /// (`policy.approvals` of them), if they do.
-    fn approval_ends(&self, t: Millis, p: &Policy, admin: &dyn Fn(u32) -> bool) -> Option<Millis> {
-        let mut ends: Vec<Millis> = self
-            .approvals
-            .iter()
-            .filter(|(by, a)| admin(**by) && t.saturating_sub(**a) <= p.approval_window)
-            .map(|(_, a)| a.saturating_add(p.approval_window))
-            .collect();
-        let need = p.approvals.max(1) as usize;
-        if ends.len() < need {
-            return None;
-        }
-        ends.sort_unstable_by(|a, b| b.cmp(a));
-        Some(ends[need - 1])
-    }
 }
 
 /// Why a release was allowed.
@@ -89,24 +71,26 @@ impl Oracle {
         self.seen[g as usize].entry(o).or_default()
     }
 
-    pub fn alive(&mut self, g: u32, o: u32, t: Millis) {
+    pub fn alive(&mut self, g: u32, o: u32, t: Millis, now: Millis) {
         let s = self.at(g, o);
         s.alive = Some(s.alive.map_or(t, |a| a.max(t)));
-        s.end_approvals();
+        s.alive_delivered = Some(now);
     }
 
     pub fn bye(&mut self, g: u32, o: u32, t: Millis) {
         self.at(g, o).bye = Some(t);
     }
 
-    /// An approval of o by `by` delivered to g (whose roster has both).
-    pub fn approve(&mut self, g: u32, o: u32, by: u32, t: Millis) {
+    pub fn approve(&mut self, g: u32, o: u32, by: NodeId, t: Millis) {
         let s = self.at(g, o);
-        if s.approval_used.is_none_or(|u| t > u)
-            && s.approvals.get(&by).is_none_or(|a| t > *a)
-            && s.alive.is_none_or(|a| t > a)
-        {
-            s.approvals.insert(by, t);
+        if s.approval_used.is_none_or(|u| t > u) && s.approved.is_none_or(|a| t > a) {
+            s.approved = Some(t);
+        }
+        if s.approval_used.is_none_or(|u| t > u) {
+            if s.approvals.len() >= APPROVALS_KEPT {
+                s.approvals.remove(0);
+            }
+            s.approvals.push((t, by));
         }
     }
 
@@ -117,7 +101,7 @@ impl Oracle {
         }
     }
 
-    pub fn released(&mut self, g: u32, o: u32, t: Millis, grounded: bool) {
+    pub fn released(&mut self, g: u32, o: u32, t: Millis, grounded: bool, p: &Policy) {
         let s = self.at(g, o);
         s.release = Some(t);
         if s.window_start
@@ -128,7 +112,14 @@ impl Oracle {
         if grounded {
             s.grounded_release = Some(t);
         }
-        s.end_approvals();
+        if let Some(a) = s
+            .approved
+            .filter(|a| t.saturating_sub(*a) <= p.approval_window)
+        {
+            s.approval_used = Some(a);
+            s.approved = None;
+            s.approvals.clear();
+        }
     }
 
     /// Last writer wins by time; at equal times lockdown wins (as designed).
@@ -146,19 +137,11 @@ impl Oracle {
 
     /// Whether a release to o by g at t is justified by liveness, approval
     /// or the extended timeout, and by which.
-    /// `admin(n)`: whether node n is an active guardian in g's roster now
-    /// (an approval counts only while its issuer is one).
-    pub fn ground(
-        &self,
-        g: u32,
-        o: u32,
-        t: Millis,
-        p: &Policy,
-        timeout: Millis,
-        admin: &dyn Fn(u32) -> bool,
-    ) -> Option<Ground> {
+    pub fn ground(&self, g: u32, o: u32, t: Millis, p: &Policy, timeout: Millis) -> Option<Ground> {
         let s = self.seen(g, o)?;
-        if s.approval_ends(t, p, admin).is_some() {
+        if s.approved
+            .is_some_and(|a| t.saturating_sub(a) <= p.approval_window)
+        {
             return Some(Ground::Approved);
         }
         if s.alive.is_some_and(|a| t.saturating_sub(a) <= timeout) {
@@ -179,6 +162,13 @@ impl Oracle {
     /// all contain t, so it holds until the latest of them closes. The
     /// per-event liveness check uses this to notice a quorum that lapsed
     /// by the mere passing of time, with no event touching it.
+    ///
+    /// This is the liveness side, so it counts an approval only as long as
+    /// a guardian is bound to honour it: its issuer is still one that may
+    /// approve (`valid`: an active guardian in g's roster) and the owner
+    /// has not proved liveness since it was delivered (an approval is for
+    /// one boot). The safety side (`ground`) counts every approval
+    /// delivered.
     pub fn ground_until(
         &self,
         g: u32,
@@ -186,7 +176,7 @@ impl Oracle {
         t: Millis,
         p: &Policy,
         timeout: Millis,
-        admin: &dyn Fn(u32) -> bool,
+        valid: impl Fn(&NodeId) -> bool,
     ) -> Option<Millis> {
         let s = self.seen(g, o)?;
         let mut until: Option<Millis> = None;
@@ -195,8 +185,10 @@ impl Oracle {
                 until = Some(until.map_or(end, |u| u.max(end)));
             }
         };
-        if let Some(end) = s.approval_ends(t, p, admin) {
-            hold(end);
+        for (a, by) in &s.approvals {
+            if valid(by) && s.alive_delivered.is_none_or(|d| d < *a) {
+                hold(a.saturating_add(p.approval_window));
+            }
         }
         if let Some(a) = s.alive {
             hold(a.saturating_add(timeout));

@@ -190,6 +190,9 @@ pub struct Summary {
     /// Fraction of owners whose key a boot-key thief could open with the
     /// help of a random 20 % of the nodes colluding (threshold sweeps).
     pub collusion_exposed: f64,
+    /// What the hostile members did (hostile scenario only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<crate::hostile::HostileStats>,
 }
 
 fn pct(v: &mut [Millis], q: f64) -> Millis {
@@ -232,6 +235,12 @@ impl Sim {
             checks.insert(k.to_string(), *v);
         }
         let exposed = self.collusion_exposed();
+        let hostile = self.hostile.as_ref().map(|h| {
+            let mut s = h.stats.clone();
+            s.seized_opened = self.hostile_opened.len();
+            s.roster_bound = self.rosters.bound();
+            s
+        });
         let s = &self.stats;
         Summary {
             scenario: self.cfg.scenario.name().into(),
@@ -296,6 +305,7 @@ impl Sim {
             invariant_checks_total: self.checks.total(),
             invariant_checks: checks,
             collusion_exposed: exposed,
+            hostile,
         }
     }
 
@@ -405,6 +415,30 @@ impl Summary {
             "messages per node per hour (with pings)",
             format!("{:.1}", self.messages_per_node_hour),
         );
+        if let Some(h) = &self.hostile {
+            row(
+                "hostile moves",
+                format!(
+                    "{}: {} minted by the auditor, {} sybils, {} endorsements, {} rekeys, {} revocations of honest members, {} approvals sent",
+                    h.moves, h.auditor_mints, h.sybils_minted, h.endorsements, h.rekeys, h.revocations_of_honest, h.approvals_sent
+                ),
+            );
+            row(
+                "founder revoked the hostile members at",
+                h.revoked_at.map_or("never".into(), clock),
+            );
+            row(
+                "seized: releases on hostile approvals",
+                format!(
+                    "{} before the revocation was known ({} servers opened)",
+                    h.seized_releases_on_hostile_approval, h.seized_opened
+                ),
+            );
+            row(
+                "roster ops: most on a replica / bound",
+                format!("{} / {}", h.max_roster_ops, h.roster_bound),
+            );
+        }
         let r = &self.rosters;
         row(
             "roster ops / merges run / reused",

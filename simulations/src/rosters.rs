@@ -10,10 +10,11 @@
 //! node a private copy and re-runs every merge; a test checks both give the
 //! same trace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use keyward_node::roster::{Merged, Roster, SignedOp};
+use keyward_node::identity::NodeId;
+use keyward_node::roster::{Merged, OpBody, OpId, Roster, SignedOp};
 
 /// A set of global operation numbers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,8 +71,23 @@ enum Step {
     Rejected(String),
 }
 
+/// A revocation some node signed, as registered (for the invariants).
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub id: OpId,
+    pub by: NodeId,
+    pub node: NodeId,
+}
+
 pub struct Rosters {
     ops: Vec<SignedOp>,
+    ids: Vec<OpId>,
+    /// Every revocation registered, in order.
+    pub revokes: Vec<Issued>,
+    /// Operations registered other than rekeys.
+    pub non_rekey: usize,
+    /// Nodes that signed at least one rekey.
+    pub rekeyers: BTreeSet<NodeId>,
     intern: BTreeMap<[u8; 32], Rc<Entry>>,
     memo: BTreeMap<([u8; 32], u32), Step>,
     dedup: bool,
@@ -85,6 +101,10 @@ impl Rosters {
     pub fn new(dedup: bool) -> Self {
         Rosters {
             ops: Vec::new(),
+            ids: Vec::new(),
+            revokes: Vec::new(),
+            non_rekey: 0,
+            rekeyers: BTreeSet::new(),
             intern: BTreeMap::new(),
             memo: BTreeMap::new(),
             dedup,
@@ -95,12 +115,39 @@ impl Rosters {
 
     /// Registers an operation made by some node; returns its number.
     pub fn add_op(&mut self, op: SignedOp) -> u32 {
+        let id = op.id();
+        match &op.body {
+            OpBody::Rekey { node, .. } => {
+                self.rekeyers.insert(*node);
+            }
+            OpBody::Revoke { node, by, .. } => {
+                self.non_rekey += 1;
+                self.revokes.push(Issued {
+                    id,
+                    by: *by,
+                    node: *node,
+                });
+            }
+            _ => self.non_rekey += 1,
+        }
         self.ops.push(op);
+        self.ids.push(id);
         (self.ops.len() - 1) as u32
     }
 
     pub fn op(&self, i: u32) -> &SignedOp {
         &self.ops[i as usize]
+    }
+
+    pub fn id(&self, i: u32) -> OpId {
+        self.ids[i as usize]
+    }
+
+    /// The most operations a replica can hold: every operation registered
+    /// except rekeys, plus one rekey per node that rekeyed (a roster keeps
+    /// only a node's highest). A flood of rekeys must not raise it.
+    pub fn bound(&self) -> usize {
+        self.non_rekey + self.rekeyers.len()
     }
 
     pub fn len_ops(&self) -> usize {

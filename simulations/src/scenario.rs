@@ -28,16 +28,23 @@ pub enum Scenario {
     Outage,
     /// Churn with a one-hour lockdown in the middle.
     Lockdown,
+    /// Churn, a seizure, and two hostile members admitted by the founder
+    /// (an auditor and a guardian) that mint members, build chains of
+    /// admissions, flood rekeys, revoke honest members and approve the
+    /// seized servers, until an admin on the founder revokes them (see
+    /// `hostile`).
+    Hostile,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Steady,
         Scenario::Churn,
         Scenario::Partitions,
         Scenario::Seizure,
         Scenario::Outage,
         Scenario::Lockdown,
+        Scenario::Hostile,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +55,7 @@ impl Scenario {
             Scenario::Seizure => "seizure",
             Scenario::Outage => "outage",
             Scenario::Lockdown => "lockdown",
+            Scenario::Hostile => "hostile",
         }
     }
 }
@@ -118,7 +126,7 @@ pub struct Config {
     pub net: NetConfig,
     pub rates: Rates,
     pub placement: Placement,
-    /// Servers seized in the seizure scenario.
+    /// Servers seized in the seizure and hostile scenarios.
     pub seize: usize,
     /// How often an admin looks at locked nodes and approves legitimate
     /// ones (0: never).
@@ -146,7 +154,9 @@ impl Config {
                 reboots: 0.2,
                 ..Rates::none()
             },
-            Scenario::Churn | Scenario::Partitions | Scenario::Lockdown => Rates::churn(nodes),
+            Scenario::Churn | Scenario::Partitions | Scenario::Lockdown | Scenario::Hostile => {
+                Rates::churn(nodes)
+            }
         };
         Config {
             scenario,

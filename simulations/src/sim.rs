@@ -5,7 +5,7 @@
 //! `daemon` (a running node), `boot` (power-on to unlocked) and `admin`
 //! (scenario actions and the operator).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use keyward_node::guardian::{Event, Guardian, LockState, Millis, ShareRequest};
@@ -52,9 +52,11 @@ pub enum Msg {
         entry: Rc<Entry>,
         lock: Option<Box<LockState>>,
     },
+    /// `keyward approve` of `owner`, issued by `by`'s node key (an
+    /// admin's, or a hostile member's or one it minted).
     Approve {
         owner: u32,
-        by: u32,
+        by: NodeId,
     },
     Lock(Box<LockState>),
 }
@@ -110,7 +112,15 @@ pub enum Act {
     ApproveLoop,
     Lockdown,
     Lift,
-    Review { periodic: bool },
+    Review {
+        periodic: bool,
+    },
+    /// A hostile member's next move (hostile scenario).
+    Hostile,
+    /// Hostile approvals of every seized server.
+    HostileBurst,
+    /// An admin on the founder revokes the hostile members.
+    RevokeHostile,
 }
 
 pub enum Ev {
@@ -156,6 +166,18 @@ pub struct Sim {
     pub(crate) lockdown: bool,
     /// State of the per-event checks (see `watch`).
     pub(crate) watch: Watch,
+    /// The hostile members and what they made (hostile scenario).
+    pub(crate) hostile: Option<crate::hostile::Hostile>,
+    /// Seized servers not (yet) opened, and when they were seized.
+    pub(crate) seizures: BTreeMap<u32, Millis>,
+    /// (guardian, owner, epoch) already released to a seized server: a
+    /// repeat gives the thief nothing new.
+    pub(crate) seized_released: BTreeSet<(u32, u32, u64)>,
+    /// Seized servers a hostile approval opened before the guardians could
+    /// know it was revoked (accepted loss; see `hostile`).
+    pub(crate) hostile_opened: BTreeSet<u32>,
+    /// Replica states (by digest) the membership checks already judged.
+    pub(crate) judged: BTreeSet<[u8; 32]>,
 }
 
 /// Interval of the backstop re-evaluation of quorums (see `watch`).
@@ -169,7 +191,20 @@ pub const TRACE_TAIL: usize = 40;
 impl Sim {
     pub fn new(cfg: Config) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let n = cfg.nodes.max(2);
+        let hostile = cfg.scenario == crate::scenario::Scenario::Hostile;
+        let n = if hostile {
+            cfg.nodes.max(crate::hostile::MIN_NODES)
+        } else {
+            cfg.nodes.max(2)
+        };
+        // The hostile scenario's auditor is the last node (see `hostile`).
+        let role = |i: usize| {
+            if hostile && i == n - 1 {
+                Role::Auditor
+            } else {
+                Role::Guardian
+            }
+        };
         let mesh = MeshId(rng.gen());
         let keys: Vec<(NodeKey, BootKey)> = (0..n)
             .map(|_| (NodeKey::from_seed(rng.gen()), BootKey::from_seed(rng.gen())))
@@ -178,7 +213,7 @@ impl Sim {
             id: keys[i].0.id(),
             boot: keys[i].1.public(),
             name: format!("n{i}"),
-            role: Role::Guardian,
+            role: role(i),
         };
         let mut rosters = Rosters::new(cfg.dedup);
         let (mut roster, found) = Roster::found("sim", mesh, member(0), &keys[0].0);
@@ -228,6 +263,11 @@ impl Sim {
             outage: None,
             lockdown: false,
             watch: Watch::default(),
+            hostile: None,
+            seizures: BTreeMap::new(),
+            seized_released: BTreeSet::new(),
+            hostile_opened: BTreeSet::new(),
+            judged: BTreeSet::new(),
         };
         for (i, (key, boot_key)) in keys.into_iter().enumerate() {
             let id = key.id();
@@ -244,6 +284,8 @@ impl Sim {
                 token: None,
                 bind: None,
                 boot: None,
+                role: role(i),
+                hostile: false,
                 revoked: false,
                 seized: false,
                 stolen: false,
@@ -254,6 +296,9 @@ impl Sim {
             });
         }
         drop(genesis);
+        if hostile {
+            sim.hostile = Some(crate::hostile::Hostile::new(&mut sim));
+        }
         for i in 0..n as u32 {
             sim.initial_bind(i);
         }
@@ -274,14 +319,21 @@ impl Sim {
     /// has been seen alive by them.
     fn initial_bind(&mut self, i: u32) {
         let n = self.nodes.len() as u32;
-        let g = self.cfg.guardians.min(n as usize - 1);
+        // Auditors hold no shares.
+        let may_guard = |s: &Sim, j: u32| j != i && s.nodes[j as usize].role == Role::Guardian;
+        let cands = (0..n).filter(|&j| may_guard(self, j)).count();
+        let g = self.cfg.guardians.min(cands);
         let guardians: Vec<u32> = match self.cfg.placement {
-            Placement::Ring => (1..=g as u32).map(|k| (i + k) % n).collect(),
+            Placement::Ring => (1..n)
+                .map(|k| (i + k) % n)
+                .filter(|&j| may_guard(self, j))
+                .take(g)
+                .collect(),
             Placement::Random => {
                 let mut v = Vec::with_capacity(g);
                 while v.len() < g {
                     let j = self.rng.gen_range(0..n);
-                    if j != i && !v.contains(&j) {
+                    if may_guard(self, j) && !v.contains(&j) {
                         v.push(j);
                     }
                 }
@@ -313,7 +365,7 @@ impl Sim {
             ));
             node.guardian
                 .handle(Event::Alive { node: owner, at: 0 }, &roster.roster);
-            self.oracle.alive(*g, i, 0);
+            self.oracle.alive(*g, i, 0, 0);
         }
         self.nodes[i as usize].token = Some(token);
     }
@@ -404,7 +456,10 @@ impl Sim {
                     t.absorb(&[l.at, l.on as u64]);
                 }
             }
-            Msg::Approve { owner, by } => t.absorb(&[*owner as u64, *by as u64]),
+            Msg::Approve { owner, by } => {
+                t.absorb(&[*owner as u64]);
+                t.absorb_bytes(&by.0);
+            }
             Msg::Lock(l) => {
                 t.absorb_bytes(&l.by.0);
                 t.absorb(&[l.at, l.on as u64]);
@@ -612,7 +667,23 @@ impl Sim {
     pub(crate) fn admin_node(&self) -> Option<u32> {
         (0..self.nodes.len() as u32).find(|&i| {
             let n = &self.nodes[i as usize];
-            n.running() && !n.revoked && !n.stolen && n.roster.roster.is_active(&n.id)
+            n.running() && !n.revoked && !n.stolen && !n.hostile && n.roster.roster.is_active(&n.id)
+        })
+    }
+
+    /// The node an admin revokes `target` from: the first that
+    /// `admin_node` would take whose own roster says its revocation of
+    /// `target` counts (seniority).
+    pub(crate) fn admin_node_for(&self, target: &NodeId) -> Option<u32> {
+        (0..self.nodes.len() as u32).find(|&i| {
+            let n = &self.nodes[i as usize];
+            let r = &n.roster.roster;
+            n.running()
+                && !n.revoked
+                && !n.stolen
+                && !n.hostile
+                && r.is_active(&n.id)
+                && r.may_revoke(&n.id, target)
         })
     }
 

@@ -64,6 +64,10 @@ pub enum Kind {
     Rebound,
     /// a = node, x = new roster ops merged
     RosterGrew,
+    /// a = hostile node, x = move (`hostile::Move`)
+    Hostile,
+    /// a = the founder, x = hostile members revoked
+    HostileRevoke,
 }
 
 impl Kind {
@@ -112,6 +116,8 @@ impl Kind {
             Unlocked => "UNLOCKED",
             Rebound => "rebound",
             RosterGrew => "roster-grew",
+            Hostile => "HOSTILE",
+            HostileRevoke => "revoke-hostile",
         }
     }
 }

@@ -20,7 +20,14 @@
 //!   appear by time alone (an owner's `up_window` running out); that is
 //!   caught at the next event touching the node (its next request, within
 //!   `unlock::RETRY_CAP`) or at the latest at the 5-s `Tick`, which
-//!   re-evaluates every asking node.
+//!   re-evaluates every asking node. Guardians whose refusal was final for
+//!   the boot (`Boot::gone`: revoked, no share, ...) are not counted: the
+//!   client asks them no more. Under the roster rule a revocation can be
+//!   voided later (its signer revoked by the founder), so a boot can give
+//!   up on guardians that would release again; the admin then types the
+//!   passphrase at its next review (`Sim::review`). An approval counts
+//!   here only while its issuer may still approve and the owner has not
+//!   proved liveness since (`Oracle::ground_until`).
 //! - `roster.converge` is intrinsically eventual. It applies while the
 //!   network has been whole for 30 min and no replica has changed for
 //!   10 min (`QUIET`). When such a quiet period begins, all nodes are
@@ -224,10 +231,12 @@ impl Sim {
         if need == 0 {
             return Some(Millis::MAX);
         }
+        // Guardians whose refusal was final for this boot are asked no
+        // more (the client gave up on them; see `Boot::gone`).
         let mut untils: Vec<Millis> = t
             .guardians
             .iter()
-            .filter(|g| !b.from.contains(g))
+            .filter(|g| !b.from.contains(g) && !b.gone.contains(g))
             .filter_map(|&g| self.would_release(g, i, t.epoch))
             .collect();
         if untils.len() < need {
@@ -259,8 +268,14 @@ impl Sim {
         if !ok {
             return None;
         }
+        let may_approve = |by: &keyward_node::identity::NodeId| {
+            gn.roster
+                .roster
+                .member(by)
+                .is_some_and(|m| m.role == keyward_node::roster::Role::Guardian)
+        };
         self.oracle
-            .ground_until(g, o, now, p, p.timeout, &|n| self.admin_of(g, n))
+            .ground_until(g, o, now, p, p.timeout, may_approve)
     }
 
     /// `roster.converge`, evaluated as the module doc says.

@@ -17,7 +17,12 @@ fn json(s: &keyward_sim::Summary) -> String {
 
 #[test]
 fn same_seed_same_trace_and_summary() {
-    for scenario in [Scenario::Churn, Scenario::Partitions, Scenario::Outage] {
+    for scenario in [
+        Scenario::Churn,
+        Scenario::Partitions,
+        Scenario::Outage,
+        Scenario::Hostile,
+    ] {
         let a = keyward_sim::run(cfg(scenario, 42)).unwrap();
         let b = keyward_sim::run(cfg(scenario, 42)).unwrap();
         assert_eq!(a.trace_hash, b.trace_hash, "{scenario:?}");
@@ -30,13 +35,15 @@ fn same_seed_same_trace_and_summary() {
 #[test]
 fn shared_roster_replicas_change_nothing() {
     // Hash-consed replicas must behave exactly like private copies.
-    for seed in [1, 2, 3] {
-        let a = keyward_sim::run(cfg(Scenario::Churn, seed)).unwrap();
-        let mut c = cfg(Scenario::Churn, seed);
-        c.dedup = false;
-        let b = keyward_sim::run(c).unwrap();
-        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
-        assert_eq!(a.unlocks.granted, b.unlocks.granted);
-        assert!(b.rosters.merges_run >= a.rosters.merges_run);
+    for scenario in [Scenario::Churn, Scenario::Hostile] {
+        for seed in [1, 2, 3] {
+            let a = keyward_sim::run(cfg(scenario, seed)).unwrap();
+            let mut c = cfg(scenario, seed);
+            c.dedup = false;
+            let b = keyward_sim::run(c).unwrap();
+            assert_eq!(a.trace_hash, b.trace_hash, "{scenario:?} seed {seed}");
+            assert_eq!(a.unlocks.granted, b.unlocks.granted);
+            assert!(b.rosters.merges_run >= a.rosters.merges_run);
+        }
     }
 }

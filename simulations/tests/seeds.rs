@@ -13,7 +13,7 @@ fn small(scenario: Scenario, seed: u64) -> Config {
     r.crashes = 3.0;
     if matches!(
         scenario,
-        Scenario::Churn | Scenario::Partitions | Scenario::Lockdown
+        Scenario::Churn | Scenario::Partitions | Scenario::Lockdown | Scenario::Hostile
     ) {
         r.joins = 8.0;
         r.revocations = 4.0;
@@ -35,7 +35,7 @@ fn few_hundred_seeds_of_small_meshes() {
             runs += 1;
         }
     }
-    assert_eq!(runs, 300);
+    assert_eq!(runs, 50 * Scenario::ALL.len());
     assert!(checks > 20_000, "only {checks} invariant checks ran");
     println!("{runs} runs, {checks} invariant checks");
 }

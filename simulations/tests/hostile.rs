@@ -1,0 +1,86 @@
+//! The hostile scenario over a few hundred seeds of small meshes: a
+//! hostile auditor and a hostile guardian mint members, build chains of
+//! admissions, flood rekeys, revoke honest members and approve seized
+//! servers until the founder revokes them. Every invariant is on; the
+//! ones this scenario is about are `release.honest-approval`,
+//! `revocation.takes-effect`, `hostile.minted-never-active`,
+//! `hostile.out-after-revocation`, `roster.bounded` and `roster.converge`.
+
+use keyward_sim::{Config, Scenario};
+
+fn small(seed: u64) -> Config {
+    let nodes = 5 + (seed as usize * 7) % 8;
+    let mut c = Config::new(Scenario::Hostile, nodes, 3.0, seed);
+    let r = &mut c.rates;
+    r.reboots = 6.0;
+    r.crashes = 3.0;
+    r.joins = 8.0;
+    r.revocations = 4.0;
+    c
+}
+
+#[test]
+fn a_few_hundred_seeds_of_hostile_members() {
+    let (mut runs, mut moves, mut rekeys, mut approvals) = (0, 0, 0, 0);
+    let (mut out_checks, mut honest_checks, mut converge) = (0, 0, 0);
+    let (mut seized, mut opened, mut revoked) = (0, 0, 0);
+    for seed in 0..200u64 {
+        let s = match keyward_sim::run(small(seed)) {
+            Ok(s) => s,
+            Err(f) => panic!("\n{f}"),
+        };
+        let h = s.hostile.as_ref().expect("hostile stats");
+        // The revocation waits for the founder's node to run.
+        revoked += h.revoked_at.is_some() as u64;
+        assert!(
+            h.max_roster_ops <= h.roster_bound,
+            "seed {seed}: {} ops on a replica, bound {}",
+            h.max_roster_ops,
+            h.roster_bound
+        );
+        seized += s.churn.seized;
+        opened += h.seized_opened;
+        let c = |k: &str| s.invariant_checks.get(k).copied().unwrap_or(0);
+        out_checks += c("hostile.out-after-revocation");
+        honest_checks += c("release.honest-approval");
+        converge += c("roster.converge");
+        moves += h.moves;
+        rekeys += h.rekeys;
+        approvals += h.approvals_sent;
+        runs += 1;
+    }
+    assert_eq!(runs, 200);
+    assert!(
+        revoked >= 180,
+        "the founder revoked them in only {revoked} runs"
+    );
+    // The attack really ran, and the invariants about it were evaluated.
+    assert!(
+        moves > 2_000 && rekeys > 20_000 && approvals > 1_000,
+        "{moves} {rekeys} {approvals}"
+    );
+    assert!(seized > 100, "only {seized} servers seized");
+    assert!(
+        out_checks > 200,
+        "hostile.out-after-revocation ran {out_checks} times"
+    );
+    assert!(converge > 10_000, "roster.converge ran {converge} times");
+    println!("{runs} runs ({revoked} with the founder's revocation): {moves} hostile moves, {rekeys} rekeys, {approvals} approvals; {honest_checks} releases to seized servers judged; {seized} seized, {opened} opened by a hostile approval before its revocation was known");
+}
+
+#[test]
+fn a_flood_of_rekeys_leaves_one_per_node_and_the_revocation_clears_the_roster() {
+    let mut c = Config::new(Scenario::Hostile, 12, 6.0, 7);
+    c.rates.revocations = 0.0;
+    let s = keyward_sim::run(c).unwrap();
+    let h = s.hostile.unwrap();
+    assert!(h.rekeys > 500, "{h:?}");
+    assert!(h.sybils_minted > 0 && h.auditor_mints > 0, "{h:?}");
+    // Hundreds of rekeys, yet no replica ever held more than the founding,
+    // the admissions and revocations issued and one rekey per node.
+    assert!(h.max_roster_ops <= h.roster_bound, "{h:?}");
+    assert!((h.max_roster_ops as u64) < h.rekeys / 4, "{h:?}");
+    assert!(s.invariant_checks["hostile.out-after-revocation"] > 0);
+    assert!(s.invariant_checks["hostile.minted-never-active"] > 0);
+    assert!(s.invariant_checks["revocation.takes-effect"] > 0);
+}
