@@ -12,7 +12,6 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use keyward_node::config::{Config, DEFAULT_PATH};
 use keyward_node::control::{self, CtlRequest};
-use keyward_node::identity::BootKey;
 use keyward_node::luks::Device;
 use keyward_node::roster::Role;
 use zeroize::Zeroize;
@@ -101,6 +100,9 @@ enum Cmd {
         /// Only this device (default: every device bound on this node).
         #[arg(long)]
         device: Option<PathBuf>,
+        /// Record loopback addresses too (a one-machine test mesh).
+        #[arg(long, env = "KEYWARD_ALLOW_LOOPBACK")]
+        allow_loopback: bool,
     },
     /// Fetch the disk key from the guardians (initramfs) and open the device.
     ///
@@ -125,6 +127,13 @@ enum Cmd {
         /// Boot key file (default: the config's boot_key).
         #[arg(long)]
         boot_key: Option<PathBuf>,
+        /// Also try this guardian address (IP:PORT or a TCP multiaddr,
+        /// optionally ending in /p2p/ID), e.g. when the guardians moved
+        /// while this node was off. Repeatable; the config's `bootstrap`
+        /// addresses are tried too.
+        #[arg(long = "guardian", value_name = "ADDR")]
+        guardians: Vec<String>,
+        /// Print nothing but the final error.
         #[arg(long, short)]
         quiet: bool,
     },
@@ -269,7 +278,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Bind(a) => bind::bind(&cfg, &a, false)?,
         Cmd::Rebind(a) => bind::bind(&cfg, &a, true)?,
         Cmd::Unbind { device, key_file } => bind::unbind(&cfg, &device, key_file.as_deref())?,
-        Cmd::Refresh { device } => bind::refresh(&cfg, device.as_deref())?,
+        Cmd::Refresh {
+            device,
+            allow_loopback,
+        } => bind::refresh(&cfg, device.as_deref(), allow_loopback)?,
         Cmd::Unlock {
             device,
             name,
@@ -277,27 +289,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             check,
             timeout,
             boot_key,
+            guardians,
             quiet,
         } => {
             if name.is_none() && !print_key && !check {
                 bail!("say what to do with the key: --name NAME (open), --print-key (stdout) or --check");
             }
             let dev = Device::new(&device);
-            // Read from the header itself: no cryptsetup process on the boot path.
-            let (_, token) = dev
-                .token_direct()?
-                .with_context(|| format!("{} is not bound by keyward (no keyward token); bind it with `keyward bind --device {}`", device.display(), device.display()))?;
+            let token = keyward_node::unlock::read_token(&device)?;
             refuse_if_running_owner(&cfg, &token.owner)?;
-            let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
-            let boot = BootKey::load(&bk_path)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let opts = keyward_node::unlock::Options {
                 timeout,
                 verbose: !quiet,
+                extra_addrs: keyward_node::unlock::boot_addrs(&guardians, &cfg.bootstrap)?,
             };
-            let secret = rt.block_on(keyward_node::unlock::fetch_key(&token, &boot, &opts))?;
+            let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
+            let secret = keyward_node::unlock::fetch_blocking(&token, &bk_path, &opts)?;
             if print_key {
                 let mut out = std::io::stdout().lock();
                 out.write_all(secret.as_bytes())?;

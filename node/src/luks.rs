@@ -54,6 +54,10 @@ pub struct Token {
 pub struct TokenGuardian {
     pub id: String,
     pub addrs: Vec<String>,
+    /// The guardian's roster name, so the boot console names who refused
+    /// or could not be reached (absent in tokens written before it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 pub struct Device {
@@ -403,6 +407,7 @@ mod tests {
             guardians: vec![TokenGuardian {
                 id: "g".into(),
                 addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+                name: "node1".into(),
             }],
         };
         d.set_token(&tok).unwrap();
