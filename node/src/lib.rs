@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod config;
 pub mod control;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod guardian;
 pub mod identity;
@@ -14,5 +15,6 @@ pub mod net;
 pub mod proto;
 pub mod roster;
 pub mod shares;
+#[cfg(feature = "daemon")]
 pub mod store;
 pub mod unlock;

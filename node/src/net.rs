@@ -5,12 +5,11 @@ use std::io;
 use std::time::Duration;
 
 use futures::prelude::*;
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::NetworkBehaviour;
-use libp2p::{
-    gossipsub, identify, identity::Keypair, mdns, noise, ping, request_response, tcp, yamux,
-    StreamProtocol, Swarm,
-};
+#[cfg(feature = "daemon")]
+use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
+#[cfg(feature = "daemon")]
+use libp2p::{gossipsub, identify, mdns, ping};
+use libp2p::{identity::Keypair, noise, request_response, tcp, yamux, StreamProtocol, Swarm};
 
 use crate::codec::{self, Wire};
 use crate::proto::{Request, Response, RPC_PROTOCOL};
@@ -89,6 +88,7 @@ fn rpc(timeout: Duration) -> Rpc {
 }
 
 /// The daemon's behaviours.
+#[cfg(feature = "daemon")]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub identify: identify::Behaviour,
@@ -98,12 +98,14 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+#[cfg(feature = "daemon")]
 pub struct SwarmOptions {
     pub ping_interval: Duration,
     pub mdns: bool,
     pub quic: bool,
 }
 
+#[cfg(feature = "daemon")]
 pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<Behaviour>> {
     let build = |key: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
         let gcfg = gossipsub::ConfigBuilder::default()
@@ -183,6 +185,7 @@ pub fn client_swarm(key: Keypair, timeout: Duration) -> anyhow::Result<Swarm<Rpc
 }
 
 /// The mesh's gossip topic.
+#[cfg(feature = "daemon")]
 pub fn topic(mesh: &crate::roster::MeshId) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("keyward/{mesh}/v1"))
 }
