@@ -174,7 +174,7 @@ impl Mesh {
         if self.lab.is_none() {
             // Every address of a loopback mesh is 127.0.0.1, which bind
             // and refresh refuse for real meshes.
-            c.env("KEYWARD_ALLOW_LOOPBACK", "1");
+            c.env("KEYWARD_ALLOW_LOOPBACK", "true");
         }
         Ok(c)
     }

@@ -242,7 +242,7 @@ fn bind_and_refresh_refuse_loopback_only_guardians() {
     let m = formed(5);
     let (img, pass) = m.make_image(4).unwrap();
     let (img, pass) = (img.to_str().unwrap(), pass.to_str().unwrap());
-    let real = [("KEYWARD_ALLOW_LOOPBACK", "0")];
+    let real = [("KEYWARD_ALLOW_LOOPBACK", "false")];
     let o = m
         .cli_env(4, &["bind", "--device", img, "--key-file", pass], &real)
         .unwrap();

@@ -11,7 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
-use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
 
@@ -112,10 +113,23 @@ pub struct Options {
     /// Addresses tried besides the token's: given at boot (`keyward.guardians=`
     /// on the kernel command line, `--guardian`) or the config's
     /// `bootstrap`, for guardians that moved while this node was off. An
-    /// address naming a peer (`/p2p/ID`) is tried for that guardian only,
-    /// others for every guardian: the noise handshake proves who answers,
-    /// so a wrong guess costs one failed dial.
+    /// address naming a peer (`/p2p/ID`) is tried for that guardian only;
+    /// any other is dialled on its own first, and the noise handshake says
+    /// which guardian (if any) answers there.
     pub extra_addrs: Vec<Multiaddr>,
+}
+
+/// An address given without a peer id. It cannot simply be tried for every
+/// guardian: libp2p gives up a whole dial when one of its addresses
+/// answers with another peer id. So it is dialled alone, and the guardian
+/// that answers there gets it.
+struct Probe {
+    addr: Multiaddr,
+    conn: Option<ConnectionId>,
+    next_try: Instant,
+    backoff: Duration,
+    done: bool,
+    said: Option<String>,
 }
 
 /// Most addresses accepted from the command line, config and kernel
@@ -232,7 +246,7 @@ pub async fn fetch_key(
         // Addresses given at boot first: they are the admin's latest word.
         let mut addrs: Vec<Multiaddr> = extra
             .iter()
-            .filter(|(_, p)| p.is_none_or(|p| p == peer))
+            .filter(|(_, p)| *p == Some(peer))
             .map(|(a, _)| a.clone())
             .collect();
         for a in g.addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
@@ -260,6 +274,18 @@ pub async fn fetch_key(
             said: None,
         });
     }
+    let mut probes: Vec<Probe> = extra
+        .iter()
+        .filter(|(_, p)| p.is_none())
+        .map(|(a, _)| Probe {
+            addr: a.clone(),
+            conn: None,
+            next_try: now,
+            backoff: RETRY_FIRST,
+            done: false,
+            said: None,
+        })
+        .collect();
     let mut swarm = net::client_swarm(boot.libp2p_keypair(), REQUEST_TIMEOUT)
         .map_err(|e| UnlockError::Net(e.to_string()))?;
     let expect = Expect {
@@ -279,6 +305,25 @@ pub async fn fetch_key(
     let mut hinted = false;
     loop {
         let now = Instant::now();
+        for p in probes.iter_mut() {
+            if hopeless_until.is_some() || p.done || p.conn.is_some() || now < p.next_try {
+                continue;
+            }
+            let dial = DialOpts::unknown_peer_id().address(p.addr.clone()).build();
+            let cid = dial.connection_id();
+            match swarm.dial(dial) {
+                Ok(()) => p.conn = Some(cid),
+                Err(e) => {
+                    p.next_try = now + p.backoff;
+                    p.backoff = (p.backoff * 2).min(RETRY_CAP);
+                    let why = describe_dial_error(&e);
+                    if opts.verbose && p.said.as_ref() != Some(&why) {
+                        eprintln!("keyward: address {} (given at boot) unreachable: {why}", p.addr);
+                    }
+                    p.said = Some(why);
+                }
+            }
+        }
         for (i, g) in guards.iter_mut().enumerate() {
             if hopeless_until.is_some()
                 || g.inflight
@@ -345,22 +390,55 @@ pub async fn fetch_key(
         let ev = match ev {
             SwarmEvent::Behaviour(ev) => ev,
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
+                let addr = split_peer(endpoint.get_remote_address()).0;
                 for g in guards.iter_mut().filter(|g| g.peer == peer_id) {
-                    g.at = Some(endpoint.get_remote_address().clone());
+                    g.at = Some(addr.clone());
                     g.dial_error = None;
+                }
+                if let Some(p) = probes.iter_mut().find(|p| p.conn == Some(connection_id)) {
+                    p.done = true;
+                    match guards.iter_mut().find(|g| g.peer == peer_id) {
+                        Some(g) => {
+                            if !g.addrs.contains(&p.addr) {
+                                g.addrs.insert(0, p.addr.clone());
+                                // Ask it now, over this connection.
+                                g.next_try = Instant::now();
+                                g.backoff = RETRY_FIRST;
+                            }
+                        }
+                        None if opts.verbose => eprintln!(
+                            "keyward: address {} (given at boot) answers as a node that guards no share of this disk",
+                            p.addr
+                        ),
+                        None => {}
+                    }
                 }
                 continue;
             }
             SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(p),
+                peer_id,
+                connection_id,
                 error,
-                ..
             } => {
                 let why = describe_dial_error(&error);
-                for g in guards.iter_mut().filter(|g| g.peer == p) {
-                    g.dial_error = Some(why.clone());
+                if let Some(p) = probes.iter_mut().find(|p| p.conn == Some(connection_id)) {
+                    p.conn = None;
+                    p.next_try = Instant::now() + p.backoff;
+                    p.backoff = (p.backoff * 2).min(RETRY_CAP);
+                    if opts.verbose && p.said.as_ref() != Some(&why) {
+                        eprintln!("keyward: address {} (given at boot) unreachable: {why}", p.addr);
+                    }
+                    p.said = Some(why.clone());
+                }
+                if let Some(peer) = peer_id {
+                    for g in guards.iter_mut().filter(|g| g.peer == peer) {
+                        g.dial_error = Some(why.clone());
+                    }
                 }
                 continue;
             }

@@ -36,13 +36,14 @@ the key on this boot whatever happens, stop asking; 2 usage; 1 anything else";
 /// Most `--guardian` arguments taken.
 const MAX_GUARDIAN_ARGS: usize = unlock::MAX_EXTRA_ADDRS;
 
-#[derive(PartialEq)]
+#[derive(Debug, PartialEq)]
 enum Mode {
     PrintKey,
     Check,
     Probe,
 }
 
+#[derive(Debug)]
 struct Args {
     device: PathBuf,
     mode: Mode,
