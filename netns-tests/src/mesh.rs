@@ -192,7 +192,10 @@ impl Mesh {
     /// Restarts node `i`'s daemon listening on another loopback port, as
     /// if it moved while the others were off; returns the new port.
     pub fn move_to_new_port(&mut self, i: usize) -> Result<u16> {
-        anyhow::ensure!(self.lab.is_none(), "move_to_new_port is for loopback meshes");
+        anyhow::ensure!(
+            self.lab.is_none(),
+            "move_to_new_port is for loopback meshes"
+        );
         let port = free_port()?;
         self.relisten(i, port)?;
         Ok(port)

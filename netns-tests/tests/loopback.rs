@@ -328,11 +328,22 @@ fn guardians_that_moved_are_found_with_addresses_given_at_boot() {
     let o = m
         .cli(
             4,
-            &["unlock", "--check", "--device", img.to_str().unwrap(), "--guardian", "node0:7300"],
+            &[
+                "unlock",
+                "--check",
+                "--device",
+                img.to_str().unwrap(),
+                "--guardian",
+                "node0:7300",
+            ],
         )
         .unwrap();
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("`node0:7300` is neither IP:PORT"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`node0:7300` is neither IP:PORT"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
