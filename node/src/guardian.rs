@@ -242,7 +242,10 @@ fn who(id: &NodeId, name: &str) -> String {
 
 /// `id`'s roster name for a refusal, or empty if the roster lacks it.
 fn name_of(roster: &Roster, id: &NodeId) -> String {
-    roster.member(id).map(|m| m.name.clone()).unwrap_or_default()
+    roster
+        .member(id)
+        .map(|m| m.name.clone())
+        .unwrap_or_default()
 }
 
 impl fmt::Display for Refusal {

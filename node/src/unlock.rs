@@ -318,7 +318,10 @@ pub async fn fetch_key(
                     p.backoff = (p.backoff * 2).min(RETRY_CAP);
                     let why = describe_dial_error(&e);
                     if opts.verbose && p.said.as_ref() != Some(&why) {
-                        eprintln!("keyward: address {} (given at boot) unreachable: {why}", p.addr);
+                        eprintln!(
+                            "keyward: address {} (given at boot) unreachable: {why}",
+                            p.addr
+                        );
                     }
                     p.said = Some(why);
                 }
@@ -431,7 +434,10 @@ pub async fn fetch_key(
                     p.next_try = Instant::now() + p.backoff;
                     p.backoff = (p.backoff * 2).min(RETRY_CAP);
                     if opts.verbose && p.said.as_ref() != Some(&why) {
-                        eprintln!("keyward: address {} (given at boot) unreachable: {why}", p.addr);
+                        eprintln!(
+                            "keyward: address {} (given at boot) unreachable: {why}",
+                            p.addr
+                        );
                     }
                     p.said = Some(why.clone());
                 }
@@ -558,11 +564,7 @@ pub fn boot_addrs(given: &[String], bootstrap: &[String]) -> anyhow::Result<Vec<
     }
     // The config was validated as multiaddrs; a QUIC-only one is of no use
     // to this TCP client and is skipped.
-    out.extend(
-        bootstrap
-            .iter()
-            .filter_map(|a| parse_guardian_addr(a).ok()),
-    );
+    out.extend(bootstrap.iter().filter_map(|a| parse_guardian_addr(a).ok()));
     if out.len() > MAX_EXTRA_ADDRS {
         anyhow::bail!(
             "{} guardian addresses given (--guardian, keyward.guardians=, bootstrap); at most {MAX_EXTRA_ADDRS}",

@@ -188,8 +188,12 @@ mod tests {
 
     #[test]
     fn bad_command_lines_say_what_is_wrong() {
-        assert!(p(&["--print-key"]).unwrap_err().contains("--device is required"));
-        assert!(p(&["--device", "x"]).unwrap_err().contains("say what to do"));
+        assert!(p(&["--print-key"])
+            .unwrap_err()
+            .contains("--device is required"));
+        assert!(p(&["--device", "x"])
+            .unwrap_err()
+            .contains("say what to do"));
         assert!(p(&["--device", "x", "--check", "--probe"])
             .unwrap_err()
             .contains("one of"));
@@ -206,8 +210,14 @@ mod tests {
             .collect();
         assert!(parse(many.into_iter()).unwrap_err().contains("more than"));
         let a = p(&[
-            "--device", "/dev/vda2", "--print-key", "--timeout", "2min", "--guardian",
-            "192.0.2.7:7300", "--quiet",
+            "--device",
+            "/dev/vda2",
+            "--print-key",
+            "--timeout",
+            "2min",
+            "--guardian",
+            "192.0.2.7:7300",
+            "--quiet",
         ])
         .unwrap();
         assert!(a.mode == Mode::PrintKey && a.quiet);
