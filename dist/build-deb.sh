@@ -18,4 +18,5 @@ mkdir -p target/man
 for m in dist/man/*; do
 	gzip -9n <"$m" >"target/man/${m##*/}.gz"
 done
-cargo deb -p keyward-cli --no-build --no-strip -o target/debian/
+# cargo-deb strips keyward and keywardd (lintian wants stripped binaries).
+cargo deb -p keyward-cli --no-build -o "${DEB_OUT:-target/debian/}"
