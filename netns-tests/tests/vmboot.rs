@@ -147,9 +147,12 @@ impl Rig {
             b"UMASK=0077\nRESUME=none\n",
             0o644,
         )?;
-        // The package's own path: dpkg -i, whose trigger runs update-initramfs.
+        // The package's own path: dpkg -i, whose trigger runs
+        // update-initramfs. The config and boot key were put in place first
+        // (as configuration management would), so --force-confold keeps the
+        // config instead of asking.
         let log = ch.sh(&format!(
-            "dpkg -i /tmp/{debname} >/tmp/dpkg.log 2>&1 || {{ cat /tmp/dpkg.log; exit 1; }}; cat /tmp/dpkg.log; grep -q 'update-initramfs: Generating' /tmp/dpkg.log || update-initramfs -u -k all 2>&1; lsinitramfs /boot/initrd.img-* | grep -E 'keyward|boot.key|cryptroot/crypttab'; echo ---; unmkinitramfs /boot/initrd.img-* /tmp/x >/dev/null 2>&1; cat /tmp/x/main/cryptroot/crypttab 2>/dev/null || cat /tmp/x/cryptroot/crypttab"
+            "dpkg --force-confold -i /tmp/{debname} >/tmp/dpkg.log 2>&1 || {{ cat /tmp/dpkg.log; exit 1; }}; cat /tmp/dpkg.log; grep -q 'update-initramfs: Generating' /tmp/dpkg.log || update-initramfs -u -k all 2>&1; lsinitramfs /boot/initrd.img-* | grep -E 'keyward|boot.key|cryptroot/crypttab'; echo ---; unmkinitramfs /boot/initrd.img-* /tmp/x >/dev/null 2>&1; cat /tmp/x/main/cryptroot/crypttab 2>/dev/null || cat /tmp/x/cryptroot/crypttab"
         ))?;
         eprintln!("vmtest: chroot:\n{log}");
         anyhow::ensure!(
