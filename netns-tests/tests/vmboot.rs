@@ -300,14 +300,16 @@ fn a_real_boot_opens_the_root_through_the_mesh() {
     v.stop();
     eprintln!("vmtest: seized: refused, prompt {d:?}; approved: unlocked");
 
-    // 2. All guardians up: unlocked without a prompt.
+    // 2. All guardians up: unlocked by the mesh alone.
     r.owner_was_just_up().unwrap();
     let mut v = r.boot(&r.initrd_keyward, "", &fwds).unwrap();
     let t = r.expect_marker(&mut v, "all up").unwrap();
     let con = v.stop();
+    // The prompt may be up already (after 0.5 s; under TCG the network and
+    // the unlock take longer): the key ends it, nobody types.
     assert!(
-        !con.contains("Please unlock disk"),
-        "all up: prompted:\n{con}"
+        !con.contains("refused") && !con.contains("unreachable"),
+        "all up:\n{con}"
     );
     eprintln!("vmtest: all up: marker after {t:?}");
 
