@@ -406,14 +406,13 @@ pub async fn fetch_key(
                 if let Some(p) = probes.iter_mut().find(|p| p.conn == Some(connection_id)) {
                     p.done = true;
                     match guards.iter_mut().find(|g| g.peer == peer_id) {
-                        Some(g) => {
-                            if !g.addrs.contains(&p.addr) {
-                                g.addrs.insert(0, p.addr.clone());
-                                // Ask it now, over this connection.
-                                g.next_try = Instant::now();
-                                g.backoff = RETRY_FIRST;
-                            }
+                        Some(g) if !g.addrs.contains(&p.addr) => {
+                            g.addrs.insert(0, p.addr.clone());
+                            // Ask it now, over this connection.
+                            g.next_try = Instant::now();
+                            g.backoff = RETRY_FIRST;
                         }
+                        Some(_) => {}
                         None if opts.verbose => eprintln!(
                             "keyward: address {} (given at boot) answers as a node that guards no share of this disk",
                             p.addr
