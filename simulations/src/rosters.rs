@@ -82,6 +82,9 @@ pub struct Issued {
 pub struct Rosters {
     ops: Vec<SignedOp>,
     ids: Vec<OpId>,
+    /// Operation number by id (the first registered), to describe a
+    /// replica by the operations its roster really holds.
+    by_id: BTreeMap<OpId, u32>,
     /// Every revocation registered, in order.
     pub revokes: Vec<Issued>,
     /// Operations registered other than rekeys.
@@ -102,6 +105,7 @@ impl Rosters {
         Rosters {
             ops: Vec::new(),
             ids: Vec::new(),
+            by_id: BTreeMap::new(),
             revokes: Vec::new(),
             non_rekey: 0,
             rekeyers: BTreeSet::new(),
@@ -132,7 +136,9 @@ impl Rosters {
         }
         self.ops.push(op);
         self.ids.push(id);
-        (self.ops.len() - 1) as u32
+        let n = (self.ops.len() - 1) as u32;
+        self.by_id.entry(id).or_insert(n);
+        n
     }
 
     pub fn op(&self, i: u32) -> &SignedOp {
@@ -212,8 +218,16 @@ impl Rosters {
         let mut r = e.roster.clone();
         let (out, step) = match r.merge(self.ops[i as usize].clone()) {
             Ok(Merged::New) => {
-                let mut ops = e.ops.clone();
-                ops.insert(i);
+                // What the roster really holds after the merge: compaction
+                // may have dropped operations the replica had, and a
+                // replica that claimed to hold them would never take them
+                // again when they count once more (a sync would skip them).
+                let mut ops = Bits::default();
+                for o in r.ops() {
+                    if let Some(n) = self.by_id.get(&o.id()) {
+                        ops.insert(*n);
+                    }
+                }
                 let n = self.entry(r, ops);
                 let d = n.digest;
                 ((n, Outcome::New), Step::New(d))

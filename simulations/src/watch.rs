@@ -298,7 +298,7 @@ impl Sim {
         let mut rescan = false;
         for &i in &self.watch.touched {
             let n = &self.nodes[i as usize];
-            if !n.running() || n.running_since + SETTLE > now {
+            if !converges(n, now) {
                 continue;
             }
             match self.watch.reference {
@@ -316,13 +316,13 @@ impl Sim {
         }
     }
 
-    /// Compares every node running for `SETTLE`; returns their digest.
+    /// Compares every member running for `SETTLE`; returns their digest.
     fn scan_convergence(&mut self) -> Option<[u8; 32]> {
         let now = self.now();
         let mut first: Option<(u32, [u8; 32])> = None;
         let mut odd = None;
         for (i, n) in self.nodes.iter().enumerate() {
-            if !n.running() || n.running_since + SETTLE > now {
+            if !converges(n, now) {
                 continue;
             }
             match first {
@@ -345,4 +345,13 @@ impl Sim {
         });
         first.map(|f| f.1)
     }
+}
+
+/// Whether `roster.converge` expects node `n` to hold the common roster:
+/// running for `SETTLE`, and not revoked. A revoked node is out of the
+/// mesh (members answer its syncs and gossip no more), so it may keep an
+/// old roster for good; two revoked nodes still talking to each other can
+/// hold different ones, which harms nobody.
+fn converges(n: &crate::node::Node, now: Millis) -> bool {
+    n.running() && n.running_since + SETTLE <= now && !n.revoked
 }
