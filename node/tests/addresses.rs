@@ -7,8 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use keyward_node::control::CtlRequest;
-use keyward_node::roster::Role;
 use serde_json::Value;
 
 use common::{free_port, Node};
@@ -40,16 +38,7 @@ fn all_connected(v: &Value) -> bool {
 }
 
 fn join(inviter: &Node, n: &Node) {
-    let tok = inviter
-        .call(CtlRequest::Invite {
-            role: Role::Guardian,
-            expires_secs: 600,
-        })
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    n.call(CtlRequest::Join { token: tok }).unwrap();
+    n.join(inviter);
 }
 
 fn listen() -> String {

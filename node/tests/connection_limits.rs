@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use keyward_node::control::CtlRequest;
 use keyward_node::gate::GateLimits;
-use keyward_node::roster::Role;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr};
 use serde_json::Value;
@@ -44,16 +42,7 @@ fn a_stranger_opening_many_connections_is_capped_and_members_are_served() {
         false,
         None,
     );
-    let tok = a
-        .call(CtlRequest::Invite {
-            role: Role::Guardian,
-            expires_secs: 600,
-        })
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    b.call(CtlRequest::Join { token: tok }).unwrap();
+    b.join(&a);
     let a_id = a.status()["node"]["id"].as_str().unwrap().to_string();
     let b_id = b.status()["node"]["id"].as_str().unwrap().to_string();
     a.wait_for(Duration::from_secs(20), "b connected", |v| {

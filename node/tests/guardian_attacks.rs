@@ -17,7 +17,6 @@ use keyward_node::guardian::{Refusal, ShareRequest};
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::net;
 use keyward_node::proto::{Request, Response};
-use keyward_node::roster::Role;
 use keyward_node::shares::{split, DiskSecret};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
@@ -39,16 +38,7 @@ fn id_of(n: &Node) -> String {
 
 /// Founds a mesh on `a`, joins `b`, and waits until `a` counts `b` up.
 fn pair(a: &Node, b: &Node) {
-    let tok = a
-        .call(CtlRequest::Invite {
-            role: Role::Guardian,
-            expires_secs: 600,
-        })
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    b.call(CtlRequest::Join { token: tok }).unwrap();
+    b.join(a);
     let b_id = id_of(b);
     a.wait_for(Duration::from_secs(20), "b up", |v| {
         member(v, &b_id).is_some_and(|m| m["up"] == true)

@@ -8,11 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use keyward_node::control::CtlRequest;
 use keyward_node::guardian::{Refusal, ShareRequest};
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::proto::{AdminBody, AdminKind, AdminMsg, Gossip, Request, Response};
-use keyward_node::roster::{MeshId, Role};
+use keyward_node::roster::MeshId;
 use libp2p::core::SignedEnvelope;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
@@ -56,16 +55,7 @@ fn trio(d: &std::path::Path, port: u16) -> (Node, Node, Node) {
         None,
     );
     for n in [&b, &c] {
-        let tok = a
-            .call(CtlRequest::Invite {
-                role: Role::Guardian,
-                expires_secs: 600,
-            })
-            .unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        n.call(CtlRequest::Join { token: tok }).unwrap();
+        n.join(&a);
     }
     for n in [&a, &b, &c] {
         n.wait_for(Duration::from_secs(20), "3 members", |v| members(v) == 3);

@@ -29,16 +29,7 @@ fn connected(v: &Value, id: &str) -> bool {
 
 /// Founds a mesh on `a` and joins `b` to it by invite.
 fn pair(a: &Node, b: &Node) {
-    let tok = a
-        .call(CtlRequest::Invite {
-            role: Role::Guardian,
-            expires_secs: 600,
-        })
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    b.call(CtlRequest::Join { token: tok }).unwrap();
+    b.join(a);
     for n in [a, b] {
         n.wait_for(Duration::from_secs(20), "2 members", |v| members(v) == 2);
     }
@@ -228,16 +219,7 @@ fn forged_roster_operations_relayed_by_a_member_change_nothing() {
         None,
     );
     pair(&a, &b);
-    let tok = a
-        .call(CtlRequest::Invite {
-            role: Role::Guardian,
-            expires_secs: 600,
-        })
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    c.call(CtlRequest::Join { token: tok }).unwrap();
+    c.join(&a);
     for n in [&a, &b, &c] {
         n.wait_for(Duration::from_secs(20), "3 members", |v| members(v) == 3);
     }

@@ -110,6 +110,20 @@ impl Node {
         self.call(CtlRequest::Status).unwrap()
     }
 
+    /// Joins the mesh of `inviter` with a fresh guardian invite from it.
+    pub fn join(&self, inviter: &Node) {
+        let tok = inviter
+            .call(CtlRequest::Invite {
+                role: keyward_node::roster::Role::Guardian,
+                expires_secs: 600,
+            })
+            .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.call(CtlRequest::Join { token: tok }).unwrap();
+    }
+
     /// Kills the daemon and waits for it, so its log is complete.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
