@@ -661,3 +661,25 @@ fn a_junior_cannot_revoke_a_senior_and_is_told_who_can() {
     names.sort();
     assert_eq!(names, ["node0", "node1"]);
 }
+
+/// Revoking a member voids the revocations it signed; `keyward revoke`
+/// signs them again first, so a node that member revoked stays out.
+#[test]
+fn revoking_an_admin_keeps_the_revocations_it_made() {
+    let m = formed(4);
+    m.cli_ok(1, &["revoke", "node3"]).unwrap();
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(m.members(0).map(|v| v.len() == 3).unwrap_or(false))
+    })
+    .unwrap();
+    m.cli_ok(0, &["revoke", "node1"]).unwrap();
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(m.members(2).map(|v| v.len() == 2).unwrap_or(false))
+    })
+    .unwrap();
+    for i in [0, 2] {
+        let mut names = m.members(i).unwrap();
+        names.sort();
+        assert_eq!(names, ["node0", "node2"], "node{i}");
+    }
+}

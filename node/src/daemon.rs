@@ -1629,6 +1629,28 @@ impl Daemon {
             ));
             endorsed.push(m.name);
         }
+        // A revoked member's revocations count for nothing, so the nodes it
+        // revoked would come back: sign them again from here first.
+        let mut re_signed = vec![];
+        for t in self.roster.revoked_by(&node) {
+            if t == self.me.id
+                || !self.roster.is_revoked(&t)
+                || !self.roster.may_revoke(&self.me.id, &t)
+            {
+                continue;
+            }
+            ops.push(SignedOp::sign(
+                OpBody::Revoke {
+                    mesh,
+                    node: t,
+                    by: self.me.id,
+                    reason: "kept: revoked before its revoker was".into(),
+                    at: now_ms(),
+                },
+                &self.key,
+            ));
+            re_signed.push(t.to_string());
+        }
         ops.push(SignedOp::sign(
             OpBody::Revoke {
                 mesh,
@@ -1643,7 +1665,9 @@ impl Daemon {
         for op in ops {
             self.publish(Gossip::Op(op));
         }
-        Ok(json!({ "revoked": node.to_string(), "re_endorsed": endorsed, "dropped": dropped }))
+        Ok(
+            json!({ "revoked": node.to_string(), "re_endorsed": endorsed, "dropped": dropped, "revocations_kept": re_signed }),
+        )
     }
 
     fn rekey(&mut self, sign: &str, seal: &str) -> Result<serde_json::Value, String> {

@@ -611,6 +611,14 @@ impl Roster {
         }
     }
 
+    /// The nodes `by` has signed a revocation of (counting or not).
+    pub fn revoked_by(&self, by: &NodeId) -> Vec<NodeId> {
+        self.revokes_by
+            .get(by)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.view.active.values()
     }
