@@ -8,8 +8,10 @@
 #            (the only place initramfs-tools reads package hooks from), and the
 #            config to /etc/keyward.
 # --destdir  stage everything under DIR (packaging, tests); also $DESTDIR.
-# --target   directory holding the keyward and keywardd binaries
-#            (default: target/release of this repository).
+# --target   directory holding the keyward, keywardd and keyward-unlock
+#            binaries (default: target/release of this repository; the
+#            initramfs client is also looked for in target/initramfs, where
+#            `cargo build --profile initramfs -p keyward-unlock` puts it).
 #
 # An existing /etc/keyward/keyward.toml is never overwritten.
 
@@ -80,6 +82,9 @@ destdir="${destdir%/}"
 for b in keyward keywardd; do
 	[ -x "$target/$b" ] || die "$target/$b not found; build first: cargo build --release"
 done
+unlock="$target/keyward-unlock"
+[ -x "$unlock" ] || unlock="$repo/target/initramfs/keyward-unlock"
+[ -x "$unlock" ] || die "keyward-unlock not found in $target or $repo/target/initramfs; build it: cargo build --profile initramfs -p keyward-unlock"
 
 bindir="$prefix/bin"
 libdir="$prefix/lib/keyward"
@@ -113,6 +118,11 @@ putbin() {
 
 putbin keyward
 putbin keywardd
+mkdir -p "$destdir$libdir"
+cp "$unlock" "$destdir$libdir/keyward-unlock.new.$$"
+chmod 0755 "$destdir$libdir/keyward-unlock.new.$$"
+mv -f "$destdir$libdir/keyward-unlock.new.$$" "$destdir$libdir/keyward-unlock"
+echo "installed $libdir/keyward-unlock"
 put 0644 "$here/systemd/keywardd.service" "$unitdir/keywardd.service"
 put 0644 "$here/systemd/keyward-refresh.service" "$unitdir/keyward-refresh.service"
 put 0644 "$here/systemd/keyward-refresh.timer" "$unitdir/keyward-refresh.timer"

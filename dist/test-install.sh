@@ -35,7 +35,7 @@ expect_mode() {
 }
 
 mkdir -p "$tmp/target"
-for b in keyward keywardd; do
+for b in keyward keywardd keyward-unlock; do
 	printf '#!/bin/sh\necho %s\n' "$b" >"$tmp/target/$b"
 	chmod 755 "$tmp/target/$b"
 done
@@ -49,6 +49,7 @@ expect_mode "$root" /usr/lib/systemd/system/keywardd.service 644
 expect_mode "$root" /usr/lib/systemd/system/keyward-refresh.service 644
 expect_mode "$root" /usr/lib/systemd/system/keyward-refresh.timer 644
 expect_mode "$root" /usr/lib/keyward/keyward-keyscript 755
+expect_mode "$root" /usr/lib/keyward/keyward-unlock 755
 expect_mode "$root" /usr/share/initramfs-tools/hooks/keyward 755
 expect_mode "$root" /usr/share/initramfs-tools/scripts/init-bottom/keyward 755
 expect_mode "$root" /usr/share/doc/keyward/keyward.toml.example 644
@@ -87,9 +88,10 @@ expect_mode "$root2" /usr/share/initramfs-tools/hooks/keyward 755
 check "prefix in unit" grep -q '^ExecStart=/usr/local/bin/keywardd ' \
 	"$root2/usr/local/lib/systemd/system/keywardd.service"
 # shellcheck disable=SC2016 # a literal ${...}
-check "prefix in keyscript" grep -qF 'KEYWARD="${KEYWARD:-/usr/local/bin/keyward}"' \
+check "prefix in keyscript" grep -qF 'KEYWARD="${KEYWARD:-/usr/local/lib/keyward/keyward-unlock}"' \
 	"$root2/usr/local/lib/keyward/keyward-keyscript"
-check "prefix in hook" grep -q '^KEYWARD=/usr/local/bin/keyward$' \
+# shellcheck disable=SC2016 # a literal ${...}
+check "prefix in hook" grep -qF 'UNLOCK="${KEYWARD_UNLOCK:-/usr/local/lib/keyward/keyward-unlock}"' \
 	"$root2/usr/share/initramfs-tools/hooks/keyward"
 if [ -e "$root2/usr/bin/keyward" ]; then bad "/usr/bin/keyward installed with --prefix /usr/local"; fi
 
@@ -112,7 +114,7 @@ import re, sys, tomllib
 text = open(sys.argv[1]).read()
 tomllib.loads(text)
 # Uncomment `#key = value` lines: the defaults must parse too.
-on = re.sub(r"(?m)^#([a-z_]+ = )", r"\1", text)
+on = re.sub(r"(?m)^#([a-z_.]+ = )", r"\1", text)
 c = tomllib.loads(on)
 want = {"name", "state_dir", "boot_key", "control_socket", "listen",
         "bootstrap", "mdns", "quic", "log_level", "address_max_age", "policy"}

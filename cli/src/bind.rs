@@ -36,6 +36,11 @@ pub struct BindArgs {
     /// File holding an existing passphrase or key (else asked on the terminal).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
+    /// Accept guardians reachable only at loopback addresses (127.0.0.1,
+    /// ::1): a single-machine test mesh. Without it, bind refuses them,
+    /// since no other machine's initramfs can reach such an address.
+    #[arg(long, env = "KEYWARD_ALLOW_LOOPBACK")]
+    pub allow_loopback: bool,
     /// rebind only: also replace this node's boot key (after a
     /// copied-boot-key alert); the old boot key and every copy of it
     /// become worthless. Rebuild the initramfs afterwards.
@@ -126,7 +131,8 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
     if t == 0 || t > n {
         bail!("--threshold {t} must be between 1 and --shares {n}");
     }
-    let chosen = &cands[..n];
+    let mut chosen = cands[..n].to_vec();
+    token_addrs(&mut chosen, a.allow_loopback)?;
     let down: Vec<&str> = chosen
         .iter()
         .filter(|c| c.0)
@@ -231,6 +237,7 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             .map(|c| TokenGuardian {
                 id: c.2.clone(),
                 addrs: c.3.clone(),
+                name: c.1.clone(),
             })
             .collect(),
         boot: Some(hex::encode(boot.public().sign)),
@@ -312,6 +319,44 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             .join(", ")
     );
     Ok(())
+}
+
+/// Keeps only addresses another machine's initramfs can dial in each
+/// candidate's (connected?, name, id, addrs). A guardian known only at
+/// loopback addresses makes a token that fails at the next boot, so it is
+/// refused here with what to do, unless `allow_loopback` (a test mesh on
+/// one machine).
+fn token_addrs(
+    chosen: &mut [(bool, String, String, Vec<String>)],
+    allow_loopback: bool,
+) -> anyhow::Result<()> {
+    if allow_loopback {
+        return Ok(());
+    }
+    let mut local_only = Vec::new();
+    for c in chosen.iter_mut() {
+        let (ok, local) = split_local(&c.3);
+        if ok.is_empty() && !local.is_empty() {
+            local_only.push(format!("{} ({})", c.1, local.join(", ")));
+        }
+        c.3 = ok;
+    }
+    if !local_only.is_empty() {
+        bail!(
+            "guardians known only at loopback addresses, which no other machine's initramfs can reach: {}
+make their keywardd listen on an address the other nodes reach (listen = [\"/ip4/0.0.0.0/tcp/7300\"] in keyward.toml) and restart it; for a test mesh on one machine, pass --allow-loopback",
+            local_only.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `addrs` split into those other machines can dial and loopback ones.
+fn split_local(addrs: &[String]) -> (Vec<String>, Vec<String>) {
+    addrs.iter().cloned().partition(|a| {
+        !a.parse()
+            .is_ok_and(|m| keyward_node::unlock::is_local_only(&m))
+    })
 }
 
 /// A new epoch for a binding of this node: above every epoch this node
@@ -427,7 +472,7 @@ fn set_bound(cfg: &Config, device: &Path, bound: bool) -> anyhow::Result<()> {
 /// Rewrites guardian addresses in the tokens of bound devices when the
 /// mesh knows newer ones. Guardians the daemon has no address for keep
 /// their old addresses.
-pub fn refresh(cfg: &Config, only: Option<&Path>) -> anyhow::Result<()> {
+pub fn refresh(cfg: &Config, only: Option<&Path>, allow_loopback: bool) -> anyhow::Result<()> {
     let devices = match only {
         Some(d) => vec![d.to_path_buf()],
         None => bound_devices(cfg),
@@ -464,6 +509,22 @@ pub fn refresh(cfg: &Config, only: Option<&Path>) -> anyhow::Result<()> {
             let mut here = 0;
             for g in &mut token.guardians {
                 if let Some(a) = known.get(&g.id) {
+                    let a = if allow_loopback {
+                        a.clone()
+                    } else {
+                        let (ok, local) = split_local(a);
+                        if ok.is_empty() {
+                            // Recording these would make the next boot fail.
+                            eprintln!(
+                                "keyward: {}: guardian {} is known only at loopback addresses ({}), which this node's initramfs cannot reach; keeping its old addresses. Make its keywardd listen on a reachable address (or pass --allow-loopback for a one-machine test mesh)",
+                                d.display(),
+                                if g.name.is_empty() { &g.id } else { &g.name },
+                                local.join(", ")
+                            );
+                            continue;
+                        }
+                        ok
+                    };
                     let (mut new, mut old) = (a.clone(), g.addrs.clone());
                     new.sort();
                     old.sort();

@@ -15,7 +15,6 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use keyward_node::config::{Config, DEFAULT_PATH};
 use keyward_node::control::{self, CtlRequest};
-use keyward_node::identity::BootKey;
 use keyward_node::luks::Device;
 use keyward_node::roster::Role;
 use zeroize::Zeroize;
@@ -110,6 +109,9 @@ enum Cmd {
         /// Only this device (default: every device bound on this node).
         #[arg(long)]
         device: Option<PathBuf>,
+        /// Record loopback addresses too (a one-machine test mesh).
+        #[arg(long, env = "KEYWARD_ALLOW_LOOPBACK")]
+        allow_loopback: bool,
     },
     /// Fetch the disk key from the guardians (initramfs) and open the device.
     ///
@@ -134,6 +136,13 @@ enum Cmd {
         /// Boot key file (default: the config's boot_key).
         #[arg(long)]
         boot_key: Option<PathBuf>,
+        /// Also try this guardian address (IP:PORT or a TCP multiaddr,
+        /// optionally ending in /p2p/ID), e.g. when the guardians moved
+        /// while this node was off. Repeatable; the config's `bootstrap`
+        /// addresses are tried too.
+        #[arg(long = "guardian", value_name = "ADDR")]
+        guardians: Vec<String>,
+        /// Print nothing but the final error.
         #[arg(long, short)]
         quiet: bool,
     },
@@ -296,7 +305,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Unbind { device, key_file } => bind::unbind(&cfg, &device, key_file.as_deref())?,
         Cmd::Epochs(a) => epochs::epochs(&cfg, &a)?,
         Cmd::DropEpoch(a) => epochs::drop_epochs(&cfg, &a)?,
-        Cmd::Refresh { device } => bind::refresh(&cfg, device.as_deref())?,
+        Cmd::Refresh {
+            device,
+            allow_loopback,
+        } => bind::refresh(&cfg, device.as_deref(), allow_loopback)?,
         Cmd::Unlock {
             device,
             name,
@@ -304,29 +316,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             check,
             timeout,
             boot_key,
+            guardians,
             quiet,
         } => {
             if name.is_none() && !print_key && !check {
                 bail!("say what to do with the key: --name NAME (open), --print-key (stdout) or --check");
             }
             let dev = Device::new(&device);
-            // Read from the header itself: no cryptsetup process on the boot path.
-            let tokens = dev.tokens_direct()?;
-            if tokens.is_empty() {
-                bail!("{} is not bound by keyward (no keyward token); bind it with `keyward bind --device {}`", device.display(), device.display());
-            }
             let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
-            let boot = BootKey::load(&bk_path)?;
-            let token = pick_token(tokens, &boot);
+            // Read from the header itself: no cryptsetup process on the boot path.
+            let token = keyward_node::unlock::read_token(&device, &bk_path)?;
             refuse_if_running_owner(&cfg, &token.owner)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let opts = keyward_node::unlock::Options {
                 timeout,
                 verbose: !quiet,
+                extra_addrs: keyward_node::unlock::boot_addrs(&guardians, &cfg.bootstrap)?,
             };
-            let secret = rt.block_on(keyward_node::unlock::fetch_key(&token, &boot, &opts))?;
+            let secret = keyward_node::unlock::fetch_blocking(&token, &bk_path, &opts)?;
             if print_key {
                 let mut out = std::io::stdout().lock();
                 out.write_all(secret.as_bytes())?;
@@ -344,27 +350,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The token to unlock with. During a boot-key change a device has one
-/// token per boot key (the old one for the initramfs not yet rebuilt):
-/// the newest whose shares were sealed to the boot key at hand, else the
-/// newest that names no key (written before tokens did), else the newest.
-fn pick_token(
-    tokens: Vec<(u32, keyward_node::luks::Token)>,
-    boot: &BootKey,
-) -> keyward_node::luks::Token {
-    let mine = hex::encode(boot.public().sign);
-    let pos = tokens
-        .iter()
-        .rposition(|(_, t)| t.boot.as_deref() == Some(mine.as_str()))
-        .or_else(|| tokens.iter().rposition(|(_, t)| t.boot.is_none()))
-        .unwrap_or(tokens.len() - 1);
-    tokens
-        .into_iter()
-        .nth(pos)
-        .map(|(_, t)| t)
-        .expect("in range")
 }
 
 /// Unlocking a node that is up would be refused anyway and raise a

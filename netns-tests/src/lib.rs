@@ -26,6 +26,7 @@ pub mod mesh;
 mod nft;
 mod ns;
 mod stale;
+pub mod vm;
 
 pub use anyhow;
 pub use lab::{Lab, Node, MAX_NODES, PREFIX_LEN};

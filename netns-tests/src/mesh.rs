@@ -171,7 +171,57 @@ impl Mesh {
         };
         c.env("KEYWARD_CONFIG", &self.nodes[i].config)
             .env("NO_COLOR", "1");
+        if self.lab.is_none() {
+            // Every address of a loopback mesh is 127.0.0.1, which bind
+            // and refresh refuse for real meshes.
+            c.env("KEYWARD_ALLOW_LOOPBACK", "true");
+        }
         Ok(c)
+    }
+
+    /// Runs `keyward ARGS` as node `i` with `env` set on top of the mesh's.
+    pub fn cli_env(&self, i: usize, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+        let mut c = self.command(i, &bins().keyward)?;
+        c.args(args).stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Ok(c.output()?)
+    }
+
+    /// Restarts node `i`'s daemon listening on another loopback port, as
+    /// if it moved while the others were off; returns the new port.
+    pub fn move_to_new_port(&mut self, i: usize) -> Result<u16> {
+        anyhow::ensure!(
+            self.lab.is_none(),
+            "move_to_new_port is for loopback meshes"
+        );
+        let port = free_port()?;
+        self.relisten(i, port)?;
+        Ok(port)
+    }
+
+    /// Restarts node `i`'s daemon listening on `port` of its address.
+    pub fn relisten(&mut self, i: usize, port: u16) -> Result<()> {
+        self.stop(i)?;
+        let addr = match &self.lab {
+            Some(l) => l.node(i).addr().to_string(),
+            None => "127.0.0.1".to_string(),
+        };
+        let cfg = &self.nodes[i].config;
+        let text = std::fs::read_to_string(cfg)?;
+        let moved: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen") {
+                    format!("listen = [\"/ip4/{addr}/tcp/{port}\"]\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(cfg, moved)?;
+        self.start(i)
     }
 
     /// Runs `keyward ARGS` as node `i`.

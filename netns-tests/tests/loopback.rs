@@ -208,6 +208,15 @@ fn lockdown_refuses_and_lift_restores() {
     let o = m.unlock(4, "1s").unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("lockdown"), "{}", stderr(&o));
+    // issue 16.9: the setter by name; each refusal on the console as it
+    // arrives, naming the guardian and the address it answered at
+    let e = stderr(&o);
+    assert!(e.contains("set by node2 ("), "{e}");
+    assert!(
+        e.contains("keyward: guardian node0 at /ip4/127.0.0.1/tcp/")
+            && e.contains("refused: the mesh is in lockdown"),
+        "{e}"
+    );
     m.cli_ok(3, &["lockdown", "--lift"]).unwrap();
     m.wait_for(Duration::from_secs(5), || {
         Ok((0..4).all(|i| {
@@ -219,6 +228,122 @@ fn lockdown_refuses_and_lift_restores() {
     .unwrap();
     let o = m.unlock(4, "10s").unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Issue 16.1: a mesh listening on 127.0.0.1 makes tokens no other
+/// machine's initramfs can use. bind refuses it, saying what to do, and
+/// leaves the disk alone; refresh does not record such addresses.
+#[test]
+fn bind_and_refresh_refuse_loopback_only_guardians() {
+    if !have_cryptsetup() {
+        report_skip(&Skip("cryptsetup not installed".into()));
+        return;
+    }
+    let m = formed(5);
+    let (img, pass) = m.make_image(4).unwrap();
+    let (img, pass) = (img.to_str().unwrap(), pass.to_str().unwrap());
+    let real = [("KEYWARD_ALLOW_LOOPBACK", "false")];
+    let o = m
+        .cli_env(4, &["bind", "--device", img, "--key-file", pass], &real)
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("known only at loopback addresses")
+            && e.contains("node0 (/ip4/127.0.0.1/tcp/")
+            && e.contains("--allow-loopback"),
+        "{e}"
+    );
+    assert!(keyward_node::luks::Device::new(std::path::Path::new(img))
+        .token()
+        .unwrap()
+        .is_none());
+    // allowed (a one-machine test mesh): bound, the token names guardians
+    m.bind(4, &[]).unwrap();
+    let (_, t) = keyward_node::luks::Device::new(std::path::Path::new(img))
+        .token()
+        .unwrap()
+        .unwrap();
+    assert!(t.guardians.iter().all(|g| g.name.starts_with("node")));
+    let o = m.cli_env(4, &["refresh"], &real).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("keeping its old addresses"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Issue 16.2 and 16.3: guardians moved while the node was off. The
+/// unlock names each address it tried and the OS error; addresses given
+/// at boot (`--guardian`, as the keyscript passes `keyward.guardians=`)
+/// find them.
+#[test]
+fn guardians_that_moved_are_found_with_addresses_given_at_boot() {
+    if !have_cryptsetup() {
+        report_skip(&Skip("cryptsetup not installed".into()));
+        return;
+    }
+    // moving four daemons takes longer than the default 6-s timeout
+    let opts = MeshOptions {
+        policy: "interval = 1\ntimeout = 120\nextended_timeout = 120\nup_window = 3\n".into(),
+        ..MeshOptions::default()
+    };
+    let mut m = Mesh::loopback(5, &opts).unwrap();
+    m.form().unwrap();
+    m.make_image(4).unwrap();
+    m.bind(4, &[]).unwrap();
+    m.stop(4).unwrap();
+    let mut ports = Vec::new();
+    for i in 0..4 {
+        ports.push(m.move_to_new_port(i).unwrap());
+    }
+    m.converge(Duration::from_secs(20)).unwrap();
+    let o = m.unlock(4, "2s").unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("keyward: guardian node0 unreachable: /ip4/127.0.0.1/tcp/")
+            && e.contains("Connection refused (os error 111)"),
+        "{e}"
+    );
+    assert!(e.contains("4 guardians unreachable (node0: /ip4/"), "{e}");
+    let img = m.dir(4).join("disk.img");
+    let mut args = vec![
+        "unlock".to_string(),
+        "--check".into(),
+        "--timeout".into(),
+        "10s".into(),
+        "--device".into(),
+        img.to_str().unwrap().into(),
+    ];
+    for p in &ports[..3] {
+        args.push("--guardian".into());
+        args.push(format!("127.0.0.1:{p}"));
+    }
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let o = m.cli(4, &args).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // a bad address is named, with the forms accepted
+    let o = m
+        .cli(
+            4,
+            &[
+                "unlock",
+                "--check",
+                "--device",
+                img.to_str().unwrap(),
+                "--guardian",
+                "node0:7300",
+            ],
+        )
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`node0:7300` is neither IP:PORT"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -123,6 +123,30 @@ pub enum ConfigError {
     Invalid { path: PathBuf, msg: String },
 }
 
+/// When an unknown-key error at `line` names a top-level key that sits
+/// below a `[table]` header, TOML put it in that table: the classic mistake
+/// of appending `mdns = false` to a file that ends with `[policy]`. Says
+/// so, and what to do, instead of a bare "unknown field".
+fn top_level_key_in_table(text: &str, line: usize, msg: &str) -> Option<String> {
+    if !msg.contains("unknown field") {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let l = lines.get(line.checked_sub(1)?)?;
+    let key = l.split('=').next()?.trim();
+    if !Config::TOP_LEVEL_KEYS.contains(&key) {
+        return None;
+    }
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))?;
+    Some(format!(
+        "; `{key}` is a top-level key, but it comes after the {table} header, so TOML reads it as part of {table}: move it above {table} (or write the table's keys as `policy.timeout = 300` with no header)"
+    ))
+}
+
 impl Config {
     /// Loads `path`; a missing file at the default path means all defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -155,7 +179,10 @@ impl Config {
                     .count()
                     + 1
             });
-            let msg = e.message().trim().to_string();
+            let mut msg = e.message().trim().to_string();
+            if let Some(hint) = line.and_then(|l| top_level_key_in_table(text, l, &msg)) {
+                msg.push_str(&hint);
+            }
             ConfigError::Parse {
                 path: path.into(),
                 msg: match line {
@@ -167,6 +194,19 @@ impl Config {
         c.validate(path)?;
         Ok(c)
     }
+
+    /// The names of the top-level keys, for [`top_level_key_in_table`].
+    const TOP_LEVEL_KEYS: [&'static str; 9] = [
+        "name",
+        "state_dir",
+        "boot_key",
+        "control_socket",
+        "listen",
+        "bootstrap",
+        "mdns",
+        "quic",
+        "log_level",
+    ];
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |msg: String| ConfigError::Invalid {
@@ -281,6 +321,46 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("line 4"), "{s}");
         assert!(s.contains("timout"), "{s}");
+    }
+
+    /// Issue 16.7: `mdns = false` appended below `[policy]` (as boot.md
+    /// suggested editing the example) lands in the policy table; the error
+    /// must say so and say where to put it.
+    #[test]
+    fn a_top_level_key_below_a_table_is_explained() {
+        let e = Config::parse(
+            "name = \"web1\"\n[policy]\ntimeout = 300\nmdns = false\n",
+            Path::new("k.toml"),
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("line 4"), "{s}");
+        assert!(s.contains("`mdns` is a top-level key"), "{s}");
+        assert!(s.contains("move it above [policy]"), "{s}");
+        // A real typo inside the table gets no such hint.
+        let e = Config::parse("[policy]\ntimout = 3\n", Path::new("k")).unwrap_err();
+        assert!(!e.to_string().contains("top-level"), "{e}");
+    }
+
+    /// The example config has no table header, so a key appended at its
+    /// end stays top-level; and every key in it is a real one.
+    #[test]
+    fn the_example_config_takes_appended_top_level_keys() {
+        let ex = include_str!("../../dist/keyward.toml.example");
+        assert!(
+            !ex.lines().any(|l| l.trim_start().starts_with('[')),
+            "the example must not open a table: a key appended at its end would land in it"
+        );
+        let uncommented: String = ex
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()) && l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&uncommented, Path::new("example")).unwrap();
+        assert_eq!(c.policy, PolicyConfig::default());
+        let appended = format!("{ex}\nmdns = false\n");
+        assert!(!Config::parse(&appended, Path::new("example")).unwrap().mdns);
     }
 
     #[test]

@@ -182,10 +182,17 @@ pub enum Refusal {
     Lockdown {
         by: NodeId,
         since: Millis,
+        /// The setter's roster name, so the console says who to ask
+        /// (empty from guardians that predate it, or an unknown setter).
+        #[serde(default)]
+        by_name: String,
     },
     Denied {
         by: NodeId,
         at: Millis,
+        /// As in `Lockdown`.
+        #[serde(default)]
+        by_name: String,
     },
     OwnerUp {
         answered_ago: Millis,
@@ -266,6 +273,24 @@ pub fn human(ms: Millis) -> String {
     }
 }
 
+/// A node as an admin knows it: its roster name with a short id, or the
+/// short id alone when the name is not known.
+fn who(id: &NodeId, name: &str) -> String {
+    if name.is_empty() {
+        id.short()
+    } else {
+        format!("{name} ({})", id.short())
+    }
+}
+
+/// `id`'s roster name for a refusal, or empty if the roster lacks it.
+fn name_of(roster: &Roster, id: &NodeId) -> String {
+    roster
+        .member(id)
+        .map(|m| m.name.clone())
+        .unwrap_or_default()
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -278,8 +303,8 @@ impl fmt::Display for Refusal {
             Refusal::Revoked => write!(f, "revoked from the mesh; revocation is final, a new identity must join with a new invite"),
             Refusal::BadSignature => write!(f, "request not signed by the owner's boot key; the boot key does not match the roster (run keyward rebind --new-boot-key on the owner)"),
             Refusal::WrongGuardian => write!(f, "request was made for another guardian"),
-            Refusal::Lockdown { by, since: _ } => write!(f, "the mesh is in lockdown (set by {}); an admin lifts it with `keyward lockdown --lift`", by.short()),
-            Refusal::Denied { by, .. } => write!(f, "an admin denied it (keyward deny on {}); `keyward approve` overrides", by.short()),
+            Refusal::Lockdown { by, by_name, .. } => write!(f, "the mesh is in lockdown (set by {}); an admin lifts it with `keyward lockdown --lift`", who(by, by_name)),
+            Refusal::Denied { by, by_name, .. } => write!(f, "an admin denied it (keyward deny on {}); `keyward approve` overrides", who(by, by_name)),
             Refusal::OwnerUp { answered_ago } => write!(f, "the owner is up and answered {} ago, so its boot key should not be in use: it may have been copied; run `keyward rebind --new-boot-key` on the owner", human(*answered_ago)),
             Refusal::NotSeen { seen_ago: Some(ago), timeout } => write!(f, "not seen alive for {}, timeout {}; ask an admin: keyward approve", human(*ago), human(*timeout)),
             Refusal::NotSeen { seen_ago: None, .. } => write!(f, "never seen alive by this guardian; ask an admin: keyward approve"),
@@ -862,6 +887,7 @@ impl Guardian {
             return Err(Refusal::Lockdown {
                 by: l.by,
                 since: l.at,
+                by_name: name_of(roster, &l.by),
             });
         }
         // Borrowed, not cloned: a refusal must stay cheap, since a locked
@@ -878,7 +904,11 @@ impl Guardian {
         let needed = self.approvals_needed();
         if let Some((by, d)) = s.denied {
             if self.valid_approvals(s, roster, at, Some(d)) < needed {
-                return Err(Refusal::Denied { by, at: d });
+                return Err(Refusal::Denied {
+                    by,
+                    at: d,
+                    by_name: name_of(roster, &by),
+                });
             }
         }
         if let Some(ago) = self.up(s, at) {

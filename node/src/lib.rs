@@ -8,6 +8,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod control;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod gate;
 pub mod guardian;
@@ -18,5 +19,6 @@ pub mod net;
 pub mod proto;
 pub mod roster;
 pub mod shares;
+#[cfg(feature = "daemon")]
 pub mod store;
 pub mod unlock;

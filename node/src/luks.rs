@@ -60,6 +60,10 @@ pub struct Token {
 pub struct TokenGuardian {
     pub id: String,
     pub addrs: Vec<String>,
+    /// The guardian's roster name, so the boot console names who refused
+    /// or could not be reached (absent in tokens written before it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 pub struct Device {
@@ -265,6 +269,14 @@ impl Device {
     /// `tokens` read straight from the header when possible (see
     /// `token_direct`).
     pub fn tokens_direct(&self) -> Result<Vec<(u32, Token)>, LuksError> {
+        // A missing or unreadable device is said as such, also where
+        // cryptsetup (the fallback) is not installed.
+        if let Err(e) = std::fs::File::open(&self.path) {
+            return Err(LuksError::Invalid {
+                device: self.path.clone(),
+                msg: format!("cannot be read: {e}"),
+            });
+        }
         match read_header_json(&self.path) {
             Some(meta) => tokens_in(&self.path, &meta),
             None => self.tokens(),
@@ -462,6 +474,7 @@ mod tests {
             guardians: vec![TokenGuardian {
                 id: "g".into(),
                 addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+                name: "node1".into(),
             }],
             boot: None,
         };

@@ -5,14 +5,14 @@ use std::io;
 use std::time::Duration;
 
 use futures::prelude::*;
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::NetworkBehaviour;
-use libp2p::{
-    connection_limits, gossipsub, identify, identity::Keypair, mdns, noise, ping, request_response,
-    tcp, yamux, PeerId, StreamProtocol, Swarm,
-};
+#[cfg(feature = "daemon")]
+use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
+#[cfg(feature = "daemon")]
+use libp2p::{connection_limits, gossipsub, identify, mdns, ping, PeerId};
+use libp2p::{identity::Keypair, noise, request_response, tcp, yamux, StreamProtocol, Swarm};
 
 use crate::codec::{self, Wire};
+#[cfg(feature = "daemon")]
 use crate::gate::{Gate, GateLimits};
 use crate::proto::{Request, Response, RPC_PROTOCOL};
 
@@ -105,6 +105,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Caps that hold for everyone, members included: handshakes in progress
 /// (before anyone's key is known) and connections of one peer (two members
 /// dialling each other at once make two; a third is waste).
+#[cfg(feature = "daemon")]
 fn connection_limits() -> connection_limits::Behaviour {
     connection_limits::Behaviour::new(
         connection_limits::ConnectionLimits::default()
@@ -118,11 +119,13 @@ fn connection_limits() -> connection_limits::Behaviour {
 /// gossipsub's graylist threshold: its subscriptions are noted but its
 /// messages, grafts and gossip are ignored, nothing is published, forwarded
 /// or gossiped to it, and it is never in our mesh. Members score 0.
+#[cfg(feature = "daemon")]
 pub const NON_MEMBER_SCORE: f64 = -1000.0;
 
 /// Gossip scoring used only to keep non-members out (see
 /// [`NON_MEMBER_SCORE`]): no topic scores, no IP colocation penalty
 /// (members behind one NAT are fine), no behaviour penalties.
+#[cfg(feature = "daemon")]
 fn gossip_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
     let params = gossipsub::PeerScoreParams {
         app_specific_weight: 1.0,
@@ -137,6 +140,7 @@ fn gossip_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThreshol
 /// Sets the gossip score of a connected peer: 0 for a member, far below
 /// every threshold otherwise. Called on every new connection and whenever
 /// the roster changes.
+#[cfg(feature = "daemon")]
 pub fn set_gossip_member(gossip: &mut gossipsub::Behaviour, peer: &PeerId, member: bool) {
     let score = if member { 0.0 } else { NON_MEMBER_SCORE };
     gossip.set_application_score(peer, score);
@@ -144,6 +148,7 @@ pub fn set_gossip_member(gossip: &mut gossipsub::Behaviour, peer: &PeerId, membe
 
 /// The daemon's behaviours. The two gates come first, so a connection
 /// they refuse costs the others nothing.
+#[cfg(feature = "daemon")]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
@@ -155,12 +160,14 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+#[cfg(feature = "daemon")]
 pub struct SwarmOptions {
     pub ping_interval: Duration,
     pub mdns: bool,
     pub quic: bool,
 }
 
+#[cfg(feature = "daemon")]
 pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<Behaviour>> {
     let build = |key: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
         let gcfg = gossipsub::ConfigBuilder::default()
@@ -245,6 +252,7 @@ pub fn client_swarm(key: Keypair, timeout: Duration) -> anyhow::Result<Swarm<Rpc
 }
 
 /// The mesh's gossip topic; its version follows [`RPC_PROTOCOL`]'s.
+#[cfg(feature = "daemon")]
 pub fn topic(mesh: &crate::roster::MeshId) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("keyward/{mesh}/v2"))
 }

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
 
@@ -48,12 +50,44 @@ enum GState {
 
 struct Guard {
     id: NodeId,
+    /// How the console names it: its roster name from the token, else
+    /// its short id.
+    name: String,
     peer: PeerId,
     addrs: Vec<Multiaddr>,
     state: GState,
     next_try: Instant,
     backoff: Duration,
     inflight: bool,
+    /// The address of the last connection to it, for messages.
+    at: Option<Multiaddr>,
+    /// Why the last dial failed, per address with the OS error: libp2p's
+    /// request-response only says "Failed to dial the requested peer".
+    dial_error: Option<String>,
+    /// The last cause printed for it, so each is printed once.
+    said: Option<String>,
+}
+
+impl Guard {
+    /// "node1 at /ip4/192.0.2.7/tcp/7300", or the name alone before any
+    /// connection.
+    fn label(&self) -> String {
+        match &self.at {
+            Some(a) => format!("{} at {a}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Prints `text` unless the same `cause` was the last one printed for
+    /// this guardian: a guardian refusing every 5 s is one line.
+    fn say(&mut self, verbose: bool, cause: String, text: impl FnOnce() -> String) {
+        if self.said.as_ref() != Some(&cause) {
+            if verbose {
+                eprintln!("keyward: {}", text());
+            }
+            self.said = Some(cause);
+        }
+    }
 }
 
 /// First delay before asking a guardian again after a refusal or a failed
@@ -64,14 +98,122 @@ pub const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// approval or a healed partition is picked up within seconds.
 pub const RETRY_CAP: Duration = Duration::from_secs(5);
 
+/// How long one request to a guardian may take, dial included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a hopeless unlock still waits for answers already asked for.
 const HOPELESS_GRACE: Duration = Duration::from_secs(2);
 
 /// Options of one unlock.
 pub struct Options {
     pub timeout: Duration,
-    /// Called with a line of progress for the console.
+    /// Print each guardian's refusal or failure once, as it arrives, and a
+    /// hint once every guardian has answered without a quorum.
     pub verbose: bool,
+    /// Addresses tried besides the token's: given at boot (`keyward.guardians=`
+    /// on the kernel command line, `--guardian`) or the config's
+    /// `bootstrap`, for guardians that moved while this node was off. An
+    /// address naming a peer (`/p2p/ID`) is tried for that guardian only;
+    /// any other is dialled on its own first, and the noise handshake says
+    /// which guardian (if any) answers there.
+    pub extra_addrs: Vec<Multiaddr>,
+}
+
+/// An address given without a peer id. It cannot simply be tried for every
+/// guardian: libp2p gives up a whole dial when one of its addresses
+/// answers with another peer id. So it is dialled alone, and the guardian
+/// that answers there gets it.
+struct Probe {
+    addr: Multiaddr,
+    conn: Option<ConnectionId>,
+    next_try: Instant,
+    backoff: Duration,
+    done: bool,
+    said: Option<String>,
+}
+
+/// Most addresses accepted from the command line, config and kernel
+/// command line together.
+pub const MAX_EXTRA_ADDRS: usize = 64;
+
+/// Reads a guardian address as given by an admin: a TCP multiaddr
+/// (`/ip4/192.0.2.7/tcp/7300`, optionally ending in `/p2p/ID`) or
+/// `IP:PORT` (`192.0.2.7:7300`, `[2001:db8::7]:7300`).
+pub fn parse_guardian_addr(s: &str) -> Result<Multiaddr, String> {
+    let s = s.trim();
+    if s.starts_with('/') {
+        let m: Multiaddr = s
+            .parse()
+            .map_err(|e| format!("`{s}` is not a multiaddr ({e}); example: /ip4/192.0.2.7/tcp/7300 or 192.0.2.7:7300"))?;
+        if !m.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
+            return Err(format!(
+                "`{s}` has no /tcp/PORT: the unlock client dials guardians over TCP"
+            ));
+        }
+        return Ok(m);
+    }
+    let sa: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!("`{s}` is neither IP:PORT (192.0.2.7:7300, [2001:db8::7]:7300) nor a multiaddr (/ip4/192.0.2.7/tcp/7300)")
+    })?;
+    Ok(Multiaddr::from(sa.ip()).with(Protocol::Tcp(sa.port())))
+}
+
+/// Whether `a` can only be reached from the machine it names: loopback or
+/// unspecified. Such an address in a LUKS token is useless to every other
+/// machine's initramfs.
+pub fn is_local_only(a: &Multiaddr) -> bool {
+    match a.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h)) => h == "localhost",
+        _ => false,
+    }
+}
+
+/// `a` without a trailing `/p2p/ID`, and the peer it named.
+fn split_peer(a: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut a = a.clone();
+    match a.iter().last() {
+        Some(Protocol::P2p(p)) => {
+            a.pop();
+            (a, Some(p))
+        }
+        _ => (a, None),
+    }
+}
+
+/// A dial failure as the admin needs it: each address tried and the OS
+/// error, so a wrong address and a guardian that is down look different.
+fn describe_dial_error(e: &DialError) -> String {
+    match e {
+        DialError::Transport(tries) if !tries.is_empty() => tries
+            .iter()
+            .map(|(addr, err)| format!("{}: {}", split_peer(addr).0, error_chain(err)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        DialError::NoAddresses => "no address to dial (the token lists none): give one at boot with keyward.guardians=IP:PORT on the kernel command line".into(),
+        DialError::WrongPeerId { address, .. } => format!(
+            "{}: another node answers there (a different peer id); the guardian moved?",
+            split_peer(address).0
+        ),
+        other => error_chain(other),
+    }
+}
+
+/// An error and its sources, "a: b: c", skipping a source already quoted
+/// by the one above it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// Fetches shares and returns the disk key.
@@ -90,23 +232,61 @@ pub async fn fetch_key(
     }
     let now = Instant::now();
     let mut guards: Vec<Guard> = Vec::new();
+    let extra: Vec<(Multiaddr, Option<PeerId>)> = opts
+        .extra_addrs
+        .iter()
+        .take(MAX_EXTRA_ADDRS)
+        .map(split_peer)
+        .collect();
     for g in &token.guardians {
         let id: NodeId = g.id.parse().map_err(UnlockError::BadToken)?;
         let peer = id
             .peer_id()
             .ok_or_else(|| UnlockError::BadToken("bad guardian id".into()))?;
-        let addrs = g.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        // Addresses given at boot first: they are the admin's latest word.
+        let mut addrs: Vec<Multiaddr> = extra
+            .iter()
+            .filter(|(_, p)| *p == Some(peer))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in g.addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+            let a = split_peer(&a).0;
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        let name = if g.name.is_empty() {
+            id.short()
+        } else {
+            g.name.clone()
+        };
         guards.push(Guard {
             id,
+            name,
             peer,
             addrs,
             state: GState::Asking,
             next_try: now,
             backoff: RETRY_FIRST,
             inflight: false,
+            at: None,
+            dial_error: None,
+            said: None,
         });
     }
-    let mut swarm = net::client_swarm(boot.libp2p_keypair(), Duration::from_secs(5))
+    let mut probes: Vec<Probe> = extra
+        .iter()
+        .filter(|(_, p)| p.is_none())
+        .map(|(a, _)| Probe {
+            addr: a.clone(),
+            conn: None,
+            next_try: now,
+            backoff: RETRY_FIRST,
+            done: false,
+            said: None,
+        })
+        .collect();
+    let mut swarm = net::client_swarm(boot.libp2p_keypair(), REQUEST_TIMEOUT)
         .map_err(|e| UnlockError::Net(e.to_string()))?;
     let expect = Expect {
         owner,
@@ -121,8 +301,32 @@ pub async fn fetch_key(
     // their way are awaited this long, so the summary names every
     // guardian's reason, but nobody is asked again.
     let mut hopeless_until: Option<Instant> = None;
+    // Whether the "no key yet" hint was printed.
+    let mut hinted = false;
     loop {
         let now = Instant::now();
+        for p in probes.iter_mut() {
+            if hopeless_until.is_some() || p.done || p.conn.is_some() || now < p.next_try {
+                continue;
+            }
+            let dial = DialOpts::unknown_peer_id().address(p.addr.clone()).build();
+            let cid = dial.connection_id();
+            match swarm.dial(dial) {
+                Ok(()) => p.conn = Some(cid),
+                Err(e) => {
+                    p.next_try = now + p.backoff;
+                    p.backoff = (p.backoff * 2).min(RETRY_CAP);
+                    let why = describe_dial_error(&e);
+                    if opts.verbose && p.said.as_ref() != Some(&why) {
+                        eprintln!(
+                            "keyward: address {} (given at boot) unreachable: {why}",
+                            p.addr
+                        );
+                    }
+                    p.said = Some(why);
+                }
+            }
+        }
         for (i, g) in guards.iter_mut().enumerate() {
             if hopeless_until.is_some()
                 || g.inflight
@@ -153,6 +357,24 @@ pub async fn fetch_key(
             .count();
         if hopeful < expect.threshold && hopeless_until.is_none() {
             hopeless_until = Some(now + HOPELESS_GRACE);
+            if opts.verbose {
+                eprintln!(
+                    "keyward: the mesh will not give the key of {} on this boot (see above); type the passphrase",
+                    token.name
+                );
+            }
+            hinted = true;
+        }
+        // Every guardian answered once and there is no quorum: say what
+        // the admin can do now, instead of a silent wait.
+        if !hinted && guards.iter().all(|g| !matches!(g.state, GState::Asking)) {
+            hinted = true;
+            if opts.verbose {
+                eprintln!(
+                    "keyward: no key from the mesh for {} yet; type the passphrase, or run `keyward approve {}` on another node (still asking)",
+                    token.name, token.name
+                );
+            }
         }
         let settled = hopeless_until.is_some_and(|u| inflight.is_empty() || now >= u);
         if settled || now >= deadline {
@@ -168,8 +390,64 @@ pub async fn fetch_key(
             _ = tick.tick() => continue,
             _ = tokio::time::sleep_until(deadline) => continue,
         };
-        let SwarmEvent::Behaviour(ev) = ev else {
-            continue;
+        let ev = match ev {
+            SwarmEvent::Behaviour(ev) => ev,
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
+            } => {
+                let addr = split_peer(endpoint.get_remote_address()).0;
+                for g in guards.iter_mut().filter(|g| g.peer == peer_id) {
+                    g.at = Some(addr.clone());
+                    g.dial_error = None;
+                }
+                if let Some(p) = probes.iter_mut().find(|p| p.conn == Some(connection_id)) {
+                    p.done = true;
+                    match guards.iter_mut().find(|g| g.peer == peer_id) {
+                        Some(g) if !g.addrs.contains(&p.addr) => {
+                            g.addrs.insert(0, p.addr.clone());
+                            // Ask it now, over this connection.
+                            g.next_try = Instant::now();
+                            g.backoff = RETRY_FIRST;
+                        }
+                        Some(_) => {}
+                        None if opts.verbose => eprintln!(
+                            "keyward: address {} (given at boot) answers as a node that guards no share of this disk",
+                            p.addr
+                        ),
+                        None => {}
+                    }
+                }
+                continue;
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                let why = describe_dial_error(&error);
+                if let Some(p) = probes.iter_mut().find(|p| p.conn == Some(connection_id)) {
+                    p.conn = None;
+                    p.next_try = Instant::now() + p.backoff;
+                    p.backoff = (p.backoff * 2).min(RETRY_CAP);
+                    if opts.verbose && p.said.as_ref() != Some(&why) {
+                        eprintln!(
+                            "keyward: address {} (given at boot) unreachable: {why}",
+                            p.addr
+                        );
+                    }
+                    p.said = Some(why.clone());
+                }
+                if let Some(peer) = peer_id {
+                    for g in guards.iter_mut().filter(|g| g.peer == peer) {
+                        g.dial_error = Some(why.clone());
+                    }
+                }
+                continue;
+            }
+            _ => continue,
         };
         let (rid, result) = match ev {
             request_response::Event::Message {
@@ -182,7 +460,7 @@ pub async fn fetch_key(
             } => (request_id, Ok(response)),
             request_response::Event::OutboundFailure {
                 request_id, error, ..
-            } => (request_id, Err(error.to_string())),
+            } => (request_id, Err(error)),
             _ => continue,
         };
         let Some(i) = inflight.remove(&rid) else {
@@ -190,15 +468,27 @@ pub async fn fetch_key(
         };
         let g = &mut guards[i];
         g.inflight = false;
+        let result = result.map_err(|e| match e {
+            OutboundFailure::DialFailure => g
+                .dial_error
+                .take()
+                .unwrap_or_else(|| "could not connect".into()),
+            OutboundFailure::Timeout => format!(
+                "{}: no answer within {} s",
+                g.at.as_ref()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "connection".into()),
+                REQUEST_TIMEOUT.as_secs()
+            ),
+            other => error_chain(&other),
+        });
         let retry_in = match result {
             Ok(Response::Share(env)) => {
                 if let Err(why) = shares::check(g.id, &env, &expect, boot) {
-                    if opts.verbose {
-                        eprintln!(
-                            "keyward: guardian {} sent a share that {why}; using the others",
-                            g.id.short()
-                        );
-                    }
+                    let label = g.label();
+                    g.say(opts.verbose, format!("invalid {why}"), || {
+                        format!("guardian {label} sent a share that {why}; using the others")
+                    });
                     g.state = GState::Invalid(why);
                     None
                 } else {
@@ -222,11 +512,10 @@ pub async fn fetch_key(
                     Refusal::Waiting { remaining } => Duration::from_millis(*remaining),
                     _ => g.backoff,
                 };
-                if opts.verbose
-                    && !matches!(&g.state, GState::Refused(old) if old.rule() == r.rule())
-                {
-                    eprintln!("keyward: guardian {} refused: {r}", g.id.short());
-                }
+                let (text, label) = (with_name(&r, &token.name), g.label());
+                g.say(opts.verbose, r.rule().to_string(), || {
+                    format!("guardian {label} refused: {text}")
+                });
                 g.state = GState::Refused(r);
                 Some(wait)
             }
@@ -235,6 +524,10 @@ pub async fn fetch_key(
                 Some(g.backoff)
             }
             Err(e) => {
+                let name = g.name.clone();
+                g.say(opts.verbose, format!("unreachable {e}"), || {
+                    format!("guardian {name} unreachable: {e}")
+                });
                 g.state = GState::Unreachable(e);
                 Some(g.backoff)
             }
@@ -243,6 +536,86 @@ pub async fn fetch_key(
             g.next_try = Instant::now() + w;
             g.backoff = (g.backoff * 2).min(RETRY_CAP);
         }
+    }
+}
+
+/// The device's keyward token, read straight from its LUKS2 header (no
+/// cryptsetup process on the boot path).
+pub fn read_token(device: &std::path::Path, boot_key: &std::path::Path) -> anyhow::Result<Token> {
+    let tokens = crate::luks::Device::new(device).tokens_direct()?;
+    if tokens.is_empty() {
+        anyhow::bail!(
+            "{d} is not bound by keyward (no keyward token); bind it with `keyward bind --device {d}`",
+            d = device.display()
+        );
+    }
+    let boot = BootKey::load(boot_key)?;
+    Ok(pick_token(tokens, &boot))
+}
+
+/// The token to unlock with. During a boot-key change a device has one
+/// token per boot key (the old one for the initramfs not yet rebuilt):
+/// the newest whose shares were sealed to the boot key at hand, else the
+/// newest that names no key (written before tokens did), else the newest.
+/// `tokens` is not empty.
+fn pick_token(mut tokens: Vec<(u32, Token)>, boot: &BootKey) -> Token {
+    let mine = hex::encode(boot.public().sign);
+    let pos = tokens
+        .iter()
+        .rposition(|(_, t)| t.boot.as_deref() == Some(mine.as_str()))
+        .or_else(|| tokens.iter().rposition(|(_, t)| t.boot.is_none()))
+        .unwrap_or(tokens.len() - 1);
+    tokens.swap_remove(pos).1
+}
+
+/// The addresses tried besides the token's: `given` (`--guardian`, from
+/// the kernel command line's `keyward.guardians=`) first, then the
+/// config's `bootstrap`. Bad input is an error naming it.
+pub fn boot_addrs(given: &[String], bootstrap: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
+    let mut out = Vec::new();
+    for a in given {
+        out.push(parse_guardian_addr(a).map_err(anyhow::Error::msg)?);
+    }
+    // The config was validated as multiaddrs; a QUIC-only one is of no use
+    // to this TCP client and is skipped.
+    out.extend(bootstrap.iter().filter_map(|a| parse_guardian_addr(a).ok()));
+    if out.len() > MAX_EXTRA_ADDRS {
+        anyhow::bail!(
+            "{} guardian addresses given (--guardian, keyward.guardians=, bootstrap); at most {MAX_EXTRA_ADDRS}",
+            out.len()
+        );
+    }
+    let mut seen = Vec::new();
+    out.retain(|a| {
+        let new = !seen.contains(a);
+        seen.push(a.clone());
+        new
+    });
+    Ok(out)
+}
+
+/// Fetches the key of `token` with the boot key at `boot_key` on a
+/// single-threaded runtime: the whole unlock, minus what is done with the
+/// key. An [`UnlockError::Hopeless`] stays downcastable for exit status 3.
+pub fn fetch_blocking(
+    token: &Token,
+    boot_key: &std::path::Path,
+    opts: &Options,
+) -> anyhow::Result<DiskSecret> {
+    let boot = BootKey::load(boot_key)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(fetch_key(token, &boot, opts))?)
+}
+
+/// A refusal as the console shows it: its remedy names the node.
+fn with_name(r: &Refusal, name: &str) -> String {
+    let s = r.to_string();
+    if name.is_empty() {
+        s
+    } else {
+        s.replace("keyward approve", &format!("keyward approve {name}"))
     }
 }
 
@@ -261,22 +634,23 @@ fn explain(
     };
     // Group by rule, keeping the first message of each: one line per cause.
     let mut groups: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    // One line for all of them, each with its address and OS error.
+    let mut unreachable = Vec::new();
     for g in guards {
         let (key, text) = match &g.state {
             GState::Released => continue,
             GState::Asking => ("asking".to_string(), "gave no answer".to_string()),
             GState::Refused(r) => (
                 r.rule().to_string(),
-                format!(
-                    "refused: {}",
-                    r.to_string()
-                        .replace("keyward approve", &format!("keyward approve {name}"))
-                ),
+                format!("refused: {}", with_name(r, name)),
             ),
-            GState::Unreachable(e) => ("unreachable".into(), format!("unreachable ({e})")),
+            GState::Unreachable(e) => {
+                unreachable.push(format!("{}: {e}", g.name));
+                continue;
+            }
             GState::Invalid(e) => (
                 format!("invalid {e} {}", g.id),
-                format!("sent a share that {e} (guardian {})", g.id.short()),
+                format!("sent a share that {e} (guardian {})", g.name),
             ),
         };
         groups.entry(key).or_insert((text, 0)).1 += 1;
@@ -286,6 +660,14 @@ fn explain(
         s.push_str(&format!(
             "; {n} guardian{} {why}",
             if n == 1 { "" } else { "s" }
+        ));
+    }
+    if !unreachable.is_empty() {
+        s.push_str(&format!(
+            "; {} guardian{} unreachable ({})",
+            unreachable.len(),
+            if unreachable.len() == 1 { "" } else { "s" },
+            unreachable.join("; ")
         ));
     }
     s
