@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::bind::{bound_devices, drop_epoch, retire};
 use crate::initramfs::{self, Carried};
 use crate::pending::{self, Pending};
+use keyward_node::keyfile::KeyFile;
 
 #[derive(Args)]
 pub struct EpochsArgs {

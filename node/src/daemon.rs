@@ -29,7 +29,9 @@ use crate::config::Config;
 use crate::control::{CtlRequest, CtlResponse, MAX_LINE};
 use crate::guardian::{self, Action, Event, Guardian, Millis, OwnerState};
 use crate::identity::{BootKey, NodeId, NodeKey, Sig};
+use crate::keyfile::KeyFile;
 use crate::net::{self, Behaviour, BehaviourEvent, SwarmOptions};
+use crate::peer::{FromPeerId, Libp2pKey, PeerIds};
 use crate::proto::{
     self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
 };

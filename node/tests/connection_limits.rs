@@ -15,6 +15,7 @@ use libp2p::{noise, tcp, yamux, Multiaddr};
 use serde_json::Value;
 
 use common::{free_port, Node};
+use keyward_node::peer::PeerIds;
 
 fn connected(v: &Value, id: &str) -> bool {
     v["members"]

@@ -24,6 +24,8 @@ use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use serde_json::Value;
 
 use common::{free_port, Node};
+use keyward_node::keyfile::KeyFile;
+use keyward_node::peer::{Libp2pKey, PeerIds};
 
 /// Long enough that a loaded machine asks within it after the kill.
 const UP_WINDOW_S: u64 = 8;

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use common::peer::gossip_as;
 use common::{free_port, Node};
+use keyward_node::keyfile::KeyFile;
+use keyward_node::peer::PeerIds;
 
 fn members(v: &Value) -> usize {
     v["members"].as_array().map_or(0, |a| a.len())

@@ -14,6 +14,7 @@ use super::{now_ms, Daemon};
 use crate::addr_book::{self, AddrBook, Change, Entry, SYNC_RECORDS_BUDGET};
 use crate::codec::Wire;
 use crate::guardian::Millis;
+use crate::peer::{Libp2pKey, PeerIds};
 use crate::store::{Batch, Store, StoreError, TreeName};
 
 /// Non-members whose addresses are kept (joiners, mDNS neighbours).

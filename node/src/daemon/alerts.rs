@@ -19,6 +19,7 @@ use tracing::warn;
 use super::{now_ms, Daemon};
 use crate::guardian::{Decision, Millis, ShareRequest};
 use crate::identity::NodeId;
+use crate::peer::PeerIds;
 use crate::proto::{AdminKind, AdminMsg};
 
 /// An alert older than this is refused: alerts travel by gossip, live.

@@ -7,6 +7,7 @@ use libp2p::PeerId;
 
 use super::Daemon;
 use crate::net;
+use crate::peer::PeerIds;
 
 impl Daemon {
     /// Called at start and after every roster change.
