@@ -19,11 +19,16 @@
 //! - [`guardian`]: a guardian's release policy for the shares it holds.
 //! - [`proto`]: the wire messages between nodes.
 //! - [`lookup`]: finding a member by name or id prefix.
+//! - [`node`]: the node's decisions above those: admin messages, the
+//!   decision history, peers and backoff, timers.
 
 pub mod codec;
 pub mod guardian;
 pub mod identity;
 pub mod lookup;
+pub mod node;
 pub mod proto;
 pub mod roster;
 pub mod shares;
+#[cfg(test)]
+mod testkit;
