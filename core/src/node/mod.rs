@@ -6,10 +6,12 @@
 //! - [`admin`]: signed admin messages and copied-boot-key alerts.
 //! - [`decisions`]: the guardian's decision history and its journal
 //!   throttle; strangers' requests counted apart.
+//! - [`members`]: issuing invites and admitting their holders.
 //! - [`peers`]: connections, liveness, reconnect backoff, strikes and bans.
 //! - [`timers`]: the node's periodic work, by name.
 
 pub mod admin;
 pub mod decisions;
+pub mod members;
 pub mod peers;
 pub mod timers;

@@ -131,7 +131,7 @@ impl Daemon {
             .peers()
             .filter(|p| {
                 !self.is_member_peer(p)
-                    && !self.connected.contains(p)
+                    && !self.peers.is_connected(p)
                     && self.book.get(p).is_none_or(|e| e.pinned.is_empty())
             })
             .copied()
@@ -239,7 +239,7 @@ impl Daemon {
                     let p = v.peer;
                     let c = self.book.record(v, now);
                     self.note(p, c);
-                    if c == Change::Content && !self.connected.contains(&p) {
+                    if c == Change::Content && !self.peers.is_connected(&p) {
                         self.dial_node(p);
                     }
                 }
