@@ -35,7 +35,7 @@ use crate::peer::{FromPeerId, Libp2pKey, PeerIds};
 use crate::proto::{
     self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
 };
-use crate::roster::{Member, MergeReport, MeshId, OpBody, Role, Roster, SignedOp, Verified};
+use crate::roster::{Member, MergeReport, MeshId, Role, Roster, SignedOp, Verified};
 use crate::shares::ShareEnvelope;
 use crate::store::{Batch, Store, TreeName};
 
@@ -1373,92 +1373,21 @@ impl Daemon {
         cascade: bool,
         reason: String,
     ) -> Result<serde_json::Value, String> {
-        let mesh = self.roster.mesh().ok_or("not in a mesh")?;
-        if reason.len() > crate::roster::MAX_REASON {
-            return Err(format!(
-                "the reason is {} bytes; keep it under {} (it travels in every roster sync)",
-                reason.len(),
-                crate::roster::MAX_REASON
-            ));
-        }
         let node = self.find(who)?;
-        if Some(node) == self.roster.founder() {
-            return Err("the founder is the mesh's root of trust and cannot be revoked".into());
-        }
-        if self.roster.is_revoked(&node) {
-            return Err(format!("{who} is already revoked"));
-        }
-        if !self.roster.may_revoke(&self.me.id, &node) {
-            // Seniority (docs/design.md, "Membership"): a member cannot
-            // revoke a member closer to the founder than itself.
-            let t = self.roster.level(&node).unwrap_or(u32::MAX);
-            let able: Vec<String> = self
-                .roster
-                .members()
-                .filter(|m| self.roster.level(&m.id).is_some_and(|l| l <= t) && m.id != node)
-                .map(|m| m.name.clone())
-                .collect();
-            return Err(format!(
-                "{who} is more senior than this node (it is closer to the founder in the chain of invitations), so a revocation from here would not count; run `keyward revoke {who}` on one of: {}",
-                able.join(", ")
-            ));
-        }
-        let mut endorsed = vec![];
-        let mut dropped = vec![];
-        let mut ops = vec![];
-        for d in self.roster.dependents_of(&node) {
-            let Some((m, claim)) = self.roster.claim(&d) else {
-                continue;
-            };
-            if cascade || d == self.me.id {
-                dropped.push(m.name);
-                continue;
-            }
-            ops.push(SignedOp::sign(
-                OpBody::Admit {
-                    mesh,
-                    member: m.clone(),
-                    claim,
-                    invite: None,
-                    by: self.me.id,
-                    at: now_ms(),
-                },
-                &self.key,
-            ));
-            endorsed.push(m.name);
-        }
-        // A revoked member's revocations count for nothing, so the nodes it
-        // revoked would come back: sign them again from here first.
-        let mut re_signed = vec![];
-        for t in self.roster.revoked_by(&node) {
-            if t == self.me.id
-                || !self.roster.is_revoked(&t)
-                || !self.roster.may_revoke(&self.me.id, &t)
-            {
-                continue;
-            }
-            ops.push(SignedOp::sign(
-                OpBody::Revoke {
-                    mesh,
-                    node: t,
-                    by: self.me.id,
-                    reason: "kept: revoked before its revoker was".into(),
-                    at: now_ms(),
-                },
-                &self.key,
-            ));
-            re_signed.push(t.to_string());
-        }
-        ops.push(SignedOp::sign(
-            OpBody::Revoke {
-                mesh,
-                node,
-                by: self.me.id,
-                reason,
-                at: now_ms(),
-            },
+        let membership::Revocation {
+            ops,
+            endorsed,
+            dropped,
+            re_signed,
+        } = membership::revoke(
+            &self.roster,
             &self.key,
-        ));
+            (node, who),
+            cascade,
+            reason,
+            now_ms(),
+        )?;
+        let re_signed: Vec<String> = re_signed.iter().map(|n| n.to_string()).collect();
         self.merge_ops(ops.clone());
         for op in ops {
             self.publish(Gossip::Op(op));
@@ -1469,7 +1398,6 @@ impl Daemon {
     }
 
     fn rekey(&mut self, sign: &str, seal: &str) -> Result<serde_json::Value, String> {
-        let mesh = self.roster.mesh().ok_or("not in a mesh")?;
         let key = |h: &str| -> Result<[u8; 32], String> {
             let mut b = [0u8; 32];
             hex::decode_to_slice(h, &mut b)
@@ -1480,15 +1408,7 @@ impl Daemon {
             sign: key(sign)?,
             seal: key(seal)?,
         };
-        let op = SignedOp::sign(
-            OpBody::Rekey {
-                mesh,
-                node: self.me.id,
-                boot: boot.clone(),
-                seq: self.roster.next_rekey_seq(&self.me.id),
-            },
-            &self.key,
-        );
+        let op = membership::rekey(&self.roster, &self.key, boot.clone())?;
         self.merge_ops(vec![op.clone()]);
         self.publish(Gossip::Op(op));
         self.me.boot = boot;

@@ -1,5 +1,5 @@
-//! Membership decisions a node makes for others: issuing an invite and
-//! admitting the node that redeems it.
+//! Membership decisions: issuing an invite, admitting the node that
+//! redeems it, planning a revocation, replacing this node's boot key.
 //!
 //! The invite's secret is single-use and expires; the joiner proves its
 //! key on the connection and signs its own member record (its claim), and
@@ -8,7 +8,7 @@
 //! the two must not let the same invite admit a second node.
 
 use crate::guardian::Millis;
-use crate::identity::{NodeId, NodeKey, Sig};
+use crate::identity::{BootPublic, NodeId, NodeKey, Sig};
 use crate::proto::{Invite, InviteRecord};
 use crate::roster::{check_name, Member, OpBody, Role, Roster, SignedOp};
 
@@ -163,6 +163,133 @@ pub fn admit(
         record: rec,
         op: Box::new(op),
     })
+}
+
+/// A revocation as planned: the operations to merge and gossip, in
+/// order, and what they do.
+#[derive(Debug)]
+pub struct Revocation {
+    pub ops: Vec<SignedOp>,
+    /// Members the revoked node admitted, endorsed again from here so they
+    /// stay (names).
+    pub endorsed: Vec<String>,
+    /// Members that go with it (`cascade`, or this node itself).
+    pub dropped: Vec<String>,
+    /// Nodes the revoked member had revoked, revoked again from here so
+    /// they stay out.
+    pub re_signed: Vec<NodeId>,
+}
+
+/// Plans this node's revocation of `node` (`who` is how the admin named
+/// it). A revoked member's admissions and revocations count for nothing,
+/// so the members it admitted are endorsed again from here (unless
+/// `cascade`), and the nodes it revoked are revoked again from here.
+pub fn revoke(
+    roster: &Roster,
+    key: &NodeKey,
+    (node, who): (NodeId, &str),
+    cascade: bool,
+    reason: String,
+    now: Millis,
+) -> Result<Revocation, String> {
+    let me = key.id();
+    let mesh = roster.mesh().ok_or("not in a mesh")?;
+    if reason.len() > crate::roster::MAX_REASON {
+        return Err(format!(
+            "the reason is {} bytes; keep it under {} (it travels in every roster sync)",
+            reason.len(),
+            crate::roster::MAX_REASON
+        ));
+    }
+    if Some(node) == roster.founder() {
+        return Err("the founder is the mesh's root of trust and cannot be revoked".into());
+    }
+    if roster.is_revoked(&node) {
+        return Err(format!("{who} is already revoked"));
+    }
+    if !roster.may_revoke(&me, &node) {
+        // Seniority (docs/design.md, "Membership"): a member cannot
+        // revoke a member closer to the founder than itself.
+        let t = roster.level(&node).unwrap_or(u32::MAX);
+        let able: Vec<String> = roster
+            .members()
+            .filter(|m| roster.level(&m.id).is_some_and(|l| l <= t) && m.id != node)
+            .map(|m| m.name.clone())
+            .collect();
+        return Err(format!(
+            "{who} is more senior than this node (it is closer to the founder in the chain of invitations), so a revocation from here would not count; run `keyward revoke {who}` on one of: {}",
+            able.join(", ")
+        ));
+    }
+    let mut out = Revocation {
+        ops: vec![],
+        endorsed: vec![],
+        dropped: vec![],
+        re_signed: vec![],
+    };
+    for d in roster.dependents_of(&node) {
+        let Some((m, claim)) = roster.claim(&d) else {
+            continue;
+        };
+        if cascade || d == me {
+            out.dropped.push(m.name);
+            continue;
+        }
+        out.ops.push(SignedOp::sign(
+            OpBody::Admit {
+                mesh,
+                member: m.clone(),
+                claim,
+                invite: None,
+                by: me,
+                at: now,
+            },
+            key,
+        ));
+        out.endorsed.push(m.name);
+    }
+    for t in roster.revoked_by(&node) {
+        if t == me || !roster.is_revoked(&t) || !roster.may_revoke(&me, &t) {
+            continue;
+        }
+        out.ops.push(SignedOp::sign(
+            OpBody::Revoke {
+                mesh,
+                node: t,
+                by: me,
+                reason: "kept: revoked before its revoker was".into(),
+                at: now,
+            },
+            key,
+        ));
+        out.re_signed.push(t);
+    }
+    out.ops.push(SignedOp::sign(
+        OpBody::Revoke {
+            mesh,
+            node,
+            by: me,
+            reason,
+            at: now,
+        },
+        key,
+    ));
+    Ok(out)
+}
+
+/// This node's new boot key in the roster: a rekey with the next sequence
+/// number, so it supersedes every earlier one.
+pub fn rekey(roster: &Roster, key: &NodeKey, boot: BootPublic) -> Result<SignedOp, String> {
+    let mesh = roster.mesh().ok_or("not in a mesh")?;
+    Ok(SignedOp::sign(
+        OpBody::Rekey {
+            mesh,
+            node: key.id(),
+            boot,
+            seq: roster.next_rekey_seq(&key.id()),
+        },
+        key,
+    ))
 }
 
 #[cfg(test)]
@@ -338,5 +465,95 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("between 1 s and 30 days"), "{e}");
+    }
+
+    #[test]
+    fn revocations_respect_seniority_and_keep_what_the_revoked_did() {
+        let mut t = mesh(3);
+        let (founder, a, b) = (&t.nodes[0], &t.nodes[1], &t.nodes[2]);
+        // the founder cannot be revoked, a junior cannot revoke a senior
+        let e = revoke(
+            &t.roster,
+            &a.key,
+            (founder.key.id(), "n0"),
+            false,
+            "x".into(),
+            NOW,
+        )
+        .unwrap_err();
+        assert!(e.contains("root of trust"), "{e}");
+        // a admits c; b then revokes a without cascade: c is endorsed again
+        let inv = invite(
+            &t.roster,
+            a.key.id(),
+            Role::Guardian,
+            60,
+            vec![],
+            [4; 32],
+            NOW,
+        )
+        .unwrap();
+        let (ck, cm) = joiner(Role::Guardian);
+        let claim = cm.claim(t.mesh, &ck);
+        let Admission::Admit { op, .. } = admit(
+            &t.roster,
+            &a.key,
+            JoinRequest {
+                conn: Some(ck.id()),
+                member: &cm,
+                claim: &claim,
+                invite_id: invite_id(&[4; 32]),
+                record: Some(inv.record),
+            },
+            NOW,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        t.roster.merge(*op).unwrap();
+        // c (level 2) cannot revoke b (level 1)
+        let e = revoke(&t.roster, &ck, (b.key.id(), "n2"), false, "x".into(), NOW).unwrap_err();
+        assert!(e.contains("more senior") && e.contains("n0"), "{e}");
+        let r = revoke(
+            &t.roster,
+            &b.key,
+            (a.key.id(), "n1"),
+            false,
+            "gone".into(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(r.endorsed, vec!["new".to_string()]);
+        assert!(r.dropped.is_empty());
+        for op in r.ops {
+            t.roster.merge(op).unwrap();
+        }
+        assert!(t.roster.is_revoked(&a.key.id()));
+        assert!(t.roster.is_active(&ck.id()), "endorsed again, it stays");
+        let e = revoke(
+            &t.roster,
+            &b.key,
+            (a.key.id(), "n1"),
+            false,
+            "x".into(),
+            NOW,
+        )
+        .unwrap_err();
+        assert!(e.contains("already revoked"), "{e}");
+        // a reason that would bloat every sync is refused
+        let long = "x".repeat(crate::roster::MAX_REASON + 1);
+        assert!(revoke(&t.roster, &b.key, (ck.id(), "new"), false, long, NOW).is_err());
+    }
+
+    #[test]
+    fn each_rekey_supersedes_the_last() {
+        let mut t = mesh(2);
+        let k = &t.nodes[1].key;
+        for _ in 0..3 {
+            let boot = BootKey::generate().public();
+            let op = rekey(&t.roster, k, boot.clone()).unwrap();
+            t.roster.merge(op).unwrap();
+            assert_eq!(t.roster.member(&k.id()).unwrap().boot, boot);
+        }
     }
 }
