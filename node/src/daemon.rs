@@ -408,7 +408,9 @@ impl Daemon {
         match self.peers.strike(p, now_ms()) {
             Strike::Counted(n) => warn!(peer = %p, strikes = n, "bad message from peer: {what}"),
             Strike::Banned => {
-                warn!(peer = %p, "bad message from peer: {what}; disconnecting it after {} bad messages; refusing it for 60 s", keyward_core::node::peers::MAX_STRIKES);
+                let n = keyward_core::node::peers::MAX_STRIKES;
+                warn!(peer = %p, strikes = n, "bad message from peer: {what}");
+                warn!(peer = %p, "disconnecting peer after {n} bad messages; refusing it for 60 s");
                 let _ = self.swarm.disconnect_peer_id(p);
             }
         }
