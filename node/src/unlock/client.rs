@@ -153,7 +153,8 @@ pub enum Output {
     Send {
         guardian: NodeId,
         addrs: Vec<String>,
-        request: Request,
+        /// Boxed: a signed request is large next to the other outputs.
+        request: Box<Request>,
     },
     /// A console line, ready to print as is.
     Print(String),
@@ -380,9 +381,7 @@ impl<K: Borrow<BootKey>> UnlockClient<K> {
         }
         match input {
             Input::Connected { peer, addr, probe } => self.connected(now, peer, addr, probe),
-            Input::DialFailed { peer, probe, error } => {
-                self.dial_failed(now, peer, probe, error)
-            }
+            Input::DialFailed { peer, probe, error } => self.dial_failed(now, peer, probe, error),
             Input::Response { guardian, response } => {
                 if let Some(i) = self.take_inflight(guardian) {
                     self.answer(now, i, Ok(response));
@@ -418,7 +417,13 @@ impl<K: Borrow<BootKey>> UnlockClient<K> {
         Some(i)
     }
 
-    fn connected(&mut self, now: Millis, peer: Option<NodeId>, addr: String, probe: Option<String>) {
+    fn connected(
+        &mut self,
+        now: Millis,
+        peer: Option<NodeId>,
+        addr: String,
+        probe: Option<String>,
+    ) {
         if let Some(peer) = peer {
             for g in self.guards.iter_mut().filter(|g| g.id == peer) {
                 g.at = Some(addr.clone());
@@ -600,7 +605,7 @@ impl<K: Borrow<BootKey>> UnlockClient<K> {
                 let send = Output::Send {
                     guardian: g.id,
                     addrs: g.addrs.clone(),
-                    request: Request::Share(req),
+                    request: Box::new(Request::Share(req)),
                 };
                 self.guards[i].inflight = true;
                 self.out.push_back(send);

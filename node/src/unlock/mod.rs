@@ -222,15 +222,19 @@ pub async fn fetch_key(
                     request,
                 } => {
                     // Checked when the plan was made.
-                    let Some(peer) = guardian.peer_id() else { continue };
+                    let Some(peer) = guardian.peer_id() else {
+                        continue;
+                    };
                     let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
                     let id = swarm
                         .behaviour_mut()
-                        .send_request_with_addresses(&peer, request, addrs);
+                        .send_request_with_addresses(&peer, *request, addrs);
                     requests.insert(id, guardian);
                 }
                 Output::Probe { addr } => {
-                    let Ok(ma) = addr.parse::<Multiaddr>() else { continue };
+                    let Ok(ma) = addr.parse::<Multiaddr>() else {
+                        continue;
+                    };
                     let dial = DialOpts::unknown_peer_id().address(ma).build();
                     let cid = dial.connection_id();
                     match swarm.dial(dial) {

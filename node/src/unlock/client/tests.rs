@@ -110,9 +110,11 @@ fn drain<K: Borrow<BootKey>>(c: &mut UnlockClient<K>) -> Drained {
             Output::Send {
                 guardian,
                 addrs,
-                request: Request::Share(r),
-            } => d.sends.push((guardian, addrs, r)),
-            Output::Send { request, .. } => panic!("not a share request: {request:?}"),
+                request,
+            } => match *request {
+                Request::Share(r) => d.sends.push((guardian, addrs, r)),
+                other => panic!("not a share request: {other:?}"),
+            },
             Output::Probe { addr } => d.probes.push(addr),
             Output::Print(l) => d.prints.push(l),
             Output::Done(r) => {
@@ -179,7 +181,11 @@ fn run(
 }
 
 fn sends_to(r: &Run, i: usize) -> Vec<Millis> {
-    r.sent.iter().filter(|(_, g)| *g == i).map(|(t, _)| *t).collect()
+    r.sent
+        .iter()
+        .filter(|(_, g)| *g == i)
+        .map(|(t, _)| *t)
+        .collect()
 }
 
 #[test]
@@ -192,14 +198,21 @@ fn enough_valid_shares_give_the_secret() {
     for (i, (g, addrs, req)) in d.sends.iter().enumerate() {
         assert_eq!(*g, w.ids[i]);
         assert_eq!(addrs, &[format!("/ip4/127.0.0.1/tcp/{}", 7300 + i)]);
-        assert_eq!((req.owner, req.guardian, req.epoch), (w.owner.id(), w.ids[i], EPOCH));
+        assert_eq!(
+            (req.owner, req.guardian, req.epoch),
+            (w.owner.id(), w.ids[i], EPOCH)
+        );
         assert!(req.verify(&w.boot.public()), "signed by the boot key");
     }
     let mut nonces: Vec<[u8; 16]> = d.sends.iter().map(|s| s.2.nonce).collect();
     nonces.dedup();
     assert_eq!(nonces.len(), 4, "nonces repeat");
     assert!(d.prints.is_empty() && d.done.is_none());
-    assert_eq!(c.poll_timeout(), Some(60_000), "nothing due before the deadline");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(60_000),
+        "nothing due before the deadline"
+    );
 
     c.handle(10, w.share(0));
     c.handle(11, w.share(2));
@@ -234,11 +247,14 @@ fn a_permanent_refusal_is_printed_once_and_not_asked_again() {
     let mut c = w.client(60_000);
     let first = drain(&mut c);
     let r = run(&w, &mut c, first, 20_000, |_, i| match i {
-        0 => Some(w.refuse(0, Refusal::Lockdown {
-            by: w.ids[2],
-            since: 1,
-            by_name: "node2".into(),
-        })),
+        0 => Some(w.refuse(
+            0,
+            Refusal::Lockdown {
+                by: w.ids[2],
+                since: 1,
+                by_name: "node2".into(),
+            },
+        )),
         1 => Some(w.refuse(1, Refusal::Revoked)),
         // node2 waits on approval_delay: asked again when it says
         _ => Some(w.refuse(2, Refusal::Waiting { remaining: 1_500 })),
@@ -336,7 +352,10 @@ fn dial_causes_are_named_with_the_address() {
     prints.append(&mut drain(&mut c).prints);
     assert_eq!(
         prints,
-        [format!("keyward: guardian node0 unreachable: {REFUSED}")],
+        [
+            format!("keyward: guardian node0 unreachable: {REFUSED}"),
+            "keyward: no key from the mesh for web1 yet; type the passphrase, or run `keyward approve web1` on another node (still asking)".into(),
+        ],
         "the same cause twice is one line"
     );
     assert_eq!(c.poll_timeout(), Some(750));
@@ -412,7 +431,10 @@ fn too_few_hopeful_guardians_end_early_as_hopeless() {
     assert!(d.sends.is_empty());
     match d.done.unwrap() {
         Err(UnlockError::Hopeless(s)) => {
-            assert!(s.starts_with("0 valid shares of 2 needed; 1 guardian gave no answer; "), "{s}")
+            assert!(
+                s.starts_with("0 valid shares of 2 needed; 1 guardian gave no answer; "),
+                "{s}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -498,7 +520,11 @@ fn a_share_of_another_boot_key_makes_a_guardian_hopeless() {
     drain(&mut c);
     c.handle(5, w.share_from(0, env));
     let d = drain(&mut c);
-    assert!(d.prints[0].contains("sent a share that cannot be opened with this boot key"), "{:?}", d.prints);
+    assert!(
+        d.prints[0].contains("sent a share that cannot be opened with this boot key"),
+        "{:?}",
+        d.prints
+    );
     assert!(matches!(d.done, Some(Err(UnlockError::Hopeless(_)))));
 }
 
@@ -541,7 +567,11 @@ fn addresses_given_at_boot_are_probed_and_given_to_the_guardian_there() {
     plan.probes = vec![probe.clone(), stranger.clone(), probe.clone()];
     let mut c = w.client_with(plan, 60_000, true);
     let d = drain(&mut c);
-    assert_eq!(d.probes, [probe.clone(), stranger.clone()], "each address once");
+    assert_eq!(
+        d.probes,
+        [probe.clone(), stranger.clone()],
+        "each address once"
+    );
     assert_eq!(d.sends.len(), 2);
     // node0 is down at its token address; the probe fails, is retried
     // after the backoff and fails the same way: one line
@@ -633,7 +663,9 @@ fn damaged_plans_are_refused() {
     for t in [0, 4] {
         let mut p = w.plan.clone();
         p.threshold = t;
-        let e = UnlockClient::new(p, opts(), &w.boot, [0; 32], 0).err().unwrap();
+        let e = UnlockClient::new(p, opts(), &w.boot, [0; 32], 0)
+            .err()
+            .unwrap();
         assert_eq!(
             e.to_string(),
             format!("the LUKS token is damaged: threshold {t} with 3 guardians; bind again")
@@ -641,6 +673,8 @@ fn damaged_plans_are_refused() {
     }
     let mut p = w.plan.clone();
     p.guardians[2].id = p.guardians[0].id;
-    let e = UnlockClient::new(p, opts(), &w.boot, [0; 32], 0).err().unwrap();
+    let e = UnlockClient::new(p, opts(), &w.boot, [0; 32], 0)
+        .err()
+        .unwrap();
     assert!(matches!(e, UnlockError::BadToken(_)), "{e}");
 }
