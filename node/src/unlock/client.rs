@@ -661,9 +661,20 @@ impl<K: Borrow<BootKey>> UnlockClient<K> {
                     unreachable.push(format!("{}: {e}", g.name));
                     continue;
                 }
+                // By id, which the admin can check against `keyward
+                // status`, and by name: a bad share means a compromised
+                // or broken guardian, so no doubt about which one.
                 GState::Invalid(e) => (
                     format!("invalid {e} {}", g.id),
-                    format!("sent a share that {e} (guardian {})", g.name),
+                    if g.name == g.id.short() {
+                        format!("sent a share that {e} (guardian {})", g.name)
+                    } else {
+                        format!(
+                            "sent a share that {e} (guardian {}, {})",
+                            g.id.short(),
+                            g.name
+                        )
+                    },
                 ),
             };
             groups.entry(key).or_insert((text, 0)).1 += 1;

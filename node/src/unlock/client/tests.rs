@@ -495,7 +495,10 @@ fn bad_shares_are_named_and_the_others_used() {
     match drain(&mut c).done.unwrap() {
         Err(UnlockError::Failed(s)) => assert_eq!(
             s,
-            "2 valid shares of 3 needed; 1 guardian sent a share that has a bad signature (guardian node0); 1 guardian unreachable (node3: connection reset)"
+            format!(
+                "2 valid shares of 3 needed; 1 guardian sent a share that has a bad signature (guardian {}, node0); 1 guardian unreachable (node3: connection reset)",
+                w.ids[0].short()
+            )
         ),
         other => panic!("{other:?}"),
     }
