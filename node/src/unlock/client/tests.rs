@@ -496,7 +496,7 @@ fn bad_shares_are_named_and_the_others_used() {
         Err(UnlockError::Failed(s)) => assert_eq!(
             s,
             format!(
-                "2 valid shares of 3 needed; 1 guardian sent a share that has a bad signature (guardian {}, node0); 1 guardian unreachable (node3: connection reset)",
+                "2 valid shares of 3 needed; 1 guardian sent a share that has a bad signature (guardian {}); 1 guardian unreachable (node3: connection reset)",
                 w.ids[0].short()
             )
         ),
