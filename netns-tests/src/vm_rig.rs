@@ -187,8 +187,8 @@ impl Rig {
         check_initramfs(&log, "dpkg -i")?;
         let units_installed = ch.sh(UNIT_STATE)?;
         ensure!(
-            units_installed.contains("keyward-refresh.timer")
-                && !units_installed.contains("keywardd.service"),
+            units_installed.contains("timers.target.wants/keyward-refresh.timer")
+                && !units_installed.contains(".wants/keywardd.service"),
             "after dpkg -i the refresh timer should be enabled and keywardd not (until init/join):\n{units_installed}"
         );
 
