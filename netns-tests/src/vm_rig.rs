@@ -142,7 +142,6 @@ impl Rig {
             .to_string_lossy()
             .into_owned();
         let config = format!("name = \"node{OWNER}\"\nmdns = false\n");
-        ch.write("/etc/keyward/keyward.toml", config.as_bytes(), 0o644)?;
         ch.write(
             "/etc/keyward/boot.key",
             &std::fs::read(m.dir(OWNER).join("boot.key"))?,
@@ -164,12 +163,12 @@ impl Rig {
             0o644,
         )?;
         // The package's own path: dpkg -i, whose trigger runs
-        // update-initramfs. The config and boot key were put in place first
-        // (as configuration management would), so --force-confold keeps the
-        // config instead of asking.
+        // update-initramfs. The boot key was put in place first (as after
+        // `keyward init`); the config is the package's own until the admin
+        // edits it below.
         let initramfs_has_keyward = "lsinitramfs /boot/initrd.img-* | grep -E 'keyward|boot.key|cryptroot/crypttab'; echo ---; rm -rf /tmp/x; unmkinitramfs /boot/initrd.img-* /tmp/x >/dev/null 2>&1; cat /tmp/x/main/cryptroot/crypttab 2>/dev/null || cat /tmp/x/cryptroot/crypttab; rm -rf /tmp/x";
         let log = ch.sh(&format!(
-            "dpkg --force-confold -i /tmp/{debname} </dev/null >/tmp/dpkg.log 2>&1 || {{ cat /tmp/dpkg.log; exit 1; }}; cat /tmp/dpkg.log; grep -q 'update-initramfs: Generating' /tmp/dpkg.log || update-initramfs -u -k all 2>&1; {initramfs_has_keyward}"
+            "dpkg -i /tmp/{debname} </dev/null >/tmp/dpkg.log 2>&1 || {{ cat /tmp/dpkg.log; exit 1; }}; cat /tmp/dpkg.log; grep -q 'update-initramfs: Generating' /tmp/dpkg.log || update-initramfs -u -k all 2>&1; {initramfs_has_keyward}"
         ))?;
         eprintln!("vmtest: chroot, dpkg -i:\n{log}");
         let check_initramfs = |log: &str, when: &str| -> Result<()> {
@@ -192,6 +191,8 @@ impl Rig {
             "after dpkg -i the refresh timer should be enabled and keywardd not (until init/join):\n{units_installed}"
         );
 
+        // The admin edits the config (a conffile).
+        ch.write("/etc/keyward/keyward.toml", config.as_bytes(), 0o644)?;
         // Upgrade over it. No --force-conf*: with the config unchanged in
         // the package dpkg must keep the admin's without asking (stdin is
         // /dev/null, so a question would fail the install). The trigger
