@@ -193,4 +193,57 @@ mod tests {
         assert!(!in_stale(&cache.join(&name).join("root"), cache));
         assert!(!in_stale(Path::new("/etc/passwd"), cache));
     }
+
+    /// As root: a fake killed run (a pid above pid_max owns it) with a
+    /// tmpfs mounted in its chroot copy and a loop device on a file in its
+    /// work dir; remove_stale undoes both and deletes the directories, and
+    /// leaves a live owner's directory alone.
+    #[test]
+    fn a_killed_runs_mounts_and_loop_devices_are_removed() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: needs root (mount, losetup)");
+            return;
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let dead = "4194305-1";
+        let chroot = cache.path().join(format!("{CHROOT_PREFIX}{dead}"));
+        let proc_dir = chroot.join("root/proc");
+        std::fs::create_dir_all(&proc_dir).unwrap();
+        let live = cache.path().join(format!("{CHROOT_PREFIX}{}", own_tag()));
+        std::fs::create_dir_all(&live).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "kwtest"])
+            .arg(&proc_dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let work = std::env::temp_dir().join(format!("{WORK_PREFIX}{dead}-x"));
+        std::fs::create_dir_all(&work).unwrap();
+        let img = work.join("disk.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let o = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert!(o.status.success() && !dev.is_empty(), "losetup failed");
+
+        remove_stale(cache.path());
+
+        assert!(mounts_below(&chroot).is_empty(), "mount left");
+        assert!(!chroot.exists() && !work.exists(), "directories left");
+        assert!(live.exists(), "a live owner's directory was removed");
+        let l = Command::new("losetup").args(["-l", "-n"]).output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&l.stdout)
+                .lines()
+                .any(|x| x.starts_with(&format!("{dev} "))),
+            "loop device {dev} left"
+        );
+    }
 }
