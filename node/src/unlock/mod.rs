@@ -10,7 +10,7 @@
 //! into a [`client::Plan`], dials and sends what the client asks, feeds
 //! back connections, answers and the time, and prints its lines.
 
-pub mod client;
+pub use keyward_core::unlock as client;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
