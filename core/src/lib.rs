@@ -19,6 +19,7 @@
 //! - [`guardian`]: a guardian's release policy for the shares it holds.
 //! - [`proto`]: the wire messages between nodes.
 //! - [`lookup`]: finding a member by name or id prefix.
+//! - [`unlock`]: the boot client's state machine, [`unlock::UnlockClient`].
 //! - [`node`]: the node's decisions above those: admin messages, the
 //!   decision history, peers and backoff, timers.
 
@@ -30,5 +31,6 @@ pub mod node;
 pub mod proto;
 pub mod roster;
 pub mod shares;
+pub mod unlock;
 #[cfg(test)]
 mod testkit;

@@ -27,6 +27,8 @@ mod nft;
 mod ns;
 mod stale;
 pub mod vm;
+pub mod vm_rig;
+pub mod vm_stale;
 
 pub use anyhow;
 pub use lab::{Lab, Node, MAX_NODES, PREFIX_LEN};

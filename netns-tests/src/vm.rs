@@ -8,7 +8,9 @@
 //! marker read from the decrypted root on its serial console.
 //!
 //! Everything made here (chroot copies, mounts, loop devices, qemu) is
-//! undone on drop, also when a test panics. The cache of the base chroot
+//! undone on drop, also when a test panics; what a killed run left is
+//! undone by the next one ([`preflight`], see [`crate::vm_stale`]). The
+//! cache of the base chroot
 //! lives outside the clone (`/var/cache/keyward-vmtest`, or
 //! `$KEYWARD_VMTEST_CACHE`), keyed by a hash of what went into it.
 
@@ -81,6 +83,7 @@ pub fn preflight() -> Result<()> {
             return Err(Skip(format!("{tool} not installed (apt install {pkg})")).into());
         }
     }
+    crate::vm_stale::remove_stale(&cache_root());
     Ok(())
 }
 
@@ -170,7 +173,11 @@ pub fn base_chroot() -> Result<PathBuf> {
         return Ok(root);
     }
     std::fs::create_dir_all(cache_root())?;
-    let tmp = cache_root().join(format!("tmp-{key}-{}", std::process::id()));
+    let tmp = cache_root().join(format!(
+        "{}{}-{key}",
+        crate::vm_stale::DEBOOTSTRAP_PREFIX,
+        crate::vm_stale::own_tag()
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     eprintln!(
@@ -187,7 +194,7 @@ pub fn base_chroot() -> Result<PathBuf> {
     if !o.status.success() {
         let log =
             String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
-        let _ = std::fs::remove_dir_all(&tmp);
+        crate::vm_stale::remove_unmounted(&tmp);
         if log.contains("Failed getting release file")
             || log.contains("Couldn't download")
             || log.contains("Failure trying to run")
@@ -278,7 +285,11 @@ impl Chroot {
     /// test's temporary directory: that one is removed recursively at drop,
     /// which must never reach a /dev still mounted in the copy.
     pub fn new(base: &Path, image: &Path) -> Result<Chroot> {
-        let work = cache_root().join(format!("chroot-{}", std::process::id()));
+        let work = cache_root().join(format!(
+            "{}{}",
+            crate::vm_stale::CHROOT_PREFIX,
+            crate::vm_stale::own_tag()
+        ));
         std::fs::create_dir_all(&work)?;
         let root = work.join("root");
         let mut c = Chroot {
@@ -349,29 +360,10 @@ impl Drop for Chroot {
         for m in self.mounts.drain(..).rev() {
             let _ = Command::new("umount").args(["-R", "-l"]).arg(&m).status();
         }
-        // Never recurse into a still-mounted /dev or /proc: deleting the
-        // copy waits until nothing is mounted below it.
-        let root = self.root.to_string_lossy().into_owned();
-        let below = format!("{root}/");
-        let mounted = std::fs::read_to_string("/proc/self/mounts")
-            .map(|t| {
-                t.lines().any(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|p| p == root || p.starts_with(&below))
-                })
-            })
-            .unwrap_or(true);
-        if mounted {
-            eprintln!(
-                "vmtest: {} still has mounts below it; left in place",
-                self.root.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.root);
-            if let Some(work) = self.root.parent() {
-                let _ = std::fs::remove_dir(work);
-            }
+        // Never recurse into a still-mounted /dev or /proc: the copy is
+        // deleted only once nothing is mounted below it.
+        if let Some(work) = self.root.parent() {
+            crate::vm_stale::remove_unmounted(work);
         }
     }
 }
@@ -570,9 +562,47 @@ sync
 echo b >/proc/sysrq-trigger
 "#;
 
+/// What the baseline keyscript prints on the console when it starts, as
+/// keyward's keyscript prints "keyward: asking the mesh": the benchmark
+/// splits each boot at that line.
+pub const KEYFILE_KEYSCRIPT_LINE: &str = "kwtest: key-file keyscript";
+
 /// A keyscript printing a fixed key (octal escapes), for the baseline
 /// boot: the same LUKS device opened from a key inside the initramfs.
 pub fn keyfile_keyscript(key: &[u8]) -> String {
     let esc: String = key.iter().map(|b| format!("\\{b:03o}")).collect();
-    format!("#!/bin/sh\nprintf '{esc}'\n")
+    format!("#!/bin/sh\necho '{KEYFILE_KEYSCRIPT_LINE}' >&2\nprintf '{esc}'\n")
+}
+
+/// A copy of the package `deb` with `+kwtest1` appended to its version,
+/// written into `dir`: the "newer" package of the upgrade check. Same
+/// files, same maintainer scripts; dpkg takes it as an upgrade, which runs
+/// every maintainer script of the old and the new package in turn.
+pub fn newer_deb(deb: &Path, dir: &Path) -> Result<PathBuf> {
+    let tree = dir.join("deb-tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree))?;
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control)?;
+    let mut version = None;
+    let bumped: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("Version: ") {
+            Some(v) => {
+                let nv = format!("{}+kwtest1", v.trim());
+                version = Some(nv.clone());
+                format!("Version: {nv}\n")
+            }
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let version = version.ok_or_else(|| anyhow!("no Version in {}", control.display()))?;
+    std::fs::write(&control, bumped)?;
+    let out = dir.join(format!("keyward_{version}.deb"));
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "-z1", "-b"])
+        .arg(&tree)
+        .arg(&out))?;
+    std::fs::remove_dir_all(&tree)?;
+    Ok(out)
 }
