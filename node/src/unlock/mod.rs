@@ -29,8 +29,10 @@ use client::{ClientOptions, Failure, Input, Output, Plan, PlanGuardian, UnlockCl
 
 use crate::guardian::Millis;
 use crate::identity::{BootKey, NodeId};
+use crate::keyfile::KeyFile;
 use crate::luks::Token;
 use crate::net;
+use crate::peer::{FromPeerId, Libp2pKey, PeerIds};
 use crate::shares::DiskSecret;
 
 /// First delay before asking a guardian again after a refusal or a failed
