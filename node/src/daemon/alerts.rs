@@ -13,7 +13,6 @@
 //! a stranger's flood cannot push out the decisions an admin needs to see.
 
 use libp2p::PeerId;
-use serde_json::json;
 use tracing::warn;
 
 use super::{now_ms, Daemon};
@@ -127,17 +126,22 @@ impl Daemon {
         warn!("connection from {from} refused: {cause} ({more} more refused since the last line)");
     }
 
-    pub(super) fn strangers_status(&self, now: Millis) -> serde_json::Value {
+    pub(super) fn strangers_status(&self, now: Millis) -> crate::control::StrangersStatus {
         let s = &self.strangers;
         let gate = &self.swarm.behaviour().gate;
-        json!({
-            "refused_requests": s.count,
-            "last_refused_ms_ago": (s.count > 0).then(|| now.saturating_sub(s.last_at)),
-            "last_rule": (s.count > 0).then(|| s.last_rule.clone()),
+        crate::control::StrangersStatus {
+            refused_requests: s.count,
+            last_refused_ms_ago: (s.count > 0).then(|| now.saturating_sub(s.last_at)),
+            last_rule: (s.count > 0).then(|| s.last_rule.clone()),
             // the owner the last such request named, as decisions name it
-            "last_owner": s.last_owner.map(|o| self.roster.member(&o).map(|m| m.name.clone()).unwrap_or_else(|| o.to_string())),
-            "connections": gate.strangers(),
-            "refused_connections": gate.refused(),
-        })
+            last_owner: s.last_owner.map(|o| {
+                self.roster
+                    .member(&o)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_else(|| o.to_string())
+            }),
+            connections: gate.strangers(),
+            refused_connections: gate.refused(),
+        }
     }
 }
