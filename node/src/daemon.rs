@@ -1229,9 +1229,11 @@ impl Daemon {
                     f.waiting -= 1;
                     if f.waiting == 0 {
                         let f = self.fanouts.remove(&batch).expect("present");
-                        let _ = f.reply.send(CtlResponse::Ok(CtlReply::Guardians(
-                            GuardianResults { results: f.results },
-                        )));
+                        let _ =
+                            f.reply
+                                .send(CtlResponse::Ok(CtlReply::Guardians(GuardianResults {
+                                    results: f.results,
+                                })));
                     }
                 }
             }
@@ -1401,7 +1403,9 @@ impl Daemon {
             CtlRequest::Lockdown => self.admin(AdminKind::Lockdown).map(CtlReply::Admin),
             CtlRequest::Lift => self.admin(AdminKind::Lift).map(CtlReply::Admin),
             CtlRequest::Deposit { envelopes } => return self.deposit(envelopes, reply),
-            CtlRequest::Rekey { sign, seal } => self.rekey(&sign, &seal).map(|()| CtlReply::Rekeyed),
+            CtlRequest::Rekey { sign, seal } => {
+                self.rekey(&sign, &seal).map(|()| CtlReply::Rekeyed)
+            }
             CtlRequest::Drop { epochs, guardians } => {
                 return self.drop_epochs(epochs, guardians, reply)
             }
@@ -1428,8 +1432,7 @@ impl Daemon {
                     role: m.role,
                     boot: hex::encode(m.boot.sign),
                     me: m.id == self.me.id,
-                    connected: m.id == self.me.id
-                        || p.is_some_and(|p| self.connected.contains(&p)),
+                    connected: m.id == self.me.id || p.is_some_and(|p| self.connected.contains(&p)),
                     addrs: p.map(|p| self.book.confirmed(&p)).unwrap_or_default(),
                     last_seen_ms_ago: self.last_seen.get(&m.id).map(|t| now.saturating_sub(*t)),
                     holds_shares_epochs: held,
@@ -1611,12 +1614,7 @@ impl Daemon {
         }
     }
 
-    fn revoke(
-        &mut self,
-        who: &str,
-        cascade: bool,
-        reason: String,
-    ) -> Result<Revoked, CtlError> {
+    fn revoke(&mut self, who: &str, cascade: bool, reason: String) -> Result<Revoked, CtlError> {
         let mesh = self.roster.mesh().ok_or(CtlError::NotInMesh)?;
         if reason.len() > crate::roster::MAX_REASON {
             return Err(CtlError::ReasonTooLong {
@@ -1874,9 +1872,11 @@ impl Daemon {
             f.waiting += 1;
         }
         if f.waiting == 0 {
-            let _ = f.reply.send(CtlResponse::Ok(CtlReply::Guardians(GuardianResults {
-                results: f.results,
-            })));
+            let _ = f
+                .reply
+                .send(CtlResponse::Ok(CtlReply::Guardians(GuardianResults {
+                    results: f.results,
+                })));
         } else {
             self.fanouts.insert(batch, f);
         }

@@ -68,7 +68,10 @@ pub enum CtlError {
     NoActiveMember { who: String },
     /// `candidates` as the lookup lists them, one per line.
     #[error("`{who}` names {} nodes; nothing was done. Repeat the command with the id of the one you mean:\n  {}", .candidates.len(), .candidates.join("\n  "))]
-    Ambiguous { who: String, candidates: Vec<String> },
+    Ambiguous {
+        who: String,
+        candidates: Vec<String>,
+    },
 
     // --- joining ---
     #[error("{}", if *.same { "this node is already in that mesh" } else { "this node is already in another mesh" })]

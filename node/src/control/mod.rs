@@ -16,8 +16,8 @@ pub use client::{parse_response, Client};
 pub use error::CtlError;
 pub use reply::{AdminSent, CtlReply, GuardianAnswer, GuardianResults, Invited, Joined, Revoked};
 pub use status::{
-    AlertStatus, ClockStatus, DecisionStatus, LockdownStatus, MemberStatus, MeshStatus,
-    NodeStatus, Status, StrangersStatus,
+    AlertStatus, ClockStatus, DecisionStatus, LockdownStatus, MemberStatus, MeshStatus, NodeStatus,
+    Status, StrangersStatus,
 };
 
 use serde::{Deserialize, Serialize};
