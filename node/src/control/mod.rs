@@ -131,3 +131,6 @@ pub(crate) mod role_name {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests;
