@@ -343,11 +343,7 @@ fn a_real_boot_opens_the_root_through_the_mesh() {
     r.owner_was_just_up().unwrap();
     r.m.cli_ok(1, &["lockdown"]).unwrap();
     r.m.wait_for(Duration::from_secs(10), || {
-        Ok((0..GUARDIANS).all(|i| {
-            r.m.status(i)
-                .map(|v| !v["lockdown"].is_null())
-                .unwrap_or(false)
-        }))
+        Ok((0..GUARDIANS).all(|i| r.m.status(i).map(|v| v.lockdown.is_some()).unwrap_or(false)))
     })
     .unwrap();
     let mut v = r.boot(&r.initrd_keyward, "", &fwds).unwrap();

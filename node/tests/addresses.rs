@@ -60,8 +60,9 @@ fn a_power_cut_right_after_the_mesh_formed_leaves_every_node_addresses_to_dial()
         for other in names.iter().filter(|o| **o != names[i]) {
             assert!(
                 !addrs(&v, other).is_empty(),
-                "{} restarted with no address for {other}: {v}",
-                names[i]
+                "{} restarted with no address for {other}: {}",
+                names[i],
+                json(&v)
             );
         }
         n.stop();

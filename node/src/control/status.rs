@@ -122,3 +122,17 @@ pub struct StrangersStatus {
     pub refused_connections: u64,
     pub refused_requests: u64,
 }
+
+/// As one line of JSON: for logs and failed assertions.
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+/// As one line of JSON: for logs and failed assertions.
+impl std::fmt::Display for MemberStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self).map_err(|_| std::fmt::Error)?)
+    }
+}
