@@ -117,7 +117,7 @@ fn a_name_two_members_share_is_refused_with_both_ids_and_the_id_works() {
     let out = m.cli_ok(2, &["revoke", &web1_a]).unwrap();
     assert!(out.contains(&web1_a), "{out}");
     m.wait_for(Duration::from_secs(10), || {
-        Ok(m.status(0)?.revoked.iter().any(|x| *x == web1_a))
+        Ok(m.status(0)?.revoked.contains(&web1_a))
     })
     .unwrap();
     assert!(record(&m, 0, &web1_b).is_some(), "the other web1 stays");
