@@ -19,6 +19,7 @@ use keyward_node::roster::Role;
 use keyward_node::shares::{self, DiskSecret};
 
 use crate::pending::{self, Pending};
+use keyward_node::keyfile::KeyFile;
 
 #[derive(Args)]
 pub struct BindArgs {
@@ -355,7 +356,7 @@ fn next_epoch(cfg: &Config, old: Option<u64>) -> anyhow::Result<u64> {
         .max(others.unwrap_or(0))
         .checked_add(1)
         .context("epoch counter exhausted")?;
-    keyward_node::identity::write_private_file(&path, format!("{epoch}\n").as_bytes(), true)?;
+    keyward_node::keyfile::write_private_file(&path, format!("{epoch}\n").as_bytes(), true)?;
     Ok(epoch)
 }
 
@@ -420,7 +421,7 @@ fn set_bound(cfg: &Config, device: &Path, bound: bool) -> anyhow::Result<()> {
         list.push(abs);
     }
     let text: String = list.iter().map(|d| format!("{}\n", d.display())).collect();
-    keyward_node::identity::write_private_file(&devices_file(cfg), text.as_bytes(), true)?;
+    keyward_node::keyfile::write_private_file(&devices_file(cfg), text.as_bytes(), true)?;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ use keyward_node::roster::Role;
 use crate::bind::{bound_devices, drop_epoch, retire};
 use crate::initramfs::{self, Carried};
 use crate::pending::{self, Pending};
+use keyward_node::keyfile::KeyFile;
 
 #[derive(Args)]
 pub struct EpochsArgs {

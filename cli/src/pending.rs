@@ -54,7 +54,7 @@ impl Pending {
     /// Writes the record durably (before anything leaves the node).
     pub fn save(&self, state: &Path) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(self)?;
-        keyward_node::identity::write_private_file(&path(state, self.epoch), &json, true)?;
+        keyward_node::keyfile::write_private_file(&path(state, self.epoch), &json, true)?;
         Ok(())
     }
 

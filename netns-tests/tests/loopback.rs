@@ -573,11 +573,7 @@ fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
     );
     m.cli_ok(3, &["lockdown"]).unwrap();
     m.wait_for(Duration::from_secs(5), || {
-        Ok((0..4).all(|i| {
-            m.status(i)
-                .map(|s| s.lockdown.is_some())
-                .unwrap_or(false)
-        }))
+        Ok((0..4).all(|i| m.status(i).map(|s| s.lockdown.is_some()).unwrap_or(false)))
     })
     .unwrap();
     m.cli_ok(1, &["lockdown", "--lift"]).unwrap();

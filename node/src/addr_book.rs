@@ -35,10 +35,7 @@ pub const MAX_PINNED: usize = 8;
 pub const MAX_ADDR_LEN: usize = 300;
 /// Largest signed peer record accepted or relayed, in bytes.
 pub const MAX_RECORD_LEN: usize = 4096;
-/// Bytes of signed peer records in one sync answer: with records of a few
-/// hundred bytes, room for every member of a mesh of a thousand, and far
-/// inside the answer's limit next to a full roster (`proto` checks that).
-pub const SYNC_RECORDS_BUDGET: usize = 512 * 1024;
+pub use crate::proto::SYNC_RECORDS_BUDGET;
 /// mDNS candidates (unconfirmed, never persisted) kept per peer.
 const MAX_CANDIDATES: usize = 4;
 

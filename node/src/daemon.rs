@@ -5,7 +5,7 @@ mod addresses;
 mod alerts;
 mod members;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -31,7 +31,9 @@ use crate::control::{
 };
 use crate::guardian::{self, Action, Event, Guardian, Millis, OwnerState};
 use crate::identity::{BootKey, NodeId, NodeKey, Sig};
+use crate::keyfile::KeyFile;
 use crate::net::{self, Behaviour, BehaviourEvent, SwarmOptions};
+use crate::peer::{FromPeerId, Libp2pKey, PeerIds};
 use crate::proto::{
     self, AdminBody, AdminKind, AdminMsg, Gossip, Invite, InviteRecord, Request, Response,
 };
@@ -45,14 +47,11 @@ pub fn now_ms() -> Millis {
     crate::clock::now()
 }
 
-/// Strikes before a misbehaving peer is disconnected.
-const MAX_STRIKES: u32 = 5;
-const MAX_REFUSAL_LOG: usize = 4096;
-/// How far in the future an admin message may be dated (clock skew).
-const MAX_CLOCK_SKEW: Millis = 120_000;
-const MAX_ALERTS: usize = 100;
-const MAX_DECISIONS: usize = 200;
-const MAX_RECENT_ADMIN: usize = 256;
+use keyward_core::node::admin::{AdminState, Applied, MAX_RECENT_ADMIN};
+use keyward_core::node::decisions::{DecisionLog, Logged};
+use keyward_core::node::members as membership;
+use keyward_core::node::peers::{Peers, Strike};
+use keyward_core::node::timers::{Timer, Timers};
 
 /// What `keyward init` made.
 pub struct InitReport {
@@ -157,38 +156,21 @@ pub struct Daemon {
     /// our listen addresses changed since it was signed.
     own_record: Option<crate::addr_book::VerifiedRecord>,
     own_record_stale: bool,
-    connected: BTreeSet<PeerId>,
-    last_seen: BTreeMap<NodeId, Millis>,
-    backoff: BTreeMap<PeerId, (Millis, Millis)>,
-    /// Next redial of the bootstrap addresses, and the delay after it.
-    bootstrap_backoff: (Millis, Millis),
-    strikes: BTreeMap<PeerId, u32>,
-    /// Last time a (requester, owner, rule) refusal was logged, and how
-    /// many identical ones were not logged since.
-    refusal_log: BTreeMap<(String, NodeId, String), (Millis, u32)>,
-    banned: BTreeMap<PeerId, Millis>,
+    /// Connections, liveness, backoff, strikes and bans.
+    peers: Peers<PeerId>,
+    timers: Timers,
     /// Peers whose addresses changed since they were written to disk:
     /// written at the end of the event that changed them.
     peers_dirty: BTreeSet<PeerId>,
     /// Peers whose addresses were only confirmed again: written lazily.
     peers_stale: BTreeSet<PeerId>,
-    /// Share requests refused because they did not come from the owner's
-    /// boot key (strangers): counted here, kept out of `decisions`.
-    strangers: alerts::StrangerRefusals,
-    /// (owner, nonce) of alerts recorded, so one piece of evidence raises
-    /// one alert however often it is relayed.
-    alert_evidence: VecDeque<(NodeId, [u8; 16])>,
-    /// Peers that said goodbye on their current connection: a ping answer
-    /// still in flight must not make them look up again.
-    said_bye: BTreeSet<PeerId>,
     pending: BTreeMap<OutboundRequestId, Pending>,
     fanouts: BTreeMap<u64, Fanout>,
     next_batch: u64,
-    lock_msg: Option<AdminMsg>,
-    /// Approvals and denials still within the approval window, for sync.
-    recent_admin: VecDeque<AdminMsg>,
-    alerts: VecDeque<(Millis, String)>,
-    decisions: VecDeque<guardian::Decision>,
+    /// Lock state, recent approvals and denials, alerts.
+    admin: AdminState,
+    /// The guardian's decision history and its journal throttle.
+    decisions: DecisionLog,
     dirty: BTreeSet<NodeId>,
     subscribed: bool,
     listen: Vec<Multiaddr>,
@@ -242,15 +224,10 @@ impl Daemon {
         // The lock state as it was left: the message was checked when it
         // arrived, and a lockdown must not lapse at a restart because its
         // issuer was revoked since; only a lift by an active guardian ends it.
-        let lock_msg = store
-            .tree::<AdminMsg>(TreeName::Approvals)?
-            .get(b"lock")?
-            .filter(|m| m.verify() && Some(m.body.mesh) == roster.mesh());
-        let lock = lock_msg.as_ref().map(|m| guardian::LockState {
-            by: m.body.by,
-            at: m.body.at,
-            on: matches!(m.body.kind, AdminKind::Lockdown),
-        });
+        let (admin, lock) = AdminState::restore(
+            store.tree::<AdminMsg>(TreeName::Approvals)?.get(b"lock")?,
+            &roster,
+        );
         guardian.restore(owners, lock);
         let book = addresses::load(&store, cfg.address_max_age.saturating_mul(1000))?;
         // A clock earlier than this build, or than a time this guardian
@@ -286,25 +263,15 @@ impl Daemon {
             dialled: BTreeMap::new(),
             own_record: None,
             own_record_stale: false,
-            connected: BTreeSet::new(),
-            last_seen: BTreeMap::new(),
-            backoff: BTreeMap::new(),
-            bootstrap_backoff: (0, 2000),
-            strikes: BTreeMap::new(),
-            refusal_log: BTreeMap::new(),
-            banned: BTreeMap::new(),
+            peers: Peers::default(),
+            timers: Timers::new(now),
             peers_dirty: BTreeSet::new(),
             peers_stale: BTreeSet::new(),
-            strangers: alerts::StrangerRefusals::default(),
-            alert_evidence: VecDeque::new(),
-            said_bye: BTreeSet::new(),
             pending: BTreeMap::new(),
             fanouts: BTreeMap::new(),
             next_batch: 0,
-            lock_msg,
-            recent_admin: VecDeque::new(),
-            alerts: VecDeque::new(),
-            decisions: VecDeque::new(),
+            admin,
+            decisions: DecisionLog::default(),
             dirty: BTreeSet::new(),
             subscribed: false,
             listen: vec![],
@@ -348,12 +315,12 @@ impl Daemon {
         let listener = bind_control(&self.cfg.control_socket)?;
         let sock = self.cfg.control_socket.clone();
         tokio::spawn(serve_control(listener, ctl_tx));
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         info!(node = %self.me.id, name = %self.me.name, mesh = ?self.roster.mesh_name(), "keywardd started");
-        let mut ticks: u64 = 0;
         let mut verified_rx = self.verified_rx.take().expect("run once");
         loop {
+            // The deadline is absolute: recomputed after every event.
+            let wait = self.until_next_timer();
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 Some(vs) = verified_rx.recv() => {
@@ -362,10 +329,7 @@ impl Daemon {
                     self.after_merge(was, rep);
                 }
                 Some((req, reply)) = ctl_rx.recv() => self.on_control(req, reply),
-                _ = tick.tick() => {
-                    ticks += 1;
-                    self.on_tick(ticks);
-                }
+                _ = tokio::time::sleep(wait) => self.on_timers(),
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             }
@@ -381,8 +345,8 @@ impl Daemon {
 
     async fn goodbye(&mut self) {
         let members: Vec<PeerId> = self
-            .connected
-            .iter()
+            .peers
+            .iter_connected()
             .filter(|p| self.is_member_peer(p))
             .copied()
             .collect();
@@ -443,29 +407,23 @@ impl Daemon {
     }
 
     fn strike(&mut self, p: PeerId, what: &str) {
-        let n = self.strikes.entry(p).or_default();
-        *n += 1;
-        warn!(peer = %p, strikes = *n, "bad message from peer: {what}");
-        if *n >= MAX_STRIKES {
-            warn!(peer = %p, "disconnecting peer after {MAX_STRIKES} bad messages; refusing it for 60 s");
-            let _ = self.swarm.disconnect_peer_id(p);
-            self.strikes.remove(&p);
-            self.banned.insert(p, now_ms() + 60_000);
+        match self.peers.strike(p, now_ms()) {
+            Strike::Counted(n) => warn!(peer = %p, strikes = n, "bad message from peer: {what}"),
+            Strike::Banned => {
+                warn!(peer = %p, "bad message from peer: {what}; disconnecting it after {} bad messages; refusing it for 60 s", keyward_core::node::peers::MAX_STRIKES);
+                let _ = self.swarm.disconnect_peer_id(p);
+            }
         }
     }
 
     fn alive(&mut self, p: &PeerId) {
-        if self.said_bye.contains(p) {
-            return;
-        }
         let Some(n) = NodeId::from_peer_id(p) else {
             return;
         };
-        if !self.roster.is_active(&n) {
+        let at = now_ms();
+        if !self.peers.alive(p, n, self.roster.is_active(&n), at) {
             return;
         }
-        let at = now_ms();
-        self.last_seen.insert(n, at);
         self.guardian
             .handle(Event::Alive { node: n, at }, &self.roster);
         self.dirty.insert(n);
@@ -505,14 +463,11 @@ impl Daemon {
                 connection_id,
                 ..
             } => {
-                if self.banned.get(&peer_id).is_some_and(|u| *u > now_ms()) {
+                if !self.peers.connected(peer_id, now_ms()) {
                     debug!(peer = %peer_id, "refusing a banned peer");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                self.connected.insert(peer_id);
-                self.backoff.remove(&peer_id);
-                self.said_bye.remove(&peer_id);
                 let member = self.is_member_peer(&peer_id);
                 net::set_gossip_member(&mut self.swarm.behaviour_mut().gossip, &peer_id, member);
                 if endpoint.is_dialer() {
@@ -534,7 +489,7 @@ impl Daemon {
                 // the owner-up check for a copied boot key. Only the signed
                 // goodbye (Request::GoingDown) does; a node that crashed
                 // without one is releasable once `up_window` passed.
-                self.connected.remove(&peer_id);
+                self.peers.closed(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
@@ -591,13 +546,13 @@ impl Daemon {
             }
             Gossip::Admin(m) => {
                 // A forged alert is the author's doing: it signed it.
-                if let Err(why) = self.check_alert(&m) {
+                if let Err(why) = AdminState::check_alert(&m, &self.roster, now_ms()) {
                     if let Some(a) = author {
-                        self.strike(a, &format!("alert refused: {why}"));
+                        self.strike(a, &why.to_string());
                     }
                     return gossipsub::MessageAcceptance::Reject;
                 }
-                self.apply_admin(m, true)
+                self.apply_admin(m)
             }
         }
         gossipsub::MessageAcceptance::Accept
@@ -663,7 +618,7 @@ impl Daemon {
                 }
             }
             for p in fresh {
-                if self.connected.contains(&p) {
+                if self.peers.is_connected(&p) {
                     self.alive(&p);
                 }
             }
@@ -700,104 +655,40 @@ impl Daemon {
         }
     }
 
-    fn apply_admin(&mut self, m: AdminMsg, log: bool) {
-        if Some(m.body.mesh) != self.roster.mesh()
-            || !m.verify()
-            || !self.roster.is_active(&m.body.by)
+    /// Takes an admin message (gossip, sync, our own CLI) and does what
+    /// the core says: log it, write the lock message or the owner's state.
+    fn apply_admin(&mut self, m: AdminMsg) {
+        let kind = m.body.kind.clone();
+        let lock = m.clone();
+        match self
+            .admin
+            .apply(m, now_ms(), &self.roster, &mut self.guardian)
         {
-            debug!("admin message refused (wrong mesh, bad signature or not a member)");
-            return;
-        }
-        // Lockdown and lift are ordered by the issuer's clock: one from the
-        // far future would pin the state until then.
-        if m.body.at > now_ms().saturating_add(MAX_CLOCK_SKEW) {
-            warn!(by = %m.body.by, "admin message dated {} s in the future refused; check NTP on that node", (m.body.at - now_ms()) / 1000);
-            return;
-        }
-        let (by, at) = (m.body.by, m.body.at);
-        let ev = match &m.body.kind {
-            AdminKind::Approve { owner } => Event::Approve {
-                owner: *owner,
-                by,
-                at,
-            },
-            AdminKind::Deny { owner } => Event::Deny {
-                owner: *owner,
-                by,
-                at,
-            },
-            AdminKind::Lockdown => Event::Lockdown { by, at },
-            AdminKind::Lift => Event::Lift { by, at },
-            AdminKind::Alert { owner, evidence } => {
-                if self.check_alert(&m).is_ok() && self.first_evidence(evidence) {
-                    self.record_alert(*owner, at, Some(by));
-                }
-                return;
-            }
-        };
-        let before = self.guardian.lock_state();
-        self.guardian.handle(ev, &self.roster);
-        if matches!(m.body.kind, AdminKind::Lockdown | AdminKind::Lift) {
-            if self.guardian.lock_state() != before {
-                if log {
-                    match m.body.kind {
-                        AdminKind::Lockdown => {
-                            warn!(by = %by, "LOCKDOWN: every share request is refused until lifted")
-                        }
-                        _ => info!(by = %by, "lockdown lifted"),
-                    }
+            Err(e @ keyward_core::node::admin::AdminRefusal::FromTheFuture { .. }) => warn!("{e}"),
+            Err(e) => debug!("{e}"),
+            Ok(Applied::Lock { on, by }) => {
+                if on {
+                    warn!(by = %by, "LOCKDOWN: every share request is refused until lifted")
+                } else {
+                    info!(by = %by, "lockdown lifted")
                 }
                 if let Ok(t) = self.store.tree::<AdminMsg>(TreeName::Approvals) {
-                    let _ = t.put(b"lock", &m);
+                    let _ = t.put(b"lock", &lock);
                     let _ = self.store.flush();
                 }
-                self.lock_msg = Some(m);
             }
-        } else {
-            if self.recent_admin.contains(&m) {
-                return;
-            }
-            if log {
-                info!(kind = ?m.body.kind, by = %by, "admin decision");
-            }
-            self.recent_admin.push_back(m.clone());
-            while self.recent_admin.len() > MAX_RECENT_ADMIN {
-                self.recent_admin.pop_front();
-            }
-            if let AdminKind::Approve { owner } | AdminKind::Deny { owner } = m.body.kind {
+            Ok(Applied::Decision { owner, by }) => {
+                info!(kind = ?kind, by = %by, "admin decision");
                 self.dirty.insert(owner);
                 self.persist_dirty();
             }
+            Ok(Applied::Alert(a)) => self.log_alert(&a),
+            Ok(Applied::LockUnchanged | Applied::Repeat | Applied::AlertRepeat) => {}
         }
     }
 
-    /// Records a copied-boot-key alert once per owner and minute, whether
-    /// this guardian saw it or a peer reported it.
-    fn record_alert(&mut self, owner: NodeId, at: Millis, reported_by: Option<NodeId>) {
-        let name = self
-            .roster
-            .member(&owner)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| owner.to_string());
-        let text = format!(
-            "boot key of {name} used while {name} is running: it may have been copied; run `keyward rebind --new-boot-key` on {name}"
-        );
-        if self
-            .alerts
-            .iter()
-            .any(|(t, s)| t.abs_diff(at) < 60_000 && *s == text)
-        {
-            return;
-        }
-        warn!(owner = %owner, reported_by = ?reported_by.map(|b| b.to_string()), "ALERT: {text}");
-        self.push_alert(at, text);
-    }
-
-    fn push_alert(&mut self, at: Millis, text: String) {
-        self.alerts.push_back((at, text));
-        while self.alerts.len() > MAX_ALERTS {
-            self.alerts.pop_front();
-        }
+    fn log_alert(&self, a: &keyward_core::node::admin::RecordedAlert) {
+        warn!(owner = %a.owner, reported_by = ?a.reported_by.map(|b| b.to_string()), "ALERT: {}", a.text);
     }
 
     fn send_sync(&mut self, p: PeerId) {
@@ -932,17 +823,7 @@ impl Daemon {
                     self.roster.ops()
                 };
                 let window = self.guardian.policy().approval_window;
-                let now = now_ms();
-                let admin = self
-                    .lock_msg
-                    .iter()
-                    .chain(
-                        self.recent_admin
-                            .iter()
-                            .filter(|m| now.saturating_sub(m.body.at) <= window),
-                    )
-                    .cloned()
-                    .collect();
+                let admin = self.admin.for_sync(now_ms(), window);
                 let resp = Response::Roster {
                     ops,
                     admin,
@@ -968,7 +849,7 @@ impl Daemon {
             Request::GoingDown => {
                 if let Some(n) = member {
                     info!(node = %n, "peer going down cleanly");
-                    self.said_bye.insert(peer);
+                    self.peers.said_bye(peer);
                     self.guardian
                         .handle(Event::GoingDown { node: n, at }, &self.roster);
                     self.dirty.insert(n);
@@ -1028,8 +909,10 @@ impl Daemon {
                         at,
                         evidence,
                     } = alert;
-                    self.first_evidence(&evidence);
-                    self.record_alert(owner, at, None);
+                    self.admin.first_evidence(&evidence);
+                    if let Some(a) = self.admin.record_alert(owner, at, None, &self.roster) {
+                        self.log_alert(&a);
+                    }
                     if let Some(mesh) = self.roster.mesh() {
                         let m = AdminMsg::sign(
                             AdminBody {
@@ -1047,50 +930,31 @@ impl Daemon {
                     }
                 }
                 Action::Log(d) => {
-                    if !d.released && !self.is_owners_boot_key(&d.owner, peer) {
-                        // Anyone can send a request naming any owner: those
-                        // not from the owner's boot key are counted apart,
-                        // so strangers cannot flush the decision history.
-                        self.stranger_refused(&d, peer);
-                        continue;
-                    }
+                    let from_boot = self.is_owners_boot_key(&d.owner, peer);
+                    let requester = peer.and_then(NodeId::from_peer_id);
                     let name = self
                         .roster
                         .member(&d.owner)
                         .map(|m| m.name.clone())
                         .unwrap_or_else(|| d.owner.short());
-                    let requester = peer.map(|p| p.to_string()).unwrap_or_default();
-                    // The same refusal to the same requester is logged once
-                    // per 10 s: a retrying initramfs or a flood from a
-                    // stranger must not drown the journal. Every release is
-                    // logged.
-                    let key = (requester.clone(), d.owner, d.rule.clone());
-                    let mut quiet = false;
-                    if !d.released {
-                        if self.refusal_log.len() > MAX_REFUSAL_LOG {
-                            self.refusal_log.clear();
+                    let req = peer.map(|p| p.to_string()).unwrap_or_default();
+                    let (rule, reason, epoch, owner) =
+                        (d.rule.clone(), d.reason.clone(), d.epoch, d.owner);
+                    match self.decisions.record(d, from_boot, requester) {
+                        Logged::Released => {
+                            info!(target: "keyward::decision", owner = %name, epoch, requester = %req, "share RELEASED: {reason}")
                         }
-                        let last = self.refusal_log.entry(key).or_insert((0, 0));
-                        if last.0 != 0 && d.at.saturating_sub(last.0) < 10_000 {
-                            last.1 += 1;
-                            quiet = true;
-                        } else {
-                            if last.1 > 0 {
-                                warn!(target: "keyward::decision", owner = %name, %requester, rule = %d.rule, "{} more identical refusals not logged", last.1);
+                        Logged::Refused { unlogged } => {
+                            if unlogged > 0 {
+                                warn!(target: "keyward::decision", owner = %name, requester = %req, rule = %rule, "{unlogged} more identical refusals not logged");
                             }
-                            *last = (d.at, 0);
+                            warn!(target: "keyward::decision", owner = %name, epoch, requester = %req, rule = %rule, "share REFUSED: {reason}")
                         }
-                    }
-                    if quiet {
-                        // counted above
-                    } else if d.released {
-                        info!(target: "keyward::decision", owner = %name, epoch = d.epoch, %requester, "share RELEASED: {}", d.reason);
-                    } else {
-                        warn!(target: "keyward::decision", owner = %name, epoch = d.epoch, %requester, rule = %d.rule, "share REFUSED: {}", d.reason);
-                    }
-                    self.decisions.push_back(d);
-                    while self.decisions.len() > MAX_DECISIONS {
-                        self.decisions.pop_front();
+                        Logged::Quiet | Logged::Stranger(None) => {}
+                        Logged::Stranger(Some(more)) => {
+                            warn!(target: "keyward::decision", requester = %req, owner = %owner, rule = %rule,
+                                "share request not from the owner's boot key REFUSED: {reason} ({more} more such since the last line)")
+                        }
                     }
                 }
             }
@@ -1106,77 +970,32 @@ impl Daemon {
         member: Member,
         claim: Sig,
     ) -> Result<Vec<SignedOp>, String> {
-        let mesh = self.roster.mesh().ok_or("this node is not in a mesh")?;
-        if from != Some(member.id) {
-            return Err(
-                "the joining connection's key does not match the member it claims to be".into(),
-            );
-        }
-        if !member.verify_claim(mesh, &claim) {
-            return Err("the joiner's record is not signed by its own key".into());
-        }
-        crate::roster::check_name(&member.name)?;
-        if !self.roster.is_active(&self.me.id) {
-            return Err("this node is no longer an active member and cannot admit anyone".into());
-        }
         let invites = self
             .store
             .tree::<InviteRecord>(TreeName::Invites)
             .map_err(|e| e.to_string())?;
-        let id = proto::invite_id(&secret);
-        let mut rec = invites
-            .get(&id)
-            .map_err(|e| e.to_string())?
-            .ok_or("unknown invite: this node did not issue it (ask the inviter for a new one: keyward invite)")?;
-        if let Some(u) = rec.used_by {
-            if u == member.id && self.roster.is_active(&u) {
-                return Ok(self.roster.ops());
+        let invite_id = proto::invite_id(&secret);
+        let record = invites.get(&invite_id).map_err(|e| e.to_string())?;
+        let req = membership::JoinRequest {
+            conn: from,
+            member: &member,
+            claim: &claim,
+            invite_id,
+            record,
+        };
+        match membership::admit(&self.roster, &self.key, req, now_ms())? {
+            membership::Admission::AlreadyIn => {}
+            membership::Admission::Admit { record, op } => {
+                // The invite is spent on disk before anyone is admitted.
+                invites
+                    .put(&invite_id, &record)
+                    .map_err(|e| e.to_string())?;
+                self.store.flush().map_err(|e| e.to_string())?;
+                self.merge_ops(vec![(*op).clone()]);
+                self.publish(Gossip::Op(*op));
+                info!(member = %member.id, name = %member.name, "admitted by invite");
             }
-            return Err(format!(
-                "invite already used by {}; ask for a new one: keyward invite",
-                u.short()
-            ));
         }
-        if rec.expires < now_ms() / 1000 {
-            return Err("invite expired; ask for a new one: keyward invite --expires 1h".into());
-        }
-        if self.roster.is_revoked(&member.id) {
-            return Err("this node was revoked; revocation is final, make a new identity (keyward init on a clean state dir)".into());
-        }
-        if let Some(other) = self
-            .roster
-            .members()
-            .find(|m| m.name == member.name && m.id != member.id)
-        {
-            return Err(format!(
-                "the name `{}` is taken by {}; set another `name` in the joiner's config",
-                member.name,
-                other.id.short()
-            ));
-        }
-        if member.role != rec.role {
-            return Err(format!(
-                "the invite is for an {}, but the joiner claims the role {}; ask for a new invite with the right --role",
-                rec.role, member.role
-            ));
-        }
-        rec.used_by = Some(member.id);
-        invites.put(&id, &rec).map_err(|e| e.to_string())?;
-        self.store.flush().map_err(|e| e.to_string())?;
-        let op = SignedOp::sign(
-            OpBody::Admit {
-                mesh,
-                member: member.clone(),
-                claim,
-                invite: Some(serde_bytes::ByteArray::new(id)),
-                by: self.me.id,
-                at: now_ms(),
-            },
-            &self.key,
-        );
-        self.merge_ops(vec![op.clone()]);
-        self.publish(Gossip::Op(op));
-        info!(member = %member.id, name = %member.name, "admitted by invite");
         Ok(self.roster.ops())
     }
 
@@ -1193,7 +1012,7 @@ impl Daemon {
                         } else {
                             self.merge_ops(ops);
                             if self.roster.is_active(&self.me.id) {
-                                self.backoff.clear();
+                                self.peers.reset_backoff();
                                 self.send_sync(peer);
                                 CtlResponse::Ok(CtlReply::Joined(Joined {
                                     mesh: self.roster.mesh().map(|m| m.to_string()),
@@ -1250,7 +1069,7 @@ impl Daemon {
                         debug!(peer = %peer, received = n, "roster sync");
                     }
                     for m in admin.into_iter().take(MAX_RECENT_ADMIN) {
-                        self.apply_admin(m, true);
+                        self.apply_admin(m);
                     }
                 }
                 Ok(_) => {}
@@ -1270,7 +1089,7 @@ impl Daemon {
 
     fn dial_node(&mut self, p: PeerId) {
         let addrs = self.book.dial_addrs(&p);
-        if !self.connected.contains(&p) && !addrs.is_empty() {
+        if !self.peers.is_connected(&p) && !addrs.is_empty() {
             // A fresh source port: with port reuse, two nodes dialling each
             // other at once from their listen ports merge into one TCP
             // connection on which both start noise as initiator, and fail.
@@ -1300,21 +1119,40 @@ impl Daemon {
         }
     }
 
-    fn on_tick(&mut self, ticks: u64) {
+    /// How long the event loop may sleep before the next timer: at least
+    /// 50 ms, so a clock that jumped cannot spin it.
+    fn until_next_timer(&self) -> Duration {
+        let wait = self.timers.next_deadline().saturating_sub(now_ms());
+        Duration::from_millis(wait.clamp(50, 60_000))
+    }
+
+    fn on_timers(&mut self) {
         let now = now_ms();
-        // Cut off from every member (alone at start, or after an outage):
-        // the bootstrap addresses again, with backoff (2 s .. 64 s).
-        let any_member = self.connected.iter().any(|p| self.is_member_peer(p));
-        if any_member {
-            self.bootstrap_backoff = (0, 2000);
-        } else if !self.cfg.bootstrap.is_empty() && now >= self.bootstrap_backoff.0 {
-            let delay = self.bootstrap_backoff.1;
-            if self.bootstrap_backoff.0 != 0 {
-                self.dial_bootstrap();
+        for t in self.timers.due(now) {
+            match t {
+                Timer::Reconnect => self.reconnect(now),
+                Timer::PersistOwners => self.persist_dirty(),
+                Timer::AntiEntropy => self.anti_entropy(),
+                Timer::Housekeeping => {
+                    self.peers.fade(now);
+                    self.forget_strangers();
+                    self.persist_addrs(true);
+                }
             }
-            self.bootstrap_backoff = (now + delay, (delay * 2).min(64_000));
         }
-        // Reconnect to members with exponential backoff (1 s .. 32 s).
+    }
+
+    fn reconnect(&mut self, now: Millis) {
+        // Cut off from every member (alone at start, or after an outage):
+        // the bootstrap addresses again, with backoff.
+        let any_member = self.peers.iter_connected().any(|p| self.is_member_peer(p));
+        if self
+            .peers
+            .bootstrap_due(now, any_member, !self.cfg.bootstrap.is_empty())
+        {
+            self.dial_bootstrap();
+        }
+        // Members we are not connected to, with backoff.
         let me = self.peer_id();
         let members: Vec<PeerId> = self
             .roster
@@ -1322,46 +1160,25 @@ impl Daemon {
             .filter_map(|m| m.id.peer_id())
             .filter(|p| *p != me)
             .collect();
-        for p in members {
-            if self.connected.contains(&p) {
-                continue;
-            }
-            let (next, delay) = self.backoff.get(&p).copied().unwrap_or((0, 1000));
-            if now >= next {
-                self.dial_node(p);
-                self.backoff
-                    .insert(p, (now + delay, (delay * 2).min(32_000)));
-            }
-        }
-        // Anti-entropy with one random connected member every 10 s.
-        if ticks.is_multiple_of(10) {
-            let conn: Vec<PeerId> = self
-                .connected
-                .iter()
-                .filter(|p| self.is_member_peer(p))
-                .copied()
-                .collect();
-            if !conn.is_empty() {
-                let i = (rand::random::<u32>() as usize) % conn.len();
-                self.send_sync(conn[i]);
-            }
-        }
-        // Strikes fade (one a minute), so a peer must keep misbehaving to
-        // be cut off, yet one sending a few bad messages a minute still is.
-        if ticks.is_multiple_of(60) {
-            self.strikes.retain(|_, n| {
-                *n = n.saturating_sub(1);
-                *n > 0
-            });
-            self.banned.retain(|_, until| *until > now);
-            self.forget_strangers();
-            self.persist_addrs(true);
+        for p in self.peers.redials(now, members) {
+            self.dial_node(p);
         }
         // roster changes from the control socket mark entries too
         self.persist_addrs(false);
         self.refresh_own_record();
-        if ticks.is_multiple_of(5) {
-            self.persist_dirty();
+    }
+
+    /// Roster anti-entropy with one random connected member.
+    fn anti_entropy(&mut self) {
+        let conn: Vec<PeerId> = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.is_member_peer(p))
+            .copied()
+            .collect();
+        if !conn.is_empty() {
+            let i = (rand::random::<u32>() as usize) % conn.len();
+            self.send_sync(conn[i]);
         }
     }
 
@@ -1432,9 +1249,9 @@ impl Daemon {
                     role: m.role,
                     boot: hex::encode(m.boot.sign),
                     me: m.id == self.me.id,
-                    connected: m.id == self.me.id || p.is_some_and(|p| self.connected.contains(&p)),
+                    connected: m.id == self.me.id || p.is_some_and(|p| self.peers.is_connected(&p)),
                     addrs: p.map(|p| self.book.confirmed(&p)).unwrap_or_default(),
-                    last_seen_ms_ago: self.last_seen.get(&m.id).map(|t| now.saturating_sub(*t)),
+                    last_seen_ms_ago: self.peers.last_seen(&m.id).map(|t| now.saturating_sub(t)),
                     holds_shares_epochs: held,
                     up: self.guardian.is_up(&m.id, now),
                 }
@@ -1468,8 +1285,8 @@ impl Daemon {
             revoked: self.roster.revoked().map(|r| r.to_string()).collect(),
             strangers: self.strangers_status(now),
             alerts: self
-                .alerts
-                .iter()
+                .admin
+                .alerts()
                 .map(|(t, s)| control::AlertStatus {
                     at_ms: *t,
                     text: s.clone(),
@@ -1477,8 +1294,7 @@ impl Daemon {
                 .collect(),
             decisions: self
                 .decisions
-                .iter()
-                .rev()
+                .newest()
                 .take(20)
                 .map(|d| control::DecisionStatus {
                     at_ms: d.at,
@@ -1501,18 +1317,8 @@ impl Daemon {
     }
 
     fn invite(&mut self, role: Role, expires_secs: u64) -> Result<Invited, CtlError> {
-        let mesh = self.roster.mesh().ok_or(CtlError::NoMeshToInvite)?;
-        match self.roster.member(&self.me.id) {
-            None => return Err(CtlError::NotMember),
-            Some(m) if m.role != Role::Guardian => return Err(CtlError::AuditorInvite),
-            Some(_) => {}
-        }
-        if expires_secs == 0 || expires_secs > 30 * 24 * 3600 {
-            return Err(CtlError::ExpiresOutOfRange);
-        }
         let mut secret = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
-        let expires = now_ms() / 1000 + expires_secs;
         let mut addrs: Vec<String> = self
             .listen
             .iter()
@@ -1524,28 +1330,26 @@ impl Daemon {
             .map(|a| format!("{a}/p2p/{}", self.peer_id()))
             .collect();
         addrs.truncate(8);
-        let inv = Invite {
-            mesh,
-            mesh_name: self.roster.mesh_name().unwrap_or_default().into(),
-            inviter: self.me.id,
-            addrs,
-            secret: serde_bytes::ByteArray::new(secret),
-            expires,
+        let membership::NewInvite {
+            invite: inv,
+            record,
+        } = membership::invite(
+            &self.roster,
+            self.me.id,
             role,
-        };
+            expires_secs,
+            addrs,
+            secret,
+            now_ms(),
+        )
+        .map_err(CtlError::Refused)?;
+        let expires = record.expires;
         let t = self
             .store
             .tree::<InviteRecord>(TreeName::Invites)
             .map_err(|e| CtlError::Store(e.to_string()))?;
-        t.put(
-            &inv.id(),
-            &InviteRecord {
-                role,
-                expires,
-                used_by: None,
-            },
-        )
-        .map_err(|e| CtlError::Store(e.to_string()))?;
+        t.put(&inv.id(), &record)
+            .map_err(|e| CtlError::Store(e.to_string()))?;
         self.store
             .flush()
             .map_err(|e| CtlError::Store(e.to_string()))?;
@@ -1780,7 +1584,7 @@ impl Daemon {
             },
             &self.key,
         );
-        self.apply_admin(m.clone(), true);
+        self.apply_admin(m.clone());
         self.publish(Gossip::Admin(m));
         Ok(AdminSent::default())
     }

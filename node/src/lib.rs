@@ -1,24 +1,24 @@
 //! keyward node: a peer-to-peer mesh of mutual key guardians.
 //!
-//! See docs/design.md for the threat model. The protocol cores (`guardian`,
-//! `roster`) are sans-IO so the daemon and the simulator run the same code.
+//! See docs/design.md for the threat model. The decisions live in
+//! `keyward_core` (sans-IO, shared with the simulator); this crate holds
+//! the drivers: the daemon, the store, key files, the control socket, the
+//! libp2p transport and the boot client.
 
 pub mod addr_book;
 pub mod clock;
-pub mod codec;
 pub mod config;
 pub mod control;
 #[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod gate;
-pub mod guardian;
-pub mod identity;
-pub mod lookup;
+pub mod keyfile;
 pub mod luks;
 pub mod net;
-pub mod proto;
-pub mod roster;
-pub mod shares;
+pub mod peer;
 #[cfg(feature = "daemon")]
 pub mod store;
 pub mod unlock;
+
+// The sans-IO core, re-exported under the paths the drivers always used.
+pub use keyward_core::{codec, guardian, identity, lookup, proto, roster, shares};

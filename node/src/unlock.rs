@@ -18,8 +18,10 @@ use tokio::time::Instant;
 
 use crate::guardian::{Refusal, ShareRequest};
 use crate::identity::{BootKey, NodeId};
+use crate::keyfile::KeyFile;
 use crate::luks::Token;
 use crate::net;
+use crate::peer::{Libp2pKey, PeerIds};
 use crate::proto::{Request, Response};
 use crate::shares::{self, DiskSecret, Expect, ShareEnvelope};
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::Node;
 use futures::prelude::*;
+use keyward_node::peer::PeerIds;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol};

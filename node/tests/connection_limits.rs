@@ -15,6 +15,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr};
 
 use common::{free_port, json, Node};
+use keyward_node::peer::PeerIds;
 
 fn connected(v: &Status, id: &str) -> bool {
     v.members.iter().any(|m| m.id == id && m.connected)

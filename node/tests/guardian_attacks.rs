@@ -23,6 +23,8 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 
 use common::{free_port, json, Node};
+use keyward_node::keyfile::KeyFile;
+use keyward_node::peer::{Libp2pKey, PeerIds};
 
 /// Long enough that a loaded machine asks within it after the kill.
 const UP_WINDOW_S: u64 = 8;

@@ -19,6 +19,8 @@ use libp2p::Multiaddr;
 
 use common::peer::{answer_sync_as, ask_as, gossip_as};
 use common::{free_port, json, Node};
+use keyward_node::keyfile::KeyFile;
+use keyward_node::peer::{Libp2pKey, PeerIds};
 
 fn members(v: &Status) -> usize {
     v.members.len()

@@ -1,5 +1,6 @@
 //! keywardd refuses to start with a clear message when its setup is wrong.
 
+use keyward_node::keyfile::KeyFile;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 

@@ -13,6 +13,8 @@ use keyward_node::roster::{Member, MeshId, OpBody, Role, SignedOp};
 
 use common::peer::gossip_as;
 use common::{free_port, json, Node};
+use keyward_node::keyfile::KeyFile;
+use keyward_node::peer::PeerIds;
 
 fn members(v: &Status) -> usize {
     v.members.len()

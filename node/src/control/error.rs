@@ -99,6 +99,10 @@ pub enum CtlError {
     #[error("{who} is more senior than this node (it is closer to the founder in the chain of invitations), so a revocation from here would not count; run `keyward revoke {who}` on one of: {}", .able.join(", "))]
     NotSenior { who: String, able: Vec<String> },
 
+    /// A decision of the node core (`keyward_core::node`), in its words.
+    #[error("{0}")]
+    Refused(String),
+
     /// The daemon's database failed.
     #[error("{0}")]
     Store(String),

@@ -194,6 +194,7 @@ fn errors() -> Vec<CtlError> {
             who: "b".into(),
             able: vec!["a".into(), "f".into()],
         },
+        CtlError::Refused("auditors do not invite: run `keyward invite` on a guardian".into()),
         CtlError::Store("io error".into()),
     ];
     for e in &all {
@@ -231,6 +232,7 @@ fn errors() -> Vec<CtlError> {
             | CtlError::FounderIrrevocable
             | CtlError::AlreadyRevoked { .. }
             | CtlError::NotSenior { .. }
+            | CtlError::Refused(_)
             | CtlError::Store(_) => {}
         }
     }

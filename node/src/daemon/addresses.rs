@@ -14,6 +14,7 @@ use super::{now_ms, Daemon};
 use crate::addr_book::{self, AddrBook, Change, Entry, SYNC_RECORDS_BUDGET};
 use crate::codec::Wire;
 use crate::guardian::Millis;
+use crate::peer::{Libp2pKey, PeerIds};
 use crate::store::{Batch, Store, StoreError, TreeName};
 
 /// Non-members whose addresses are kept (joiners, mDNS neighbours).
@@ -130,7 +131,7 @@ impl Daemon {
             .peers()
             .filter(|p| {
                 !self.is_member_peer(p)
-                    && !self.connected.contains(p)
+                    && !self.peers.is_connected(p)
                     && self.book.get(p).is_none_or(|e| e.pinned.is_empty())
             })
             .copied()
@@ -238,7 +239,7 @@ impl Daemon {
                     let p = v.peer;
                     let c = self.book.record(v, now);
                     self.note(p, c);
-                    if c == Change::Content && !self.connected.contains(&p) {
+                    if c == Change::Content && !self.peers.is_connected(&p) {
                         self.dial_node(p);
                     }
                 }

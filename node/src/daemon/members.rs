@@ -7,6 +7,7 @@ use libp2p::PeerId;
 
 use super::Daemon;
 use crate::net;
+use crate::peer::PeerIds;
 
 impl Daemon {
     /// Called at start and after every roster change.
@@ -23,7 +24,7 @@ impl Daemon {
             .collect();
         let b = self.swarm.behaviour_mut();
         b.gate.set_members(members.clone(), boots);
-        for p in &self.connected {
+        for p in self.peers.iter_connected() {
             net::set_gossip_member(&mut b.gossip, p, members.contains(p));
         }
         // a new member's addresses may not have been written yet

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use keyward_node::codec;
 use keyward_node::identity::NodeKey;
 use keyward_node::net::{self, BehaviourEvent, SwarmOptions};
+use keyward_node::peer::Libp2pKey;
 use keyward_node::proto::{Gossip, Request, Response};
 use keyward_node::roster::MeshId;
 use libp2p::swarm::SwarmEvent;

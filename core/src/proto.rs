@@ -24,6 +24,11 @@ use crate::shares::ShareEnvelope;
 /// copied-boot-key alerts carry the signed request as evidence.
 pub const RPC_PROTOCOL: &str = "/keyward/rpc/2";
 
+/// Bytes of signed peer records in one sync answer: with records of a few
+/// hundred bytes, room for every member of a mesh of a thousand, and far
+/// inside the answer's limit next to a full roster (checked in a test).
+pub const SYNC_RECORDS_BUDGET: usize = 512 * 1024;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
     /// A joiner presents an invite's secret; the connection is
@@ -299,7 +304,7 @@ mod tests {
         // and members' signed peer records ride along: a MiB for them
         const {
             assert!(
-                crate::addr_book::SYNC_RECORDS_BUDGET + 257 * <AdminMsg as Wire>::MAX <= 1 << 20,
+                SYNC_RECORDS_BUDGET + 257 * <AdminMsg as Wire>::MAX <= 1 << 20,
                 "signed peer records and admin messages outgrew their MiB"
             )
         };

@@ -93,6 +93,7 @@ struct RequestBody<'a> {
 }
 
 impl ShareRequest {
+    #[cfg(any(test, feature = "os-rng"))]
     pub fn new(
         owner: NodeId,
         guardian: NodeId,

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use keyward_node::identity::{BootKey, NodeKey};
-use keyward_node::shares::{combine, split, DiskSecret, Expect};
+use keyward_core::identity::{BootKey, NodeKey};
+use keyward_core::shares::{combine, split_with_rng, DiskSecret, Expect};
 
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -13,17 +13,28 @@ fn stats(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() {
-    let owner = NodeKey::generate();
-    let boot = BootKey::generate();
+    let owner = NodeKey::generate_with(&mut rand::rngs::OsRng);
+    let boot = BootKey::generate_with(&mut rand::rngs::OsRng);
     let bp = boot.public();
-    let guardians: Vec<_> = (0..5).map(|_| NodeKey::generate().id()).collect();
+    let guardians: Vec<_> = (0..5)
+        .map(|_| NodeKey::generate_with(&mut rand::rngs::OsRng).id())
+        .collect();
     let runs = 500;
     let mut split_t = Vec::with_capacity(runs);
     let mut comb_t = Vec::with_capacity(runs);
     for i in 0..runs {
-        let secret = DiskSecret::generate();
+        let secret = DiskSecret::from_bytes(rand::random());
         let t0 = Instant::now();
-        let envs = split(&secret, 3, &guardians, i as u64, &owner, &bp).unwrap();
+        let envs = split_with_rng(
+            &secret,
+            3,
+            &guardians,
+            i as u64,
+            &owner,
+            &bp,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
         split_t.push(t0.elapsed().as_secs_f64() * 1e3);
         let recv: Vec<_> = guardians
             .iter()

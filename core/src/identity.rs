@@ -13,15 +13,12 @@
 //! disk".
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
-use rand::RngCore;
+use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
@@ -82,20 +79,6 @@ pub mod fixed {
 }
 
 impl NodeId {
-    /// The libp2p peer id of this node key, which is how admins see nodes.
-    pub fn peer_id(&self) -> Option<libp2p::PeerId> {
-        let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&self.0).ok()?;
-        Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
-    }
-
-    /// Recovers the node id from a libp2p peer id (ed25519 keys are inlined).
-    pub fn from_peer_id(p: &libp2p::PeerId) -> Option<NodeId> {
-        let mh = p.as_ref();
-        let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
-        let ed = pk.try_into_ed25519().ok()?;
-        Some(NodeId(ed.to_bytes()))
-    }
-
     pub fn short(&self) -> String {
         let s = self.to_string();
         s[s.len().saturating_sub(8)..].to_string()
@@ -107,13 +90,22 @@ impl NodeId {
 }
 
 impl fmt::Display for NodeId {
+    /// The libp2p peer id text of this key ("12D3KooW..."), which is how
+    /// admins see nodes: base58 of the identity multihash of the key's
+    /// protobuf encoding, as libp2p inlines ed25519 keys.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.peer_id() {
-            Some(p) => write!(f, "{p}"),
-            None => write!(f, "invalid:{}", hex::encode(self.0)),
-        }
+        let mut b = [0u8; PEER_ID_LEN];
+        b[..PEER_ID_PREFIX.len()].copy_from_slice(&PEER_ID_PREFIX);
+        b[PEER_ID_PREFIX.len()..].copy_from_slice(&self.0);
+        f.write_str(&bs58::encode(b).into_string())
     }
 }
+
+/// The bytes before the key in an ed25519 libp2p peer id: the identity
+/// multihash code (0x00) and length (36), then the protobuf fields
+/// `KeyType = Ed25519 (1)` and `Data`, 32 bytes.
+const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+const PEER_ID_LEN: usize = PEER_ID_PREFIX.len() + 32;
 
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,10 +116,24 @@ impl fmt::Debug for NodeId {
 impl FromStr for NodeId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let p: libp2p::PeerId = s.parse().map_err(|e| {
-            format!("`{s}` is not a node id (a libp2p peer id such as 12D3Koo...): {e}")
-        })?;
-        NodeId::from_peer_id(&p).ok_or_else(|| format!("`{s}` is not an ed25519 peer id"))
+        let bad = |why: &str| {
+            format!("`{s}` is not a node id (a libp2p peer id such as 12D3KooW...): {why}")
+        };
+        // Longer input is not a peer id of ours; refuse before decoding.
+        if s.len() > 64 {
+            return Err(bad("too long"));
+        }
+        let b = bs58::decode(s)
+            .into_vec()
+            .map_err(|e| bad(&e.to_string()))?;
+        if b.len() != PEER_ID_LEN || b[..PEER_ID_PREFIX.len()] != PEER_ID_PREFIX {
+            return Err(format!("`{s}` is not an ed25519 peer id"));
+        }
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&b[PEER_ID_PREFIX.len()..]);
+        // Only a point on the curve names a node.
+        VerifyingKey::from_bytes(&k).map_err(|_| format!("`{s}` is not an ed25519 peer id"))?;
+        Ok(NodeId(k))
     }
 }
 
@@ -180,9 +186,9 @@ fn sign(sk: &SigningKey, domain: &str, msg: &[u8]) -> Sig {
     Sig(sk.sign(&tagged(domain, msg)).to_bytes())
 }
 
-fn random32() -> Zeroizing<[u8; 32]> {
+fn random32(rng: &mut (impl RngCore + CryptoRng)) -> Zeroizing<[u8; 32]> {
     let mut b = Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(b.as_mut());
+    rng.fill_bytes(b.as_mut());
     b
 }
 
@@ -229,9 +235,9 @@ impl BootPublic {
         s.parse().expect("well-formed age recipient")
     }
 
-    /// The libp2p peer id a boot-key connection shows up as.
-    pub fn peer_id(&self) -> Option<libp2p::PeerId> {
-        NodeId(self.sign).peer_id()
+    /// The node id a boot-key connection shows up as.
+    pub fn as_node_id(&self) -> NodeId {
+        NodeId(self.sign)
     }
 
     pub fn verify(&self, domain: &str, msg: &[u8], sig: &Sig) -> Result<(), KeyError> {
@@ -240,15 +246,26 @@ impl BootPublic {
 }
 
 impl BootKey {
+    /// A new boot key from the OS RNG (drivers only).
+    #[cfg(any(test, feature = "os-rng"))]
     pub fn generate() -> Self {
-        Self::from_zeroizing(random32())
+        Self::generate_with(&mut rand::rngs::OsRng)
+    }
+
+    pub fn generate_with(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        Self::from_zeroizing(random32(rng))
     }
 
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Self::from_zeroizing(Zeroizing::new(seed))
     }
 
-    fn from_zeroizing(seed: Zeroizing<[u8; 32]>) -> Self {
+    /// The seed, for writing the key file. Secret.
+    pub fn seed(&self) -> &Zeroizing<[u8; 32]> {
+        &self.seed
+    }
+
+    pub fn from_zeroizing(seed: Zeroizing<[u8; 32]>) -> Self {
         let sk = SigningKey::from_bytes(&derive(&seed, "ed25519 share requests"));
         BootKey { seed, sk }
     }
@@ -292,28 +309,7 @@ impl BootKey {
     pub fn sign(&self, domain: &str, msg: &[u8]) -> Sig {
         sign(&self.sk, domain, msg)
     }
-
-    /// libp2p identity for the unlock client (a boot-key connection).
-    pub fn libp2p_keypair(&self) -> libp2p::identity::Keypair {
-        let mut b = self.signing_key().to_bytes();
-        let kp = libp2p::identity::Keypair::ed25519_from_bytes(&mut b).expect("32-byte key");
-        b.zeroize();
-        kp
-    }
-
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        Ok(Self::from_zeroizing(read_key_file(
-            path, "boot key", BOOT_LABEL,
-        )?))
-    }
-
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        write_key_file(path, BOOT_LABEL, &self.seed)
-    }
 }
-
-const BOOT_LABEL: &str = "keyward-boot-key-v1";
-const NODE_LABEL: &str = "keyward-node-key-v1";
 
 /// The node key: the node's libp2p identity; only the unlocked system has it.
 pub struct NodeKey {
@@ -321,16 +317,33 @@ pub struct NodeKey {
 }
 
 impl NodeKey {
+    /// A new node key from the OS RNG (drivers only).
+    #[cfg(any(test, feature = "os-rng"))]
     pub fn generate() -> Self {
+        Self::generate_with(&mut rand::rngs::OsRng)
+    }
+
+    pub fn generate_with(rng: &mut (impl RngCore + CryptoRng)) -> Self {
         NodeKey {
-            sk: SigningKey::from_bytes(&random32()),
+            sk: SigningKey::from_bytes(&random32(rng)),
         }
     }
 
+    /// The ed25519 secret key bytes, for the libp2p identity and the key
+    /// file. Secret.
+    pub fn secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.sk.to_bytes())
+    }
+
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        let seed = Zeroizing::new(seed);
+        Self::from_secret(&Zeroizing::new(seed))
+    }
+
+    /// The key from its secret bytes (read from a key file), copied
+    /// nowhere else.
+    pub fn from_secret(secret: &Zeroizing<[u8; 32]>) -> Self {
         NodeKey {
-            sk: SigningKey::from_bytes(&seed),
+            sk: SigningKey::from_bytes(secret),
         }
     }
 
@@ -341,131 +354,6 @@ impl NodeKey {
     pub fn sign(&self, domain: &str, msg: &[u8]) -> Sig {
         sign(&self.sk, domain, msg)
     }
-
-    pub fn libp2p_keypair(&self) -> libp2p::identity::Keypair {
-        let mut b = self.sk.to_bytes();
-        let kp = libp2p::identity::Keypair::ed25519_from_bytes(&mut b).expect("32-byte key");
-        b.zeroize();
-        kp
-    }
-
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let seed = read_key_file(path, "node key", NODE_LABEL)?;
-        Ok(NodeKey {
-            sk: SigningKey::from_bytes(&seed),
-        })
-    }
-
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        write_key_file(path, NODE_LABEL, &Zeroizing::new(self.sk.to_bytes()))
-    }
-}
-
-/// Refuses key files that group or others can read: such a key must be
-/// treated as copied.
-pub fn check_private(path: &Path) -> Result<(), KeyError> {
-    let meta = fs::metadata(path).map_err(|source| KeyError::Io {
-        path: path.into(),
-        source,
-    })?;
-    check_meta(path, &meta)
-}
-
-/// Mode and owner of an opened key file. Checked on the open file, not
-/// the path, so the file read is the file checked.
-fn check_meta(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
-    use std::os::unix::fs::MetadataExt;
-    if !meta.is_file() {
-        return Err(KeyError::NotAFile { path: path.into() });
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions {
-            path: path.into(),
-            mode,
-        });
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(KeyError::Owner {
-            path: path.into(),
-            uid: meta.uid(),
-        });
-    }
-    Ok(())
-}
-
-fn read_key_file(
-    path: &Path,
-    what: &'static str,
-    label: &str,
-) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.into(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    check_meta(path, &file.metadata().map_err(io)?)?;
-    let mut text = Zeroizing::new(String::new());
-    file.take(256).read_to_string(&mut text).map_err(io)?;
-    let bad = |why: &str| KeyError::Format {
-        path: path.into(),
-        what,
-        why: why.into(),
-    };
-    let body = text
-        .trim()
-        .strip_prefix(label)
-        .and_then(|r| r.strip_prefix(':'))
-        .ok_or_else(|| bad(&format!("expected a line `{label}:<64 hex digits>`")))?;
-    let mut out = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(body.trim(), out.as_mut())
-        .map_err(|_| bad("the key is not 64 hex digits"))?;
-    Ok(out)
-}
-
-fn write_key_file(path: &Path, label: &str, secret: &[u8; 32]) -> Result<(), KeyError> {
-    let mut text = Zeroizing::new(format!("{label}:{}\n", hex::encode(secret)));
-    write_private_file(path, text.as_bytes(), false)?;
-    text.zeroize();
-    Ok(())
-}
-
-/// Writes a file readable only by its owner, fsyncs it and its directory.
-/// Creates missing parent directories with mode 0700.
-pub fn write_private_file(path: &Path, data: &[u8], overwrite: bool) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.into(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
-    }
-    if !overwrite && path.exists() {
-        return Err(KeyError::Exists { path: path.into() });
-    }
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -495,36 +383,12 @@ mod tests {
     }
 
     #[test]
-    fn node_id_round_trips_through_peer_id() {
+    fn node_id_round_trips_through_its_text() {
         let n = NodeKey::generate();
         let id = n.id();
-        assert_eq!(
-            id.peer_id().unwrap(),
-            n.libp2p_keypair().public().to_peer_id()
-        );
         let s = id.to_string();
+        assert!(s.starts_with("12D3KooW"), "{s}");
         assert_eq!(s.parse::<NodeId>().unwrap(), id);
         assert!("nonsense".parse::<NodeId>().is_err());
-    }
-
-    #[test]
-    fn key_files_are_private_and_refused_when_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub/boot.key");
-        let b = BootKey::generate();
-        b.save(&p).unwrap();
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(BootKey::load(&p).unwrap().public(), b.public());
-        assert!(matches!(b.save(&p), Err(KeyError::Exists { .. })));
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        let e = BootKey::load(&p).err().unwrap();
-        assert!(e.to_string().contains("chmod 600"), "{e}");
-        // a node key file is not a boot key file
-        let q = dir.path().join("node.key");
-        NodeKey::generate().save(&q).unwrap();
-        assert!(matches!(BootKey::load(&q), Err(KeyError::Format { .. })));
     }
 }

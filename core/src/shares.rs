@@ -27,6 +27,7 @@ const MAX_TRIES: usize = 2000;
 pub struct DiskSecret(Zeroizing<[u8; 32]>);
 
 impl DiskSecret {
+    #[cfg(any(test, feature = "os-rng"))]
     pub fn generate() -> Self {
         let mut b = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(b.as_mut());
@@ -114,7 +115,9 @@ pub enum SplitError {
     Seal(String),
 }
 
-/// Splits `secret` `threshold`-of-`guardians.len()`, one envelope per guardian.
+/// Splits `secret` `threshold`-of-`guardians.len()`, one envelope per
+/// guardian, with coefficients from the OS RNG (drivers only).
+#[cfg(any(test, feature = "os-rng"))]
 pub fn split(
     secret: &DiskSecret,
     threshold: usize,

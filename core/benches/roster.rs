@@ -7,15 +7,15 @@
 
 use std::time::Instant;
 
-use keyward_node::identity::{BootKey, NodeKey};
-use keyward_node::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp, Verified};
+use keyward_core::identity::{BootKey, NodeKey};
+use keyward_core::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp, Verified};
 
 const MESH: MeshId = MeshId([9; 16]);
 
 fn member(k: &NodeKey, i: usize) -> Member {
     Member {
         id: k.id(),
-        boot: BootKey::generate().public(),
+        boot: BootKey::generate_with(&mut rand::rngs::OsRng).public(),
         name: format!("n{i}"),
         role: Role::Guardian,
     }
@@ -45,22 +45,26 @@ fn shape(name: &str, n: usize) -> (NodeKey, SignedOp, Vec<SignedOp>) {
     match name {
         "flat mesh (founder admits all)" => {
             for i in 1..=n {
-                ops.push(admit(&f, &NodeKey::generate(), i));
+                ops.push(admit(
+                    &f,
+                    &NodeKey::generate_with(&mut rand::rngs::OsRng),
+                    i,
+                ));
             }
         }
         "admission chain, reversed" => {
             let mut prev = NodeKey::from_seed(seed);
             for i in 1..=n {
-                let k = NodeKey::generate();
+                let k = NodeKey::generate_with(&mut rand::rngs::OsRng);
                 ops.push(admit(&prev, &k, i));
                 prev = k;
             }
             ops.reverse();
         }
         "rekey flood by one member" => {
-            let e = NodeKey::generate();
+            let e = NodeKey::generate_with(&mut rand::rngs::OsRng);
             ops.push(admit(&f, &e, 1));
-            let boot = BootKey::generate().public();
+            let boot = BootKey::generate_with(&mut rand::rngs::OsRng).public();
             for s in 1..n as u64 {
                 ops.push(SignedOp::sign(
                     OpBody::Rekey {
@@ -76,10 +80,12 @@ fn shape(name: &str, n: usize) -> (NodeKey, SignedOp, Vec<SignedOp>) {
         _ => {
             // sybil flood: one member mints sqrt(n) sybils, each revoking
             // every other sybil.
-            let e = NodeKey::generate();
+            let e = NodeKey::generate_with(&mut rand::rngs::OsRng);
             ops.push(admit(&f, &e, 1));
             let s = (n as f64).sqrt() as usize;
-            let sybils: Vec<NodeKey> = (0..s).map(|_| NodeKey::generate()).collect();
+            let sybils: Vec<NodeKey> = (0..s)
+                .map(|_| NodeKey::generate_with(&mut rand::rngs::OsRng))
+                .collect();
             for (i, k) in sybils.iter().enumerate() {
                 ops.push(admit(&e, k, i + 2));
             }
@@ -130,7 +136,7 @@ fn main() {
             let merge = ms(t);
             assert!(rep.errors.is_empty(), "{name}: {:?}", &rep.errors[..1]);
             // One gossiped op on top of the full roster.
-            let extra = admit(&f, &NodeKey::generate(), 0);
+            let extra = admit(&f, &NodeKey::generate_with(&mut rand::rngs::OsRng), 0);
             let t = Instant::now();
             r.merge(extra).unwrap();
             let one = ms(t);

@@ -1,0 +1,34 @@
+//! keyward-core: every decision keyward makes, with no IO.
+//!
+//! The sans-IO contract (quinn-proto's shape): nothing here opens a
+//! socket or a file, reads a clock or draws from the OS random number
+//! generator. Every input carries `now` (Unix milliseconds, [`guardian::Millis`]),
+//! randomness is passed in, and outputs are returned or polled. keywardd,
+//! the boot client and the simulator drive these same types, so what the
+//! simulator proves holds for the product. (The `os-rng` feature adds
+//! convenience constructors for drivers; sealing a share with `age` draws
+//! its ephemeral key inside `age`, at bind time, in the CLI.)
+//!
+//! Module map:
+//! - [`identity`]: node keys, boot keys, node ids, domain-separated signatures.
+//! - [`codec`]: bounded CBOR framing of everything on the wire and on disk.
+//! - [`shares`]: splitting a disk secret, sealing shares to a boot key,
+//!   checking and combining them.
+//! - [`roster`]: the mesh's membership as a set of signed operations and
+//!   the deterministic rule that resolves them.
+//! - [`guardian`]: a guardian's release policy for the shares it holds.
+//! - [`proto`]: the wire messages between nodes.
+//! - [`lookup`]: finding a member by name or id prefix.
+//! - [`node`]: the node's decisions above those: admin messages, the
+//!   decision history, peers and backoff, timers.
+
+pub mod codec;
+pub mod guardian;
+pub mod identity;
+pub mod lookup;
+pub mod node;
+pub mod proto;
+pub mod roster;
+pub mod shares;
+#[cfg(test)]
+mod testkit;

@@ -1,0 +1,282 @@
+//! Signed admin messages (approve, deny, lockdown, lift, alert) as a node
+//! takes them in, from gossip, from a sync answer or from its own CLI.
+//!
+//! What is decided here: whether a message is believed (mesh, signature,
+//! an active signer, not dated in the future past the clock-skew bound,
+//! an alert's evidence), what it changes in the guardian, what a sync
+//! answer re-delivers (the lock state and the approvals and denials still
+//! within the approval window, so a node that was away when an admin
+//! approved a boot still learns of it), and which copied-boot-key alerts
+//! are recorded (one per piece of evidence, one line per owner and minute).
+//! What the driver does with the outcome: log it and write the lock
+//! message or the owner's state to disk.
+
+use std::collections::VecDeque;
+
+use crate::guardian::{self, Event, Guardian, Millis, ShareRequest};
+use crate::identity::NodeId;
+use crate::proto::{AdminKind, AdminMsg};
+use crate::roster::Roster;
+
+/// How far in the future an admin message may be dated (clock skew):
+/// lockdown and lift are ordered by the issuer's clock, so one from the
+/// far future would pin the state until then.
+pub const MAX_CLOCK_SKEW: Millis = 120_000;
+/// Alerts kept for `keyward status`.
+pub const MAX_ALERTS: usize = 100;
+/// Approvals and denials kept for re-delivery by sync.
+pub const MAX_RECENT_ADMIN: usize = 256;
+/// An alert older than this is refused: alerts travel by gossip, live.
+pub const MAX_ALERT_AGE: Millis = 10 * 60 * 1000;
+/// Pieces of evidence remembered, so each raises one alert.
+const MAX_EVIDENCE: usize = 1024;
+/// The same alert text within this long is one alert.
+const ALERT_DEDUP: Millis = 60_000;
+
+/// Why an admin message was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminRefusal {
+    #[error("admin message refused (wrong mesh, bad signature or not a member)")]
+    NotFromMember,
+    #[error("admin message dated {ahead_s} s in the future refused; check NTP on that node")]
+    FromTheFuture { by: NodeId, ahead_s: u64 },
+    #[error("alert refused: {0}")]
+    BadAlert(String),
+}
+
+/// What taking an admin message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The lock state changed: the driver writes this message (the lock
+    /// state as it was left survives a restart) and logs it.
+    Lock { on: bool, by: NodeId },
+    /// Lockdown or lift that changed nothing (older, or already so).
+    LockUnchanged,
+    /// A new approval or denial: the driver writes the owner's state.
+    Decision { owner: NodeId, by: NodeId },
+    /// Seen before (gossip and sync deliver the same message twice).
+    Repeat,
+    /// A copied-boot-key alert was recorded: the driver logs the text.
+    Alert(RecordedAlert),
+    /// An alert about evidence already recorded, or a repeat within a
+    /// minute.
+    AlertRepeat,
+}
+
+/// A copied-boot-key alert as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedAlert {
+    pub owner: NodeId,
+    pub at: Millis,
+    /// Another node saw it; None if this guardian did.
+    pub reported_by: Option<NodeId>,
+    pub text: String,
+}
+
+/// The admin messages a node keeps.
+#[derive(Debug, Default)]
+pub struct AdminState {
+    /// The message that set the current lock state.
+    lock_msg: Option<AdminMsg>,
+    /// Approvals and denials, newest last, for re-delivery by sync.
+    recent: VecDeque<AdminMsg>,
+    alerts: VecDeque<(Millis, String)>,
+    /// (owner, nonce) of the requests alerts were raised on.
+    evidence: VecDeque<(NodeId, [u8; 16])>,
+}
+
+impl AdminState {
+    /// The state at start: the lock message written before a restart.
+    /// It was checked when it arrived, and a lockdown must not lapse at a
+    /// restart because its issuer was revoked since; only a lift by an
+    /// active guardian ends it. Returns the guardian's lock state.
+    pub fn restore(
+        lock_msg: Option<AdminMsg>,
+        roster: &Roster,
+    ) -> (Self, Option<guardian::LockState>) {
+        let lock_msg = lock_msg.filter(|m| m.verify() && Some(m.body.mesh) == roster.mesh());
+        let lock = lock_msg.as_ref().map(|m| guardian::LockState {
+            by: m.body.by,
+            at: m.body.at,
+            on: matches!(m.body.kind, AdminKind::Lockdown),
+        });
+        let s = AdminState {
+            lock_msg,
+            ..Default::default()
+        };
+        (s, lock)
+    }
+
+    /// Why an alert must not be believed, or `Ok` (also for other admin
+    /// messages, which prove themselves by their signer's role). An alert
+    /// carries the signed share request that triggered it: signed by the
+    /// named owner's boot key and addressed to the alert's author.
+    pub fn check_alert(m: &AdminMsg, roster: &Roster, now: Millis) -> Result<(), AdminRefusal> {
+        let AdminKind::Alert { owner, evidence } = &m.body.kind else {
+            return Ok(());
+        };
+        let bad = |s: String| Err(AdminRefusal::BadAlert(s));
+        if evidence.owner != *owner {
+            return bad("its evidence is a request of another node".into());
+        }
+        if evidence.guardian != m.body.by {
+            return bad(
+                "its evidence is a request to another guardian than the alert's author".into(),
+            );
+        }
+        let Some(member) = roster.member(owner) else {
+            return bad(format!("{owner} is not an active member"));
+        };
+        if !evidence.verify(&member.boot) {
+            return bad(format!(
+                "its evidence is not signed by the boot key of {}",
+                member.name
+            ));
+        }
+        if now.saturating_sub(m.body.at) > MAX_ALERT_AGE {
+            return bad("it is older than 10 minutes".into());
+        }
+        Ok(())
+    }
+
+    /// Takes one admin message into the guardian.
+    pub fn apply(
+        &mut self,
+        m: AdminMsg,
+        now: Millis,
+        roster: &Roster,
+        guardian: &mut Guardian,
+    ) -> Result<Applied, AdminRefusal> {
+        if Some(m.body.mesh) != roster.mesh() || !m.verify() || !roster.is_active(&m.body.by) {
+            return Err(AdminRefusal::NotFromMember);
+        }
+        if m.body.at > now.saturating_add(MAX_CLOCK_SKEW) {
+            return Err(AdminRefusal::FromTheFuture {
+                by: m.body.by,
+                ahead_s: (m.body.at - now) / 1000,
+            });
+        }
+        let (by, at) = (m.body.by, m.body.at);
+        let ev = match &m.body.kind {
+            AdminKind::Approve { owner } => Event::Approve {
+                owner: *owner,
+                by,
+                at,
+            },
+            AdminKind::Deny { owner } => Event::Deny {
+                owner: *owner,
+                by,
+                at,
+            },
+            AdminKind::Lockdown => Event::Lockdown { by, at },
+            AdminKind::Lift => Event::Lift { by, at },
+            AdminKind::Alert { owner, evidence } => {
+                Self::check_alert(&m, roster, now)?;
+                if !self.first_evidence(evidence) {
+                    return Ok(Applied::AlertRepeat);
+                }
+                return Ok(self
+                    .record_alert(*owner, at, Some(by), roster)
+                    .map_or(Applied::AlertRepeat, Applied::Alert));
+            }
+        };
+        let before = guardian.lock_state();
+        guardian.handle(ev, roster);
+        match m.body.kind {
+            AdminKind::Lockdown | AdminKind::Lift => {
+                if guardian.lock_state() == before {
+                    return Ok(Applied::LockUnchanged);
+                }
+                let on = matches!(m.body.kind, AdminKind::Lockdown);
+                self.lock_msg = Some(m);
+                Ok(Applied::Lock { on, by })
+            }
+            AdminKind::Approve { owner } | AdminKind::Deny { owner } => {
+                if self.recent.contains(&m) {
+                    return Ok(Applied::Repeat);
+                }
+                self.recent.push_back(m);
+                while self.recent.len() > MAX_RECENT_ADMIN {
+                    self.recent.pop_front();
+                }
+                Ok(Applied::Decision { owner, by })
+            }
+            AdminKind::Alert { .. } => unreachable!("handled above"),
+        }
+    }
+
+    /// Whether this request was not yet the evidence of a recorded alert.
+    pub fn first_evidence(&mut self, r: &ShareRequest) -> bool {
+        let k = (r.owner, r.nonce);
+        if self.evidence.contains(&k) {
+            return false;
+        }
+        self.evidence.push_back(k);
+        while self.evidence.len() > MAX_EVIDENCE {
+            self.evidence.pop_front();
+        }
+        true
+    }
+
+    /// Records a copied-boot-key alert once per owner and minute, whether
+    /// this guardian saw it or a peer reported it. None if it repeats one.
+    pub fn record_alert(
+        &mut self,
+        owner: NodeId,
+        at: Millis,
+        reported_by: Option<NodeId>,
+        roster: &Roster,
+    ) -> Option<RecordedAlert> {
+        let name = roster
+            .member(&owner)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| owner.to_string());
+        let text = format!(
+            "boot key of {name} used while {name} is running: it may have been copied; run `keyward rebind --new-boot-key` on {name}"
+        );
+        if self
+            .alerts
+            .iter()
+            .any(|(t, s)| t.abs_diff(at) < ALERT_DEDUP && *s == text)
+        {
+            return None;
+        }
+        self.alerts.push_back((at, text.clone()));
+        while self.alerts.len() > MAX_ALERTS {
+            self.alerts.pop_front();
+        }
+        Some(RecordedAlert {
+            owner,
+            at,
+            reported_by,
+            text,
+        })
+    }
+
+    /// What a sync answer carries: the lock state and the approvals and
+    /// denials still within `window`.
+    pub fn for_sync(&self, now: Millis, window: Millis) -> Vec<AdminMsg> {
+        self.lock_msg
+            .iter()
+            .chain(
+                self.recent
+                    .iter()
+                    .filter(|m| now.saturating_sub(m.body.at) <= window),
+            )
+            .cloned()
+            .collect()
+    }
+
+    /// The message that set the current lock state.
+    pub fn lock_msg(&self) -> Option<&AdminMsg> {
+        self.lock_msg.as_ref()
+    }
+
+    /// Recorded alerts, oldest first: (when, text).
+    pub fn alerts(&self) -> impl Iterator<Item = &(Millis, String)> {
+        self.alerts.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests;

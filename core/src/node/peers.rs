@@ -1,0 +1,254 @@
+//! Connections as the node sees them: who is connected, who said goodbye
+//! on its connection, when to redial a member or the bootstrap addresses
+//! (exponential backoff), and strikes and bans for peers that send bad
+//! messages.
+//!
+//! Generic over the peer's key: keywardd keys peers by libp2p peer id
+//! (which also covers peers that are no node at all), the simulator by
+//! node id.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::guardian::Millis;
+use crate::identity::NodeId;
+
+/// Strikes before a misbehaving peer is disconnected.
+pub const MAX_STRIKES: u32 = 5;
+/// How long a peer cut off for bad messages is refused.
+pub const BAN: Millis = 60_000;
+/// Redial of a member: first after this long, doubling up to `REDIAL_MAX`.
+pub const REDIAL_MIN: Millis = 1000;
+pub const REDIAL_MAX: Millis = 32_000;
+/// Redial of the bootstrap addresses while no member is connected.
+pub const BOOTSTRAP_MIN: Millis = 2000;
+pub const BOOTSTRAP_MAX: Millis = 64_000;
+
+/// What a strike did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strike {
+    /// Counted: this many strikes now.
+    Counted(u32),
+    /// The last strike: disconnect the peer; it is refused for [`BAN`].
+    Banned,
+}
+
+/// The node's view of its connections.
+#[derive(Debug)]
+pub struct Peers<P: Ord + Clone> {
+    connected: BTreeSet<P>,
+    /// Peers that said goodbye on their current connection: a ping answer
+    /// still in flight must not make them look up again.
+    said_bye: BTreeSet<P>,
+    last_seen: BTreeMap<NodeId, Millis>,
+    /// Per member: (next redial, delay after it).
+    backoff: BTreeMap<P, (Millis, Millis)>,
+    bootstrap: (Millis, Millis),
+    strikes: BTreeMap<P, u32>,
+    banned: BTreeMap<P, Millis>,
+}
+
+impl<P: Ord + Clone> Default for Peers<P> {
+    fn default() -> Self {
+        Peers {
+            connected: BTreeSet::new(),
+            said_bye: BTreeSet::new(),
+            last_seen: BTreeMap::new(),
+            backoff: BTreeMap::new(),
+            bootstrap: (0, BOOTSTRAP_MIN),
+            strikes: BTreeMap::new(),
+            banned: BTreeMap::new(),
+        }
+    }
+}
+
+impl<P: Ord + Clone> Peers<P> {
+    /// A connection to `p` is up. False if `p` is banned: the driver
+    /// closes it again.
+    pub fn connected(&mut self, p: P, now: Millis) -> bool {
+        if self.is_banned(&p, now) {
+            return false;
+        }
+        self.backoff.remove(&p);
+        self.said_bye.remove(&p);
+        self.connected.insert(p);
+        true
+    }
+
+    /// The last connection to `p` closed. Not a sign of going down:
+    /// anyone on the path can reset a TCP connection; only a signed
+    /// goodbye is.
+    pub fn closed(&mut self, p: &P) {
+        self.connected.remove(p);
+    }
+
+    pub fn is_connected(&self, p: &P) -> bool {
+        self.connected.contains(p)
+    }
+
+    pub fn iter_connected(&self) -> impl Iterator<Item = &P> {
+        self.connected.iter()
+    }
+
+    pub fn is_banned(&self, p: &P, now: Millis) -> bool {
+        self.banned.get(p).is_some_and(|until| *until > now)
+    }
+
+    /// `p` said a signed goodbye on its current connection.
+    pub fn said_bye(&mut self, p: P) {
+        self.said_bye.insert(p);
+    }
+
+    /// `p` (node `node`) showed it is alive (connected, answered a ping).
+    /// True if that counts: not after its goodbye on this connection, and
+    /// only for members.
+    pub fn alive(&mut self, p: &P, node: NodeId, member: bool, now: Millis) -> bool {
+        if self.said_bye.contains(p) || !member {
+            return false;
+        }
+        self.last_seen.insert(node, now);
+        true
+    }
+
+    pub fn last_seen(&self, n: &NodeId) -> Option<Millis> {
+        self.last_seen.get(n).copied()
+    }
+
+    /// A bad message from `p`.
+    pub fn strike(&mut self, p: P, now: Millis) -> Strike {
+        let n = self.strikes.entry(p.clone()).or_default();
+        *n += 1;
+        if *n < MAX_STRIKES {
+            return Strike::Counted(*n);
+        }
+        self.strikes.remove(&p);
+        self.banned.insert(p, now + BAN);
+        Strike::Banned
+    }
+
+    /// Strikes fade, one a minute per peer (the driver calls this every
+    /// minute), so a peer must keep misbehaving to be cut off; bans end.
+    pub fn fade(&mut self, now: Millis) {
+        self.strikes.retain(|_, n| {
+            *n = n.saturating_sub(1);
+            *n > 0
+        });
+        self.banned.retain(|_, until| *until > now);
+    }
+
+    /// The members to dial now: not connected and past their backoff
+    /// (1 s, doubling to 32 s).
+    pub fn redials(&mut self, now: Millis, members: impl IntoIterator<Item = P>) -> Vec<P> {
+        let mut out = vec![];
+        for p in members {
+            if self.connected.contains(&p) {
+                continue;
+            }
+            let (next, delay) = self.backoff.get(&p).copied().unwrap_or((0, REDIAL_MIN));
+            if now >= next {
+                self.backoff
+                    .insert(p.clone(), (now + delay, (delay * 2).min(REDIAL_MAX)));
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Forgets every backoff: after joining, dial at once.
+    pub fn reset_backoff(&mut self) {
+        self.backoff.clear();
+    }
+
+    /// Whether to dial the bootstrap addresses again now: only while no
+    /// member is connected (alone at start, or after an outage), with
+    /// backoff 2 s .. 64 s. The driver dials them once at start itself.
+    pub fn bootstrap_due(&mut self, now: Millis, any_member: bool, have_bootstrap: bool) -> bool {
+        if any_member {
+            self.bootstrap = (0, BOOTSTRAP_MIN);
+            return false;
+        }
+        if !have_bootstrap || now < self.bootstrap.0 {
+            return false;
+        }
+        let (next, delay) = self.bootstrap;
+        self.bootstrap = (now + delay, (delay * 2).min(BOOTSTRAP_MAX));
+        next != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_redialled_with_exponential_backoff() {
+        let mut p = Peers::<u8>::default();
+        let mut dials = vec![];
+        for now in (0..120_000).step_by(1000) {
+            if !p.redials(now, [1]).is_empty() {
+                dials.push(now);
+            }
+        }
+        assert_eq!(
+            dials,
+            vec![0, 1000, 3000, 7000, 15_000, 31_000, 63_000, 95_000]
+        );
+        // connected: no dial, and the backoff starts afresh after
+        assert!(p.connected(1, 120_000));
+        assert!(p.redials(121_000, [1]).is_empty());
+        p.closed(&1);
+        assert_eq!(p.redials(121_000, [1]), vec![1]);
+        assert!(p.redials(121_500, [1]).is_empty());
+        assert_eq!(p.redials(122_000, [1]), vec![1]);
+    }
+
+    #[test]
+    fn bootstrap_is_redialled_only_while_alone() {
+        let mut p = Peers::<u8>::default();
+        let mut dials = vec![];
+        for now in (0..100_000).step_by(1000) {
+            if p.bootstrap_due(now, false, true) {
+                dials.push(now);
+            }
+        }
+        // the driver dialled at start; then 2, 4, 8, ... s later
+        assert_eq!(dials, vec![2000, 6000, 14_000, 30_000, 62_000]);
+        assert!(!p.bootstrap_due(200_000, true, true));
+        // after an outage, the schedule starts again
+        assert!(!p.bootstrap_due(201_000, false, true));
+        assert!(p.bootstrap_due(203_000, false, true));
+        assert!(
+            !p.bootstrap_due(300_000, false, false),
+            "no bootstrap given"
+        );
+    }
+
+    #[test]
+    fn strikes_ban_and_fade() {
+        let mut p = Peers::<u8>::default();
+        for n in 1..MAX_STRIKES {
+            assert_eq!(p.strike(9, 0), Strike::Counted(n));
+        }
+        assert_eq!(p.strike(9, 0), Strike::Banned);
+        assert!(!p.connected(9, 1000), "a banned peer is refused");
+        assert!(p.connected(9, BAN + 1), "for a minute");
+        // strikes fade one a minute
+        p.strike(8, 0);
+        p.strike(8, 0);
+        p.fade(60_000);
+        assert_eq!(p.strike(8, 60_000), Strike::Counted(2));
+    }
+
+    #[test]
+    fn a_goodbye_stops_liveness_until_the_next_connection() {
+        let mut p = Peers::<u8>::default();
+        let n = crate::identity::NodeId([1; 32]);
+        p.connected(1, 0);
+        assert!(p.alive(&1, n, true, 10));
+        p.said_bye(1);
+        assert!(!p.alive(&1, n, true, 20), "a ping in flight after goodbye");
+        assert_eq!(p.last_seen(&n), Some(10));
+        p.connected(1, 30);
+        assert!(p.alive(&1, n, true, 40));
+        assert!(!p.alive(&1, n, false, 50), "non-members are not tracked");
+    }
+}
