@@ -19,6 +19,7 @@ use keyward_node::control::{Client, Status};
 use keyward_node::luks::Device;
 use keyward_node::roster::Role;
 use serde::Serialize;
+use keyward_node::keyfile::KeyFile;
 use zeroize::Zeroize;
 
 use crate::error::CliError;
