@@ -7,18 +7,16 @@
 //! the new one works.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::Engine;
 use clap::Args;
 use keyward_node::codec;
 use keyward_node::config::Config;
-use keyward_node::control::{self, CtlRequest};
 use keyward_node::identity::{BootKey, NodeKey};
 use keyward_node::luks::{Device, Token, TokenGuardian, TOKEN_TYPE};
+use keyward_node::roster::Role;
 use keyward_node::shares::{self, DiskSecret};
-use serde_json::Value;
 
 use crate::pending::{self, Pending};
 use keyward_node::keyfile::KeyFile;
@@ -49,10 +47,6 @@ pub struct BindArgs {
     pub new_boot_key: bool,
 }
 
-fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<Value> {
-    control::call(&cfg.control_socket, &req, Duration::from_secs(90))
-}
-
 pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
     let _lock = pending::lock(&cfg.state_dir)?;
     let dev = Device::new(&a.device);
@@ -75,11 +69,12 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
             p.describe()
         );
     }
-    let status = ctl(cfg, CtlRequest::Status)?;
-    let mesh = status["mesh"]["id"]
-        .as_str()
-        .context("this node is in no mesh yet: join one first")?
-        .to_string();
+    let status = crate::client(cfg).status()?;
+    let mesh = status
+        .mesh
+        .as_ref()
+        .map(|m| m.id.clone())
+        .context("this node is in no mesh yet: join one first")?;
     let node = NodeKey::load(&cfg.node_key_path())?;
     if a.new_boot_key && !rebind {
         bail!("--new-boot-key goes with `keyward rebind`");
@@ -104,24 +99,11 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
     };
     let me = node.id().to_string();
     // Candidates: active guardians other than us, connected ones first.
-    let mut cands: Vec<(bool, String, String, Vec<String>)> = status["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["role"] == "guardian" && m["id"].as_str() != Some(&me))
-        .map(|m| {
-            (
-                m["connected"].as_bool() != Some(true),
-                m["name"].as_str().unwrap_or_default().to_string(),
-                m["id"].as_str().unwrap_or_default().to_string(),
-                m["addrs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect(),
-            )
-        })
+    let mut cands: Vec<(bool, String, String, Vec<String>)> = status
+        .members
+        .iter()
+        .filter(|m| m.role == Role::Guardian && m.id != me)
+        .map(|m| (!m.connected, m.name.clone(), m.id.clone(), m.addrs.clone()))
         .collect();
     cands.sort();
     let n = a.shares.unwrap_or(cands.len().min(5));
@@ -170,27 +152,17 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
     };
     record.save(&cfg.state_dir)?;
     eprintln!("keyward: depositing {n} shares ({t}-of-{n}, epoch {epoch}) ...");
-    let r = ctl(cfg, CtlRequest::Deposit { envelopes: enc })?;
-    let results = r["results"].as_object().cloned().unwrap_or_default();
+    let results = crate::client(cfg).deposit(enc)?;
     let failed: Vec<String> = chosen
         .iter()
-        .filter(|c| results.get(&c.2).and_then(|v| v.as_str()) != Some("ok"))
-        .map(|c| {
-            format!(
-                "{}: {}",
-                c.1,
-                results
-                    .get(&c.2)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("no answer")
-            )
-        })
+        .filter(|c| !results.acked(&c.2))
+        .map(|c| format!("{}: {}", c.1, results.why_not(&c.2)))
         .collect();
     if !failed.is_empty() {
         // Those that did store a share of this abandoned epoch drop it.
         let stored: Vec<String> = chosen
             .iter()
-            .filter(|c| results.get(&c.2).and_then(|v| v.as_str()) == Some("ok"))
+            .filter(|c| results.acked(&c.2))
             .map(|c| c.2.clone())
             .collect();
         let left = match drop_epoch(cfg, epoch, stored) {
@@ -230,7 +202,7 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         version: 1,
         mesh,
         owner: me,
-        name: status["node"]["name"].as_str().unwrap_or_default().into(),
+        name: status.node.name.clone(),
         epoch,
         threshold: t,
         guardians: chosen
@@ -270,14 +242,9 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         // Shares sealed to the new key are held and its keyslot works:
         // only now does the mesh learn the new key.
         let p = boot.public();
-        ctl(
-            cfg,
-            CtlRequest::Rekey {
-                sign: hex::encode(p.sign),
-                seal: hex::encode(p.seal),
-            },
-        )
-        .context("announcing the new boot key (the new binding is in place; run this rebind again to announce it)")?;
+        crate::client(cfg)
+            .rekey(hex::encode(p.sign), hex::encode(p.seal))
+            .context("announcing the new boot key (the new binding is in place; run this rebind again to announce it)")?;
         eprintln!("keyward: new boot key announced to the mesh (signed by the node key)");
         std::fs::rename(&new_boot_path, &cfg.boot_key).with_context(|| {
             format!(
@@ -403,23 +370,11 @@ pub(crate) fn drop_epoch(
     if guardians.is_empty() {
         return Ok(vec![]);
     }
-    let r = ctl(
-        cfg,
-        CtlRequest::Drop {
-            epochs: vec![epoch],
-            guardians: guardians.clone(),
-        },
-    )?;
-    let results = r["results"].as_object().cloned().unwrap_or_default();
+    let results = crate::client(cfg).drop_epochs(vec![epoch], guardians.clone())?;
     Ok(guardians
         .into_iter()
-        .filter_map(|g| {
-            let res = results
-                .get(&g)
-                .and_then(|v| v.as_str())
-                .unwrap_or("no answer");
-            (res != "ok").then(|| format!("{g}: {res}"))
-        })
+        .filter(|g| !results.acked(g))
+        .map(|g| format!("{g}: {}", results.why_not(&g)))
         .collect())
 }
 
@@ -482,19 +437,12 @@ pub fn refresh(cfg: &Config, only: Option<&Path>, allow_loopback: bool) -> anyho
         println!("no devices bound on this node");
         return Ok(());
     }
-    let status = ctl(cfg, CtlRequest::Status)?;
-    let known: std::collections::BTreeMap<String, Vec<String>> = status["members"]
-        .as_array()
+    let status = crate::client(cfg).status()?;
+    let known: std::collections::BTreeMap<String, Vec<String>> = status
+        .members
         .into_iter()
-        .flatten()
-        .filter_map(|m| {
-            let addrs: Vec<String> = m["addrs"]
-                .as_array()?
-                .iter()
-                .filter_map(|a| a.as_str().map(String::from))
-                .collect();
-            (!addrs.is_empty()).then(|| (m["id"].as_str().unwrap_or_default().to_string(), addrs))
-        })
+        .filter(|m| !m.addrs.is_empty())
+        .map(|m| (m.id, m.addrs))
         .collect();
     for d in devices {
         let dev = Device::new(&d);

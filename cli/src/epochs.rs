@@ -11,15 +11,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use keyward_node::config::Config;
-use keyward_node::control::{self, CtlRequest};
+use keyward_node::control::GuardianAnswer;
 use keyward_node::identity::BootKey;
 use keyward_node::luks::{Device, Token};
-use serde_json::Value;
+use keyward_node::roster::Role;
 
 use crate::bind::{bound_devices, drop_epoch, retire};
 use crate::initramfs::{self, Carried};
@@ -51,10 +50,6 @@ pub struct DropArgs {
     /// the new boot key (the next boot then needs the passphrase).
     #[arg(long)]
     pub force: bool,
-}
-
-fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<Value> {
-    control::call(&cfg.control_socket, &req, Duration::from_secs(90))
 }
 
 /// One keyward token on one of this node's devices.
@@ -114,31 +109,26 @@ struct Held {
 }
 
 fn held(cfg: &Config) -> anyhow::Result<Held> {
-    let status = ctl(cfg, CtlRequest::Status)?;
-    let names: BTreeMap<String, String> = status["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| Some((m["id"].as_str()?.into(), m["name"].as_str()?.into())))
-        .collect();
-    let r = ctl(cfg, CtlRequest::Held)?;
+    let client = crate::client(cfg);
+    let status = client.status()?;
+    let names: BTreeMap<String, String> =
+        status.members.into_iter().map(|m| (m.id, m.name)).collect();
+    let r = client.held()?;
     let mut h = Held {
         by_epoch: BTreeMap::new(),
         silent: vec![],
         answered: BTreeSet::new(),
         names,
     };
-    for (g, v) in r["results"].as_object().into_iter().flatten() {
-        match v["held"].as_array() {
-            Some(epochs) => {
+    for (g, v) in r.results {
+        match v {
+            GuardianAnswer::Held { epochs } => {
                 h.answered.insert(g.clone());
-                for e in epochs.iter().filter_map(|e| e.as_u64()) {
+                for e in epochs {
                     h.by_epoch.entry(e).or_default().push(g.clone());
                 }
             }
-            None => h
-                .silent
-                .push((g.clone(), v.as_str().unwrap_or("no answer").to_string())),
+            other => h.silent.push((g, other.to_string())),
         }
     }
     Ok(h)
@@ -367,17 +357,13 @@ pub fn drop_epochs(cfg: &Config, a: &DropArgs) -> anyhow::Result<()> {
             }
             p.remove(&cfg.state_dir)?;
         }
-        let status = ctl(cfg, CtlRequest::Status)?;
-        let me = status["node"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let gs: Vec<String> = status["members"]
-            .as_array()
+        let status = crate::client(cfg).status()?;
+        let me = status.node.id;
+        let gs: Vec<String> = status
+            .members
             .into_iter()
-            .flatten()
-            .filter(|m| m["role"] == "guardian" && m["id"].as_str() != Some(&me))
-            .filter_map(|m| m["id"].as_str().map(String::from))
+            .filter(|m| m.role == Role::Guardian && m.id != me)
+            .map(|m| m.id)
             .collect();
         let failed = drop_epoch(cfg, *e, gs)?;
         if failed.is_empty() {

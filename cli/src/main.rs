@@ -2,6 +2,7 @@
 
 mod bind;
 mod epochs;
+mod error;
 mod initramfs;
 mod pending;
 mod show;
@@ -14,10 +15,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use keyward_node::config::{Config, DEFAULT_PATH};
-use keyward_node::control::{self, CtlRequest};
+use keyward_node::control::{Client, Status};
+use keyward_node::keyfile::KeyFile;
 use keyward_node::luks::Device;
 use keyward_node::roster::Role;
+use serde::Serialize;
 use zeroize::Zeroize;
+
+use crate::error::CliError;
 
 #[derive(Parser)]
 #[command(
@@ -154,31 +159,65 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     match run(cli) {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("keyward: {e:#}");
+            eprintln!("keyward: {e}");
             // The keyscript stops asking the mesh on 3.
-            if matches!(
-                e.downcast_ref::<keyward_node::unlock::UnlockError>(),
-                Some(keyward_node::unlock::UnlockError::Hopeless(_))
-            ) {
-                return ExitCode::from(3);
-            }
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }
 
-fn ctl(cfg: &Config, req: CtlRequest) -> anyhow::Result<serde_json::Value> {
-    control::call(&cfg.control_socket, &req, Duration::from_secs(90))
+/// The client of this node's keywardd: every command talks to the daemon
+/// through it.
+pub(crate) fn client(cfg: &Config) -> Client {
+    Client::new(&cfg.control_socket, Duration::from_secs(90))
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut cfg = Config::load(&cli.config)?;
+/// `keyward status --json`: the daemon's status and this machine's to-dos.
+#[derive(Serialize)]
+struct StatusJson {
+    #[serde(flatten)]
+    status: Status,
+    todo: Vec<String>,
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let mut cfg = Config::load(&cli.config).map_err(anyhow::Error::from)?;
     if let Some(d) = cli.state_dir {
         cfg.state_dir = d;
     }
     match cli.cmd {
+        Cmd::Unlock {
+            device,
+            name,
+            print_key,
+            check,
+            timeout,
+            boot_key,
+            guardians,
+            quiet,
+        } => unlock(
+            &cfg,
+            &device,
+            name,
+            print_key,
+            check,
+            keyward_node::unlock::Options {
+                timeout,
+                verbose: !quiet,
+                extra_addrs: Vec::new(),
+            },
+            boot_key,
+            &guardians,
+        ),
+        cmd => Ok(command(cfg, cmd)?),
+    }
+}
+
+/// Every command but `unlock`, whose failures are all ordinary.
+fn command(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
         Cmd::Init { mesh } => {
             let r = keyward_node::daemon::init(&cfg, mesh.as_deref())?;
             println!("node      {}", r.node);
@@ -191,14 +230,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Invite { role, expires } => {
-            let v = ctl(
-                &cfg,
-                CtlRequest::Invite {
-                    role,
-                    expires_secs: expires.as_secs().max(1),
-                },
-            )?;
-            println!("{}", v["token"].as_str().unwrap_or_default());
+            let v = client(&cfg).invite(role, expires.as_secs().max(1))?;
+            println!("{}", v.token);
             eprintln!(
                 "one-time {} invite, valid for {}; on the new node: keyward join <token>",
                 role,
@@ -206,21 +239,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Cmd::Join { token } => {
-            let v = ctl(&cfg, CtlRequest::Join { token })?;
+            let v = client(&cfg).join(token)?;
             println!(
                 "joined mesh {} ({} members)",
-                v["mesh_name"].as_str().unwrap_or("?"),
-                v["members"]
+                v.mesh_name.as_deref().unwrap_or("?"),
+                v.members
             );
         }
         Cmd::Status { json } => {
-            let mut v = ctl(&cfg, CtlRequest::Status)?;
+            let v = client(&cfg).status()?;
             // From this machine, not the daemon: unfinished binds and a
             // boot-key change waiting for the initramfs.
             let todo = epochs::warnings(&cfg);
             if json {
-                v["todo"] = serde_json::json!(todo);
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                let out = StatusJson { status: v, todo };
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 show::status(&v);
                 if !todo.is_empty() {
@@ -231,66 +264,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Peers => show::peers(&ctl(&cfg, CtlRequest::Status)?),
+        Cmd::Peers => show::peers(&client(&cfg).status()?),
         Cmd::Revoke {
             node,
             cascade,
             reason,
         } => {
-            let v = ctl(
-                &cfg,
-                CtlRequest::Revoke {
-                    who: node.clone(),
-                    cascade,
-                    reason,
-                },
-            )?;
-            println!(
-                "revoked {node} ({})",
-                v["revoked"].as_str().unwrap_or_default()
-            );
-            for k in ["re_endorsed", "dropped"] {
-                if let Some(a) = v[k].as_array().filter(|a| !a.is_empty()) {
-                    println!(
-                        "{}: {}",
-                        k.replace('_', "-"),
-                        a.iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
+            let v = client(&cfg).revoke(node.clone(), cascade, reason)?;
+            println!("revoked {node} ({})", v.revoked);
+            for (k, names) in [("re-endorsed", &v.re_endorsed), ("dropped", &v.dropped)] {
+                if !names.is_empty() {
+                    println!("{k}: {}", names.join(", "));
                 }
             }
         }
         Cmd::Approve { nodes } => {
             for node in nodes {
-                let v = ctl(&cfg, CtlRequest::Approve { who: node.clone() })?;
-                match v["approvals_needed"].as_u64() {
+                let v = client(&cfg).approve(node.clone())?;
+                match v.approvals_needed {
                     Some(n) if n > 1 => println!("approved {node}: guardians release its shares once {n} different admins approved it (within the approval window); ask the others to run `keyward approve {node}` on their guardians"),
                     _ => println!("approved {node}: guardians release its shares once (within the approval window)"),
                 }
-                if let Some(w) = v["warning"].as_str() {
+                if let Some(w) = v.warning {
                     eprintln!("keyward: warning: {w}");
                 }
             }
         }
         Cmd::Deny { nodes } => {
             for node in nodes {
-                ctl(&cfg, CtlRequest::Deny { who: node.clone() })?;
+                client(&cfg).deny(node.clone())?;
                 println!(
                     "denied {node}: guardians refuse its unlock until `keyward approve {node}`"
                 );
             }
         }
         Cmd::Lockdown { lift } => {
-            ctl(
-                &cfg,
-                if lift {
-                    CtlRequest::Lift
-                } else {
-                    CtlRequest::Lockdown
-                },
-            )?;
+            if lift {
+                client(&cfg).lift()?;
+            } else {
+                client(&cfg).lockdown()?;
+            }
             println!(
                 "{}",
                 if lift {
@@ -309,58 +322,76 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             device,
             allow_loopback,
         } => bind::refresh(&cfg, device.as_deref(), allow_loopback)?,
-        Cmd::Unlock {
-            device,
-            name,
-            print_key,
-            check,
-            timeout,
-            boot_key,
-            guardians,
-            quiet,
-        } => {
-            if name.is_none() && !print_key && !check {
-                bail!("say what to do with the key: --name NAME (open), --print-key (stdout) or --check");
-            }
-            let dev = Device::new(&device);
-            let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
-            // Read from the header itself: no cryptsetup process on the boot path.
-            let token = keyward_node::unlock::read_token(&device, &bk_path)?;
-            refuse_if_running_owner(&cfg, &token.owner)?;
-            let opts = keyward_node::unlock::Options {
-                timeout,
-                verbose: !quiet,
-                extra_addrs: keyward_node::unlock::boot_addrs(&guardians, &cfg.bootstrap)?,
-            };
-            let secret = keyward_node::unlock::fetch_blocking(&token, &bk_path, &opts)?;
-            if print_key {
-                let mut out = std::io::stdout().lock();
-                out.write_all(secret.as_bytes())?;
-                out.flush()?;
-            } else if check {
-                dev.test_key(secret.as_bytes(), None)?;
-                eprintln!(
-                    "keyward: the key from the guardians opens {}",
-                    device.display()
-                );
-            } else if let Some(n) = name {
-                dev.open(&n, secret.as_bytes())?;
-                eprintln!("keyward: opened {} as /dev/mapper/{n}", device.display());
-            }
-        }
+        Cmd::Unlock { .. } => unreachable!("run() handles unlock"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// `keyward unlock`: the one command that can fail hopelessly (exit 3).
+#[allow(clippy::too_many_arguments)]
+fn unlock(
+    cfg: &Config,
+    device: &std::path::Path,
+    name: Option<String>,
+    print_key: bool,
+    check: bool,
+    mut opts: keyward_node::unlock::Options,
+    boot_key: Option<PathBuf>,
+    guardians: &[String],
+) -> Result<(), CliError> {
+    if name.is_none() && !print_key && !check {
+        return Err(anyhow::anyhow!(
+            "say what to do with the key: --name NAME (open), --print-key (stdout) or --check"
+        )
+        .into());
+    }
+    let dev = Device::new(device);
+    let bk_path = boot_key.unwrap_or(cfg.boot_key.clone());
+    // Read from the header itself: no cryptsetup process on the boot path.
+    let token = keyward_node::unlock::read_token(device, &bk_path)?;
+    refuse_if_running_owner(cfg, &token.owner)?;
+    opts.extra_addrs = keyward_node::unlock::boot_addrs(guardians, &cfg.bootstrap)?;
+    let secret = fetch(&token, &bk_path, &opts)?;
+    let used: anyhow::Result<()> = (|| {
+        if print_key {
+            let mut out = std::io::stdout().lock();
+            out.write_all(secret.as_bytes())?;
+            out.flush()?;
+        } else if check {
+            dev.test_key(secret.as_bytes(), None)?;
+            eprintln!(
+                "keyward: the key from the guardians opens {}",
+                device.display()
+            );
+        } else if let Some(n) = name {
+            dev.open(&n, secret.as_bytes())?;
+            eprintln!("keyward: opened {} as /dev/mapper/{n}", device.display());
+        }
+        Ok(())
+    })();
+    Ok(used?)
+}
+
+/// Asks the guardians for the disk key, keeping the unlock client's error
+/// typed so a hopeless refusal is told apart without downcasting.
+fn fetch(
+    token: &keyward_node::luks::Token,
+    boot_key: &std::path::Path,
+    opts: &keyward_node::unlock::Options,
+) -> Result<keyward_node::shares::DiskSecret, CliError> {
+    let boot = keyward_node::identity::BootKey::load(boot_key).map_err(anyhow::Error::from)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)?;
+    Ok(rt.block_on(keyward_node::unlock::fetch_key(token, &boot, opts))?)
 }
 
 /// Unlocking a node that is up would be refused anyway and raise a
 /// copied-boot-key alert mesh-wide; say so instead.
 fn refuse_if_running_owner(cfg: &Config, owner: &str) -> anyhow::Result<()> {
-    if let Ok(v) = control::call(
-        &cfg.control_socket,
-        &CtlRequest::Status,
-        Duration::from_secs(2),
-    ) {
-        if v["node"]["id"].as_str() == Some(owner) {
+    if let Ok(v) = Client::new(&cfg.control_socket, Duration::from_secs(2)).status() {
+        if v.node.id == owner {
             bail!(
                 "keywardd is running on this node, which owns the device: guardians would refuse and raise a copied-boot-key alert; stop keywardd first (systemctl stop keywardd) to test an unlock"
             );

@@ -1,100 +1,77 @@
 //! Human-readable views of `keyward status`.
 
-use serde_json::Value;
+use keyward_node::control::Status;
 
-fn ago(v: &Value) -> String {
-    match v.as_u64() {
+fn ago(ms: Option<u64>) -> String {
+    match ms {
         None => "never".into(),
         Some(ms) if ms < 2000 => "now".into(),
         Some(ms) => format!("{} ago", keyward_node::guardian::human(ms)),
     }
 }
 
-pub fn status(v: &Value) {
-    let n = &v["node"];
-    println!(
-        "node     {} ({})",
-        n["name"].as_str().unwrap_or("?"),
-        n["id"].as_str().unwrap_or("?")
-    );
-    match v["mesh"].as_object() {
-        Some(m) => println!(
-            "mesh     {} ({})",
-            m["name"].as_str().unwrap_or("?"),
-            m["id"].as_str().unwrap_or("?")
-        ),
+pub fn status(v: &Status) {
+    let n = &v.node;
+    println!("node     {} ({})", n.name, n.id);
+    match &v.mesh {
+        Some(m) => println!("mesh     {} ({})", m.name.as_deref().unwrap_or("?"), m.id),
         None => println!("mesh     none: `keyward join TOKEN` or `keyward init --mesh NAME`"),
     }
-    if n["revoked"].as_bool() == Some(true) {
+    if n.revoked {
         println!("state    REVOKED: this node gets and holds nothing");
     }
-    match v["lockdown"].as_object() {
+    match &v.lockdown {
         Some(l) => println!(
             "lockdown ON since {} (by {}); lift with `keyward lockdown --lift`",
-            ago(&l["since_ms_ago"]),
-            l["by_name"].as_str().unwrap_or("?")
+            ago(Some(l.since_ms_ago)),
+            l.by_name.as_deref().unwrap_or("?")
         ),
         None => println!("lockdown off"),
     }
-    for a in v["listen"].as_array().into_iter().flatten() {
-        println!("listen   {}", a.as_str().unwrap_or_default());
+    for a in &v.listen {
+        println!("listen   {a}");
     }
     println!();
     println!(
         "{:<16} {:<9} {:<10} {:<10} {:<7} {:<52} ADDRESSES",
         "NAME", "ROLE", "CONNECTED", "SEEN", "SHARES", "ID"
     );
-    for m in v["members"].as_array().into_iter().flatten() {
-        let me = m["me"].as_bool() == Some(true);
-        let held: Vec<String> = m["holds_shares_epochs"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    for m in &v.members {
+        let held: Vec<String> = m
+            .holds_shares_epochs
+            .iter()
             .map(|e| e.to_string())
             .collect();
         println!(
             "{:<16} {:<9} {:<10} {:<10} {:<7} {:<52} {}",
-            format!(
-                "{}{}",
-                m["name"].as_str().unwrap_or("?"),
-                if me { "*" } else { "" }
-            ),
-            m["role"].as_str().unwrap_or("?"),
-            if me {
+            format!("{}{}", m.name, if m.me { "*" } else { "" }),
+            m.role.to_string(),
+            if m.me {
                 "self"
-            } else if m["connected"].as_bool() == Some(true) {
+            } else if m.connected {
                 "yes"
             } else {
                 "no"
             },
-            if me {
+            if m.me {
                 "-".into()
             } else {
-                ago(&m["last_seen_ms_ago"])
+                ago(m.last_seen_ms_ago)
             },
             if held.is_empty() {
                 "-".into()
             } else {
                 format!("e{}", held.join(","))
             },
-            m["id"].as_str().unwrap_or("?"),
-            m["addrs"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "))
-                .unwrap_or_default()
+            m.id,
+            m.addrs.join(" ")
         );
     }
     // Names are not unique in a mesh: say so, since commands then need
     // the id (a name shared by several members resolves to none of them).
     let mut by_name: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for m in v["members"].as_array().into_iter().flatten() {
-        if let (Some(n), Some(id)) = (m["name"].as_str(), m["id"].as_str()) {
-            by_name.entry(n).or_default().push(id);
-        }
+    for m in &v.members {
+        by_name.entry(&m.name).or_default().push(&m.id);
     }
     for (n, ids) in by_name.iter().filter(|(_, ids)| ids.len() > 1) {
         println!(
@@ -103,53 +80,47 @@ pub fn status(v: &Value) {
             ids.join(", ")
         );
     }
-    if let Some(r) = v["revoked"].as_array().filter(|r| !r.is_empty()) {
-        println!(
-            "\nrevoked: {}",
-            r.iter()
-                .filter_map(|x| x.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    if !v.revoked.is_empty() {
+        println!("\nrevoked: {}", v.revoked.join(", "));
     }
-    if let Some(a) = v["alerts"].as_array().filter(|a| !a.is_empty()) {
+    if !v.alerts.is_empty() {
         println!("\nALERTS:");
-        for x in a {
-            println!("  {}", x["text"].as_str().unwrap_or_default());
+        for x in &v.alerts {
+            println!("  {}", x.text);
         }
     }
-    if let Some(d) = v["decisions"].as_array().filter(|d| !d.is_empty()) {
+    if !v.decisions.is_empty() {
         println!("\nrecent decisions (newest first):");
-        for x in d.iter().take(10) {
+        for x in v.decisions.iter().take(10) {
             println!(
                 "  {} {}: {}",
-                if x["released"].as_bool() == Some(true) {
+                if x.released {
                     "released to"
                 } else {
                     "refused   "
                 },
-                x["owner"].as_str().unwrap_or("?"),
-                x["reason"].as_str().unwrap_or_default()
+                x.owner,
+                x.reason
             );
         }
     }
 }
 
-pub fn peers(v: &Value) {
-    for m in v["members"].as_array().into_iter().flatten() {
-        let state = if m["me"].as_bool() == Some(true) {
+pub fn peers(v: &Status) {
+    for m in &v.members {
+        let state = if m.me {
             "self"
-        } else if m["connected"].as_bool() == Some(true) {
+        } else if m.connected {
             "up"
         } else {
             "down"
         };
         println!(
             "{:<16} {:<5} {:<9} {}",
-            m["name"].as_str().unwrap_or("?"),
+            m.name,
             state,
-            m["role"].as_str().unwrap_or("?"),
-            m["id"].as_str().unwrap_or("?")
+            m.role.to_string(),
+            m.id
         );
     }
 }

@@ -31,6 +31,6 @@ pub mod node;
 pub mod proto;
 pub mod roster;
 pub mod shares;
-pub mod unlock;
 #[cfg(test)]
 mod testkit;
+pub mod unlock;

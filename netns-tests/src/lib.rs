@@ -34,6 +34,13 @@ pub use anyhow;
 pub use lab::{Lab, Node, MAX_NODES, PREFIX_LEN};
 pub use stale::remove_stale_files;
 
+/// What the tests read of `cryptsetup luksDump --dump-json-metadata`: the
+/// keyslots by number.
+#[derive(Debug, serde::Deserialize)]
+pub struct LuksDump {
+    pub keyslots: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+}
+
 use std::fmt;
 
 /// The environment cannot run namespace tests (not root, a tool missing).

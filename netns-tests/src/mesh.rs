@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::Value;
+use keyward_node::control::{Client, Status};
 
 use crate::Lab;
 
@@ -307,7 +307,9 @@ impl Mesh {
         std::fs::read_to_string(self.nodes[i].dir.join("keywardd.log")).unwrap_or_default()
     }
 
-    pub fn status(&self, i: usize) -> Result<Value> {
+    /// Node `i`'s status as `keyward status --json` prints it (its `todo`
+    /// list left out).
+    pub fn status(&self, i: usize) -> Result<Status> {
         Ok(serde_json::from_str(
             &self.cli_ok(i, &["status", "--json"])?,
         )?)
@@ -316,23 +318,18 @@ impl Mesh {
     /// Node `i`'s status straight from its control socket, without
     /// starting a `keyward` process: for polling in tight loops. Control
     /// sockets are filesystem sockets, reachable from any namespace.
-    pub fn status_direct(&self, i: usize) -> Result<Value> {
-        keyward_node::control::call(
-            &self.nodes[i].dir.join("control.sock"),
-            &keyward_node::control::CtlRequest::Status,
+    pub fn status_direct(&self, i: usize) -> Result<Status> {
+        let c = Client::new(
+            self.nodes[i].dir.join("control.sock"),
             Duration::from_secs(10),
-        )
+        );
+        Ok(c.status()?)
     }
 
     /// Members node `i` counts as active, by name.
     pub fn members(&self, i: usize) -> Result<Vec<String>> {
         let v = self.status(i)?;
-        Ok(v["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["name"].as_str().map(String::from))
-            .collect())
+        Ok(v.members.into_iter().map(|m| m.name).collect())
     }
 
     /// Polls `f` every 50 ms until it is true or `timeout` passes.
@@ -385,11 +382,8 @@ impl Mesh {
         self.wait_for(timeout, || {
             for &i in &running {
                 let v = self.status(i)?;
-                let ms = v["members"].as_array().cloned().unwrap_or_default();
-                let connected = ms
-                    .iter()
-                    .filter(|m| m["connected"].as_bool() == Some(true))
-                    .count();
+                let ms = &v.members;
+                let connected = ms.iter().filter(|m| m.connected).count();
                 if ms.len() != n || connected != running.len() {
                     return Ok(false);
                 }
@@ -539,16 +533,15 @@ impl Mesh {
         self.wait_for(timeout, || {
             for &i in &running {
                 let v = self.status(i)?;
-                let ms = v["members"].as_array().cloned().unwrap_or_default();
+                let ms = &v.members;
                 let names: std::collections::BTreeSet<&str> =
-                    ms.iter().filter_map(|m| m["name"].as_str()).collect();
+                    ms.iter().map(|m| m.name.as_str()).collect();
                 if !want.is_subset(&names) {
                     return Ok(false);
                 }
-                let connected = ms.iter().all(|m| {
-                    let name = m["name"].as_str().unwrap_or_default();
-                    !running_names.contains(name) || m["connected"].as_bool() == Some(true)
-                });
+                let connected = ms
+                    .iter()
+                    .all(|m| !running_names.contains(m.name.as_str()) || m.connected);
                 if !connected {
                     return Ok(false);
                 }

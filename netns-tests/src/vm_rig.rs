@@ -352,7 +352,7 @@ impl Rig {
             Ok((0..GUARDIANS).all(|i| {
                 self.m
                     .status(i)
-                    .map(|v| !v["lockdown"].is_null())
+                    .map(|v| v.lockdown.is_some())
                     .unwrap_or(false)
             }))
         })

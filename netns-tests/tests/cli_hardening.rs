@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
-use keyward_netns_tests::{report_skip, Skip};
-use serde_json::Value;
+use keyward_netns_tests::{report_skip, LuksDump, Skip};
+use keyward_node::control::MemberStatus;
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -24,32 +24,18 @@ fn s(p: &Path) -> &str {
 }
 
 fn id(m: &Mesh, i: usize) -> String {
-    m.status(i).unwrap()["node"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    m.status(i).unwrap().node.id
 }
 
 /// Node `i`'s view of `owner`'s roster record.
-fn record(m: &Mesh, i: usize, owner_id: &str) -> Option<Value> {
-    m.status(i).ok()?["members"]
-        .as_array()?
-        .iter()
-        .find(|x| x["id"] == owner_id)
-        .cloned()
+fn record(m: &Mesh, i: usize, owner_id: &str) -> Option<MemberStatus> {
+    m.status(i).ok()?.member(owner_id).cloned()
 }
 
 /// Epochs of `owner`'s shares that node `i` holds as its guardian.
 fn held_epochs(m: &Mesh, i: usize, owner_id: &str) -> Vec<u64> {
     record(m, i, owner_id)
-        .map(|x| {
-            x["holds_shares_epochs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|e| e.as_u64())
-                .collect()
-        })
+        .map(|x| x.holds_shares_epochs)
         .unwrap_or_default()
 }
 
@@ -99,15 +85,11 @@ fn a_name_two_members_share_is_refused_with_both_ids_and_the_id_works() {
         m.start(i).unwrap();
     }
     m.wait_for(Duration::from_secs(30), || {
-        Ok((0..5).all(|i| {
-            m.status(i)
-                .map(|v| v["members"].as_array().map(|a| a.len()) == Some(5))
-                .unwrap_or(false)
-        }))
+        Ok((0..5).all(|i| m.status(i).map(|v| v.members.len() == 5).unwrap_or(false)))
     })
     .unwrap();
-    assert!(record(&m, 2, &web1_a).unwrap()["name"] == "web1");
-    assert!(record(&m, 2, &web1_b).unwrap()["name"] == "web1");
+    assert!(record(&m, 2, &web1_a).unwrap().name == "web1");
+    assert!(record(&m, 2, &web1_b).unwrap().name == "web1");
 
     let st = m.cli_ok(2, &["status"]).unwrap();
     assert!(st.contains("2 members are named web1"), "{st}");
@@ -128,16 +110,14 @@ fn a_name_two_members_share_is_refused_with_both_ids_and_the_id_works() {
         }
         assert!(e.contains("guardian") && e.contains("active"), "{e}");
     }
-    assert_eq!(m.status(2).unwrap()["revoked"], serde_json::json!([]));
+    assert_eq!(m.status(2).unwrap().revoked, Vec::<String>::new());
     // By id, each acts on exactly the node meant.
     let out = m.cli_ok(2, &["deny", &web1_b]).unwrap();
     assert!(out.contains(&format!("denied {web1_b}")), "{out}");
     let out = m.cli_ok(2, &["revoke", &web1_a]).unwrap();
     assert!(out.contains(&web1_a), "{out}");
     m.wait_for(Duration::from_secs(10), || {
-        Ok(m.status(0)?["revoked"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|x| x == web1_a.as_str())))
+        Ok(m.status(0)?.revoked.contains(&web1_a))
     })
     .unwrap();
     assert!(record(&m, 0, &web1_b).is_some(), "the other web1 stays");
@@ -165,13 +145,8 @@ fn keyslots(img: &Path) -> Vec<String> {
         .args(["luksDump", "--dump-json-metadata", s(img)])
         .output()
         .unwrap();
-    let meta: Value = serde_json::from_slice(&dump.stdout).unwrap();
-    meta["keyslots"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect()
+    let meta: LuksDump = serde_json::from_slice(&dump.stdout).unwrap();
+    meta.keyslots.into_keys().collect()
 }
 
 /// What keyward's initramfs hook records after copying the boot key.
@@ -210,7 +185,7 @@ fn a_rebind_whose_deposit_fails_announces_no_new_boot_key_and_the_node_still_boo
     let d = m.dir(4).to_path_buf();
     let (img, pass) = (d.join("disk.img"), d.join("passphrase"));
     let me = id(&m, 4);
-    let before = record(&m, 0, &me).unwrap()["boot"].clone();
+    let before = record(&m, 0, &me).unwrap().boot;
     // one of the four guardians is down: the deposit cannot complete
     m.stop(3).unwrap();
     let o = m
@@ -236,7 +211,7 @@ fn a_rebind_whose_deposit_fails_announces_no_new_boot_key_and_the_node_still_boo
     // nothing changed in the mesh: the roster still has the old boot key
     std::thread::sleep(Duration::from_secs(1));
     for i in 0..3 {
-        assert_eq!(record(&m, i, &me).unwrap()["boot"], before, "node{i}");
+        assert_eq!(record(&m, i, &me).unwrap().boot, before, "node{i}");
         assert_eq!(held_epochs(&m, i, &me), [1], "node{i} dropped epoch 2");
     }
     assert!(d.join("boot.key.new").exists(), "kept for the next run");
@@ -257,7 +232,7 @@ fn rebind_with_a_new_boot_key_keeps_the_old_key_working_until_its_epoch_is_dropp
     let copied = d.join("copied-boot.key");
     std::fs::copy(&boot, &copied).unwrap();
     let me = id(&m, 4);
-    let before = record(&m, 0, &me).unwrap()["boot"].clone();
+    let before = record(&m, 0, &me).unwrap().boot;
     let out = m
         .cli(
             4,
@@ -278,7 +253,7 @@ fn rebind_with_a_new_boot_key_keeps_the_old_key_working_until_its_epoch_is_dropp
     assert!(!d.join("boot.key.new").exists());
     // the mesh learnt the new key (after the shares were held)
     m.wait_for(Duration::from_secs(10), || {
-        Ok((0..4).all(|i| record(&m, i, &me).is_some_and(|r| r["boot"] != before)))
+        Ok((0..4).all(|i| record(&m, i, &me).is_some_and(|r| r.boot != before)))
     })
     .unwrap();
     // status says what is left to do; retiring early is refused
@@ -377,6 +352,8 @@ fn an_interrupted_bind_is_noticed_listed_and_cleaned_by_keyward_epochs() {
     m.signal(3, libc::SIGSTOP).unwrap();
     let mut child = Command::new(&bins().keyward)
         .env("KEYWARD_CONFIG", d.join("keyward.toml"))
+        // a one-machine mesh, as `Mesh::cli` runs every other command
+        .env("KEYWARD_ALLOW_LOOPBACK", "true")
         .args(["bind", "--device", s(&img2), "--key-file", s(&pass)])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

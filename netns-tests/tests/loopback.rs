@@ -36,10 +36,8 @@ fn five_nodes_join_and_converge_and_revocation_spreads() {
         Ok((0..4).all(|i| m.members(i).map(|v| v.len() == 4).unwrap_or(false)))
     })
     .unwrap();
-    m.wait_for(Duration::from_secs(10), || {
-        Ok(m.status(4)?["node"]["revoked"] == true)
-    })
-    .unwrap();
+    m.wait_for(Duration::from_secs(10), || Ok(m.status(4)?.node.revoked))
+        .unwrap();
     // a revoked node cannot invite
     let e = m.cli(4, &["invite"]).unwrap();
     assert!(!e.status.success());
@@ -105,8 +103,11 @@ fn a_killed_daemon_restarts_with_its_state_and_rejoins() {
     m.start(2).unwrap();
     m.converge(Duration::from_secs(20)).unwrap();
     let v = m.status(2).unwrap();
-    assert_eq!(v["mesh"]["name"], "test");
-    assert_eq!(v["members"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        v.mesh.as_ref().and_then(|m| m.name.as_deref()),
+        Some("test")
+    );
+    assert_eq!(v.members.len(), 3);
 }
 
 /// A formed mesh of 5 where node 4 has bound its image 3-of-4.
@@ -150,17 +151,10 @@ fn reboot_within_timeout_unlocks_and_the_running_owner_is_refused_with_an_alert(
     assert!(!o.status.success());
     assert!(stderr(&o).contains("the owner is up"), "{}", stderr(&o));
     m.wait_for(Duration::from_secs(5), || {
-        Ok((0..4).all(|i| {
-            m.status(i)
-                .map(|v| v["alerts"].as_array().is_some_and(|a| !a.is_empty()))
-                .unwrap_or(false)
-        }))
+        Ok((0..4).all(|i| m.status(i).map(|v| !v.alerts.is_empty()).unwrap_or(false)))
     })
     .unwrap();
-    let alert = m.status(0).unwrap()["alerts"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let alert = m.status(0).unwrap().alerts[0].text.clone();
     assert!(alert.contains("may have been copied"), "{alert}");
     // a clean reboot: SIGTERM says goodbye, the initramfs asks at once
     m.stop(4).unwrap();
@@ -198,11 +192,7 @@ fn lockdown_refuses_and_lift_restores() {
     m.stop(4).unwrap();
     m.cli_ok(2, &["lockdown"]).unwrap();
     m.wait_for(Duration::from_secs(5), || {
-        Ok((0..4).all(|i| {
-            m.status(i)
-                .map(|v| !v["lockdown"].is_null())
-                .unwrap_or(false)
-        }))
+        Ok((0..4).all(|i| m.status(i).map(|v| v.lockdown.is_some()).unwrap_or(false)))
     })
     .unwrap();
     let o = m.unlock(4, "1s").unwrap();
@@ -219,11 +209,7 @@ fn lockdown_refuses_and_lift_restores() {
     );
     m.cli_ok(3, &["lockdown", "--lift"]).unwrap();
     m.wait_for(Duration::from_secs(5), || {
-        Ok((0..4).all(|i| {
-            m.status(i)
-                .map(|v| v["lockdown"].is_null())
-                .unwrap_or(false)
-        }))
+        Ok((0..4).all(|i| m.status(i).map(|v| v.lockdown.is_none()).unwrap_or(false)))
     })
     .unwrap();
     let o = m.unlock(4, "10s").unwrap();
@@ -401,11 +387,7 @@ fn below_threshold_fails_clearly_then_succeeds_when_a_guardian_returns() {
 fn a_tampered_share_is_named_and_the_unlock_uses_the_others() {
     let Some(mut m) = bound() else { return };
     m.stop(4).unwrap();
-    let node0: keyward_node::identity::NodeId = m.status(0).unwrap()["node"]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let node0: keyward_node::identity::NodeId = m.status(0).unwrap().node.id.parse().unwrap();
     // guardian node0 corrupts what it holds for node4 (offline edit of its db)
     m.stop(0).unwrap();
     {
@@ -478,29 +460,14 @@ fn rebind_moves_to_a_new_epoch_and_unbind_removes_everything() {
         .args(["luksDump", "--dump-json-metadata", img_s])
         .output()
         .unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
-    assert_eq!(
-        meta["keyslots"].as_object().unwrap().len(),
-        2,
-        "passphrase + one keyward slot"
-    );
+    let meta: keyward_netns_tests::LuksDump = serde_json::from_slice(&dump.stdout).unwrap();
+    assert_eq!(meta.keyslots.len(), 2, "passphrase + one keyward slot");
     m.wait_for(Duration::from_secs(5), || {
         let held: Vec<Vec<u64>> = (0..4)
             .map(|i| {
                 let v = m.status(i).unwrap();
-                let me = v["members"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|x| x["name"] == "node4")
-                    .unwrap()
-                    .clone();
-                me["holds_shares_epochs"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e.as_u64().unwrap())
-                    .collect()
+                let me = v.member_named("node4").unwrap().clone();
+                me.holds_shares_epochs
             })
             .collect();
         Ok(held.iter().filter(|h| h.as_slice() == [2]).count() == 3
@@ -565,14 +532,8 @@ fn refresh_follows_a_guardian_that_moved() {
     m.converge(Duration::from_secs(20)).unwrap();
     m.wait_for(Duration::from_secs(10), || {
         let v = m.status(4)?;
-        let n0 = v["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["name"] == "node0")
-            .unwrap()
-            .clone();
-        Ok(n0["addrs"].to_string().contains(&port.to_string()))
+        let n0 = v.member_named("node0").unwrap().clone();
+        Ok(n0.addrs.iter().any(|a| a.contains(&port.to_string())))
     })
     .unwrap();
     let out = m.cli_ok(4, &["refresh"]).unwrap();
@@ -595,14 +556,7 @@ fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
     m.cli_ok(3, &["join", token.trim()]).unwrap();
     m.converge(Duration::from_secs(20)).unwrap();
     let v = m.status(0).unwrap();
-    let role = |name: &str| {
-        v["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["name"] == name)
-            .map(|x| x["role"].clone())
-    };
+    let role = |name: &str| v.member_named(name).map(|x| x.role.to_string());
     assert_eq!(role("node3"), Some("auditor".into()), "{v}");
     assert_eq!(role("node1"), Some("guardian".into()), "{v}");
     // it can make things stricter, not looser, and does not invite
@@ -619,11 +573,7 @@ fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
     );
     m.cli_ok(3, &["lockdown"]).unwrap();
     m.wait_for(Duration::from_secs(5), || {
-        Ok((0..4).all(|i| {
-            m.status(i)
-                .map(|s| !s["lockdown"].is_null())
-                .unwrap_or(false)
-        }))
+        Ok((0..4).all(|i| m.status(i).map(|s| s.lockdown.is_some()).unwrap_or(false)))
     })
     .unwrap();
     m.cli_ok(1, &["lockdown", "--lift"]).unwrap();
@@ -641,19 +591,8 @@ fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
 /// Epochs of `owner`'s shares that node `i` holds as its guardian.
 fn held_epochs(m: &Mesh, i: usize, owner: &str) -> Vec<u64> {
     let v = m.status(i).unwrap();
-    v["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == owner)
-        .map(|x| {
-            x["holds_shares_epochs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|e| e.as_u64())
-                .collect()
-        })
+    v.member_named(owner)
+        .map(|x| x.holds_shares_epochs.clone())
         .unwrap_or_default()
 }
 
@@ -729,7 +668,7 @@ fn two_disks_of_one_node_keep_their_shares_apart() {
 fn a_lockdown_outlives_its_issuers_revocation_and_a_restart() {
     let mut m = formed(4);
     m.cli_ok(3, &["lockdown"]).unwrap();
-    let locked = |m: &Mesh, i: usize| m.status(i).map(|v| !v["lockdown"].is_null());
+    let locked = |m: &Mesh, i: usize| m.status(i).map(|v| v.lockdown.is_some());
     m.wait_for(Duration::from_secs(10), || {
         Ok((0..3).all(|i| locked(&m, i).unwrap_or(false)))
     })

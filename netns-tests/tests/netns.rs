@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
 use keyward_netns_tests::{lab_or_skip, or_skip, report_skip, Lab, Skip};
-use serde_json::Value;
+use keyward_node::control::{AlertStatus, MemberStatus};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -150,18 +150,10 @@ fn assert_refused(o: &Output, who: &str, needles: &[&str]) {
 /// Guardian `g`'s recent release decisions about `owner`: (released, rule, reason).
 fn decisions(m: &Mesh, g: usize, owner: &str) -> Vec<(bool, String, String)> {
     let v = m.status_direct(g).unwrap();
-    v["decisions"]
-        .as_array()
+    v.decisions
         .into_iter()
-        .flatten()
-        .filter(|d| d["owner"] == owner)
-        .map(|d| {
-            (
-                d["released"].as_bool().unwrap_or(false),
-                d["rule"].as_str().unwrap_or_default().to_string(),
-                d["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+        .filter(|d| d.owner == owner)
+        .map(|d| (d.released, d.rule, d.reason))
         .collect()
 }
 
@@ -186,21 +178,18 @@ fn latest_stranger_rule(m: &Mesh, gs: &[usize], owner: &str, rule: &str) -> Vec<
         .copied()
         .filter(|&g| {
             let v = m.status_direct(g).unwrap();
-            v["strangers"]["last_owner"] == owner && v["strangers"]["last_rule"] == rule
+            v.strangers.last_owner.as_deref() == Some(owner)
+                && v.strangers.last_rule.as_deref() == Some(rule)
         })
         .collect()
 }
 
 /// Status member entry `name` as seen by node `i`.
-fn member(m: &Mesh, i: usize, name: &str) -> Value {
+fn member(m: &Mesh, i: usize, name: &str) -> MemberStatus {
     let v = m.status_direct(i).unwrap();
-    v["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|x| x["name"] == name)
+    v.member_named(name)
         .cloned()
-        .unwrap_or(Value::Null)
+        .unwrap_or_else(|| panic!("node{i} has no member {name}: {v}"))
 }
 
 /// The nodes of scenario 1 (and 8): 6, so each node's image is guarded
@@ -244,17 +233,12 @@ fn nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle: Dura
         for j in (0..n).filter(|&j| j != i) {
             let x = member(m, i, &format!("node{j}"));
             let want = format!("/ip4/{}/tcp/7300", lab.node(j).addr());
-            let addrs: Vec<&str> = x["addrs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.as_str())
-                .collect();
+            let addrs: Vec<&str> = x.addrs.iter().map(String::as_str).collect();
             assert!(
                 addrs.contains(&want.as_str()),
                 "node{i} sees node{j} at {addrs:?}"
             );
-            assert_eq!(x["up"], true, "node{i} sees node{j}: {x}");
+            assert!(x.up, "node{i} sees node{j}: {x}");
         }
     }
     let split = format!("3-of-{}", n - 1);
@@ -301,10 +285,10 @@ fn nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle: Dura
         m.converge(settle).unwrap();
     }
     for i in 0..n {
-        let alerts = m.status_direct(i).unwrap()["alerts"].clone();
+        let alerts = m.status_direct(i).unwrap().alerts;
         assert_eq!(
             alerts,
-            serde_json::json!([]),
+            Vec::<AlertStatus>::new(),
             "node{i}: alerts after clean reboots"
         );
     }
@@ -316,12 +300,7 @@ fn nodes_reboot_each(lab: &Lab, m: &mut Mesh, unlock_timeout: &str, settle: Dura
 /// outside the lab.
 fn assert_mdns_found_everyone(lab: &Lab, m: &Mesh, n: usize) {
     let ids: Vec<String> = (0..n)
-        .map(|j| {
-            m.status_direct(j).unwrap()["node"]["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|j| m.status_direct(j).unwrap().node.id)
         .collect();
     for i in 0..n {
         let log = m.log(i);
@@ -396,11 +375,8 @@ fn a_seized_node_booted_on_the_network_is_refused_until_approved() {
     std::thread::sleep(Duration::from_millis(7500));
     for g in 0..4 {
         let x = member(&m, g, "node4");
-        assert_eq!(x["up"], false, "node{g}: {x}");
-        assert!(
-            x["last_seen_ms_ago"].as_u64().unwrap() > 6000,
-            "node{g}: {x}"
-        );
+        assert!(!x.up, "node{g}: {x}");
+        assert!(x.last_seen_ms_ago.unwrap() > 6000, "node{g}: {x}");
     }
     // the thief boots it on the same network
     lab.link_up(4).unwrap();
@@ -455,17 +431,13 @@ fn a_copied_boot_key_is_refused_while_its_node_runs_and_alerts_everyone() {
     let want = "boot key of node4 used while node4 is running: it may have been copied";
     m.wait_for(Duration::from_secs(5), || {
         Ok((0..5).all(|i| {
-            m.status_direct(i).is_ok_and(|v| {
-                v["alerts"].as_array().is_some_and(|a| {
-                    a.iter()
-                        .any(|x| x["text"].as_str().unwrap_or("").contains(want))
-                })
-            })
+            m.status_direct(i)
+                .is_ok_and(|v| v.alerts.iter().any(|x| x.text.contains(want)))
         }))
     })
     .unwrap_or_else(|e| {
         for i in 0..5 {
-            eprintln!("node{i} alerts: {}", m.status_direct(i).unwrap()["alerts"]);
+            eprintln!("node{i} alerts: {:?}", m.status_direct(i).unwrap().alerts);
         }
         panic!("not every member raised the alert: {e}")
     });
@@ -475,11 +447,12 @@ fn a_copied_boot_key_is_refused_while_its_node_runs_and_alerts_everyone() {
     );
     // each member shows it once, however many times the thief retried
     for i in 0..5 {
-        let n = m.status_direct(i).unwrap()["alerts"]
-            .as_array()
+        let n = m
+            .status_direct(i)
             .unwrap()
+            .alerts
             .iter()
-            .filter(|x| x["text"].as_str().unwrap_or("").contains(want))
+            .filter(|x| x.text.contains(want))
             .count();
         assert_eq!(n, 1, "node{i} alerts");
     }
@@ -527,14 +500,14 @@ fn after_a_whole_mesh_outage_a_person_restarts_three_and_approves_the_rest() {
     // fast the machine formed the mesh: nobody is left with no one to dial.
     for i in 0..3 {
         let v = m.status_direct(i).unwrap();
-        for peer in v["members"].as_array().unwrap() {
-            if peer["me"] == true {
+        for peer in &v.members {
+            if peer.me {
                 continue;
             }
             assert!(
-                peer["addrs"].as_array().is_some_and(|a| !a.is_empty()),
+                !peer.addrs.is_empty(),
                 "node{i} restarted without an address for {}: {v}",
-                peer["name"]
+                peer.name
             );
         }
     }
@@ -734,10 +707,9 @@ fn lockdown_from_any_node_reaches_every_node_within_a_second_and_lift_restores()
     let spread = |m: &Mesh, on: bool| -> Duration {
         let t = Instant::now();
         m.wait_for(Duration::from_secs(5), || {
-            Ok(all.iter().all(|&i| {
-                m.status_direct(i)
-                    .is_ok_and(|v| v["lockdown"].is_null() != on)
-            }))
+            Ok(all
+                .iter()
+                .all(|&i| m.status_direct(i).is_ok_and(|v| v.lockdown.is_none() != on)))
         })
         .unwrap_or_else(|e| panic!("lockdown {on} not everywhere: {e}"));
         t.elapsed()
@@ -761,8 +733,8 @@ fn lockdown_from_any_node_reaches_every_node_within_a_second_and_lift_restores()
         for i in all {
             let v = m.status_direct(i).unwrap();
             assert_eq!(
-                v["lockdown"]["by_name"],
-                format!("node{on_from}"),
+                v.lockdown.as_ref().and_then(|l| l.by_name.clone()),
+                Some(format!("node{on_from}")),
                 "node{i}"
             );
         }

@@ -17,7 +17,6 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, mdns, ping, Multiaddr, PeerId, Swarm};
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -26,7 +25,10 @@ use tracing::{debug, info, warn};
 use crate::addr_book::AddrBook;
 use crate::codec;
 use crate::config::Config;
-use crate::control::{CtlRequest, CtlResponse, MAX_LINE};
+use crate::control::{
+    self, AdminSent, CtlError, CtlReply, CtlRequest, CtlResponse, GuardianAnswer, GuardianResults,
+    Invited, Joined, Revoked, Status, MAX_LINE,
+};
 use crate::guardian::{self, Action, Event, Guardian, Millis, OwnerState};
 use crate::identity::{BootKey, NodeId, NodeKey, Sig};
 use crate::keyfile::KeyFile;
@@ -131,8 +133,8 @@ enum Pending {
 struct Fanout {
     reply: oneshot::Sender<CtlResponse>,
     waiting: usize,
-    /// Per guardian: "ok", why not, or an answer's data.
-    results: BTreeMap<String, serde_json::Value>,
+    /// Per guardian id: its answer.
+    results: BTreeMap<String, GuardianAnswer>,
 }
 
 type CtlMsg = (CtlRequest, oneshot::Sender<CtlResponse>);
@@ -1008,52 +1010,51 @@ impl Daemon {
                 let resp = match r {
                     Ok(Response::Joined { ops }) => {
                         if ops.first().map(|o| o.body.mesh()) != Some(mesh) {
-                            CtlResponse::err(
-                                "the inviter answered for another mesh than the token names",
-                            )
+                            CtlResponse::from(CtlError::InviterWrongMesh)
                         } else {
                             self.merge_ops(ops);
                             if self.roster.is_active(&self.me.id) {
                                 self.peers.reset_backoff();
                                 self.send_sync(peer);
-                                CtlResponse::ok(json!({
-                                    "mesh": self.roster.mesh().map(|m| m.to_string()),
-                                    "mesh_name": self.roster.mesh_name(),
-                                    "members": self.roster.members().count(),
+                                CtlResponse::Ok(CtlReply::Joined(Joined {
+                                    mesh: self.roster.mesh().map(|m| m.to_string()),
+                                    mesh_name: self.roster.mesh_name().map(String::from),
+                                    members: self.roster.members().count(),
                                 }))
                             } else {
-                                CtlResponse::err(
-                                    "the inviter answered but this node is not in its roster",
-                                )
+                                CtlResponse::from(CtlError::NotAdmitted)
                             }
                         }
                     }
                     Ok(Response::Refused { reason }) => {
-                        CtlResponse::err(format!("join refused by the inviter: {reason}"))
+                        CtlResponse::from(CtlError::JoinRefused { reason })
                     }
-                    Ok(_) => CtlResponse::err("unexpected answer from the inviter"),
-                    Err(e) => {
-                        CtlResponse::err(format!("could not reach the inviter ({peer}): {e}"))
-                    }
+                    Ok(_) => CtlResponse::from(CtlError::InviterConfused),
+                    Err(reason) => CtlResponse::from(CtlError::InviterUnreachable {
+                        peer: peer.to_string(),
+                        reason,
+                    }),
                 };
                 let _ = reply.send(resp);
             }
             Pending::Fanout { batch, guardian } => {
                 let res = match r {
-                    Ok(Response::Ack) => json!("ok"),
-                    Ok(Response::Held { epochs }) => json!({ "held": epochs }),
-                    Ok(Response::Refused { reason }) => json!(format!("refused: {reason}")),
-                    Ok(_) => json!("unexpected answer"),
-                    Err(e) => json!(format!("unreachable: {e}")),
+                    Ok(Response::Ack) => GuardianAnswer::Ok,
+                    Ok(Response::Held { epochs }) => GuardianAnswer::Held { epochs },
+                    Ok(Response::Refused { reason }) => GuardianAnswer::Refused { reason },
+                    Ok(_) => GuardianAnswer::Unexpected,
+                    Err(reason) => GuardianAnswer::Unreachable { reason },
                 };
                 if let Some(f) = self.fanouts.get_mut(&batch) {
                     f.results.insert(guardian.to_string(), res);
                     f.waiting -= 1;
                     if f.waiting == 0 {
                         let f = self.fanouts.remove(&batch).expect("present");
-                        let _ = f
-                            .reply
-                            .send(CtlResponse::ok(json!({ "results": f.results })));
+                        let _ =
+                            f.reply
+                                .send(CtlResponse::Ok(CtlReply::Guardians(GuardianResults {
+                                    results: f.results,
+                                })));
                     }
                 }
             }
@@ -1202,74 +1203,122 @@ impl Daemon {
 
     fn on_control(&mut self, req: CtlRequest, reply: oneshot::Sender<CtlResponse>) {
         let r = match req {
-            CtlRequest::Status => Ok(self.status()),
-            CtlRequest::Invite { role, expires_secs } => self.invite(role, expires_secs),
+            CtlRequest::Status => Ok(CtlReply::Status(Box::new(self.status()))),
+            CtlRequest::Invite { role, expires_secs } => {
+                self.invite(role, expires_secs).map(CtlReply::Invited)
+            }
             CtlRequest::Join { token } => return self.join(token, reply),
             CtlRequest::Revoke {
                 who,
                 cascade,
                 reason,
-            } => self.revoke(&who, cascade, reason),
-            CtlRequest::Approve { who } => {
-                self.admin_about(&who, |owner| AdminKind::Approve { owner })
-            }
-            CtlRequest::Deny { who } => self.admin_about(&who, |owner| AdminKind::Deny { owner }),
-            CtlRequest::Lockdown => self.admin(AdminKind::Lockdown),
-            CtlRequest::Lift => self.admin(AdminKind::Lift),
+            } => self.revoke(&who, cascade, reason).map(CtlReply::Revoked),
+            CtlRequest::Approve { who } => self
+                .admin_about(&who, |owner| AdminKind::Approve { owner })
+                .map(CtlReply::Admin),
+            CtlRequest::Deny { who } => self
+                .admin_about(&who, |owner| AdminKind::Deny { owner })
+                .map(CtlReply::Admin),
+            CtlRequest::Lockdown => self.admin(AdminKind::Lockdown).map(CtlReply::Admin),
+            CtlRequest::Lift => self.admin(AdminKind::Lift).map(CtlReply::Admin),
             CtlRequest::Deposit { envelopes } => return self.deposit(envelopes, reply),
-            CtlRequest::Rekey { sign, seal } => self.rekey(&sign, &seal),
+            CtlRequest::Rekey { sign, seal } => {
+                self.rekey(&sign, &seal).map(|()| CtlReply::Rekeyed)
+            }
             CtlRequest::Drop { epochs, guardians } => {
                 return self.drop_epochs(epochs, guardians, reply)
             }
             CtlRequest::Held => return self.held(reply),
         };
-        let _ = reply.send(match r {
-            Ok(v) => CtlResponse::ok(v),
-            Err(e) => CtlResponse::err(e),
-        });
+        let _ = reply.send(CtlResponse::from(r));
     }
 
-    fn status(&self) -> serde_json::Value {
+    fn status(&self) -> Status {
         let now = now_ms();
-        let members: Vec<_> = self
+        let members = self
             .roster
             .members()
             .map(|m| {
                 let p = m.id.peer_id();
-                let held = self.guardian.owner(&m.id).map(|s| s.envelopes.keys().copied().collect::<Vec<_>>()).unwrap_or_default();
-                json!({
-                    "id": m.id.to_string(),
-                    "name": m.name,
-                    "role": m.role.to_string(),
-                    "boot": hex::encode(m.boot.sign),
-                    "me": m.id == self.me.id,
-                    "connected": m.id == self.me.id || p.is_some_and(|p| self.peers.is_connected(&p)),
-                    "addrs": p.map(|p| self.book.confirmed(&p)).unwrap_or_default(),
-                    "last_seen_ms_ago": self.peers.last_seen(&m.id).map(|t| now.saturating_sub(t)),
-                    "holds_shares_epochs": held,
-                    "up": self.guardian.is_up(&m.id, now),
-                })
+                let held = self
+                    .guardian
+                    .owner(&m.id)
+                    .map(|s| s.envelopes.keys().copied().collect::<Vec<_>>())
+                    .unwrap_or_default();
+                control::MemberStatus {
+                    id: m.id.to_string(),
+                    name: m.name.clone(),
+                    role: m.role,
+                    boot: hex::encode(m.boot.sign),
+                    me: m.id == self.me.id,
+                    connected: m.id == self.me.id || p.is_some_and(|p| self.peers.is_connected(&p)),
+                    addrs: p.map(|p| self.book.confirmed(&p)).unwrap_or_default(),
+                    last_seen_ms_ago: self.peers.last_seen(&m.id).map(|t| now.saturating_sub(t)),
+                    holds_shares_epochs: held,
+                    up: self.guardian.is_up(&m.id, now),
+                }
             })
             .collect();
-        let lock = self.guardian.lockdown().map(|l| {
-            json!({"by": l.by.to_string(), "by_name": self.roster.member(&l.by).map(|m| m.name.clone()), "since_ms_ago": now.saturating_sub(l.at)})
+        let lockdown = self.guardian.lockdown().map(|l| control::LockdownStatus {
+            by: l.by.to_string(),
+            by_name: self.roster.member(&l.by).map(|m| m.name.clone()),
+            since_ms_ago: now.saturating_sub(l.at),
         });
-        json!({
-            "node": { "id": self.me.id.to_string(), "name": self.me.name, "active": self.roster.is_active(&self.me.id), "revoked": self.roster.is_revoked(&self.me.id) },
-            "mesh": self.roster.mesh().map(|m| json!({"id": m.to_string(), "name": self.roster.mesh_name(), "founder": self.roster.founder().map(|f| f.to_string()), "digest": hex::encode(self.roster.digest())})),
-            "listen": self.listen.iter().map(|a| format!("{a}/p2p/{}", self.peer_id())).collect::<Vec<_>>(),
-            "lockdown": lock,
-            "members": members,
-            "revoked": self.roster.revoked().map(|r| r.to_string()).collect::<Vec<_>>(),
-            "strangers": self.strangers_status(now),
-            "alerts": self.admin.alerts().map(|(t, s)| json!({"at_ms": t, "text": s})).collect::<Vec<_>>(),
-            "decisions": self.decisions.newest().take(20).map(|d| json!({"at_ms": d.at, "owner": self.roster.member(&d.owner).map(|m| m.name.clone()).unwrap_or_else(|| d.owner.to_string()), "released": d.released, "rule": d.rule, "reason": d.reason})).collect::<Vec<_>>(),
-            "policy": self.guardian.policy(),
-            "clock": { "sane": now >= self.guardian.clock_floor(), "behind_ms": self.guardian.clock_floor().saturating_sub(now) },
-        })
+        Status {
+            node: control::NodeStatus {
+                id: self.me.id.to_string(),
+                name: self.me.name.clone(),
+                active: self.roster.is_active(&self.me.id),
+                revoked: self.roster.is_revoked(&self.me.id),
+            },
+            mesh: self.roster.mesh().map(|m| control::MeshStatus {
+                id: m.to_string(),
+                name: self.roster.mesh_name().map(String::from),
+                founder: self.roster.founder().map(|f| f.to_string()),
+                digest: hex::encode(self.roster.digest()),
+            }),
+            listen: self
+                .listen
+                .iter()
+                .map(|a| format!("{a}/p2p/{}", self.peer_id()))
+                .collect(),
+            lockdown,
+            members,
+            revoked: self.roster.revoked().map(|r| r.to_string()).collect(),
+            strangers: self.strangers_status(now),
+            alerts: self
+                .admin
+                .alerts()
+                .map(|(t, s)| control::AlertStatus {
+                    at_ms: *t,
+                    text: s.clone(),
+                })
+                .collect(),
+            decisions: self
+                .decisions
+                .newest()
+                .take(20)
+                .map(|d| control::DecisionStatus {
+                    at_ms: d.at,
+                    owner: self
+                        .roster
+                        .member(&d.owner)
+                        .map(|m| m.name.clone())
+                        .unwrap_or_else(|| d.owner.to_string()),
+                    released: d.released,
+                    rule: d.rule.clone(),
+                    reason: d.reason.clone(),
+                })
+                .collect(),
+            policy: *self.guardian.policy(),
+            clock: control::ClockStatus {
+                sane: now >= self.guardian.clock_floor(),
+                behind_ms: self.guardian.clock_floor().saturating_sub(now),
+            },
+        }
     }
 
-    fn invite(&mut self, role: Role, expires_secs: u64) -> Result<serde_json::Value, String> {
+    fn invite(&mut self, role: Role, expires_secs: u64) -> Result<Invited, CtlError> {
         let mut secret = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
         let mut addrs: Vec<String> = self
@@ -1299,33 +1348,34 @@ impl Daemon {
         let t = self
             .store
             .tree::<InviteRecord>(TreeName::Invites)
-            .map_err(|e| e.to_string())?;
-        t.put(&inv.id(), &record).map_err(|e| e.to_string())?;
-        self.store.flush().map_err(|e| e.to_string())?;
+            .map_err(|e| CtlError::Store(e.to_string()))?;
+        t.put(&inv.id(), &record)
+            .map_err(|e| CtlError::Store(e.to_string()))?;
+        self.store
+            .flush()
+            .map_err(|e| CtlError::Store(e.to_string()))?;
         info!(role = %role, expires_in_s = expires_secs, "invite issued");
-        Ok(json!({ "token": inv.to_token(), "expires_unix": expires, "role": role.to_string() }))
+        Ok(Invited {
+            token: inv.to_token(),
+            expires_unix: expires,
+            role,
+        })
     }
 
     fn join(&mut self, token: String, reply: oneshot::Sender<CtlResponse>) {
         let inv = match Invite::from_token(&token) {
             Ok(i) => i,
-            Err(e) => return drop(reply.send(CtlResponse::err(e))),
+            Err(e) => return drop(reply.send(CtlError::BadToken(e).into())),
         };
         if let Some(m) = self.roster.mesh() {
-            let msg = if m == inv.mesh {
-                "this node is already in that mesh"
-            } else {
-                "this node is already in another mesh"
-            };
-            return drop(reply.send(CtlResponse::err(msg)));
+            let same = m == inv.mesh;
+            return drop(reply.send(CtlError::AlreadyInMesh { same }.into()));
         }
         if inv.expires < now_ms() / 1000 {
-            return drop(reply.send(CtlResponse::err(
-                "this invite has expired; ask for a new one: keyward invite",
-            )));
+            return drop(reply.send(CtlError::InviteExpired.into()));
         }
         let Some(p) = inv.inviter.peer_id() else {
-            return drop(reply.send(CtlResponse::err("the invite names an invalid inviter")));
+            return drop(reply.send(CtlError::InvalidInviter.into()));
         };
         for a in inv.addrs.iter().take(crate::addr_book::MAX_PINNED) {
             if let Ok(ma) = a.parse::<Multiaddr>() {
@@ -1360,21 +1410,16 @@ impl Daemon {
     /// An active member by id or name, else any node ever admitted (to
     /// revoke one that is already out). A name that fits several nodes
     /// is refused with the candidates listed, never resolved by order.
-    fn find(&self, who: &str) -> Result<NodeId, String> {
+    fn find(&self, who: &str) -> Result<NodeId, CtlError> {
         use crate::lookup::FindError;
         match self.roster.find(who) {
             Ok(id) => Ok(id),
-            Err(FindError::NotFound(_)) => self.roster.find_any(who).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(FindError::NotFound(_)) => Ok(self.roster.find_any(who)?),
+            Err(e) => Err(e.into()),
         }
     }
 
-    fn revoke(
-        &mut self,
-        who: &str,
-        cascade: bool,
-        reason: String,
-    ) -> Result<serde_json::Value, String> {
+    fn revoke(&mut self, who: &str, cascade: bool, reason: String) -> Result<Revoked, CtlError> {
         let node = self.find(who)?;
         let membership::Revocation {
             ops,
@@ -1394,63 +1439,64 @@ impl Daemon {
         for op in ops {
             self.publish(Gossip::Op(op));
         }
-        Ok(
-            json!({ "revoked": node.to_string(), "re_endorsed": endorsed, "dropped": dropped, "revocations_kept": re_signed }),
-        )
+        Ok(Revoked {
+            revoked: node.to_string(),
+            re_endorsed: endorsed,
+            dropped,
+            revocations_kept: re_signed,
+        })
     }
 
-    fn rekey(&mut self, sign: &str, seal: &str) -> Result<serde_json::Value, String> {
-        let key = |h: &str| -> Result<[u8; 32], String> {
+    fn rekey(&mut self, sign: &str, seal: &str) -> Result<(), CtlError> {
+        let key = |h: &str| -> Result<[u8; 32], CtlError> {
             let mut b = [0u8; 32];
-            hex::decode_to_slice(h, &mut b)
-                .map_err(|_| "boot public keys must be 64 hex digits".to_string())?;
+            hex::decode_to_slice(h, &mut b).map_err(|_| CtlError::BadBootKey)?;
             Ok(b)
         };
         let boot = crate::identity::BootPublic {
             sign: key(sign)?,
             seal: key(seal)?,
         };
-        let op = membership::rekey(&self.roster, &self.key, boot.clone())?;
+        let op =
+            membership::rekey(&self.roster, &self.key, boot.clone()).ok_or(CtlError::NotInMesh)?;
         self.merge_ops(vec![op.clone()]);
         self.publish(Gossip::Op(op));
         self.me.boot = boot;
         info!("boot key replaced in the roster");
-        Ok(json!({ "rekeyed": true }))
+        Ok(())
     }
 
     fn admin_about(
         &mut self,
         who: &str,
         kind: impl Fn(NodeId) -> AdminKind,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<AdminSent, CtlError> {
         let owner = self.roster.find(who).map_err(|e| match e {
-            crate::lookup::FindError::NotFound(_) => {
-                format!("no active member named `{who}` (see `keyward peers`)")
-            }
-            e => e.to_string(),
+            crate::lookup::FindError::NotFound(_) => CtlError::NoActiveMember { who: who.into() },
+            e => e.into(),
         })?;
         let kind = kind(owner);
         let approve = matches!(kind, AdminKind::Approve { .. });
         let up = approve && self.guardian.is_up(&owner, now_ms());
         let mut v = self.admin(kind)?;
         if approve {
-            v["approvals_needed"] = json!(self.guardian.policy().approvals);
+            v.approvals_needed = Some(self.guardian.policy().approvals);
         }
         if up {
-            v["warning"] = json!(format!(
+            v.warning = Some(format!(
                 "{who} is up right now: an approval ends when its owner proves it is alive, so this one is void; approve once {who} is down and asking for its key"
             ));
         }
         Ok(v)
     }
 
-    fn admin(&mut self, kind: AdminKind) -> Result<serde_json::Value, String> {
-        let mesh = self.roster.mesh().ok_or("not in a mesh")?;
+    fn admin(&mut self, kind: AdminKind) -> Result<AdminSent, CtlError> {
+        let mesh = self.roster.mesh().ok_or(CtlError::NotInMesh)?;
         let role = self.roster.member(&self.me.id).map(|m| m.role);
         if matches!(kind, AdminKind::Approve { .. } | AdminKind::Lift)
             && role != Some(Role::Guardian)
         {
-            return Err("this node is not an active guardian: auditors can deny and lock down, but approving and lifting a lockdown are done on a guardian".into());
+            return Err(CtlError::NotGuardian);
         }
         let m = AdminMsg::sign(
             AdminBody {
@@ -1463,7 +1509,7 @@ impl Daemon {
         );
         self.apply_admin(m.clone());
         self.publish(Gossip::Admin(m));
-        Ok(json!({ "sent": true }))
+        Ok(AdminSent::default())
     }
 
     fn deposit(&mut self, envelopes: Vec<String>, reply: oneshot::Sender<CtlResponse>) {
@@ -1475,10 +1521,8 @@ impl Daemon {
                 .and_then(|b| codec::decode::<ShareEnvelope>(&b).map_err(|e| e.to_string()));
             match decoded {
                 Ok(env) if env.body.owner == self.me.id => envs.push(env),
-                Ok(_) => {
-                    return drop(reply.send(CtlResponse::err("envelope not made by this node")))
-                }
-                Err(e) => return drop(reply.send(CtlResponse::err(format!("bad envelope: {e}")))),
+                Ok(_) => return drop(reply.send(CtlError::ForeignEnvelope.into())),
+                Err(e) => return drop(reply.send(CtlError::BadEnvelope(e).into())),
             }
         }
         let mut refused = BTreeMap::new();
@@ -1488,7 +1532,9 @@ impl Daemon {
             if g == self.me.id {
                 refused.insert(
                     g.to_string(),
-                    "refused: a node cannot guard its own share".into(),
+                    GuardianAnswer::Refused {
+                        reason: "a node cannot guard its own share".into(),
+                    },
                 );
             } else {
                 requests.push((g, Request::Deposit(Box::new(env))));
@@ -1535,7 +1581,7 @@ impl Daemon {
     fn fan_out(
         &mut self,
         requests: Vec<(NodeId, Request)>,
-        results: BTreeMap<String, serde_json::Value>,
+        results: BTreeMap<String, GuardianAnswer>,
         reply: oneshot::Sender<CtlResponse>,
     ) {
         let batch = self.next_batch;
@@ -1555,7 +1601,9 @@ impl Daemon {
         if f.waiting == 0 {
             let _ = f
                 .reply
-                .send(CtlResponse::ok(json!({ "results": f.results })));
+                .send(CtlResponse::Ok(CtlReply::Guardians(GuardianResults {
+                    results: f.results,
+                })));
         } else {
             self.fanouts.insert(batch, f);
         }
@@ -1630,10 +1678,10 @@ async fn control_conn(s: UnixStream, tx: mpsc::Sender<CtlMsg>) -> anyhow::Result
             tx.send((req, otx)).await?;
             match tokio::time::timeout(Duration::from_secs(60), orx).await {
                 Ok(Ok(r)) => r,
-                _ => CtlResponse::err("keywardd gave no answer in time"),
+                _ => CtlError::DaemonBusy.into(),
             }
         }
-        Err(e) => CtlResponse::err(format!("bad control request: {e}")),
+        Err(e) => CtlError::BadRequest(e.to_string()).into(),
     };
     let mut out = serde_json::to_vec(&resp)?;
     out.push(b'\n');

@@ -7,34 +7,21 @@ mod common;
 
 use std::time::Duration;
 
-use serde_json::Value;
+use keyward_node::control::{MemberStatus, Status};
 
-use common::{free_port, Node};
+use common::{free_port, json, Node};
 
-fn member<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no member {name}: {v}"))
+fn member<'a>(v: &'a Status, name: &str) -> &'a MemberStatus {
+    v.member_named(name)
+        .unwrap_or_else(|| panic!("no member {name}: {}", json(v)))
 }
 
-fn addrs(v: &Value, name: &str) -> Vec<String> {
-    member(v, name)["addrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
+fn addrs(v: &Status, name: &str) -> Vec<String> {
+    member(v, name).addrs.clone()
 }
 
-fn all_connected(v: &Value) -> bool {
-    v["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|m| m["connected"] == true)
+fn all_connected(v: &Status) -> bool {
+    v.members.iter().all(|m| m.connected)
 }
 
 fn join(inviter: &Node, n: &Node) {
@@ -57,7 +44,7 @@ fn a_power_cut_right_after_the_mesh_formed_leaves_every_node_addresses_to_dial()
     join(&nodes[0], &nodes[2]);
     for n in &nodes {
         n.wait_for(Duration::from_secs(20), "a connected mesh of 3", |v| {
-            v["members"].as_array().unwrap().len() == 3 && all_connected(v)
+            v.members.len() == 3 && all_connected(v)
         });
     }
     // power cut: no goodbye, nothing flushed at exit
@@ -73,8 +60,9 @@ fn a_power_cut_right_after_the_mesh_formed_leaves_every_node_addresses_to_dial()
         for other in names.iter().filter(|o| **o != names[i]) {
             assert!(
                 !addrs(&v, other).is_empty(),
-                "{} restarted with no address for {other}: {v}",
-                names[i]
+                "{} restarted with no address for {other}: {}",
+                names[i],
+                json(&v)
             );
         }
         n.stop();
@@ -100,7 +88,7 @@ fn a_node_that_moved_is_listed_at_its_new_address_first() {
     let mut b = Node::start(&d.path().join("b"), &old, false, None);
     join(&a, &b);
     a.wait_for(Duration::from_secs(20), "b connected", |v| {
-        v["members"].as_array().unwrap().len() == 2 && all_connected(v)
+        v.members.len() == 2 && all_connected(v)
     });
     assert_eq!(addrs(&a.status(), "b")[0], old);
     // b moves to another port
@@ -111,7 +99,7 @@ fn a_node_that_moved_is_listed_at_its_new_address_first() {
     std::fs::write(&cfg, text).unwrap();
     b.restart();
     a.wait_for(Duration::from_secs(20), "b back at its new address", |v| {
-        member(v, "b")["connected"] == true && addrs(v, "b").first() == Some(&new)
+        member(v, "b").connected && addrs(v, "b").first() == Some(&new)
     });
     // the old one is still known (young), but after the new one
     let list = addrs(&a.status(), "b");

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::Node;
 use futures::prelude::*;
-use keyward_node::control::CtlRequest;
 use keyward_node::peer::PeerIds;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
@@ -105,9 +104,10 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    let peer = node.status()["node"]["id"]
-        .as_str()
-        .unwrap()
+    let peer = node
+        .status()
+        .node
+        .id
         .parse::<keyward_node::identity::NodeId>()
         .unwrap()
         .peer_id()
@@ -148,8 +148,8 @@ async fn misbehaving_peers_are_disconnected_and_the_daemon_survives() {
         "a banned peer's new connection was kept"
     );
     // it still serves its control socket
-    let v = node.call(CtlRequest::Status).unwrap();
-    assert_eq!(v["mesh"]["name"], "m");
+    let v = node.client().status().unwrap();
+    assert_eq!(v.mesh.as_ref().and_then(|m| m.name.as_deref()), Some("m"));
     node.stop();
     let log = node.log();
     let me = swarm.local_peer_id().to_string();

@@ -9,20 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use keyward_node::control::Status;
 use keyward_node::gate::GateLimits;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr};
-use serde_json::Value;
 
-use common::{free_port, Node};
+use common::{free_port, json, Node};
 use keyward_node::peer::PeerIds;
 
-fn connected(v: &Value, id: &str) -> bool {
-    v["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|m| m["id"] == id && m["connected"] == true)
+fn connected(v: &Status, id: &str) -> bool {
+    v.members.iter().any(|m| m.id == id && m.connected)
 }
 
 const STRANGERS: usize = 40;
@@ -44,8 +40,8 @@ fn a_stranger_opening_many_connections_is_capped_and_members_are_served() {
         None,
     );
     b.join(&a);
-    let a_id = a.status()["node"]["id"].as_str().unwrap().to_string();
-    let b_id = b.status()["node"]["id"].as_str().unwrap().to_string();
+    let a_id = a.status().node.id;
+    let b_id = b.status().node.id;
     a.wait_for(Duration::from_secs(20), "b connected", |v| {
         connected(v, &b_id)
     });
@@ -110,19 +106,23 @@ fn a_stranger_opening_many_connections_is_capped_and_members_are_served() {
     let v = a.status();
     println!(
         "strangers holding a connection after 3 s: {held} of {STRANGERS}; daemon says {}",
-        v["strangers"]
+        json(&v.strangers)
     );
-    assert!(held >= 1, "no stranger got in at all: {}", v["strangers"]);
+    assert!(
+        held >= 1,
+        "no stranger got in at all: {}",
+        json(&v.strangers)
+    );
     assert!(
         held <= limits.strangers_per_ip,
         "{held} strangers from one address hold connections (cap {})",
         limits.strangers_per_ip
     );
-    assert!(v["strangers"]["connections"].as_u64().unwrap() <= limits.strangers_per_ip as u64);
+    assert!(v.strangers.connections as u64 <= limits.strangers_per_ip as u64);
     assert!(
-        v["strangers"]["refused_connections"].as_u64().unwrap() >= (STRANGERS - held) as u64,
+        v.strangers.refused_connections >= (STRANGERS - held) as u64,
         "{}",
-        v["strangers"]
+        json(&v.strangers)
     );
     assert!(
         a.log().contains("connection from /ip4/127.0.0.1/"),
@@ -150,7 +150,11 @@ fn a_stranger_opening_many_connections_is_capped_and_members_are_served() {
         t.elapsed().as_millis()
     );
     let v = a.status();
-    assert!(connected(&v, &b_id), "the member was dropped too: {v}");
-    assert_eq!(v["strangers"]["connections"], 0);
+    assert!(
+        connected(&v, &b_id),
+        "the member was dropped too: {}",
+        json(&v)
+    );
+    assert_eq!(v.strangers.connections, 0);
     rt.shutdown_timeout(Duration::from_secs(1));
 }

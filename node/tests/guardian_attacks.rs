@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use keyward_node::codec;
-use keyward_node::control::CtlRequest;
+use keyward_node::control::{GuardianAnswer, MemberStatus, Status};
 use keyward_node::guardian::{Refusal, ShareRequest};
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::net;
@@ -21,21 +21,20 @@ use keyward_node::shares::{split, DiskSecret};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
-use serde_json::Value;
 
-use common::{free_port, Node};
+use common::{free_port, json, Node};
 use keyward_node::keyfile::KeyFile;
 use keyward_node::peer::{Libp2pKey, PeerIds};
 
 /// Long enough that a loaded machine asks within it after the kill.
 const UP_WINDOW_S: u64 = 8;
 
-fn member<'a>(v: &'a Value, id: &str) -> Option<&'a Value> {
-    v["members"].as_array()?.iter().find(|m| m["id"] == id)
+fn member<'a>(v: &'a Status, id: &str) -> Option<&'a MemberStatus> {
+    v.member(id)
 }
 
 fn id_of(n: &Node) -> String {
-    n.status()["node"]["id"].as_str().unwrap().to_string()
+    n.status().node.id
 }
 
 /// Founds a mesh on `a`, joins `b`, and waits until `a` counts `b` up.
@@ -43,7 +42,7 @@ fn pair(a: &Node, b: &Node) {
     b.join(a);
     let b_id = id_of(b);
     a.wait_for(Duration::from_secs(20), "b up", |v| {
-        member(v, &b_id).is_some_and(|m| m["up"] == true)
+        member(v, &b_id).is_some_and(|m| m.up)
     });
 }
 
@@ -139,12 +138,13 @@ fn mesh() -> Mesh {
     .unwrap();
     use base64::Engine;
     let env = base64::engine::general_purpose::STANDARD.encode(codec::encode(&envs[0]).unwrap());
-    let v = b
-        .call(CtlRequest::Deposit {
-            envelopes: vec![env],
-        })
-        .unwrap();
-    assert_eq!(v["results"][a_id.to_string()], "ok", "{v}");
+    let v = b.client().deposit(vec![env]).unwrap();
+    assert_eq!(
+        v.results.get(&a_id.to_string()),
+        Some(&GuardianAnswer::Ok),
+        "{}",
+        json(&v)
+    );
     let b_id = id_of(&b);
     Mesh {
         _dir: dir,
@@ -170,7 +170,7 @@ impl Mesh {
     }
 
     fn alerts(&self) -> String {
-        self.a.status()["alerts"].to_string()
+        json(&self.a.status().alerts)
     }
 }
 
@@ -185,7 +185,7 @@ fn a_connection_closed_without_goodbye_does_not_make_the_owner_look_down() {
     let killed = Instant::now();
     let b_id = m.b_id.clone();
     m.a.wait_for(Duration::from_secs(5), "b's connection closed", |v| {
-        member(v, &b_id).is_some_and(|x| x["connected"] == false)
+        member(v, &b_id).is_some_and(|x| !x.connected)
     });
     let r = m.ask_as_boot(m.request());
     let asked_after = killed.elapsed();
@@ -198,7 +198,7 @@ fn a_connection_closed_without_goodbye_does_not_make_the_owner_look_down() {
         _ => panic!("a boot-key request {asked_after:?} after b's connection closed without a goodbye was answered {r:?}; log:\n{}", m.a.log()),
     }
     m.a.wait_for(Duration::from_secs(5), "the copied-boot-key alert", |v| {
-        v["alerts"].to_string().contains("used while b is running")
+        json(&v.alerts).contains("used while b is running")
     });
     assert!(
         m.alerts().contains("rebind --new-boot-key"),
@@ -266,9 +266,9 @@ fn a_captured_request_is_refused_when_replayed_or_relayed() {
     // connection) in the decisions, the relays (on other connections) in
     // the strangers' counter, which keeps them out of the decision history.
     let st = m.a.status();
-    let rules = st["decisions"].to_string();
+    let rules = json(&st.decisions);
     assert!(rules.contains("replayed"), "{rules}");
-    let strangers = st["strangers"].to_string();
+    let strangers = json(&st.strangers);
     assert!(strangers.contains("wrong-connection"), "{strangers}");
 }
 

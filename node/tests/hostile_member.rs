@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use keyward_node::control::Status;
 use keyward_node::guardian::{Refusal, ShareRequest};
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::proto::{AdminBody, AdminKind, AdminMsg, Gossip, Request, Response};
@@ -15,24 +16,23 @@ use keyward_node::roster::MeshId;
 use libp2p::core::SignedEnvelope;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
-use serde_json::Value;
 
 use common::peer::{answer_sync_as, ask_as, gossip_as};
-use common::{free_port, Node};
+use common::{free_port, json, Node};
 use keyward_node::keyfile::KeyFile;
 use keyward_node::peer::{Libp2pKey, PeerIds};
 
-fn members(v: &Value) -> usize {
-    v["members"].as_array().map_or(0, |a| a.len())
+fn members(v: &Status) -> usize {
+    v.members.len()
 }
 
 fn id_of(n: &Node) -> NodeId {
-    n.status()["node"]["id"].as_str().unwrap().parse().unwrap()
+    n.status().node.id.parse().unwrap()
 }
 
 fn mesh_of(n: &Node) -> MeshId {
     let mut mesh = [0u8; 16];
-    hex::decode_to_slice(n.status()["mesh"]["id"].as_str().unwrap(), &mut mesh).unwrap();
+    hex::decode_to_slice(n.status().mesh.unwrap().id, &mut mesh).unwrap();
     MeshId(mesh)
 }
 
@@ -66,12 +66,7 @@ fn trio(d: &std::path::Path, port: u16) -> (Node, Node, Node) {
 }
 
 fn alerts(n: &Node) -> Vec<String> {
-    n.status()["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["text"].as_str().unwrap_or_default().to_string())
-        .collect()
+    n.status().alerts.into_iter().map(|a| a.text).collect()
 }
 
 /// Issue 20 L5: a member can no longer raise a copied-boot-key alert about
@@ -144,7 +139,7 @@ fn forged_copied_key_alerts_are_refused_and_their_sender_struck() {
     let want = "boot key of b used while b is running";
     for n in [&a, &b] {
         n.wait_for(Duration::from_secs(5), "the genuine alert", |v| {
-            v["alerts"].to_string().contains(want)
+            json(&v.alerts).contains(want)
         });
         assert_eq!(alerts(n).len(), 1, "{:?}", alerts(n));
     }
@@ -189,17 +184,7 @@ fn envelope(key: &Keypair, payload: Vec<u8>) -> serde_bytes::ByteBuf {
 }
 
 fn addrs_of(n: &Node, id: &NodeId) -> Vec<String> {
-    n.status()["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == id.to_string())
-        .unwrap()["addrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
+    n.status().member(&id.to_string()).unwrap().addrs.clone()
 }
 
 /// Issue 20 M8: a member answering a sync can no longer put addresses
@@ -306,16 +291,12 @@ fn strangers_share_requests_do_not_flush_the_decision_history() {
         .count();
     assert_eq!(refused, 300, "{:?}", r.iter().find(|x| x.is_err()));
     let v = a.status();
-    let decisions = v["decisions"].as_array().unwrap();
+    let decisions = &v.decisions;
     assert_eq!(decisions.len(), 1, "{decisions:?}");
-    assert_eq!(decisions[0]["rule"], "owner-up", "{decisions:?}");
-    assert_eq!(
-        v["strangers"]["refused_requests"], 300,
-        "{}",
-        v["strangers"]
-    );
-    assert_eq!(v["strangers"]["last_rule"], "bad-signature");
-    assert_eq!(v["strangers"]["last_owner"], "b");
+    assert_eq!(decisions[0].rule, "owner-up", "{decisions:?}");
+    assert_eq!(v.strangers.refused_requests, 300, "{}", json(&v.strangers));
+    assert_eq!(v.strangers.last_rule.as_deref(), Some("bad-signature"));
+    assert_eq!(v.strangers.last_owner.as_deref(), Some("b"));
     // and the journal got a handful of lines, not 300
     let lines = a
         .log()

@@ -6,27 +6,22 @@ mod common;
 
 use std::time::Duration;
 
-use keyward_node::control::CtlRequest;
+use keyward_node::control::Status;
 use keyward_node::identity::{BootKey, NodeId, NodeKey};
 use keyward_node::proto::Gossip;
 use keyward_node::roster::{Member, MeshId, OpBody, Role, SignedOp};
-use serde_json::Value;
 
 use common::peer::gossip_as;
-use common::{free_port, Node};
+use common::{free_port, json, Node};
 use keyward_node::keyfile::KeyFile;
 use keyward_node::peer::PeerIds;
 
-fn members(v: &Value) -> usize {
-    v["members"].as_array().map_or(0, |a| a.len())
+fn members(v: &Status) -> usize {
+    v.members.len()
 }
 
-fn connected(v: &Value, id: &str) -> bool {
-    v["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|m| m["id"] == id && m["connected"] == true)
+fn connected(v: &Status, id: &str) -> bool {
+    v.members.iter().any(|m| m.id == id && m.connected)
 }
 
 /// Founds a mesh on `a` and joins `b` to it by invite.
@@ -49,32 +44,26 @@ fn a_mesh_forms_and_proves_liveness_over_quic_only() {
     );
     let b = Node::start(&d.path().join("b"), &listen(free_port(true)), true, None);
     pair(&a, &b);
-    let b_id = b.status()["node"]["id"].as_str().unwrap().to_string();
-    let a_id = a.status()["node"]["id"].as_str().unwrap().to_string();
+    let b_id = b.status().node.id;
+    let a_id = a.status().node.id;
     a.wait_for(Duration::from_secs(10), "b connected", |v| {
         connected(v, &b_id)
     });
     b.wait_for(Duration::from_secs(10), "a connected", |v| {
         connected(v, &a_id)
     });
-    let addrs = a.status()["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == b_id.as_str())
-        .unwrap()["addrs"]
-        .to_string();
+    let addrs = json(&a.status().member(&b_id).unwrap().addrs);
     assert!(addrs.contains("quic-v1"), "{addrs}");
 }
 
-fn mesh_of(v: &Value) -> MeshId {
+fn mesh_of(v: &Status) -> MeshId {
     let mut mesh = [0u8; 16];
-    hex::decode_to_slice(v["mesh"]["id"].as_str().unwrap(), &mut mesh).unwrap();
+    hex::decode_to_slice(&v.mesh.as_ref().unwrap().id, &mut mesh).unwrap();
     MeshId(mesh)
 }
 
 fn id_of(n: &Node) -> NodeId {
-    n.status()["node"]["id"].as_str().unwrap().parse().unwrap()
+    n.status().node.id.parse().unwrap()
 }
 
 /// An outsider's self-admission, an admission it claims the founder
@@ -169,7 +158,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
         mesh,
         &forged,
         || {
-            a.call(CtlRequest::Lockdown).unwrap();
+            a.client().lockdown().unwrap();
         },
         Duration::from_secs(3),
     );
@@ -180,7 +169,7 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
     assert_eq!(run.received, 0, "the outsider read the mesh's gossip");
     // the lockdown did travel, to the member
     b.wait_for(Duration::from_secs(5), "the lockdown at b", |v| {
-        !v["lockdown"].is_null()
+        v.lockdown.is_some()
     });
     let log = a.log();
     assert_eq!(
@@ -190,9 +179,9 @@ fn forged_roster_operations_from_an_outsider_change_nothing() {
     );
     for n in [&a, &b] {
         let v = n.status();
-        assert_eq!(members(&v), 2, "{v}");
-        assert!(v["revoked"].as_array().unwrap().is_empty(), "{v}");
-        assert!(!v.to_string().contains(&evil.id().to_string()), "{v}");
+        assert_eq!(members(&v), 2, "{}", json(&v));
+        assert!(v.revoked.is_empty(), "{}", json(&v));
+        assert!(!json(&v).contains(&evil.id().to_string()), "{}", json(&v));
     }
 }
 
@@ -255,8 +244,8 @@ fn forged_roster_operations_relayed_by_a_member_change_nothing() {
     );
     for n in [&a, &b] {
         let v = n.status();
-        assert_eq!(members(&v), 3, "{v}");
-        assert!(v["revoked"].as_array().unwrap().is_empty(), "{v}");
-        assert!(!v.to_string().contains(&evil.id().to_string()), "{v}");
+        assert_eq!(members(&v), 3, "{}", json(&v));
+        assert!(v.revoked.is_empty(), "{}", json(&v));
+        assert!(!json(&v).contains(&evil.id().to_string()), "{}", json(&v));
     }
 }

@@ -12,6 +12,35 @@ use crate::identity::{BootPublic, NodeId, NodeKey, Sig};
 use crate::proto::{Invite, InviteRecord};
 use crate::roster::{check_name, Member, OpBody, Role, Roster, SignedOp};
 
+/// Why this node cannot issue an invite.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    #[error("this node is in no mesh yet: `keyward init --mesh NAME` founds one")]
+    NoMesh,
+    #[error("this node is not an active member and cannot invite")]
+    NotMember,
+    #[error("auditors do not invite: run `keyward invite` on a guardian")]
+    Auditor,
+    #[error("--expires must be between 1 s and 30 days")]
+    ExpiresOutOfRange,
+}
+
+/// Why this node's revocation would not be made (or would not count).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevokeError {
+    #[error("not in a mesh")]
+    NotInMesh,
+    #[error("the reason is {len} bytes; keep it under {max} (it travels in every roster sync)")]
+    ReasonTooLong { len: usize, max: usize },
+    #[error("the founder is the mesh's root of trust and cannot be revoked")]
+    FounderIrrevocable,
+    #[error("{who} is already revoked")]
+    AlreadyRevoked { who: String },
+    /// `able`: members whose revocation of `who` would count.
+    #[error("{who} is more senior than this node (it is closer to the founder in the chain of invitations), so a revocation from here would not count; run `keyward revoke {who}` on one of: {}", .able.join(", "))]
+    NotSenior { who: String, able: Vec<String> },
+}
+
 /// Longest an invite may stay valid.
 pub const MAX_INVITE_SECS: u64 = 30 * 24 * 3600;
 
@@ -31,19 +60,15 @@ pub fn invite(
     addrs: Vec<String>,
     secret: [u8; 32],
     now: Millis,
-) -> Result<NewInvite, String> {
-    let mesh = roster
-        .mesh()
-        .ok_or("this node is in no mesh yet: `keyward init --mesh NAME` founds one")?;
+) -> Result<NewInvite, InviteError> {
+    let mesh = roster.mesh().ok_or(InviteError::NoMesh)?;
     match roster.member(&me) {
-        None => return Err("this node is not an active member and cannot invite".into()),
-        Some(m) if m.role != Role::Guardian => {
-            return Err("auditors do not invite: run `keyward invite` on a guardian".into())
-        }
+        None => return Err(InviteError::NotMember),
+        Some(m) if m.role != Role::Guardian => return Err(InviteError::Auditor),
         Some(_) => {}
     }
     if expires_secs == 0 || expires_secs > MAX_INVITE_SECS {
-        return Err("--expires must be between 1 s and 30 days".into());
+        return Err(InviteError::ExpiresOutOfRange);
     }
     let expires = now / 1000 + expires_secs;
     let invite = Invite {
@@ -191,21 +216,20 @@ pub fn revoke(
     cascade: bool,
     reason: String,
     now: Millis,
-) -> Result<Revocation, String> {
+) -> Result<Revocation, RevokeError> {
     let me = key.id();
-    let mesh = roster.mesh().ok_or("not in a mesh")?;
+    let mesh = roster.mesh().ok_or(RevokeError::NotInMesh)?;
     if reason.len() > crate::roster::MAX_REASON {
-        return Err(format!(
-            "the reason is {} bytes; keep it under {} (it travels in every roster sync)",
-            reason.len(),
-            crate::roster::MAX_REASON
-        ));
+        return Err(RevokeError::ReasonTooLong {
+            len: reason.len(),
+            max: crate::roster::MAX_REASON,
+        });
     }
     if Some(node) == roster.founder() {
-        return Err("the founder is the mesh's root of trust and cannot be revoked".into());
+        return Err(RevokeError::FounderIrrevocable);
     }
     if roster.is_revoked(&node) {
-        return Err(format!("{who} is already revoked"));
+        return Err(RevokeError::AlreadyRevoked { who: who.into() });
     }
     if !roster.may_revoke(&me, &node) {
         // Seniority (docs/design.md, "Membership"): a member cannot
@@ -216,10 +240,10 @@ pub fn revoke(
             .filter(|m| roster.level(&m.id).is_some_and(|l| l <= t) && m.id != node)
             .map(|m| m.name.clone())
             .collect();
-        return Err(format!(
-            "{who} is more senior than this node (it is closer to the founder in the chain of invitations), so a revocation from here would not count; run `keyward revoke {who}` on one of: {}",
-            able.join(", ")
-        ));
+        return Err(RevokeError::NotSenior {
+            who: who.into(),
+            able,
+        });
     }
     let mut out = Revocation {
         ops: vec![],
@@ -278,10 +302,10 @@ pub fn revoke(
 }
 
 /// This node's new boot key in the roster: a rekey with the next sequence
-/// number, so it supersedes every earlier one.
-pub fn rekey(roster: &Roster, key: &NodeKey, boot: BootPublic) -> Result<SignedOp, String> {
-    let mesh = roster.mesh().ok_or("not in a mesh")?;
-    Ok(SignedOp::sign(
+/// number, so it supersedes every earlier one. None outside a mesh.
+pub fn rekey(roster: &Roster, key: &NodeKey, boot: BootPublic) -> Option<SignedOp> {
+    let mesh = roster.mesh()?;
+    Some(SignedOp::sign(
         OpBody::Rekey {
             mesh,
             node: key.id(),
@@ -452,7 +476,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(e.contains("not an active member"), "{e}");
+        assert!(e.to_string().contains("not an active member"), "{e}");
         let e = invite(
             &t.roster,
             t.nodes[0].key.id(),
@@ -464,7 +488,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(e.contains("between 1 s and 30 days"), "{e}");
+        assert!(e.to_string().contains("between 1 s and 30 days"), "{e}");
     }
 
     #[test]
@@ -481,7 +505,7 @@ mod tests {
             NOW,
         )
         .unwrap_err();
-        assert!(e.contains("root of trust"), "{e}");
+        assert!(e.to_string().contains("root of trust"), "{e}");
         // a admits c; b then revokes a without cascade: c is endorsed again
         let inv = invite(
             &t.roster,
@@ -513,7 +537,10 @@ mod tests {
         t.roster.merge(*op).unwrap();
         // c (level 2) cannot revoke b (level 1)
         let e = revoke(&t.roster, &ck, (b.key.id(), "n2"), false, "x".into(), NOW).unwrap_err();
-        assert!(e.contains("more senior") && e.contains("n0"), "{e}");
+        let RevokeError::NotSenior { able, .. } = &e else {
+            panic!("{e}")
+        };
+        assert!(able.contains(&"n0".to_string()), "{e}");
         let r = revoke(
             &t.roster,
             &b.key,
@@ -539,7 +566,7 @@ mod tests {
             NOW,
         )
         .unwrap_err();
-        assert!(e.contains("already revoked"), "{e}");
+        assert!(e.to_string().contains("already revoked"), "{e}");
         // a reason that would bloat every sync is refused
         let long = "x".repeat(crate::roster::MAX_REASON + 1);
         assert!(revoke(&t.roster, &b.key, (ck.id(), "new"), false, long, NOW).is_err());

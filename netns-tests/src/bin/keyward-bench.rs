@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
 use keyward_netns_tests::Lab;
-use serde_json::Value;
 
 /// Joins timed per place (each into a fresh mesh), so p99 is the worst of 20.
 const JOIN_SAMPLES: usize = 20;
@@ -162,10 +161,7 @@ fn token_guardians(m: &Mesh, i: usize) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     for g in &tok.guardians {
         let j = (0..m.nodes.len())
-            .find(|&j| {
-                m.status_direct(j)
-                    .is_ok_and(|v| v["node"]["id"].as_str() == Some(g.id.as_str()))
-            })
+            .find(|&j| m.status_direct(j).is_ok_and(|v| v.node.id == g.id))
             .context("guardian of the token not found in the mesh")?;
         out.push(j);
     }
@@ -280,11 +276,8 @@ fn time_join(m: &Mesh, joiner: usize, inviter: usize, all: &[usize]) -> Result<D
             bail!("{name} not in the rosters of {pending:?} after 30 s");
         }
         pending.retain(|&i| {
-            !m.status_direct(i).is_ok_and(|v| {
-                v["members"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x["name"] == name.as_str()))
-            })
+            !m.status_direct(i)
+                .is_ok_and(|v| v.members.iter().any(|x| x.name == name))
         });
         if !pending.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
@@ -429,7 +422,7 @@ fn time_lock(m: &Mesh, from: usize, lift: bool, all: &[usize]) -> Result<Duratio
         }
         pending.retain(|&i| {
             !m.status_direct(i)
-                .is_ok_and(|v: Value| v["lockdown"].is_null() == lift)
+                .is_ok_and(|v| v.lockdown.is_none() == lift)
         });
         if !pending.is_empty() {
             std::thread::sleep(Duration::from_millis(1));

@@ -60,8 +60,8 @@ fn main() -> Result<()> {
     )?);
     std::thread::sleep(Duration::from_millis(300));
     let v = m.status(0)?;
-    for a in v["alerts"].as_array().into_iter().flatten() {
-        println!("node0 alert: {}", a["text"].as_str().unwrap_or_default());
+    for a in &v.alerts {
+        println!("node0 alert: {}", a.text);
     }
 
     step("node4 reboots cleanly: its initramfs asks the guardians with only the boot key");

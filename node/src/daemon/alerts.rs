@@ -4,7 +4,6 @@
 //! `keyward_core::node::{admin, decisions}`.
 
 use libp2p::PeerId;
-use serde_json::json;
 use tracing::warn;
 
 use super::{now_ms, Daemon};
@@ -33,17 +32,22 @@ impl Daemon {
         }
     }
 
-    pub(super) fn strangers_status(&self, now: Millis) -> serde_json::Value {
+    pub(super) fn strangers_status(&self, now: Millis) -> crate::control::StrangersStatus {
         let s = self.decisions.strangers();
         let gate = &self.swarm.behaviour().gate;
-        json!({
-            "refused_requests": s.refused,
-            "last_refused_ms_ago": (s.refused > 0).then(|| now.saturating_sub(s.last_at)),
-            "last_rule": (s.refused > 0).then(|| s.last_rule.clone()),
+        crate::control::StrangersStatus {
+            refused_requests: s.refused,
+            last_refused_ms_ago: (s.refused > 0).then(|| now.saturating_sub(s.last_at)),
+            last_rule: (s.refused > 0).then(|| s.last_rule.clone()),
             // the owner the last such request named, as decisions name it
-            "last_owner": s.last_owner.map(|o| self.roster.member(&o).map(|m| m.name.clone()).unwrap_or_else(|| o.to_string())),
-            "connections": gate.strangers(),
-            "refused_connections": gate.refused(),
-        })
+            last_owner: s.last_owner.map(|o| {
+                self.roster
+                    .member(&o)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_else(|| o.to_string())
+            }),
+            connections: gate.strangers(),
+            refused_connections: gate.refused(),
+        }
     }
 }

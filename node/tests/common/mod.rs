@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keyward_node::config::Config;
-use keyward_node::control::{self, CtlRequest};
-use serde_json::Value;
+use keyward_node::control::{Client, CtlReply, CtlRequest, Status};
 
 /// One daemon; killed with the test, also when an assertion fails.
 pub struct Node {
@@ -101,27 +100,27 @@ impl Node {
         self.wait_for(Duration::from_secs(1), "control socket", |_| true);
     }
 
-    pub fn call(&self, req: CtlRequest) -> Result<Value, String> {
-        control::call(&self.cfg.control_socket, &req, Duration::from_secs(20))
-            .map_err(|e| format!("{e:#}"))
+    /// The daemon's control client.
+    pub fn client(&self) -> Client {
+        Client::new(&self.cfg.control_socket, Duration::from_secs(20))
     }
 
-    pub fn status(&self) -> Value {
-        self.call(CtlRequest::Status).unwrap()
+    pub fn call(&self, req: CtlRequest) -> Result<CtlReply, String> {
+        self.client().call(&req).map_err(|e| e.to_string())
+    }
+
+    pub fn status(&self) -> Status {
+        self.client().status().unwrap()
     }
 
     /// Joins the mesh of `inviter` with a fresh guardian invite from it.
     pub fn join(&self, inviter: &Node) {
         let tok = inviter
-            .call(CtlRequest::Invite {
-                role: keyward_node::roster::Role::Guardian,
-                expires_secs: 600,
-            })
-            .unwrap()["token"]
-            .as_str()
+            .client()
+            .invite(keyward_node::roster::Role::Guardian, 600)
             .unwrap()
-            .to_string();
-        self.call(CtlRequest::Join { token: tok }).unwrap();
+            .token;
+        self.client().join(tok).unwrap();
     }
 
     /// Kills the daemon and waits for it, so its log is complete.
@@ -143,10 +142,10 @@ impl Node {
     }
 
     /// Polls status until `f` holds; panics with the log after `timeout`.
-    pub fn wait_for(&self, timeout: Duration, what: &str, f: impl Fn(&Value) -> bool) {
+    pub fn wait_for(&self, timeout: Duration, what: &str, f: impl Fn(&Status) -> bool) {
         let t = Instant::now();
         loop {
-            if let Ok(v) = self.call(CtlRequest::Status) {
+            if let Ok(v) = self.client().status() {
                 if f(&v) {
                     return;
                 }
@@ -175,6 +174,11 @@ fn spawn(dir: &Path, config: &Path) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// A reply as JSON, to search its text or show it in a failed assertion.
+pub fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap()
 }
 
 pub fn free_port(udp: bool) -> u16 {
