@@ -7,13 +7,16 @@
 //! disk, and writes the updated record before it answers: a crash between
 //! the two must not let the same invite admit a second node.
 
+use serde::{Deserialize, Serialize};
+
 use crate::guardian::Millis;
 use crate::identity::{BootPublic, NodeId, NodeKey, Sig};
 use crate::proto::{Invite, InviteRecord};
 use crate::roster::{check_name, Member, OpBody, Role, Roster, SignedOp};
 
-/// Why this node cannot issue an invite.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why this node cannot issue an invite. Travels to the CLI as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InviteError {
     #[error("this node is in no mesh yet: `keyward init --mesh NAME` founds one")]
     NoMesh,
@@ -26,7 +29,9 @@ pub enum InviteError {
 }
 
 /// Why this node's revocation would not be made (or would not count).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Travels to the CLI as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RevokeError {
     #[error("not in a mesh")]
     NotInMesh,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::lookup::FindError;
+use keyward_core::node::members::{InviteError, RevokeError};
 
 /// A control request that failed. The daemon's variants travel over the
 /// socket; the client's (`Daemon*`, `Garbled`, `TooLong`, `WrongReply`,
@@ -34,26 +35,22 @@ pub enum CtlError {
     BadRequest(String),
 
     // --- this node's place in the mesh ---
-    #[error("this node is in no mesh yet: `keyward init --mesh NAME` founds one")]
-    NoMeshToInvite,
     #[error("not in a mesh")]
     NotInMesh,
-    #[error("this node is not an active member and cannot invite")]
-    NotMember,
-    #[error("auditors do not invite: run `keyward invite` on a guardian")]
-    AuditorInvite,
+    /// Why no invite was issued.
+    #[error(transparent)]
+    Invite(#[from] InviteError),
+    /// Why the revocation was not made.
+    #[error(transparent)]
+    Revoke(#[from] RevokeError),
     #[error("this node is not an active guardian: auditors can deny and lock down, but approving and lifting a lockdown are done on a guardian")]
     NotGuardian,
 
     // --- the request's arguments ---
-    #[error("--expires must be between 1 s and 30 days")]
-    ExpiresOutOfRange,
     #[error("{0}")]
     BadToken(String),
     #[error("the invite names an invalid inviter")]
     InvalidInviter,
-    #[error("the reason is {len} bytes; keep it under {max} (it travels in every roster sync)")]
-    ReasonTooLong { len: usize, max: usize },
     #[error("boot public keys must be 64 hex digits")]
     BadBootKey,
     #[error("bad envelope: {0}")]
@@ -90,19 +87,6 @@ pub enum CtlError {
     InviterConfused,
 
     // --- revoking ---
-    #[error("the founder is the mesh's root of trust and cannot be revoked")]
-    FounderIrrevocable,
-    #[error("{who} is already revoked")]
-    AlreadyRevoked { who: String },
-    /// Seniority (docs/design.md, "Membership"): `able` are the members
-    /// whose revocation of `who` would count.
-    #[error("{who} is more senior than this node (it is closer to the founder in the chain of invitations), so a revocation from here would not count; run `keyward revoke {who}` on one of: {}", .able.join(", "))]
-    NotSenior { who: String, able: Vec<String> },
-
-    /// A decision of the node core (`keyward_core::node`), in its words.
-    #[error("{0}")]
-    Refused(String),
-
     /// The daemon's database failed.
     #[error("{0}")]
     Store(String),
@@ -119,31 +103,6 @@ impl From<FindError> for CtlError {
                     .map(|c| c.to_string().trim_end().to_string())
                     .collect(),
             },
-        }
-    }
-}
-
-impl From<keyward_core::node::members::InviteError> for CtlError {
-    fn from(e: keyward_core::node::members::InviteError) -> Self {
-        use keyward_core::node::members::InviteError as E;
-        match e {
-            E::NoMesh => CtlError::NoMeshToInvite,
-            E::NotMember => CtlError::NotMember,
-            E::Auditor => CtlError::AuditorInvite,
-            E::ExpiresOutOfRange => CtlError::ExpiresOutOfRange,
-        }
-    }
-}
-
-impl From<keyward_core::node::members::RevokeError> for CtlError {
-    fn from(e: keyward_core::node::members::RevokeError) -> Self {
-        use keyward_core::node::members::RevokeError as E;
-        match e {
-            E::NotInMesh => CtlError::NotInMesh,
-            E::ReasonTooLong { len, max } => CtlError::ReasonTooLong { len, max },
-            E::FounderIrrevocable => CtlError::FounderIrrevocable,
-            E::AlreadyRevoked { who } => CtlError::AlreadyRevoked { who },
-            E::NotSenior { who, able } => CtlError::NotSenior { who, able },
         }
     }
 }

@@ -11,6 +11,7 @@ use super::*;
 use crate::guardian::Policy;
 use crate::identity::NodeKey;
 use crate::lookup::{Candidate, FindError};
+use keyward_core::node::members::{InviteError, RevokeError};
 
 fn status() -> Status {
     Status {
@@ -157,15 +158,15 @@ fn errors() -> Vec<CtlError> {
         },
         CtlError::Io("broken pipe".into()),
         CtlError::BadRequest("unknown variant `frob`".into()),
-        CtlError::NoMeshToInvite,
+        CtlError::Invite(InviteError::NoMesh),
         CtlError::NotInMesh,
-        CtlError::NotMember,
-        CtlError::AuditorInvite,
+        CtlError::Invite(InviteError::NotMember),
+        CtlError::Invite(InviteError::Auditor),
         CtlError::NotGuardian,
-        CtlError::ExpiresOutOfRange,
+        CtlError::Invite(InviteError::ExpiresOutOfRange),
         CtlError::BadToken("not a keyward invite".into()),
         CtlError::InvalidInviter,
-        CtlError::ReasonTooLong { len: 900, max: 256 },
+        CtlError::Revoke(RevokeError::ReasonTooLong { len: 900, max: 256 }),
         CtlError::BadBootKey,
         CtlError::BadEnvelope("truncated".into()),
         CtlError::ForeignEnvelope,
@@ -188,13 +189,13 @@ fn errors() -> Vec<CtlError> {
         CtlError::InviterWrongMesh,
         CtlError::NotAdmitted,
         CtlError::InviterConfused,
-        CtlError::FounderIrrevocable,
-        CtlError::AlreadyRevoked { who: "c".into() },
-        CtlError::NotSenior {
+        CtlError::Revoke(RevokeError::NotInMesh),
+        CtlError::Revoke(RevokeError::FounderIrrevocable),
+        CtlError::Revoke(RevokeError::AlreadyRevoked { who: "c".into() }),
+        CtlError::Revoke(RevokeError::NotSenior {
             who: "b".into(),
             able: vec!["a".into(), "f".into()],
-        },
-        CtlError::Refused("auditors do not invite: run `keyward invite` on a guardian".into()),
+        }),
         CtlError::Store("io error".into()),
     ];
     for e in &all {
@@ -207,15 +208,12 @@ fn errors() -> Vec<CtlError> {
             | CtlError::WrongReply { .. }
             | CtlError::Io(_)
             | CtlError::BadRequest(_)
-            | CtlError::NoMeshToInvite
+            | CtlError::Invite(_)
             | CtlError::NotInMesh
-            | CtlError::NotMember
-            | CtlError::AuditorInvite
             | CtlError::NotGuardian
-            | CtlError::ExpiresOutOfRange
             | CtlError::BadToken(_)
             | CtlError::InvalidInviter
-            | CtlError::ReasonTooLong { .. }
+            | CtlError::Revoke(_)
             | CtlError::BadBootKey
             | CtlError::BadEnvelope(_)
             | CtlError::ForeignEnvelope
@@ -229,10 +227,6 @@ fn errors() -> Vec<CtlError> {
             | CtlError::InviterWrongMesh
             | CtlError::NotAdmitted
             | CtlError::InviterConfused
-            | CtlError::FounderIrrevocable
-            | CtlError::AlreadyRevoked { .. }
-            | CtlError::NotSenior { .. }
-            | CtlError::Refused(_)
             | CtlError::Store(_) => {}
         }
     }
