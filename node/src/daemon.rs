@@ -319,7 +319,11 @@ impl Daemon {
         info!(node = %self.me.id, name = %self.me.name, mesh = ?self.roster.mesh_name(), "keywardd started");
         let mut verified_rx = self.verified_rx.take().expect("run once");
         loop {
-            // The deadline is absolute: recomputed after every event.
+            // Timers are checked after every event, not only when the
+            // sleep below ends: a busy swarm would otherwise starve them.
+            if self.timers.next_deadline() <= now_ms() {
+                self.on_timers();
+            }
             let wait = self.until_next_timer();
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
@@ -1121,11 +1125,12 @@ impl Daemon {
         }
     }
 
-    /// How long the event loop may sleep before the next timer: at least
-    /// 50 ms, so a clock that jumped cannot spin it.
+    /// How long the event loop may sleep before the next timer. Due timers
+    /// were run just before and are rescheduled from now, so this is never
+    /// zero for long: a clock that jumped cannot spin the loop.
     fn until_next_timer(&self) -> Duration {
         let wait = self.timers.next_deadline().saturating_sub(now_ms());
-        Duration::from_millis(wait.clamp(50, 60_000))
+        Duration::from_millis(wait.clamp(1, 60_000))
     }
 
     fn on_timers(&mut self) {
