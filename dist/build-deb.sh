@@ -13,9 +13,7 @@ command -v cargo-deb >/dev/null 2>&1 || {
 	exit 1
 }
 cargo build --release -p keyward-cli -p keyward-node --bins
-# No unwind tables: with panic = "abort" nothing unwinds, and they are a
-# tenth of the binary (the initramfs is read at every boot).
-RUSTFLAGS="${RUSTFLAGS:-} -C force-unwind-tables=no" cargo build --profile initramfs -p keyward-unlock
+cargo build --profile initramfs -p keyward-unlock
 mkdir -p target/man
 for m in dist/man/*; do
 	gzip -9n <"$m" >"target/man/${m##*/}.gz"
