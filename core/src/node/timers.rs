@@ -45,12 +45,16 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// Every timer first fires one period after `now`.
+    /// Reconnect fires at once (a restarted node dials its members before
+    /// they move on), every other timer one period after `now`.
     pub fn new(now: Millis) -> Self {
         Timers {
             next: Timer::ALL
                 .iter()
-                .map(|t| (*t, now.saturating_add(t.period())))
+                .map(|t| match t {
+                    Timer::Reconnect => (*t, now),
+                    _ => (*t, now.saturating_add(t.period())),
+                })
                 .collect(),
         }
     }
@@ -81,7 +85,8 @@ mod tests {
     #[test]
     fn timers_fire_at_their_periods_without_catching_up() {
         let mut t = Timers::new(0);
-        assert_eq!(t.next_deadline(), 1000);
+        assert_eq!(t.next_deadline(), 0, "reconnect at start");
+        assert_eq!(t.due(0), vec![Timer::Reconnect]);
         let mut fired: BTreeMap<Timer, u32> = BTreeMap::new();
         let mut now = 0;
         while now < 60_000 {
@@ -90,7 +95,11 @@ mod tests {
                 *fired.entry(x).or_default() += 1;
             }
         }
-        assert_eq!(fired[&Timer::Reconnect], 60);
+        assert_eq!(
+            fired[&Timer::Reconnect],
+            60,
+            "at 1 s .. 60 s, after the one at start"
+        );
         assert_eq!(fired[&Timer::PersistOwners], 12);
         assert_eq!(fired[&Timer::AntiEntropy], 6);
         assert_eq!(fired[&Timer::Housekeeping], 1);
