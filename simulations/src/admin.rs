@@ -1,9 +1,9 @@
 //! Scenario actions: churn processes, partitions, seizure, outage,
 //! lockdown, probes by attackers, and the admin who reacts to them.
 
-use keyward_node::guardian::{LockState, Millis, ShareRequest};
-use keyward_node::identity::{BootKey, NodeKey};
-use keyward_node::roster::{Member, OpBody, Role, SignedOp};
+use keyward_core::guardian::{LockState, Millis, ShareRequest};
+use keyward_core::identity::{BootKey, NodeKey};
+use keyward_core::roster::{Member, OpBody, Role, SignedOp};
 use rand::Rng;
 
 use crate::net::ATTACKER;
@@ -304,7 +304,7 @@ impl Sim {
             phase: Phase::Running,
             inc: 0,
             roster,
-            guardian: keyward_node::guardian::Guardian::new(id, self.cfg.policy),
+            guardian: keyward_core::guardian::Guardian::new(id, self.cfg.policy),
             token: None,
             bind: None,
             boot: None,

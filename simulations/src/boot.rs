@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use keyward_node::guardian::{Millis, ShareRequest};
-use keyward_node::shares::{combine, Expect, ShareEnvelope};
+use keyward_core::guardian::{Millis, ShareRequest};
+use keyward_core::shares::{combine, Expect, ShareEnvelope};
 
 use crate::invariants as inv;
 use crate::node::{Boot, Phase, Unlock};
@@ -14,10 +14,10 @@ use crate::scenario::SEC;
 use crate::sim::{Msg, Sim, Timer};
 use crate::trace::Kind;
 
-/// The real unlock client's backoff (`keyward_node::unlock`), in virtual
+/// The real unlock client's backoff (`keyward_core::unlock`), in virtual
 /// ms: 250 ms, doubling up to 5 s.
-const RETRY_FIRST: Millis = keyward_node::unlock::RETRY_FIRST.as_millis() as Millis;
-const RETRY_CAP: Millis = keyward_node::unlock::RETRY_CAP.as_millis() as Millis;
+const RETRY_FIRST: Millis = keyward_core::unlock::RETRY_FIRST;
+const RETRY_CAP: Millis = keyward_core::unlock::RETRY_CAP;
 /// The client polls its retry times on a 100 ms tick.
 const CLIENT_TICK: Millis = 100;
 
@@ -170,7 +170,7 @@ impl Sim {
                 .get(rule as usize)
                 .copied()
                 .unwrap_or("");
-            if keyward_node::guardian::permanent_rule(r) {
+            if keyward_core::guardian::permanent_rule(r) {
                 if let Some(b) = self.nodes[i as usize].boot.as_mut() {
                     b.gone.insert(g);
                 }

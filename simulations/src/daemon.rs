@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use keyward_node::guardian::{Action, Event, LockState};
-use keyward_node::roster::Role;
-use keyward_node::shares::ShareEnvelope;
+use keyward_core::guardian::{Action, Event, LockState};
+use keyward_core::roster::Role;
+use keyward_core::shares::ShareEnvelope;
 
 use crate::invariants as inv;
 use crate::net::ATTACKER;
@@ -220,7 +220,7 @@ impl Sim {
         from: u32,
         g: u32,
         session: u32,
-        req: keyward_node::guardian::ShareRequest,
+        req: keyward_core::guardian::ShareRequest,
     ) {
         let now = self.now();
         let attacker = from == ATTACKER;
@@ -233,7 +233,7 @@ impl Sim {
         // Whoever asks holds the owner's boot key (the owner's own
         // initramfs, or an attacker with a copy) and connects with it.
         let conn = owner.map(|o| {
-            keyward_node::identity::NodeId(
+            keyward_core::identity::NodeId(
                 self.nodes[o as usize]
                     .boot_key
                     .signing_key()
@@ -298,7 +298,7 @@ impl Sim {
     fn check_release(
         &mut self,
         g: u32,
-        owner: keyward_node::identity::NodeId,
+        owner: keyward_core::identity::NodeId,
         o: Option<u32>,
         attacker: bool,
         session: u32,

@@ -46,9 +46,9 @@
 
 use std::collections::BTreeMap;
 
-use keyward_node::guardian::Millis;
-use keyward_node::identity::{BootKey, NodeId, NodeKey, Sig};
-use keyward_node::roster::{Member, OpBody, OpId, Role, Roster, SignedOp};
+use keyward_core::guardian::Millis;
+use keyward_core::identity::{BootKey, NodeId, NodeKey, Sig};
+use keyward_core::roster::{Member, OpBody, OpId, Role, Roster, SignedOp};
 use rand::Rng;
 use serde::Serialize;
 

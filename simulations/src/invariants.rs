@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use keyward_node::guardian::Millis;
+use keyward_core::guardian::Millis;
 
 /// A share is released only to a node that is in the guardian's roster
 /// and was really admitted (never to a stranger).

@@ -1,6 +1,6 @@
 //! keyward-sim: a deterministic discrete-event simulator of a keyward mesh.
 //!
-//! It drives the real `keyward_node::guardian` and `keyward_node::roster`
+//! It drives the real `keyward_core::guardian` and `keyward_core::roster`
 //! code (and real `shares::split`/`combine`, real signatures) over a virtual
 //! clock, a virtual network and one seeded RNG. See `keyward-sim --help`.
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use keyward_node::guardian::Millis;
+use keyward_core::guardian::Millis;
 use keyward_sim::scenario::SEC;
 use keyward_sim::sweep::{self, Param};
 use keyward_sim::{Config, Placement, Scenario};

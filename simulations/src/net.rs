@@ -2,7 +2,7 @@
 //! loss and partitions. It only decides whether and when a message arrives;
 //! the simulator delivers it.
 
-use keyward_node::guardian::Millis;
+use keyward_core::guardian::Millis;
 use rand::Rng;
 use serde::Serialize;
 

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use keyward_node::guardian::{Guardian, Millis};
-use keyward_node::identity::{BootKey, NodeId, NodeKey};
-use keyward_node::roster::Role;
-use keyward_node::shares::ShareEnvelope;
+use keyward_core::guardian::{Guardian, Millis};
+use keyward_core::identity::{BootKey, NodeId, NodeKey};
+use keyward_core::roster::Role;
+use keyward_core::shares::ShareEnvelope;
 
 use crate::rosters::Entry;
 

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use keyward_node::guardian::{LockState, Millis, Policy};
-use keyward_node::identity::NodeId;
+use keyward_core::guardian::{LockState, Millis, Policy};
+use keyward_core::identity::NodeId;
 
 /// Approvals remembered per (guardian, owner) with their issuers.
 pub const APPROVALS_KEPT: usize = 8;

@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use keyward_node::guardian::Millis;
+use keyward_core::guardian::Millis;
 
 struct Item<E> {
     at: Millis,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use keyward_node::guardian::Millis;
+use keyward_core::guardian::Millis;
 use serde::Serialize;
 
 use crate::invariants::{self, Violation};

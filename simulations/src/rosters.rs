@@ -1,6 +1,6 @@
 //! Roster replicas.
 //!
-//! Every node holds its own replica, a `keyward_node::roster::Roster`, and
+//! Every node holds its own replica, a `keyward_core::roster::Roster`, and
 //! changes it only through `Roster::merge`. Because a roster is a pure
 //! function of its set of operations (it is a CRDT), two replicas holding the
 //! same set are identical; with `dedup` on (the default) they share one
@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use keyward_node::identity::NodeId;
-use keyward_node::roster::{Merged, OpBody, OpId, Roster, SignedOp};
+use keyward_core::identity::NodeId;
+use keyward_core::roster::{Merged, OpBody, OpId, Roster, SignedOp};
 
 /// A set of global operation numbers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

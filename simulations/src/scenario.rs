@@ -1,6 +1,6 @@
 //! Scenarios and the run configuration.
 
-use keyward_node::guardian::{Millis, Policy};
+use keyward_core::guardian::{Millis, Policy};
 use serde::Serialize;
 
 use crate::net::NetConfig;

@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use keyward_node::guardian::{Event, Guardian, LockState, Millis, ShareRequest};
-use keyward_node::identity::{BootKey, NodeId, NodeKey};
-use keyward_node::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp};
-use keyward_node::shares::{split_with_rng, DiskSecret, ShareEnvelope};
+use keyward_core::guardian::{Event, Guardian, LockState, Millis, ShareRequest};
+use keyward_core::identity::{BootKey, NodeId, NodeKey};
+use keyward_core::roster::{Member, MeshId, OpBody, Role, Roster, SignedOp};
+use keyward_core::shares::{split_with_rng, DiskSecret, ShareEnvelope};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -361,7 +361,7 @@ impl Sim {
             );
             assert!(matches!(
                 acts[..],
-                [keyward_node::guardian::Action::Store { .. }]
+                [keyward_core::guardian::Action::Store { .. }]
             ));
             node.guardian
                 .handle(Event::Alive { node: owner, at: 0 }, &roster.roster);

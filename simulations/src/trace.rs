@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use keyward_node::guardian::Millis;
+use keyward_core::guardian::Millis;
 
 use crate::net::ATTACKER;
 

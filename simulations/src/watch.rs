@@ -39,7 +39,7 @@
 
 use std::collections::BTreeMap;
 
-use keyward_node::guardian::Millis;
+use keyward_core::guardian::Millis;
 
 use crate::invariants as inv;
 use crate::scenario::MIN;
@@ -268,11 +268,11 @@ impl Sim {
         if !ok {
             return None;
         }
-        let may_approve = |by: &keyward_node::identity::NodeId| {
+        let may_approve = |by: &keyward_core::identity::NodeId| {
             gn.roster
                 .roster
                 .member(by)
-                .is_some_and(|m| m.role == keyward_node::roster::Role::Guardian)
+                .is_some_and(|m| m.role == keyward_core::roster::Role::Guardian)
         };
         self.oracle
             .ground_until(g, o, now, p, p.timeout, may_approve)

@@ -35,13 +35,6 @@ use crate::net;
 use crate::peer::{FromPeerId, Libp2pKey, PeerIds};
 use crate::shares::DiskSecret;
 
-/// First delay before asking a guardian again after a refusal or a failed
-/// request; it doubles per guardian up to [`RETRY_CAP`]. Public so the
-/// simulator models the same client.
-pub const RETRY_FIRST: Duration = Duration::from_millis(client::RETRY_FIRST);
-/// Longest delay between two requests to one guardian.
-pub const RETRY_CAP: Duration = Duration::from_millis(client::RETRY_CAP);
-
 /// Options of one unlock.
 pub struct Options {
     pub timeout: Duration,
