@@ -1,5 +1,5 @@
 //! keywardd: one event loop that drives the swarm, the control socket and
-//! timers, and feeds the sans-IO `guardian` and `roster` cores.
+//! timers, and feeds the decisions in `keyward_core`.
 
 mod addresses;
 mod alerts;
@@ -40,18 +40,17 @@ use crate::proto::{
 use crate::roster::{Member, MergeReport, MeshId, Role, Roster, SignedOp, Verified};
 use crate::shares::ShareEnvelope;
 use crate::store::{Batch, Store, TreeName};
+use keyward_core::node::admin::{AdminState, Applied, MAX_RECENT_ADMIN};
+use keyward_core::node::decisions::{DecisionLog, Logged};
+use keyward_core::node::members as membership;
+use keyward_core::node::peers::{Peers, Strike};
+use keyward_core::node::timers::{Timer, Timers};
 
 /// keywardd's clock: Unix ms that never go back within a run, whatever
 /// the system clock does (see `clock`).
 pub fn now_ms() -> Millis {
     crate::clock::now()
 }
-
-use keyward_core::node::admin::{AdminState, Applied, MAX_RECENT_ADMIN};
-use keyward_core::node::decisions::{DecisionLog, Logged};
-use keyward_core::node::members as membership;
-use keyward_core::node::peers::{Peers, Strike};
-use keyward_core::node::timers::{Timer, Timers};
 
 /// What `keyward init` made.
 pub struct InitReport {
@@ -665,7 +664,6 @@ impl Daemon {
     /// the core says: log it, write the lock message or the owner's state.
     fn apply_admin(&mut self, m: AdminMsg) {
         let kind = m.body.kind.clone();
-        let lock = m.clone();
         match self
             .admin
             .apply(m, now_ms(), &self.roster, &mut self.guardian)
@@ -678,8 +676,12 @@ impl Daemon {
                 } else {
                     info!(by = %by, "lockdown lifted")
                 }
-                if let Ok(t) = self.store.tree::<AdminMsg>(TreeName::Approvals) {
-                    let _ = t.put(b"lock", &lock);
+                // The message that set it, as the core now holds it.
+                if let (Ok(t), Some(m)) = (
+                    self.store.tree::<AdminMsg>(TreeName::Approvals),
+                    self.admin.lock_msg(),
+                ) {
+                    let _ = t.put(b"lock", m);
                     let _ = self.store.flush();
                 }
             }
