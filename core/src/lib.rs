@@ -12,6 +12,7 @@
 //! Module map:
 //! - [`identity`]: node keys, boot keys, node ids, domain-separated signatures.
 //! - [`codec`]: bounded CBOR framing of everything on the wire and on disk.
+//! - [`control`]: the typed control API (admin requests and replies).
 //! - [`shares`]: splitting a disk secret, sealing shares to a boot key,
 //!   checking and combining them.
 //! - [`roster`]: the mesh's membership as a set of signed operations and
@@ -24,6 +25,7 @@
 //!   decision history, peers and backoff, timers.
 
 pub mod codec;
+pub mod control;
 pub mod guardian;
 pub mod identity;
 pub mod lookup;

@@ -12,6 +12,8 @@ pub mod control;
 #[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod gate;
+#[cfg(feature = "daemon")]
+pub mod init;
 pub mod keyfile;
 pub mod luks;
 pub mod net;
