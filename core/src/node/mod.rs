@@ -37,3 +37,6 @@ pub use io::{CtlId, GossipId, InId, Input, OutId, Output, Write, WriteId};
 pub use machine::{Node, NodeConfig, Stored};
 pub use notes::Note;
 pub use spread::VERIFY_INLINE;
+
+#[cfg(test)]
+mod tests;
