@@ -26,6 +26,7 @@
 pub mod codec;
 pub mod guardian;
 pub mod identity;
+pub mod log;
 pub mod lookup;
 pub mod node;
 pub mod proto;
