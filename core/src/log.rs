@@ -36,6 +36,7 @@ pub mod merkle;
 pub mod recipients;
 pub mod segment;
 pub mod segmenter;
+pub mod verify;
 
 use crate::codec::CodecError;
 use crate::identity::NodeId;
