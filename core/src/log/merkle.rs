@@ -262,6 +262,24 @@ impl MerkleLog {
         Ok((n, self.append_hash(leaf_hash(leaf))?))
     }
 
+    /// Appends several leaves (a group commit's worth of segments) and
+    /// returns the first index and only the tiles the final tree needs:
+    /// every tile completed on the way, and the last partial ones, not the
+    /// partial tiles of each intermediate size.
+    pub fn append_batch(&mut self, leaves: &[&[u8]]) -> Result<(u64, Vec<TileWrite>), MerkleError> {
+        let old = self.size;
+        let mut writes = Vec::new();
+        for leaf in leaves {
+            writes.extend(self.append_hash(leaf_hash(leaf))?);
+        }
+        let keep: std::collections::HashSet<String> = Tile::new_tiles(TILE_HEIGHT, old, self.size)
+            .iter()
+            .map(c2sp_path)
+            .collect();
+        writes.retain(|w| keep.contains(&w.path));
+        Ok((old, writes))
+    }
+
     fn append_hash(&mut self, leaf: Hash) -> Result<Vec<TileWrite>, MerkleError> {
         let n = self.size;
         let hashes = tlog_tiles::stored_hashes_for_record_hash(n, leaf, &EdgeReader(&self.edge))?;
@@ -520,6 +538,26 @@ mod tests {
             MerkleLog::resume(log.origin(), 1000, root, &tiles),
             Err(MerkleError::TileMissing { .. })
         ));
+    }
+
+    #[test]
+    fn batches_write_only_what_the_final_tree_needs() {
+        let (one, tiles) = build(700);
+        let mut log = MerkleLog::new(NodeId([1; 32]));
+        let leaves: Vec<Vec<u8>> = (0..700).map(|i| format!("leaf {i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
+        let mut got = BTreeMap::new();
+        let (first, w) = log.append_batch(&refs[..10]).unwrap();
+        assert_eq!((first, w.len()), (0, 1));
+        got.extend(w.into_iter().map(|t| (t.path, t.bytes)));
+        let (first, w) = log.append_batch(&refs[10..]).unwrap();
+        assert_eq!(first, 10);
+        got.extend(w.into_iter().map(|t| (t.path, t.bytes)));
+        assert_eq!(log.root().unwrap(), one.root().unwrap());
+        for (p, b) in &got {
+            assert_eq!(tiles.get(p), Some(b), "{p}");
+        }
+        assert_eq!(read_log(700, log.root().unwrap(), &got).unwrap().len(), 700);
     }
 
     #[test]
