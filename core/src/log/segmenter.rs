@@ -85,8 +85,20 @@ pub struct Source {
     pub confidential: bool,
 }
 
+/// Most journal bytes one segment may have: a recovered segment's body is
+/// its journal, which must fit [`segment::MAX_BODY`]. Frames cost ~60 bytes
+/// each over their lines, so a source committed line by line reaches this
+/// before `max_bytes`; the segment is then cut early.
+const JOURNAL_MAX: usize = segment::MAX_BODY - 64 * 1024;
+
+/// Bytes a frame record adds over its plaintext (tag, metadata, framing),
+/// rounded up.
+const FRAME_OVERHEAD: usize = 128;
+
 struct Open {
     seq: u64,
+    /// Journal bytes of this segment handed out so far.
+    journal_len: usize,
     deadline: Millis,
     key: SegmentKey,
     /// BODY_MAGIC + every line so far. Capacity reserved up front, so it
@@ -171,7 +183,12 @@ impl Segmenter {
         }
         let mut sealed = None;
         if let Some(o) = &self.open {
-            if o.plain.len() + len > self.limits.max_bytes || o.lines >= self.limits.max_lines {
+            let journal_after =
+                o.journal_len + (o.plain.len() - o.framed) + len + 2 * FRAME_OVERHEAD;
+            if o.plain.len() + len > self.limits.max_bytes
+                || o.lines >= self.limits.max_lines
+                || journal_after > JOURNAL_MAX
+            {
                 sealed = self.seal(now)?;
             }
         }
@@ -205,11 +222,13 @@ impl Segmenter {
             opened: now,
             wrapped_key,
         });
+        let bytes = journal::record_bytes(&rec)?;
+        let journal_len = bytes.len();
         self.writes.push(JournalWrite {
             source: self.source.name.clone(),
             seq,
             create: true,
-            bytes: journal::record_bytes(&rec)?,
+            bytes,
         });
         // One line may exceed max_bytes on its own; the segment then holds
         // just that line.
@@ -219,6 +238,7 @@ impl Segmenter {
         plain.extend_from_slice(&line::BODY_MAGIC);
         self.open = Some(Open {
             seq,
+            journal_len,
             deadline: now.saturating_add(self.limits.max_age_ms),
             key,
             framed: plain.len(),
@@ -256,6 +276,7 @@ impl Segmenter {
                 o.frame_last = 0;
                 let bytes = journal::record_bytes(&Record::Frame(f))
                     .expect("a frame of at most one segment fits a record");
+                o.journal_len += bytes.len();
                 match self.writes.last_mut() {
                     Some(w) if w.seq == o.seq => w.bytes.extend_from_slice(&bytes),
                     _ => self.writes.push(JournalWrite {
@@ -473,6 +494,89 @@ mod tests {
         assert!(matches!(sg.open(&f.admin), Err(LogError::Decrypt(_))));
         // another node's key does not recover this journal
         assert!(journal::recover(&NodeKey::generate(), &file, 1).is_err());
+    }
+
+    #[test]
+    fn a_journal_committed_line_by_line_still_recovers_into_one_segment() {
+        let f = fx();
+        let mut rng = rand::rngs::OsRng;
+        let mut s = seg(
+            &f,
+            true,
+            Limits {
+                max_bytes: 8 * 1024 * 1024,
+                max_lines: MAX_LINES,
+                ..Limits::default()
+            },
+        );
+        let mut file = Vec::new();
+        let tiny = Line {
+            time: 1,
+            sender: Sender::default(),
+            msg: b"x".to_vec(),
+        };
+        let mut n = 0;
+        let sealed = loop {
+            if let Some(x) = s.push(1, &tiny, &mut rng).unwrap() {
+                break x;
+            }
+            n += 1;
+            for w in s.take_journal() {
+                if w.seq == 0 {
+                    file.extend_from_slice(&w.bytes);
+                }
+            }
+        };
+        // cut by the journal bound, long before max_bytes
+        assert!(sealed.header.lines < 8 * 1024 * 1024 / 14);
+        assert_eq!(sealed.header.lines, n);
+        let r = journal::recover(&f.key, &file, 2).unwrap();
+        let x = r.sealed.unwrap();
+        assert_eq!(x.header.lines, n);
+        assert!(Segment::decode(&x.bytes).is_ok());
+    }
+
+    #[test]
+    fn ssh_recipients_read_their_segments() {
+        // a throwaway key made with ssh-keygen for this test
+        const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCnWIK96+zsfy/152DPFnyqaDGI22i6noy8Hhtc+8/npQAAAJCpK4+gqSuP
+oAAAAAtzc2gtZWQyNTUxOQAAACCnWIK96+zsfy/152DPFnyqaDGI22i6noy8Hhtc+8/npQ
+AAAEA+NpVJWLSs+lXR/VS+XNXD6hZWbHWqpckuZclnsaOgLKdYgr3r7Ox/L/XnYM8WfKpo
+MYjbaLqejLweG1z7z+elAAAABmt3dGVzdAECAwQFBgc=
+-----END OPENSSH PRIVATE KEY-----
+";
+        const SSH_PUB: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKdYgr3r7Ox/L/XnYM8WfKpoMYjbaLqejLweG1z7z+el kwtest";
+        let id = age::ssh::Identity::from_buffer(SSH_KEY.as_bytes(), None).unwrap();
+        let r = Arc::new(Recipients::parse(&[SSH_PUB], None).unwrap());
+        let key = Arc::new(NodeKey::generate());
+        let mut s = Segmenter::new(
+            key.clone(),
+            r,
+            Source {
+                name: "ssh".into(),
+                confidential: true,
+            },
+            Limits::default(),
+            0,
+        )
+        .unwrap();
+        let mut rng = rand::rngs::OsRng;
+        s.push(5, &line(5, 1), &mut rng).unwrap();
+        let j: Vec<u8> = s.take_journal().into_iter().flat_map(|w| w.bytes).collect();
+        let sealed = s.seal(6).unwrap().unwrap();
+        let seg = Segment::decode(&sealed.bytes).unwrap();
+        assert_eq!(seg.open(&id).unwrap(), vec![line(5, 1)]);
+        let rec = journal::recover(&key, &j, 7).unwrap().sealed.unwrap();
+        let seg = Segment::decode(&rec.bytes).unwrap();
+        assert_eq!(seg.open(&id).unwrap(), vec![line(5, 1)]);
+        assert!(Recipients::parse(&["ssh-ed25519 garbage"], None).is_err());
+        assert!(Recipients::parse(&["age1nope"], None).is_err());
+        assert!(matches!(
+            Recipients::parse(&[], None),
+            Err(LogError::NoAuditor)
+        ));
     }
 
     #[test]
