@@ -7,7 +7,8 @@
 //! the boot client and the simulator drive these same types, so what the
 //! simulator proves holds for the product. (The `os-rng` feature adds
 //! convenience constructors for drivers; sealing a share with `age` draws
-//! its ephemeral key inside `age`, at bind time, in the CLI.)
+//! its ephemeral key inside `age`, at bind time, in the CLI; sealing a log
+//! segment likewise draws age's file key inside `age`.)
 //!
 //! Module map:
 //! - [`identity`]: node keys, boot keys, node ids, domain-separated signatures.
@@ -22,6 +23,10 @@
 //! - [`unlock`]: the boot client's state machine, [`unlock::UnlockClient`].
 //! - [`node`]: the node's decisions above those: admin messages, the
 //!   decision history, peers and backoff, timers.
+//! - [`log`]: the tamper-evident log spool: lines, signed age-encrypted
+//!   segments, journal frames and crash recovery, the segmenter, each
+//!   origin's Merkle log (tlog_tiles) and checkpoints (signed_note), and
+//!   verification of a spool read back.
 
 pub mod codec;
 pub mod guardian;
