@@ -219,6 +219,13 @@ mod tests {
 
     proptest! {
         #[test]
+        fn checkpoints_round_trip(size: u64, root: [u8; 32], now: u64) {
+            let key = NodeKey::from_seed([5; 32]);
+            let c = sign(&key, size, Hash(root), now).unwrap();
+            prop_assert_eq!(open(&c.note, &key.id()).unwrap(), (size, Hash(root)));
+        }
+
+        #[test]
         fn arbitrary_notes_never_panic_and_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
             prop_assert!(open(&bytes, &NodeId([9; 32])).is_err());
         }

@@ -360,6 +360,35 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn sealed_segments_round_trip(
+            msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..20),
+            t0 in 0u64..(1 << 50),
+            seq: u64,
+            confidential: bool,
+            pid: Option<u32>,
+        ) {
+            let (key, auditor, _, r) = keys();
+            let lines: Vec<Line> = msgs
+                .into_iter()
+                .enumerate()
+                .map(|(i, msg)| Line { time: t0 + i as u64, sender: Sender { pid, uid: None, gid: Some(4) }, msg })
+                .collect();
+            let mut plain = line::BODY_MAGIC.to_vec();
+            for l in &lines {
+                l.encode_into(&mut plain).unwrap();
+            }
+            let n = lines.len() as u32;
+            let s = seal_plaintext(&key, &r, "src", seq, (t0, t0 + n as u64 - 1, n), confidential, t0, &plain).unwrap();
+            let seg = Segment::decode(&s.bytes).unwrap();
+            prop_assert_eq!(&seg.header, &s.header);
+            prop_assert_eq!(seg.leaf(), s.leaf);
+            prop_assert_eq!(seg.open(&auditor).unwrap(), lines);
+        }
+    }
+
+    proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_and_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
             prop_assert!(Segment::decode(&bytes).is_err());
