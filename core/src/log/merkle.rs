@@ -268,19 +268,48 @@ impl MerkleLog {
     /// partial tiles of each intermediate size.
     pub fn append_batch(&mut self, leaves: &[&[u8]]) -> Result<(u64, Vec<TileWrite>), MerkleError> {
         let old = self.size;
-        let mut writes = Vec::new();
+        let mut full = Vec::new();
         for leaf in leaves {
-            writes.extend(self.append_hash(leaf_hash(leaf))?);
+            self.push_hash(leaf_hash(leaf), Some(&mut full))?;
         }
-        let keep: std::collections::HashSet<String> = Tile::new_tiles(TILE_HEIGHT, old, self.size)
-            .iter()
-            .map(c2sp_path)
-            .collect();
-        writes.retain(|w| keep.contains(&w.path));
-        Ok((old, writes))
+        Ok((old, self.writes_since(old, full)))
     }
 
     fn append_hash(&mut self, leaf: Hash) -> Result<Vec<TileWrite>, MerkleError> {
+        let n = self.size;
+        self.push_hash(leaf, None)?;
+        Ok(self.writes_since(n, Vec::new()))
+    }
+
+    /// The tiles to write to go from a tree of `old` leaves to this one:
+    /// from the edge, or from `full`, the tiles completed on the way.
+    fn writes_since(&self, old: u64, mut full: Vec<TileWrite>) -> Vec<TileWrite> {
+        let mut out = Vec::new();
+        for t in Tile::new_tiles(TILE_HEIGHT, old, self.size) {
+            let w = t.width() as usize * HASH;
+            let path = c2sp_path(&t);
+            match self.edge.get(t.level() as usize) {
+                Some(e) if e.n == t.level_index() && e.data.len() >= w => out.push(TileWrite {
+                    path,
+                    bytes: e.data[..w].to_vec(),
+                }),
+                _ => {
+                    if let Some(i) = full.iter().position(|f| f.path == path) {
+                        out.push(full.swap_remove(i));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds a leaf hash to the right edge; a tile it completes is copied to
+    /// `full` if given (a batch resets the edge before it is written).
+    fn push_hash(
+        &mut self,
+        leaf: Hash,
+        mut full: Option<&mut Vec<TileWrite>>,
+    ) -> Result<(), MerkleError> {
         let n = self.size;
         let hashes = tlog_tiles::stored_hashes_for_record_hash(n, leaf, &EdgeReader(&self.edge))?;
         // hashes[l] is the level-l node over leaf n; tiles store levels
@@ -304,19 +333,23 @@ impl MerkleLog {
                 )));
             }
             e.data.extend_from_slice(&h.0);
+            if e.data.len() == WIDTH * HASH {
+                if let Some(f) = full.as_deref_mut() {
+                    f.push(TileWrite {
+                        path: c2sp_path(&Tile::new(
+                            TILE_HEIGHT,
+                            tl as u8,
+                            e.n,
+                            WIDTH as u32,
+                            false,
+                        )),
+                        bytes: e.data.clone(),
+                    });
+                }
+            }
         }
         self.size = n + 1;
-        let writes = Tile::new_tiles(TILE_HEIGHT, n, n + 1)
-            .into_iter()
-            .map(|t| {
-                let e = &self.edge[t.level() as usize];
-                TileWrite {
-                    path: c2sp_path(&t),
-                    bytes: e.data[..t.width() as usize * HASH].to_vec(),
-                }
-            })
-            .collect();
-        Ok(writes)
+        Ok(())
     }
 }
 
@@ -558,6 +591,25 @@ mod tests {
             assert_eq!(tiles.get(p), Some(b), "{p}");
         }
         assert_eq!(read_log(700, log.root().unwrap(), &got).unwrap().len(), 700);
+        // exactly the tiles of the final tree: 2 full + 1 partial at level
+        // 0, 1 partial at level 1, plus the first batch's partial
+        assert_eq!(got.len(), 5, "{:?}", got.keys().collect::<Vec<_>>());
+        // a batch spanning several full tiles at once
+        let mut big = MerkleLog::new(NodeId([1; 32]));
+        let (_, w) = big.append_batch(&refs).unwrap();
+        let w: BTreeMap<_, _> = w.into_iter().map(|t| (t.path, t.bytes)).collect();
+        assert_eq!(
+            w.keys().cloned().collect::<Vec<_>>(),
+            vec![
+                "tile/0/000",
+                "tile/0/001",
+                "tile/0/002.p/188",
+                "tile/1/000.p/2"
+            ]
+        );
+        for (p, b) in &w {
+            assert_eq!(tiles.get(p), Some(b), "{p}");
+        }
     }
 
     #[test]
