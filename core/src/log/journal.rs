@@ -387,6 +387,21 @@ mod tests {
         fn arbitrary_frames_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             prop_assert!(codec::decode::<FramesBody>(&bytes).is_err());
             prop_assert!(codec::decode::<Record>(&bytes).is_err());
+            let h = SegmentHeader {
+                origin: NodeId([1; 32]),
+                source: "s".into(),
+                seq: 0,
+                first: 0,
+                last: 9,
+                lines: 1,
+                confidential: true,
+                sealed: 9,
+                body_kind: BodyKind::Frames,
+                body_len: bytes.len() as u64,
+                body_hash: [0; 32],
+            };
+            let id = age::x25519::Identity::generate();
+            prop_assert!(open_frames(&id, &h, &bytes).is_err());
         }
 
         #[test]

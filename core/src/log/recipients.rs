@@ -141,3 +141,31 @@ pub fn decrypt(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_recipient_strings_never_panic(s in "\\PC{0,200}", pre in prop::sample::select(vec!["", "age1", "ssh-ed25519 ", "ssh-rsa "])) {
+            let _ = format!("{pre}{s}").parse::<Recipient>();
+        }
+
+        #[test]
+        fn arbitrary_ciphertexts_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let id = age::x25519::Identity::generate();
+            prop_assert!(decrypt(&id, &bytes, 1024).is_err());
+        }
+    }
+
+    #[test]
+    fn decryption_output_is_bounded() {
+        let id = age::x25519::Identity::generate();
+        let r = Recipients::new(vec![Recipient::X25519(id.to_public())], None).unwrap();
+        let ct = r.encrypt(true, &[7; 100]).unwrap();
+        assert_eq!(decrypt(&id, &ct, 100).unwrap().len(), 100);
+        assert!(matches!(decrypt(&id, &ct, 99), Err(LogError::Decrypt(_))));
+    }
+}
