@@ -557,6 +557,8 @@ pub const MARKER_SCRIPT: &str = r#"#!/bin/sh
 PREREQ=""
 prereqs() { echo "$PREREQ"; }
 case "$1" in prereqs) prereqs; exit 0 ;; esac
+read -r up _ </proc/uptime
+echo "kwtest: marker at $up" >/dev/console
 echo "KWTEST-MARKER $(cat "${rootmnt}/marker")" >/dev/console
 sync
 echo b >/proc/sysrq-trigger
@@ -564,14 +566,21 @@ echo b >/proc/sysrq-trigger
 
 /// What the baseline keyscript prints on the console when it starts, as
 /// keyward's keyscript prints "keyward: asking the mesh": the benchmark
-/// splits each boot at that line.
+/// splits each boot at that line. The guest's uptime follows ("at 12.34"),
+/// as on the marker script's "kwtest: marker at" line, so the benchmark
+/// can time the steps in between by the guest's clock.
 pub const KEYFILE_KEYSCRIPT_LINE: &str = "kwtest: key-file keyscript";
+
+/// The marker script's line before the marker: "kwtest: marker at UPTIME".
+pub const MARKER_UPTIME_LINE: &str = "kwtest: marker at";
 
 /// A keyscript printing a fixed key (octal escapes), for the baseline
 /// boot: the same LUKS device opened from a key inside the initramfs.
 pub fn keyfile_keyscript(key: &[u8]) -> String {
     let esc: String = key.iter().map(|b| format!("\\{b:03o}")).collect();
-    format!("#!/bin/sh\necho '{KEYFILE_KEYSCRIPT_LINE}' >&2\nprintf '{esc}'\n")
+    format!(
+        "#!/bin/sh\nread -r up _ </proc/uptime\necho \"{KEYFILE_KEYSCRIPT_LINE} at $up\" >&2\nprintf '{esc}'\n"
+    )
 }
 
 /// A copy of the package `deb` with `+kwtest1` appended to its version,
