@@ -522,15 +522,22 @@ impl Vm {
     /// The marker the guest read from its decrypted root.
     pub fn wait_marker(&mut self, timeout: Duration) -> Result<(Duration, String)> {
         let t = self.wait_for(MARKER_PREFIX, timeout)?;
-        let con = self.console();
-        let line = con
-            .lines()
-            .find_map(|l| {
-                l.split_once(MARKER_PREFIX)
-                    .map(|(_, m)| m.trim().to_string())
-            })
-            .unwrap_or_default();
-        Ok((t, line))
+        // The prefix may arrive before the rest of its line: wait (briefly)
+        // for the line's end, else a marker is read cut short.
+        let whole = Instant::now() + Duration::from_secs(5);
+        loop {
+            let con = self.console();
+            let rest = con.split_once(MARKER_PREFIX).map(|(_, r)| r.to_string());
+            if let Some(rest) = rest {
+                if let Some((m, _)) = rest.split_once('\n') {
+                    return Ok((t, m.trim().to_string()));
+                }
+                if Instant::now() >= whole {
+                    return Ok((t, rest.trim().to_string()));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn stop(mut self) -> String {

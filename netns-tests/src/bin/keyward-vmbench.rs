@@ -218,6 +218,14 @@ fn bench(a: &Args) -> anyhow::Result<String> {
         keyward.push(t);
         let con = v.stop();
         steps_keyward.push(steps(&con));
+        if a.trace {
+            eprintln!(
+                "vmbench: boot {} steps: key file {:?}; keyward {:?}",
+                i + 1,
+                steps_keyfile[i],
+                steps_keyward[i]
+            );
+        }
         anyhow::ensure!(
             !con.contains("refused") && !con.contains("unreachable"),
             "keyward boot {i}: the mesh did not simply give the key:\n{con}"
