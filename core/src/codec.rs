@@ -35,6 +35,11 @@ pub enum CodecError {
     Kind { expected: &'static str, got: String },
     #[error("malformed {kind} message: {why}")]
     Malformed { kind: &'static str, why: String },
+    /// The input ended inside the frame: a file cut short (a torn write,
+    /// or a deliberate truncation), told apart from other damage so that
+    /// log verification can say which happened.
+    #[error("{kind} message is cut short: the input ends inside it")]
+    Truncated { kind: &'static str },
 }
 
 #[derive(Serialize)]
@@ -89,9 +94,15 @@ pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T, CodecError> {
             max: T::MAX,
         });
     }
-    let malformed = |e: serde_cbor::Error| CodecError::Malformed {
-        kind: T::KIND,
-        why: e.to_string(),
+    let malformed = |e: serde_cbor::Error| {
+        if e.is_eof() {
+            CodecError::Truncated { kind: T::KIND }
+        } else {
+            CodecError::Malformed {
+                kind: T::KIND,
+                why: e.to_string(),
+            }
+        }
     };
     let head: Head = serde_cbor::from_slice(bytes).map_err(malformed)?;
     if head.v != VERSION {
@@ -212,6 +223,24 @@ mod tests {
             decode::<Msg>(&bytes),
             Err(CodecError::Kind { .. })
         ));
+    }
+
+    #[test]
+    fn a_cut_frame_is_reported_as_truncated() {
+        let bytes = encode(&Msg {
+            a: 7,
+            b: vec![9; 100],
+            c: None,
+            d: vec![],
+        })
+        .unwrap();
+        for cut in [bytes.len() - 1, bytes.len() / 2, 20] {
+            assert_eq!(
+                decode::<Msg>(&bytes[..cut]).unwrap_err(),
+                CodecError::Truncated { kind: "test" },
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

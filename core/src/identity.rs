@@ -354,6 +354,28 @@ impl NodeKey {
     pub fn sign(&self, domain: &str, msg: &[u8]) -> Sig {
         sign(&self.sk, domain, msg)
     }
+
+    /// A plain ed25519 signature over the text of a C2SP signed note (a
+    /// log checkpoint), which is what any C2SP verifier or witness checks:
+    /// the note format is its own domain. It cannot be confused with
+    /// keyward's tagged signatures: a note text is UTF-8 without control
+    /// characters other than newline, and every tagged message holds a NUL.
+    /// Refuses (None) any text that is not a well-formed note text.
+    pub fn sign_note(&self, text: &[u8]) -> Option<Sig> {
+        let s = std::str::from_utf8(text).ok()?;
+        if !s.ends_with('\n') || s.chars().any(|c| c < ' ' && c != '\n') {
+            return None;
+        }
+        Some(Sig(self.sk.sign(text).to_bytes()))
+    }
+}
+
+/// Verifies a plain ed25519 signature over a signed note's text (see
+/// [`NodeKey::sign_note`]).
+pub fn verify_note(pubkey: &[u8; 32], text: &[u8], sig: &Sig) -> Result<(), KeyError> {
+    let vk = VerifyingKey::from_bytes(pubkey).map_err(|_| KeyError::BadPublicKey)?;
+    vk.verify_strict(text, &Signature::from_bytes(&sig.0))
+        .map_err(|_| KeyError::BadSignature)
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@
 //! the boot client and the simulator drive these same types, so what the
 //! simulator proves holds for the product. (The `os-rng` feature adds
 //! convenience constructors for drivers; sealing a share with `age` draws
-//! its ephemeral key inside `age`, at bind time, in the CLI.)
+//! its ephemeral key inside `age`, at bind time, in the CLI; sealing a log
+//! segment likewise draws age's file key inside `age`.)
 //!
 //! Module map:
 //! - [`identity`]: node keys, boot keys, node ids, domain-separated signatures.
 //! - [`codec`]: bounded CBOR framing of everything on the wire and on disk.
+//! - [`control`]: the typed control API (admin requests and replies).
 //! - [`shares`]: splitting a disk secret, sealing shares to a boot key,
 //!   checking and combining them.
 //! - [`roster`]: the mesh's membership as a set of signed operations and
@@ -20,12 +22,19 @@
 //! - [`proto`]: the wire messages between nodes.
 //! - [`lookup`]: finding a member by name or id prefix.
 //! - [`unlock`]: the boot client's state machine, [`unlock::UnlockClient`].
-//! - [`node`]: the node's decisions above those: admin messages, the
-//!   decision history, peers and backoff, timers.
+//! - [`node`]: the sans-IO [`node::Node`] that keywardd and the simulator
+//!   drive: every decision above those (serving peers, gossip and sync,
+//!   admin messages, membership, fan-outs, timers, explicit writes).
+//! - [`log`]: the tamper-evident log spool: lines, signed age-encrypted
+//!   segments, journal frames and crash recovery, the segmenter, each
+//!   origin's Merkle log (tlog_tiles) and checkpoints (signed_note), and
+//!   verification of a spool read back.
 
 pub mod codec;
+pub mod control;
 pub mod guardian;
 pub mod identity;
+pub mod log;
 pub mod lookup;
 pub mod node;
 pub mod proto;

@@ -13,6 +13,8 @@ pub mod control;
 pub mod daemon;
 pub mod dial;
 pub mod gate;
+#[cfg(feature = "daemon")]
+pub mod init;
 pub mod keyfile;
 pub mod luks;
 pub mod net;

@@ -269,6 +269,60 @@ impl<V: Wire> Typed<V> {
     }
 }
 
+/// The node's state as [`keyward_core::node::Write`] describes it: each
+/// write's tree and key, and reading it all back at start.
+impl Store {
+    /// Commits one write of the node durably (one flushed batch).
+    pub fn write(&self, w: &keyward_core::node::Write) -> Result<(), StoreError> {
+        use keyward_core::node::Write as W;
+        let mut b = Batch::default();
+        match w {
+            W::Owners(owners) => {
+                for (o, s) in owners {
+                    b.put(TreeName::Guardian, &o.0, s)?;
+                }
+            }
+            W::Roster { put, remove } => {
+                for op in put {
+                    b.put(TreeName::Roster, &op.id(), op)?;
+                }
+                for id in remove {
+                    b.remove(TreeName::Roster, id);
+                }
+            }
+            W::Lock(m) => b.put(TreeName::Approvals, LOCK_KEY, m.as_ref())?,
+            W::Invite { id, record } => b.put(TreeName::Invites, id, record)?,
+        }
+        self.commit(b)
+    }
+
+    /// What the node wrote in earlier runs.
+    pub fn load_node(&self) -> Result<keyward_core::node::Stored, StoreError> {
+        use keyward_core::guardian::OwnerState;
+        use keyward_core::identity::NodeId;
+        use keyward_core::proto::{AdminMsg, InviteRecord};
+        use keyward_core::roster::SignedOp;
+        let roster = self.tree::<SignedOp>(TreeName::Roster)?.all()?;
+        let owners = self.tree::<OwnerState>(TreeName::Guardian)?.all()?;
+        let invites = self.tree::<InviteRecord>(TreeName::Invites)?.all()?;
+        Ok(keyward_core::node::Stored {
+            roster: roster.into_iter().map(|(_, o)| o).collect(),
+            owners: owners
+                .into_iter()
+                .filter_map(|(k, v)| Some((NodeId(k.try_into().ok()?), v)))
+                .collect(),
+            lock: self.tree::<AdminMsg>(TreeName::Approvals)?.get(LOCK_KEY)?,
+            invites: invites
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.try_into().ok()?, v)))
+                .collect(),
+        })
+    }
+}
+
+/// The `approvals` tree's one key: the admin message that set the lock.
+const LOCK_KEY: &[u8] = b"lock";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,135 +2,14 @@
 //! one JSON response per line. The socket is 0600 in a 0700 directory, so
 //! only root (the daemon's user) can drive the daemon.
 //!
-//! Both ends share these types, so a reply is read by field, never by a
-//! string key: [`CtlRequest`] goes in, a [`CtlResponse`] (a [`CtlReply`]
-//! or a [`CtlError`]) comes back. [`Client`] is the blocking client with
+//! The request and reply types live in `keyward_core::control` (the node's
+//! decisions take and give them); [`Client`] is the blocking client with
 //! one method per request, each returning that request's reply type.
 
 mod client;
-mod error;
-mod reply;
-mod status;
 
 pub use client::{parse_response, Client};
-pub use error::CtlError;
-pub use reply::{AdminSent, CtlReply, GuardianAnswer, GuardianResults, Invited, Joined, Revoked};
-pub use status::{
-    AlertStatus, ClockStatus, DecisionStatus, LockdownStatus, MemberStatus, MeshStatus, NodeStatus,
-    Status, StrangersStatus,
-};
-
-use serde::{Deserialize, Serialize};
-
-use crate::roster::Role;
-
-/// Longest request or response line.
-pub const MAX_LINE: usize = 8 << 20;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum CtlRequest {
-    Status,
-    Invite {
-        role: Role,
-        expires_secs: u64,
-    },
-    Join {
-        token: String,
-    },
-    Revoke {
-        who: String,
-        cascade: bool,
-        reason: String,
-    },
-    Approve {
-        who: String,
-    },
-    Deny {
-        who: String,
-    },
-    Lockdown,
-    Lift,
-    /// Deliver envelopes (base64 of their codec frames) to their guardians
-    /// and wait for durable acknowledgements.
-    Deposit {
-        envelopes: Vec<String>,
-    },
-    /// Replace this node's boot key in the roster (signed by the node key).
-    Rekey {
-        sign: String,
-        seal: String,
-    },
-    /// Tell guardians to forget this node's envelopes of these epochs.
-    Drop {
-        epochs: Vec<u64>,
-        guardians: Vec<String>,
-    },
-    /// Ask every active guardian which epochs of this node's envelopes it
-    /// holds; each answers with its epochs or why not.
-    Held,
-}
-
-impl CtlRequest {
-    /// The request's name on the wire, for messages about it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CtlRequest::Status => "status",
-            CtlRequest::Invite { .. } => "invite",
-            CtlRequest::Join { .. } => "join",
-            CtlRequest::Revoke { .. } => "revoke",
-            CtlRequest::Approve { .. } => "approve",
-            CtlRequest::Deny { .. } => "deny",
-            CtlRequest::Lockdown => "lockdown",
-            CtlRequest::Lift => "lift",
-            CtlRequest::Deposit { .. } => "deposit",
-            CtlRequest::Rekey { .. } => "rekey",
-            CtlRequest::Drop { .. } => "drop",
-            CtlRequest::Held => "held",
-        }
-    }
-}
-
-/// One answer line: the request's reply, or why there is none.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CtlResponse {
-    Ok(CtlReply),
-    Err(CtlError),
-}
-
-impl From<Result<CtlReply, CtlError>> for CtlResponse {
-    fn from(r: Result<CtlReply, CtlError>) -> Self {
-        match r {
-            Ok(v) => CtlResponse::Ok(v),
-            Err(e) => CtlResponse::Err(e),
-        }
-    }
-}
-
-impl From<CtlError> for CtlResponse {
-    fn from(e: CtlError) -> Self {
-        CtlResponse::Err(e)
-    }
-}
-
-/// Roles travel as the names the CLI shows (`guardian`, `auditor`), as
-/// they did before these types existed, so `keyward status --json` keeps
-/// its shape.
-pub(crate) mod role_name {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::roster::Role;
-
-    pub fn serialize<S: Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(r)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use keyward_core::control::*;
 
 #[cfg(test)]
 mod tests;

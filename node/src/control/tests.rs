@@ -11,6 +11,7 @@ use super::*;
 use crate::guardian::Policy;
 use crate::identity::NodeKey;
 use crate::lookup::{Candidate, FindError};
+use crate::roster::Role;
 use keyward_core::node::members::{InviteError, RevokeError};
 
 fn status() -> Status {

@@ -14,8 +14,10 @@ use super::{now_ms, Daemon};
 use crate::addr_book::{self, AddrBook, Change, Entry, SYNC_RECORDS_BUDGET};
 use crate::codec::Wire;
 use crate::guardian::Millis;
-use crate::peer::{Libp2pKey, PeerIds};
+use crate::identity::NodeId;
+use crate::peer::{FromPeerId, Libp2pKey, PeerIds};
 use crate::store::{Batch, Store, StoreError, TreeName};
+use keyward_core::node::Input;
 
 /// Non-members whose addresses are kept (joiners, mDNS neighbours).
 const MAX_STRANGERS: usize = 64;
@@ -131,7 +133,7 @@ impl Daemon {
             .peers()
             .filter(|p| {
                 !self.is_member_peer(p)
-                    && !self.peers.is_connected(p)
+                    && !NodeId::from_peer_id(p).is_some_and(|n| self.node.is_connected(&n))
                     && self.book.get(p).is_none_or(|e| e.pinned.is_empty())
             })
             .copied()
@@ -200,7 +202,8 @@ impl Daemon {
     pub(super) fn sync_records(&self) -> Vec<ByteBuf> {
         let me = self.peer_id();
         let members = self
-            .roster
+            .node
+            .roster()
             .members()
             .filter_map(|m| m.id.peer_id())
             .filter(|p| *p != me)
@@ -231,7 +234,7 @@ impl Daemon {
     pub(super) fn take_records(&mut self, from: PeerId, records: Vec<ByteBuf>) {
         let now = now_ms();
         let me = self.peer_id();
-        let limit = self.roster.members().count() + 1;
+        let limit = self.node.roster().members().count() + 1;
         let mut bad = vec![];
         for r in records.into_iter().take(limit) {
             match addr_book::verify_record(&r) {
@@ -239,7 +242,7 @@ impl Daemon {
                     let p = v.peer;
                     let c = self.book.record(v, now);
                     self.note(p, c);
-                    if c == Change::Content && !self.peers.is_connected(&p) {
+                    if c == Change::Content {
                         self.dial_node(p);
                     }
                 }
@@ -248,14 +251,12 @@ impl Daemon {
                 Err(e) => bad.push(e.to_string()),
             }
         }
-        if let Some(first) = bad.first() {
-            self.strike(
-                from,
-                &format!(
-                    "sync answer relayed {} peer record(s) that do not check out: {first}",
-                    bad.len()
-                ),
+        if let (Some(first), Some(peer)) = (bad.first(), NodeId::from_peer_id(&from)) {
+            let what = format!(
+                "sync answer relayed {} peer record(s) that do not check out: {first}",
+                bad.len()
             );
+            self.input(Input::Misbehaved { peer, what });
         }
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::lookup::FindError;
-use keyward_core::node::members::{InviteError, RevokeError};
+use crate::node::members::{InviteError, RevokeError};
 
 /// A control request that failed. The daemon's variants travel over the
 /// socket; the client's (`Daemon*`, `Garbled`, `TooLong`, `WrongReply`,

@@ -1,0 +1,161 @@
+//! What goes into a [`super::Node`] and what comes out: the whole
+//! contract between the node's decisions and a driver (keywardd over
+//! libp2p and sled, or the simulator over its virtual network and disk).
+//!
+//! Peers are named by [`NodeId`]: a member's node key, or the boot key an
+//! initramfs connects with. Requests, responses, control requests and
+//! writes carry small ids the driver maps to its own handles.
+
+use crate::control::{CtlRequest, CtlResponse};
+use crate::guardian::OwnerState;
+use crate::identity::NodeId;
+use crate::proto::{AdminMsg, Gossip, InviteRecord, Request, Response};
+use crate::roster::{MeshId, OpId, SignedOp, Verified};
+
+use super::notes::Note;
+
+/// A peer's request the node must answer ([`Output::Respond`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InId(pub u64);
+
+/// A request this node sent ([`Output::Send`]); its answer comes back as
+/// [`Input::Response`] with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutId(pub u64);
+
+/// A control request from the admin ([`Output::Reply`] answers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CtlId(pub u64);
+
+/// A write the node waits for ([`Input::Written`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteId(pub u64);
+
+/// A gossip message the driver holds until the node says whether to pass
+/// it on ([`Output::Verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GossipId(pub u64);
+
+/// An event for the node. Every one is handled at a `now` the driver
+/// passes with it.
+#[derive(Debug)]
+pub enum Input {
+    /// The node listens on these addresses (as shown to others, with the
+    /// peer id): what invites carry and status shows.
+    Listening(Vec<String>),
+    /// A connection to `peer` is up (the first one, or another).
+    Connected { peer: NodeId },
+    /// The last connection to `peer` closed.
+    Closed { peer: NodeId },
+    /// `peer` answered a ping on a connection.
+    Pinged { peer: NodeId },
+    /// `peer` asks something; answer with [`Output::Respond`] `id`.
+    Request {
+        id: InId,
+        from: NodeId,
+        req: Request,
+    },
+    /// The answer to [`Output::Send`] `id` (`Err`: why there is none).
+    Response {
+        id: OutId,
+        from: NodeId,
+        result: Result<Response, String>,
+    },
+    /// A gossip message relayed by `via`, signed by `author`.
+    Gossip {
+        id: GossipId,
+        via: NodeId,
+        author: Option<NodeId>,
+        msg: Result<Gossip, String>,
+    },
+    /// `peer` sent something that did not check out at the transport
+    /// (a frame that did not decode, a peer record that did not verify).
+    Misbehaved { peer: NodeId, what: String },
+    /// The transport refused a connection (the gate, connection limits):
+    /// `from` and `cause` as the driver words them.
+    ConnectionRefused { from: String, cause: String },
+    /// Roster operations the driver verified off its event loop
+    /// ([`Output::Verify`]).
+    Verified(Vec<Verified>),
+    /// The admin asks something; answer with [`Output::Reply`] `id`.
+    Control { id: CtlId, req: CtlRequest },
+    /// [`Output::Write`] `id` is durable (or failed, and why).
+    Written {
+        id: WriteId,
+        result: Result<(), String>,
+    },
+}
+
+/// Something the driver must do, in the order polled. A [`Output::Write`]
+/// is committed before anything after it is acted on.
+#[derive(Debug)]
+pub enum Output {
+    /// Connect to a member (by the addresses the driver knows for it).
+    Dial(NodeId),
+    /// Dial the configured bootstrap addresses.
+    DialBootstrap,
+    /// Close every connection to `peer`.
+    Disconnect(NodeId),
+    /// Send `req` to `to` (dialling first if not connected).
+    Send { id: OutId, to: NodeId, req: Request },
+    /// Answer request `id`.
+    Respond { id: InId, response: Response },
+    /// Publish on the mesh's gossip topic.
+    Publish { mesh: MeshId, msg: Gossip },
+    /// Whether to pass gossip message `id` on.
+    Verdict { id: GossipId, accept: bool },
+    /// Join the mesh's gossip topic (once the node knows its mesh).
+    Subscribe(MeshId),
+    /// The roster's members changed (or the node started): who the
+    /// transport treats as members, and the boot keys it lets connect.
+    Members {
+        members: Vec<NodeId>,
+        boots: Vec<NodeId>,
+    },
+    /// Remember these addresses of `peer` for good (an invite's), and
+    /// have them on disk before the next output.
+    Pin { peer: NodeId, addrs: Vec<String> },
+    /// Verify these roster operations' signatures off the event loop and
+    /// hand them back as [`Input::Verified`] (a big sync answer would
+    /// otherwise stall unlocks).
+    Verify(Vec<SignedOp>),
+    /// Commit `write` durably; with `id`, report [`Input::Written`].
+    Write { id: Option<WriteId>, write: Write },
+    /// Answer control request `id`.
+    Reply { id: CtlId, response: CtlResponse },
+    /// Tidy the transport's own state (strangers' addresses, address
+    /// times on disk): the driver's share of the housekeeping timer.
+    Housekeeping,
+    /// Something the journal should say.
+    Note(Note),
+}
+
+/// Everything the node writes, in one place: the state directory's
+/// schema. The store maps each to its tree.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Guardian state per owner (`guardian` tree, key: owner id).
+    Owners(Vec<(NodeId, OwnerState)>),
+    /// New roster operations and those compacted away (`roster` tree).
+    Roster {
+        put: Vec<SignedOp>,
+        remove: Vec<OpId>,
+    },
+    /// The admin message that set the lock state (`approvals` tree, key
+    /// `lock`).
+    Lock(Box<AdminMsg>),
+    /// An invite issued or spent (`invites` tree, key: invite id).
+    Invite { id: [u8; 32], record: InviteRecord },
+}
+
+impl Write {
+    /// What is written, for an error message.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Write::Owners(_) => "guardian state",
+            Write::Roster { .. } => "roster operations",
+            Write::Lock(_) => "lock state",
+            Write::Invite { .. } => "invite",
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! [`Node`]: one keyward node's decisions, sans IO. A driver feeds it
+//! [`Input`]s with the time, runs [`Node::handle_timeout`] when
+//! [`Node::poll_timeout`] says, and carries out every [`Output`] it polls,
+//! in order. keywardd and the simulator drive this same type.
+//!
+//! The concerns live in their own files as `impl Node` blocks: serving
+//! peers' requests (`serve`), the roster and admin messages as they
+//! spread (`spread`), the admin's commands (`commands`), requests this
+//! node sends and waits on (`outbound`).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::guardian::{Event, Guardian, Millis, OwnerState, Policy};
+use crate::identity::{NodeId, NodeKey};
+use crate::proto::{AdminMsg, InviteRecord};
+use crate::roster::{Member, Roster, SignedOp};
+
+use super::admin::AdminState;
+use super::decisions::DecisionLog;
+use super::io::{Input, Output, Write, WriteId};
+use super::notes::Note;
+use super::outbound::Outbound;
+use super::peers::{Peers, Strike, MAX_STRIKES};
+use super::timers::{Timer, Timers};
+
+/// Who this node is and how it runs.
+pub struct NodeConfig {
+    pub key: NodeKey,
+    /// Its roster record as it would claim it (id, boot key, name, role).
+    pub me: Member,
+    pub policy: Policy,
+    /// No clock reading earlier than this is believed (the build's date).
+    pub clock_floor: Millis,
+    /// Whether bootstrap addresses are configured.
+    pub bootstrap: bool,
+    /// Seeds the node's own randomness (invite secrets, anti-entropy
+    /// partners): the OS RNG in keywardd, the run's seed in the simulator.
+    pub seed: [u8; 32],
+}
+
+/// What a previous run wrote ([`Write`]), read back at start.
+#[derive(Default)]
+pub struct Stored {
+    pub roster: Vec<SignedOp>,
+    pub owners: Vec<(NodeId, OwnerState)>,
+    pub lock: Option<AdminMsg>,
+    pub invites: Vec<([u8; 32], InviteRecord)>,
+}
+
+/// What happens once a write the node waits on is durable.
+pub(super) enum Then {
+    /// Answer a peer's request: `ok` once written, a refusal saying
+    /// `failed` otherwise; `note` goes to the journal on success.
+    Respond {
+        id: super::io::InId,
+        ok: Box<crate::proto::Response>,
+        failed: &'static str,
+        note: Option<Note>,
+    },
+    /// An invite was spent on disk: admit its holder.
+    Admit {
+        id: super::io::InId,
+        op: Box<SignedOp>,
+        /// The joiner's id and name, for the journal.
+        who: (NodeId, String),
+    },
+    /// An invite was written: hand it to the admin.
+    Invited {
+        ctl: super::io::CtlId,
+        invited: crate::control::Invited,
+        expires_secs: u64,
+    },
+}
+
+pub struct Node {
+    pub(super) key: NodeKey,
+    pub(super) me: Member,
+    pub(super) roster: Roster,
+    pub(super) guardian: Guardian,
+    /// Lock state, recent approvals and denials, alerts.
+    pub(super) admin: AdminState,
+    /// The guardian's decision history and its journal throttle.
+    pub(super) decisions: DecisionLog,
+    /// Connections, liveness, backoff, strikes and bans.
+    pub(super) peers: Peers<NodeId>,
+    pub(super) timers: Timers,
+    /// Invites this node issued, by id (the secret's hash).
+    pub(super) invites: BTreeMap<[u8; 32], InviteRecord>,
+    /// Owners whose guardian state changed since it was last written.
+    pub(super) dirty: BTreeSet<NodeId>,
+    pub(super) subscribed: bool,
+    /// Our listen addresses as others dial them.
+    pub(super) listen: Vec<String>,
+    pub(super) bootstrap: bool,
+    /// Requests sent and control requests waiting on them.
+    pub(super) outbound: Outbound,
+    next_write: u64,
+    pub(super) awaiting: BTreeMap<WriteId, Then>,
+    /// Shutting down: members that connect are told so.
+    pub(super) leaving: bool,
+    pub(super) rng: StdRng,
+    out: VecDeque<Output>,
+}
+
+impl Node {
+    /// A node as a previous run left it (or new, from `Stored::default()`).
+    pub fn new(cfg: NodeConfig, stored: Stored, now: Millis) -> Node {
+        let mut roster = Roster::default();
+        let loaded = roster.merge_all(stored.roster);
+        let mut guardian = Guardian::new(cfg.key.id(), cfg.policy);
+        // The lock state as it was left: the message was checked when it
+        // arrived, and a lockdown must not lapse at a restart because its
+        // issuer was revoked since; only a lift by an active guardian ends it.
+        let (admin, lock) = AdminState::restore(stored.lock, &roster);
+        guardian.restore(stored.owners, lock);
+        // A clock earlier than the build, or than a time this guardian
+        // already wrote down, is wrong (no RTC battery, restored VM, not
+        // synced yet): the guardian refuses releases until it is right.
+        guardian.set_clock_floor(cfg.clock_floor);
+        let mut n = Node {
+            key: cfg.key,
+            me: cfg.me,
+            roster,
+            guardian,
+            admin,
+            decisions: DecisionLog::default(),
+            peers: Peers::default(),
+            timers: Timers::new(now),
+            invites: stored.invites.into_iter().collect(),
+            dirty: BTreeSet::new(),
+            subscribed: false,
+            listen: vec![],
+            bootstrap: cfg.bootstrap,
+            outbound: Outbound::default(),
+            next_write: 0,
+            awaiting: BTreeMap::new(),
+            leaving: false,
+            rng: StdRng::from_seed(cfg.seed),
+            out: VecDeque::new(),
+        };
+        for e in loaded.errors {
+            n.note(Note::StoredOpIgnored(e.to_string()));
+        }
+        if now < n.guardian.clock_floor() {
+            let by = n.guardian.clock_floor() - now;
+            n.note(Note::ClockBehind { by });
+        }
+        n.members_changed();
+        n.subscribe();
+        n
+    }
+
+    /// Takes one event.
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        match input {
+            Input::Listening(addrs) => self.listen = addrs,
+            Input::Connected { peer } => self.on_connected(peer, now),
+            Input::Closed { peer } => {
+                // Not a sign of going down: anyone on the path can reset a
+                // TCP connection, and a closed connection would then lift
+                // the owner-up check for a copied boot key. Only the signed
+                // goodbye (Request::GoingDown) does; a node that crashed
+                // without one is releasable once `up_window` passed.
+                self.peers.closed(&peer)
+            }
+            Input::Pinged { peer } => self.alive(peer, now),
+            Input::Request { id, from, req } => self.serve(id, from, req, now),
+            Input::Response { id, from, result } => self.on_response(id, from, result, now),
+            Input::Gossip {
+                id,
+                via,
+                author,
+                msg,
+            } => self.on_gossip(id, via, author, msg, now),
+            Input::ConnectionRefused { from, cause } => {
+                if let Some(more) = self.decisions.connection_refused(now) {
+                    self.note(Note::ConnectionRefused { from, cause, more });
+                }
+            }
+            Input::Misbehaved { peer, what } => self.strike(peer, what, now),
+            Input::Verified(vs) => {
+                let was = self.active_ids();
+                let rep = self.roster.merge_verified(vs);
+                self.after_merge(was, rep, now);
+            }
+            Input::Control { id, req } => self.command(id, req, now),
+            Input::Written { id, result } => self.written(id, result, now),
+        }
+    }
+
+    /// The next output to carry out, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Millis {
+        self.timers.next_deadline()
+    }
+
+    /// Runs the periodic work that is due.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        for t in self.timers.due(now) {
+            match t {
+                Timer::Reconnect => self.reconnect(now),
+                Timer::PersistOwners => self.persist_dirty(),
+                Timer::AntiEntropy => self.anti_entropy(),
+                Timer::Housekeeping => {
+                    self.peers.fade(now);
+                    self.push(Output::Housekeeping);
+                }
+            }
+        }
+    }
+
+    /// Starts a clean shutdown: every connected member (and any that
+    /// connects from now on) is told this node goes down, so guardians
+    /// know its boot key may ask for shares without it being a copy.
+    pub fn goodbye(&mut self) {
+        self.leaving = true;
+        let members: Vec<NodeId> = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.is_member(p))
+            .copied()
+            .collect();
+        for p in members {
+            self.say_goodbye(p);
+        }
+        self.persist_dirty();
+    }
+
+    /// Writes what changed since the last write now (at shutdown).
+    pub fn persist(&mut self) {
+        self.persist_dirty();
+    }
+
+    /// Whether goodbyes are still unanswered.
+    pub fn saying_goodbye(&self) -> bool {
+        self.outbound.goodbyes_pending()
+    }
+
+    // --- what drivers may read ---
+
+    pub fn id(&self) -> NodeId {
+        self.me.id
+    }
+
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    pub fn guardian(&self) -> &Guardian {
+        &self.guardian
+    }
+
+    /// An active member of the mesh.
+    pub fn is_member(&self, n: &NodeId) -> bool {
+        self.roster.is_active(n)
+    }
+
+    pub fn is_connected(&self, n: &NodeId) -> bool {
+        self.peers.is_connected(n)
+    }
+
+    pub fn connected(&self) -> impl Iterator<Item = &NodeId> {
+        self.peers.iter_connected()
+    }
+
+    // --- shared by the concerns ---
+
+    pub(super) fn push(&mut self, o: Output) {
+        self.out.push_back(o);
+    }
+
+    pub(super) fn note(&mut self, n: Note) {
+        self.out.push_back(Output::Note(n));
+    }
+
+    /// Asks for a write and remembers what follows it.
+    pub(super) fn write_then(&mut self, write: Write, then: Then) {
+        let id = WriteId(self.next_write);
+        self.next_write += 1;
+        self.awaiting.insert(id, then);
+        self.push(Output::Write {
+            id: Some(id),
+            write,
+        });
+    }
+
+    pub(super) fn write(&mut self, write: Write) {
+        self.push(Output::Write { id: None, write });
+    }
+
+    pub(super) fn random_index(&mut self, len: usize) -> usize {
+        (self.rng.next_u32() as usize) % len.max(1)
+    }
+
+    pub(super) fn active_ids(&self) -> BTreeSet<NodeId> {
+        self.roster.members().map(|m| m.id).collect()
+    }
+
+    pub(super) fn strike(&mut self, peer: NodeId, what: String, now: Millis) {
+        match self.peers.strike(peer, now) {
+            Strike::Counted(strikes) => self.note(Note::Strike {
+                peer,
+                strikes,
+                what,
+                banned: false,
+            }),
+            Strike::Banned => {
+                self.note(Note::Strike {
+                    peer,
+                    strikes: MAX_STRIKES,
+                    what,
+                    banned: true,
+                });
+                self.push(Output::Disconnect(peer));
+            }
+        }
+    }
+
+    /// `peer` proved itself alive; for a member, the guardian notes it.
+    pub(super) fn alive(&mut self, peer: NodeId, now: Millis) {
+        if !self
+            .peers
+            .alive(&peer, peer, self.roster.is_active(&peer), now)
+        {
+            return;
+        }
+        self.guardian.handle(
+            Event::Alive {
+                node: peer,
+                at: now,
+            },
+            &self.roster,
+        );
+        self.dirty.insert(peer);
+    }
+
+    /// Writes the guardian state of every owner changed since last time.
+    pub(super) fn persist_dirty(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let owners: Vec<(NodeId, OwnerState)> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|o| self.guardian.owner(&o).map(|s| (o, s.clone())))
+            .collect();
+        if !owners.is_empty() {
+            self.write(Write::Owners(owners));
+        }
+    }
+
+    pub(super) fn members_changed(&mut self) {
+        let members = self.roster.members().map(|m| m.id).collect();
+        let boots = self.roster.members().map(|m| m.boot.as_node_id()).collect();
+        self.push(Output::Members { members, boots });
+    }
+
+    pub(super) fn subscribe(&mut self) {
+        if self.subscribed {
+            return;
+        }
+        if let Some(m) = self.roster.mesh() {
+            self.subscribed = true;
+            self.push(Output::Subscribe(m));
+        }
+    }
+
+    fn on_connected(&mut self, peer: NodeId, now: Millis) {
+        if !self.peers.connected(peer, now) {
+            self.note(Note::RefusedBanned(peer));
+            self.push(Output::Disconnect(peer));
+            return;
+        }
+        self.alive(peer, now);
+        if self.is_member(&peer) {
+            self.send_sync(peer);
+            // A member's redial that lands while we shut down proves us
+            // alive after our goodbye, and only a signed goodbye ends
+            // that (not the connection closing): say it again.
+            if self.leaving {
+                self.say_goodbye(peer);
+            }
+        }
+    }
+
+    fn reconnect(&mut self, now: Millis) {
+        // Cut off from every member (alone at start, or after an outage):
+        // the bootstrap addresses again, with backoff.
+        let any_member = self.peers.iter_connected().any(|p| self.is_member(p));
+        if self.peers.bootstrap_due(now, any_member, self.bootstrap) {
+            self.push(Output::DialBootstrap);
+        }
+        // Members we are not connected to, with backoff.
+        let me = self.me.id;
+        let members: Vec<NodeId> = self
+            .roster
+            .members()
+            .map(|m| m.id)
+            .filter(|p| *p != me)
+            .collect();
+        for p in self.peers.redials(now, members) {
+            self.push(Output::Dial(p));
+        }
+    }
+
+    /// Roster anti-entropy with one random connected member.
+    fn anti_entropy(&mut self) {
+        let conn: Vec<NodeId> = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.is_member(p))
+            .copied()
+            .collect();
+        if !conn.is_empty() {
+            let i = self.random_index(conn.len());
+            self.send_sync(conn[i]);
+        }
+    }
+
+    /// A write the node waited on is durable (or failed): what follows.
+    fn written(&mut self, id: WriteId, result: Result<(), String>, now: Millis) {
+        let Some(then) = self.awaiting.remove(&id) else {
+            return;
+        };
+        match (then, result) {
+            (Then::Respond { id, ok, note, .. }, Ok(())) => {
+                if let Some(n) = note {
+                    self.note(n);
+                }
+                self.push(Output::Respond { id, response: *ok });
+            }
+            (Then::Respond { id, failed, .. }, Err(e)) => {
+                let reason = format!("{failed}: {e}");
+                self.push(Output::Respond {
+                    id,
+                    response: crate::proto::Response::Refused { reason },
+                });
+            }
+            (Then::Admit { id, op, who }, Ok(())) => self.admit_spent(id, *op, who, now),
+            (Then::Admit { id, .. }, Err(e)) => {
+                let reason = format!("could not write the spent invite: {e}");
+                self.push(Output::Respond {
+                    id,
+                    response: crate::proto::Response::Refused { reason },
+                });
+            }
+            (
+                Then::Invited {
+                    ctl,
+                    invited,
+                    expires_secs,
+                },
+                Ok(()),
+            ) => {
+                self.note(Note::InviteIssued {
+                    role: invited.role,
+                    expires_in_s: expires_secs,
+                });
+                self.reply(ctl, Ok(crate::control::CtlReply::Invited(invited)));
+            }
+            (Then::Invited { ctl, .. }, Err(e)) => {
+                self.reply(ctl, Err(crate::control::CtlError::Store(e)));
+            }
+        }
+    }
+
+    /// How far the clock is behind the newest time this guardian believes.
+    pub fn clock_behind(&self, now: Millis) -> Option<Millis> {
+        (now < self.guardian.clock_floor()).then(|| self.guardian.clock_floor() - now)
+    }
+}

@@ -1,0 +1,287 @@
+//! Answering peers: share requests (the guardian decides), deposits and
+//! drops from owners, syncs, held queries, goodbyes and joins. A reply
+//! that promises something durable (a share held, an invite spent) waits
+//! for its write.
+
+use crate::guardian::{self, Action, Event, Millis};
+use crate::identity::NodeId;
+use crate::proto::{self, AdminBody, AdminKind, AdminMsg, Gossip, Request, Response};
+use crate::roster::{Member, SignedOp};
+
+use super::decisions::Logged;
+use super::io::{InId, Output, Write};
+use super::machine::{Node, Then};
+use super::members::{self, Admission, JoinRequest};
+use super::notes::Note;
+
+/// What the guardian's actions make of a request.
+enum Answer {
+    Now(Response),
+    /// A write comes first; the answer follows it.
+    AfterWrite,
+    Nothing,
+}
+
+impl Node {
+    pub(super) fn serve(&mut self, id: InId, from: NodeId, req: Request, now: Millis) {
+        let member = self.roster.is_active(&from);
+        let answer = match req {
+            Request::Join {
+                secret,
+                member,
+                claim,
+            } => return self.admit(id, from, secret.into_array(), member, claim, now),
+            Request::Share(sr) => {
+                // The connection's key: the initramfs's boot key, checked
+                // against the owner's, so a relayed request is refused.
+                let acts = self.guardian.handle(
+                    Event::Request {
+                        id: 0,
+                        req: sr,
+                        conn: Some(from),
+                        at: now,
+                    },
+                    &self.roster,
+                );
+                match self.run_actions(id, acts, from) {
+                    Answer::Nothing => Answer::Now(Response::Refused {
+                        reason: "internal: no decision".into(),
+                    }),
+                    a => a,
+                }
+            }
+            Request::Deposit(envelope) if member => {
+                let ev = Event::Deposit {
+                    from,
+                    envelope,
+                    at: now,
+                };
+                let acts = self.guardian.handle(ev, &self.roster);
+                self.run_actions(id, acts, from)
+            }
+            Request::Drop { epochs } if member => {
+                let ev = Event::Drop {
+                    from,
+                    epochs,
+                    at: now,
+                };
+                let acts = self.guardian.handle(ev, &self.roster);
+                self.run_actions(id, acts, from)
+            }
+            Request::Sync { digest } if member => {
+                let ops = if digest.into_array() == self.roster.digest() {
+                    vec![]
+                } else {
+                    self.roster.ops()
+                };
+                let window = self.guardian.policy().approval_window;
+                Answer::Now(Response::Roster {
+                    ops,
+                    admin: self.admin.for_sync(now, window),
+                    // the transport's signed peer records: the driver's
+                    records: vec![],
+                })
+            }
+            Request::Held if member => {
+                let epochs = self
+                    .guardian
+                    .owner(&from)
+                    .map(|s| s.envelopes.keys().copied().collect())
+                    .unwrap_or_default();
+                Answer::Now(Response::Held { epochs })
+            }
+            Request::GoingDown => {
+                if member {
+                    self.note(Note::PeerGoingDown(from));
+                    self.peers.said_bye(from);
+                    let ev = Event::GoingDown {
+                        node: from,
+                        at: now,
+                    };
+                    self.guardian.handle(ev, &self.roster);
+                    self.dirty.insert(from);
+                    self.persist_dirty();
+                }
+                Answer::Now(Response::Ack)
+            }
+            Request::Malformed(why) => {
+                self.strike(from, why.clone(), now);
+                Answer::Now(Response::Refused { reason: why })
+            }
+            Request::Deposit(_) | Request::Drop { .. } | Request::Sync { .. } | Request::Held => {
+                let reason = "only active mesh members may send this request".to_string();
+                Answer::Now(Response::Refused { reason })
+            }
+        };
+        match answer {
+            Answer::Now(response) => self.push(Output::Respond { id, response }),
+            Answer::Nothing => self.push(Output::Respond {
+                id,
+                response: Response::Ack,
+            }),
+            Answer::AfterWrite => {}
+        }
+    }
+
+    /// Carries out the guardian's actions; says what to answer.
+    fn run_actions(&mut self, id: InId, acts: Vec<Action>, peer: NodeId) -> Answer {
+        let mut answer = Answer::Nothing;
+        for a in acts {
+            match a {
+                Action::Release { envelope, .. } => answer = Answer::Now(Response::Share(envelope)),
+                Action::Refuse { refusal, .. } => {
+                    answer = Answer::Now(Response::ShareRefused(refusal))
+                }
+                Action::Store { envelope } => {
+                    // Acknowledged only once the share is on disk.
+                    let owner = envelope.body.owner;
+                    let state = self.guardian.owner(&owner).cloned().unwrap_or_default();
+                    self.dirty.remove(&owner);
+                    let then = Then::Respond {
+                        id,
+                        ok: Box::new(Response::Ack),
+                        failed: "guardian could not store the share",
+                        note: Some(Note::Holding {
+                            owner,
+                            epoch: envelope.body.epoch,
+                        }),
+                    };
+                    self.write_then(Write::Owners(vec![(owner, state)]), then);
+                    answer = Answer::AfterWrite;
+                }
+                Action::RejectDeposit { reason, from } => {
+                    self.note(Note::DepositRefused {
+                        from,
+                        reason: reason.clone(),
+                    });
+                    answer = Answer::Now(Response::Refused { reason });
+                }
+                Action::Persist { owner } => {
+                    self.dirty.insert(owner);
+                    self.persist_dirty();
+                }
+                Action::Forget { owner, epochs } => {
+                    self.note(Note::Dropping { owner, epochs });
+                    self.dirty.insert(owner);
+                    self.persist_dirty();
+                    answer = Answer::Now(Response::Ack);
+                }
+                Action::Alert(alert) => self.alert(alert),
+                Action::Log(d) => self.log_decision(d, peer),
+            }
+        }
+        answer
+    }
+
+    /// A copied boot key asked while its owner is up: recorded, and told
+    /// to the mesh, signed by us.
+    fn alert(&mut self, alert: guardian::Alert) {
+        let guardian::Alert::BootKeyWhileUp {
+            owner,
+            at,
+            evidence,
+        } = alert;
+        self.admin.first_evidence(&evidence);
+        if let Some(a) = self.admin.record_alert(owner, at, None, &self.roster) {
+            self.note(Note::Alert(a));
+        }
+        if let Some(mesh) = self.roster.mesh() {
+            let body = AdminBody {
+                mesh,
+                kind: AdminKind::Alert {
+                    owner,
+                    evidence: *evidence,
+                },
+                by: self.me.id,
+                at,
+            };
+            let m = AdminMsg::sign(body, &self.key);
+            self.publish(Gossip::Admin(m));
+        }
+    }
+
+    fn log_decision(&mut self, d: guardian::Decision, requester: NodeId) {
+        let boot = self.roster.member(&d.owner).map(|m| m.boot.as_node_id());
+        let from_boot = boot == Some(requester);
+        let owner_name = self
+            .roster
+            .member(&d.owner)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| d.owner.short());
+        let logged = self.decisions.record(d.clone(), from_boot, Some(requester));
+        if matches!(logged, Logged::Quiet | Logged::Stranger(None)) {
+            return;
+        }
+        self.note(Note::Decision {
+            decision: d,
+            owner_name,
+            requester,
+            logged,
+        });
+    }
+
+    /// Inviter side of a join: the invite is spent on disk before anyone
+    /// is admitted.
+    fn admit(
+        &mut self,
+        id: InId,
+        from: NodeId,
+        secret: [u8; 32],
+        member: Member,
+        claim: crate::identity::Sig,
+        now: Millis,
+    ) {
+        let invite_id = proto::invite_id(&secret);
+        let req = JoinRequest {
+            conn: Some(from),
+            member: &member,
+            claim: &claim,
+            invite_id,
+            record: self.invites.get(&invite_id).cloned(),
+        };
+        match members::admit(&self.roster, &self.key, req, now) {
+            Err(why) => {
+                self.note(Note::JoinRefused {
+                    peer: from,
+                    why: why.clone(),
+                });
+                let response = Response::Refused { reason: why };
+                self.push(Output::Respond { id, response });
+            }
+            Ok(Admission::AlreadyIn) => {
+                let response = Response::Joined {
+                    ops: self.roster.ops(),
+                };
+                self.push(Output::Respond { id, response });
+            }
+            Ok(Admission::Admit { record, op }) => {
+                // Spent here at once, so a second use is refused even
+                // before the write lands.
+                self.invites.insert(invite_id, record.clone());
+                let write = Write::Invite {
+                    id: invite_id,
+                    record,
+                };
+                let who = (member.id, member.name.clone());
+                self.write_then(write, Then::Admit { id, op, who });
+            }
+        }
+    }
+
+    /// The invite is spent on disk: admit, gossip, answer with the roster.
+    pub(super) fn admit_spent(
+        &mut self,
+        id: InId,
+        op: SignedOp,
+        (joiner, name): (NodeId, String),
+        now: Millis,
+    ) {
+        self.merge_ops(vec![op.clone()], now);
+        self.publish(Gossip::Op(op));
+        self.note(Note::AdmittedByInvite { id: joiner, name });
+        let response = Response::Joined {
+            ops: self.roster.ops(),
+        };
+        self.push(Output::Respond { id, response });
+    }
+}

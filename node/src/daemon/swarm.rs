@@ -1,0 +1,219 @@
+//! Swarm events as the node's inputs: connections, pings, identify and
+//! mDNS (addresses, kept here), gossip and request-response messages.
+
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, mdns, ping};
+use tracing::{debug, info};
+
+use super::Daemon;
+use crate::codec;
+use crate::identity::NodeId;
+use crate::net::{self, BehaviourEvent};
+use crate::peer::FromPeerId;
+use crate::proto::{Gossip, Request, Response};
+use keyward_core::node::{GossipId, InId, Input};
+
+impl Daemon {
+    pub(super) fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.on_swarm_event(ev);
+        // Addresses learnt by this event are on disk before the next one
+        // is handled: a power cut a second after a mesh formed must not
+        // leave a restarted node with nobody to dial.
+        self.persist_addrs(false);
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        if let SwarmEvent::ConnectionClosed { connection_id, .. } = &ev {
+            self.dialled.remove(connection_id);
+        }
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("listening on {address}/p2p/{}", self.peer_id());
+                self.listen.push(address);
+                self.listening();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen.retain(|a| *a != address);
+                self.listening();
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: libp2p::swarm::ListenError::Denied { cause },
+                ..
+            } => self.input(Input::ConnectionRefused {
+                from: send_back_addr.to_string(),
+                cause: cause.to_string(),
+            }),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
+            } => {
+                // Members and boot keys are ed25519 keys; anything else
+                // can be neither, and has nothing to say to a guardian.
+                let Some(peer) = self.node_of(&peer_id) else {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                };
+                self.input(Input::Connected { peer });
+                if !self.node.is_connected(&peer) {
+                    return; // banned: the node sent it away
+                }
+                let member = self.node.is_member(&peer);
+                net::set_gossip_member(&mut self.swarm.behaviour_mut().gossip, &peer_id, member);
+                if endpoint.is_dialer() {
+                    let a = endpoint.get_remote_address().clone();
+                    self.on_reached(peer_id, connection_id, a);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some(peer) = self.node_of(&peer_id) {
+                    self.input(Input::Closed { peer });
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(_),
+                ..
+            })) => {
+                if let Some(peer) = self.node_of(&peer) {
+                    self.input(Input::Pinged { peer });
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                connection_id,
+            })) => self.on_identify(peer_id, connection_id, &info.listen_addrs),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                for (p, a) in list {
+                    if p != self.peer_id() && self.room_for(&p) {
+                        self.book.candidate(p, &a);
+                        self.dial_node(p);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let via = self.node_of(&propagation_source);
+                let author = message.source.as_ref().and_then(NodeId::from_peer_id);
+                let Some(via) = via else {
+                    let reject = gossipsub::MessageAcceptance::Reject;
+                    let g = &mut self.swarm.behaviour_mut().gossip;
+                    let _ = g.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        reject,
+                    );
+                    return;
+                };
+                let id = GossipId(self.fresh_id());
+                self.gossip.insert(id, (message_id, propagation_source));
+                let msg = codec::decode::<Gossip>(&message.data).map_err(|e| e.to_string());
+                self.input(Input::Gossip {
+                    id,
+                    via,
+                    author,
+                    msg,
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev),
+            _ => {}
+        }
+    }
+
+    /// Our listen addresses changed: the node's copy, our signed record.
+    fn listening(&mut self) {
+        let me = self.peer_id();
+        let addrs = self
+            .listen
+            .iter()
+            .map(|a| format!("{a}/p2p/{me}"))
+            .collect();
+        self.own_record_stale = true;
+        self.refresh_own_record();
+        self.input(Input::Listening(addrs));
+    }
+
+    fn on_rpc(&mut self, ev: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message, OutboundFailure};
+        match ev {
+            Event::Message { peer, message, .. } => {
+                let Some(from) = self.node_of(&peer) else {
+                    return;
+                };
+                match message {
+                    Message::Request {
+                        request, channel, ..
+                    } => {
+                        let id = InId(self.fresh_id());
+                        self.inbound.insert(id, channel);
+                        self.input(Input::Request {
+                            id,
+                            from,
+                            req: request,
+                        });
+                    }
+                    Message::Response {
+                        request_id,
+                        mut response,
+                    } => {
+                        // The signed peer records are the transport's.
+                        if let Response::Roster { records, .. } = &mut response {
+                            let records = std::mem::take(records);
+                            self.take_records(peer, records);
+                        }
+                        self.response(request_id, from, Ok(response));
+                    }
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let Some(from) = self.node_of(&peer) else {
+                    return;
+                };
+                // A response that did not decode is the peer's fault, as a
+                // bad request is.
+                if let OutboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        let what = format!("response: {e}");
+                        self.input(Input::Misbehaved { peer: from, what });
+                    }
+                }
+                self.response(request_id, from, Err(error.to_string()));
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        if let Some(peer) = self.node_of(&peer) {
+                            let what = e.to_string();
+                            self.input(Input::Misbehaved { peer, what });
+                        }
+                        return;
+                    }
+                }
+                debug!(peer = %peer, "inbound request failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn response(&mut self, rid: OutboundRequestId, from: NodeId, result: Result<Response, String>) {
+        if let Some(id) = self.outbound.remove(&rid) {
+            self.input(Input::Response { id, from, result });
+        }
+    }
+}
