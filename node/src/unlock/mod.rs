@@ -382,15 +382,23 @@ pub fn boot_addrs(given: &[String], bootstrap: &[String]) -> anyhow::Result<Vec<
 
 /// Fetches the key of `token` with the boot key at `boot_key` on a
 /// single-threaded runtime: the whole unlock, minus what is done with the
-/// key. An [`UnlockError::Hopeless`] stays downcastable for exit status 3.
+/// key. The error stays typed: callers tell [`UnlockError::Hopeless`]
+/// (exit status 3: the keyscript stops asking) by matching, not by
+/// downcasting.
 pub fn fetch_blocking(
     token: &Token,
     boot_key: &std::path::Path,
     opts: &Options,
-) -> anyhow::Result<DiskSecret> {
-    let boot = BootKey::load(boot_key)?;
+) -> Result<DiskSecret, UnlockError> {
+    let boot = BootKey::load(boot_key).map_err(|e| {
+        UnlockError::Failed(format!(
+            "loading the boot key {}: {e:#}",
+            boot_key.display()
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    Ok(rt.block_on(fetch_key(token, &boot, opts))?)
+        .build()
+        .map_err(|e| UnlockError::Failed(format!("starting the network runtime: {e}")))?;
+    rt.block_on(fetch_key(token, &boot, opts))
 }
