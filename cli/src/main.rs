@@ -16,7 +16,6 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use keyward_node::config::{Config, DEFAULT_PATH};
 use keyward_node::control::{Client, Status};
-use keyward_node::keyfile::KeyFile;
 use keyward_node::luks::Device;
 use keyward_node::roster::Role;
 use serde::Serialize;
@@ -379,12 +378,7 @@ fn fetch(
     boot_key: &std::path::Path,
     opts: &keyward_node::unlock::Options,
 ) -> Result<keyward_node::shares::DiskSecret, CliError> {
-    let boot = keyward_node::identity::BootKey::load(boot_key).map_err(anyhow::Error::from)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)?;
-    Ok(rt.block_on(keyward_node::unlock::fetch_key(token, &boot, opts))?)
+    Ok(keyward_node::unlock::fetch_blocking(token, boot_key, opts)?)
 }
 
 /// Unlocking a node that is up would be refused anyway and raise a

@@ -100,6 +100,56 @@ impl Wire for Response {
     const MAX: usize = 20 * 1024 * 1024;
 }
 
+/// What the boot client sends: [`Request::Share`] alone, encoded byte for
+/// byte as it (same kind, same variant name). A client that serializes only
+/// this does not carry serde code for every request it never makes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum BootRequest {
+    Share(ShareRequest),
+}
+
+impl Wire for BootRequest {
+    const KIND: &'static str = <Request as Wire>::KIND;
+    const MAX: usize = <Request as Wire>::MAX;
+}
+
+/// The answers a guardian gives to a share request, as the boot client
+/// decodes them: the [`Response`] variants a daemon sends to a boot-key
+/// connection, with the same names and fields, so a frame of one decodes
+/// as the other. `Joined` and `Roster` (the big ones: signed ops, admin
+/// messages, peer records) are missing, so the initramfs binary carries no
+/// deserializer for them; a guardian sending one is a malformed answer,
+/// as any frame that is not a response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum BootResponse {
+    Ack,
+    Refused { reason: String },
+    Share(Box<ShareEnvelope>),
+    ShareRefused(Refusal),
+    Held { epochs: Vec<u64> },
+}
+
+impl Wire for BootResponse {
+    const KIND: &'static str = <Response as Wire>::KIND;
+    /// A share envelope is at most `ShareEnvelope::MAX` (2 KiB) and a
+    /// refusal names a node or says why in a line; the request limit
+    /// (16 KiB) bounds what the boot client buffers, not the 20 MiB a sync
+    /// answer may need.
+    const MAX: usize = 16 * 1024;
+}
+
+impl From<BootResponse> for Response {
+    fn from(r: BootResponse) -> Response {
+        match r {
+            BootResponse::Ack => Response::Ack,
+            BootResponse::Refused { reason } => Response::Refused { reason },
+            BootResponse::Share(e) => Response::Share(e),
+            BootResponse::ShareRefused(r) => Response::ShareRefused(r),
+            BootResponse::Held { epochs } => Response::Held { epochs },
+        }
+    }
+}
+
 /// Signed admin decisions spread by gossip.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminKind {
@@ -334,11 +384,88 @@ mod tests {
         assert!(Invite::from_token(&bad).unwrap_err().contains("damaged"));
     }
 
+    /// The boot client's narrow types read and write exactly the frames
+    /// of the daemon's: a share request encodes to the same bytes, every
+    /// answer to a share request decodes to the same value, and the
+    /// answers left out are an error, not a panic or a wrong variant.
+    #[test]
+    fn boot_types_speak_the_daemons_frames() {
+        use crate::identity::BootKey;
+        use crate::shares::{self, DiskSecret};
+        let owner = NodeKey::generate();
+        let guardian = NodeKey::generate();
+        let boot = BootKey::generate();
+        let req = ShareRequest::new(owner.id(), guardian.id(), 7, &boot);
+        assert_eq!(
+            codec::encode(&BootRequest::Share(req.clone())).unwrap(),
+            codec::encode(&Request::Share(req.clone())).unwrap()
+        );
+        let BootRequest::Share(back) =
+            codec::decode::<BootRequest>(&codec::encode(&Request::Share(req.clone())).unwrap())
+                .unwrap();
+        assert_eq!(back, req);
+
+        let secret = DiskSecret::generate();
+        let env = shares::split(&secret, 1, &[guardian.id()], 7, &owner, &boot.public())
+            .unwrap()
+            .remove(0);
+        let mut answers = vec![
+            Response::Ack,
+            Response::Refused {
+                reason: "rate limited".into(),
+            },
+            Response::Share(Box::new(env)),
+            Response::Held { epochs: vec![1, 7] },
+        ];
+        answers.extend(
+            [
+                Refusal::GuardianRevoked,
+                Refusal::NotMember,
+                Refusal::Replayed,
+                Refusal::ClockNotSane { behind: 9 },
+                Refusal::Lockdown {
+                    by: owner.id(),
+                    since: 3,
+                    by_name: "n1".into(),
+                },
+            ]
+            .map(Response::ShareRefused),
+        );
+        for a in answers {
+            let wire = codec::encode(&a).unwrap();
+            let narrow: BootResponse = codec::decode(&wire).unwrap();
+            assert_eq!(codec::encode(&narrow).unwrap(), wire, "{a:?}");
+            assert_eq!(format!("{:?}", Response::from(narrow)), format!("{a:?}"));
+        }
+        for left_out in [
+            Response::Joined { ops: vec![] },
+            Response::Roster {
+                ops: vec![],
+                admin: vec![],
+                records: vec![],
+            },
+        ] {
+            let e = codec::decode::<BootResponse>(&codec::encode(&left_out).unwrap()).unwrap_err();
+            assert!(matches!(e, codec::CodecError::Malformed { .. }), "{e}");
+        }
+        // a request is not an answer
+        assert!(matches!(
+            codec::decode::<BootResponse>(&codec::encode(&Request::Held).unwrap()),
+            Err(codec::CodecError::Kind { .. })
+        ));
+        assert!(matches!(
+            codec::decode::<BootResponse>(&vec![0; <BootResponse as Wire>::MAX + 1]),
+            Err(codec::CodecError::TooLarge { .. })
+        ));
+    }
+
     proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
             let _ = codec::decode::<Request>(&bytes);
             let _ = codec::decode::<Response>(&bytes);
+            let _ = codec::decode::<BootRequest>(&bytes);
+            let _ = codec::decode::<BootResponse>(&bytes);
             let _ = codec::decode::<Gossip>(&bytes);
             let _ = codec::decode::<Invite>(&bytes);
             let _ = Invite::from_token(&String::from_utf8_lossy(&bytes));

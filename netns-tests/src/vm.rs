@@ -522,15 +522,22 @@ impl Vm {
     /// The marker the guest read from its decrypted root.
     pub fn wait_marker(&mut self, timeout: Duration) -> Result<(Duration, String)> {
         let t = self.wait_for(MARKER_PREFIX, timeout)?;
-        let con = self.console();
-        let line = con
-            .lines()
-            .find_map(|l| {
-                l.split_once(MARKER_PREFIX)
-                    .map(|(_, m)| m.trim().to_string())
-            })
-            .unwrap_or_default();
-        Ok((t, line))
+        // The prefix may arrive before the rest of its line: wait (briefly)
+        // for the line's end, else a marker is read cut short.
+        let whole = Instant::now() + Duration::from_secs(5);
+        loop {
+            let con = self.console();
+            let rest = con.split_once(MARKER_PREFIX).map(|(_, r)| r.to_string());
+            if let Some(rest) = rest {
+                if let Some((m, _)) = rest.split_once('\n') {
+                    return Ok((t, m.trim().to_string()));
+                }
+                if Instant::now() >= whole {
+                    return Ok((t, rest.trim().to_string()));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn stop(mut self) -> String {
@@ -557,6 +564,8 @@ pub const MARKER_SCRIPT: &str = r#"#!/bin/sh
 PREREQ=""
 prereqs() { echo "$PREREQ"; }
 case "$1" in prereqs) prereqs; exit 0 ;; esac
+read -r up _ </proc/uptime
+echo "kwtest: marker at $up" >/dev/console
 echo "KWTEST-MARKER $(cat "${rootmnt}/marker")" >/dev/console
 sync
 echo b >/proc/sysrq-trigger
@@ -564,14 +573,21 @@ echo b >/proc/sysrq-trigger
 
 /// What the baseline keyscript prints on the console when it starts, as
 /// keyward's keyscript prints "keyward: asking the mesh": the benchmark
-/// splits each boot at that line.
+/// splits each boot at that line. The guest's uptime follows ("at 12.34"),
+/// as on the marker script's "kwtest: marker at" line, so the benchmark
+/// can time the steps in between by the guest's clock.
 pub const KEYFILE_KEYSCRIPT_LINE: &str = "kwtest: key-file keyscript";
+
+/// The marker script's line before the marker: "kwtest: marker at UPTIME".
+pub const MARKER_UPTIME_LINE: &str = "kwtest: marker at";
 
 /// A keyscript printing a fixed key (octal escapes), for the baseline
 /// boot: the same LUKS device opened from a key inside the initramfs.
 pub fn keyfile_keyscript(key: &[u8]) -> String {
     let esc: String = key.iter().map(|b| format!("\\{b:03o}")).collect();
-    format!("#!/bin/sh\necho '{KEYFILE_KEYSCRIPT_LINE}' >&2\nprintf '{esc}'\n")
+    format!(
+        "#!/bin/sh\nread -r up _ </proc/uptime\necho \"{KEYFILE_KEYSCRIPT_LINE} at $up\" >&2\nprintf '{esc}'\n"
+    )
 }
 
 /// A copy of the package `deb` with `+kwtest1` appended to its version,

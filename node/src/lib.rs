@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 #[cfg(feature = "daemon")]
 pub mod daemon;
+pub mod dial;
 pub mod gate;
 #[cfg(feature = "daemon")]
 pub mod init;

@@ -5,16 +5,20 @@ use std::io;
 use std::time::Duration;
 
 use futures::prelude::*;
+use libp2p::core::Transport;
 #[cfg(feature = "daemon")]
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
 #[cfg(feature = "daemon")]
+use libp2p::tcp;
+#[cfg(feature = "daemon")]
 use libp2p::{connection_limits, gossipsub, identify, mdns, ping, PeerId};
-use libp2p::{identity::Keypair, noise, request_response, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{identity::Keypair, noise, request_response, yamux, StreamProtocol, Swarm};
 
 use crate::codec::{self, Wire};
+use crate::dial::DialOnlyTcp;
 #[cfg(feature = "daemon")]
 use crate::gate::{Gate, GateLimits};
-use crate::proto::{Request, Response, RPC_PROTOCOL};
+use crate::proto::{BootRequest, BootResponse, Request, Response, RPC_PROTOCOL};
 
 /// Reads one frame of at most `T::MAX` bytes; a longer stream is an error,
 /// never an allocation.
@@ -77,6 +81,60 @@ impl request_response::Codec for RpcCodec {
 }
 
 pub type Rpc = request_response::Behaviour<RpcCodec>;
+
+/// The boot client's codec: it writes share requests and reads the
+/// answers to them ([`BootRequest`], [`BootResponse`]: the daemon's frames,
+/// narrowed), so the initramfs binary holds no serde code for the rest of
+/// the protocol. It is never asked to answer: its behaviour supports the
+/// protocol outbound only.
+#[derive(Clone, Default)]
+pub struct BootCodec;
+
+fn not_a_server() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the boot client answers no requests",
+    )
+}
+
+impl request_response::Codec for BootCodec {
+    type Protocol = StreamProtocol;
+    type Request = BootRequest;
+    type Response = BootResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+    ) -> io::Result<BootRequest> {
+        Err(not_a_server())
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<BootResponse> {
+        read_frame(io).await
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: BootRequest,
+    ) -> io::Result<()> {
+        write_frame(io, &r).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: BootResponse,
+    ) -> io::Result<()> {
+        Err(not_a_server())
+    }
+}
+
+pub type BootRpc = request_response::Behaviour<BootCodec>;
 
 /// Requests in flight on one connection, both ways. An unlock asks each
 /// guardian once at a time and members exchange a handful; the bound keeps
@@ -236,19 +294,49 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
     }
 }
 
-/// The unlock client's swarm: request-response only, authenticated by the
-/// boot key, so guardians can tell it from a live node.
-pub fn client_swarm(key: Keypair, timeout: Duration) -> anyhow::Result<Swarm<Rpc>> {
+/// A swarm that only dials ([`DialOnlyTcp`]: no listener, so no interface
+/// watching), with noise and yamux as the daemon's TCP transport, and
+/// `behaviour`.
+fn dialer_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    key: Keypair,
+    behaviour: B,
+) -> anyhow::Result<Swarm<B>> {
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| rpc(timeout))?
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                DialOnlyTcp
+                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()),
+            )
+        })?
+        .with_behaviour(|_| behaviour)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
         .build())
+}
+
+/// The boot client's swarm: share requests only, over connections
+/// authenticated by the boot key (so guardians can tell it from a live
+/// node), dialled, never accepted.
+pub fn boot_swarm(key: Keypair, timeout: Duration) -> anyhow::Result<Swarm<BootRpc>> {
+    let rpc = request_response::Behaviour::with_codec(
+        BootCodec,
+        [(
+            StreamProtocol::new(RPC_PROTOCOL),
+            request_response::ProtocolSupport::Outbound,
+        )],
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
+    );
+    dialer_swarm(key, rpc)
+}
+
+/// A dialling swarm that may send any request: for tests that play an
+/// initramfs (or a stranger) sending what a boot client never would.
+pub fn client_swarm(key: Keypair, timeout: Duration) -> anyhow::Result<Swarm<Rpc>> {
+    dialer_swarm(key, rpc(timeout))
 }
 
 /// The mesh's gossip topic; its version follows [`RPC_PROTOCOL`]'s.

@@ -131,12 +131,6 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("keyward: {e:#}");
-            if matches!(
-                e.downcast_ref::<UnlockError>(),
-                Some(UnlockError::Hopeless(_))
-            ) {
-                return ExitCode::from(3);
-            }
             ExitCode::FAILURE
         }
     }
@@ -158,7 +152,16 @@ fn run(a: &Args) -> anyhow::Result<ExitCode> {
         verbose: !a.quiet,
         extra_addrs: unlock::boot_addrs(&a.guardians, &cfg.bootstrap)?,
     };
-    let secret = unlock::fetch_blocking(&token, &boot_key, &opts)?;
+    let secret = match unlock::fetch_blocking(&token, &boot_key, &opts) {
+        Ok(s) => s,
+        // Nothing on this boot can change the answer: the keyscript stops
+        // asking and falls back to the passphrase (exit status 3).
+        Err(e @ UnlockError::Hopeless(_)) => {
+            eprintln!("keyward: {e}");
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => return Err(e.into()),
+    };
     match a.mode {
         Mode::PrintKey => {
             let mut out = std::io::stdout().lock();

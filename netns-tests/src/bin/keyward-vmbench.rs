@@ -29,24 +29,28 @@ use anyhow::Context;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use keyward_netns_tests::vm::KEYFILE_KEYSCRIPT_LINE;
+use keyward_netns_tests::vm::{KEYFILE_KEYSCRIPT_LINE, MARKER_UPTIME_LINE};
 use keyward_netns_tests::vm_rig::{median, Rig, ASKING, PORT};
 
-const USAGE: &str = "usage: keyward-vmbench [--boots N] [--report FILE]
+const USAGE: &str = "usage: keyward-vmbench [--boots N] [--report FILE] [--trace]
   --boots N      boots per variant (default 5, 1..=50)
   --report FILE  also write the table to FILE
+  --trace        boot keyward with keyward.trace and add a table of the
+                 steps from keyscript start to marker, by the guest's clock
 env: KEYWARD_DEB (the .deb; default the newest in target/debian),
      KEYWARD_UNLOCK (the keyward-unlock measured; default the one in the .deb)";
 
 struct Args {
     boots: usize,
     report: Option<std::path::PathBuf>,
+    trace: bool,
 }
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
         boots: 5,
         report: None,
+        trace: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -59,6 +63,7 @@ fn parse() -> Result<Args, String> {
                     .ok_or("--boots needs a number from 1 to 50")?;
             }
             "--report" => a.report = Some(it.next().ok_or("--report needs a file")?.into()),
+            "--trace" => a.trace = true,
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument {x}")),
         }
@@ -105,6 +110,84 @@ fn unlock_size(deb: &Path) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The guest-clock steps of one boot's console, in seconds after its
+/// keyscript started: keyward's `keyward: trace UPTIME STEP` lines (with
+/// keyward.trace), the key-file keyscript's start and the marker script's
+/// line. Empty without a keyscript start.
+fn steps(console: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for line in console.lines() {
+        let (step, t) = if let Some(i) = line.find("keyward: trace ") {
+            let mut w = line[i + "keyward: trace ".len()..].splitn(2, ' ');
+            let t = w.next().and_then(|t| t.parse::<f64>().ok());
+            (w.next().unwrap_or("").trim().to_string(), t)
+        } else if let Some(i) = line.find(KEYFILE_KEYSCRIPT_LINE) {
+            let t = line[i + KEYFILE_KEYSCRIPT_LINE.len()..]
+                .trim()
+                .strip_prefix("at ")
+                .and_then(|t| t.trim().parse::<f64>().ok());
+            ("keyscript-start".to_string(), t)
+        } else if let Some(i) = line.find(MARKER_UPTIME_LINE) {
+            let t = line[i + MARKER_UPTIME_LINE.len()..]
+                .trim()
+                .parse::<f64>()
+                .ok();
+            ("marker".to_string(), t)
+        } else {
+            continue;
+        };
+        if let Some(t) = t {
+            if !out.iter().any(|(s, _)| *s == step) {
+                out.push((step, t));
+            }
+        }
+    }
+    let Some(t0) = out
+        .iter()
+        .find(|(s, _)| s == "keyscript-start")
+        .map(|x| x.1)
+    else {
+        return Vec::new();
+    };
+    out.into_iter().map(|(s, t)| (s, t - t0)).collect()
+}
+
+/// One row per step (in the order of the first boot that had it): the
+/// median seconds after the keyscript's start over the boots, for the key
+/// file and for keyward.
+fn step_table(keyfile: &[Vec<(String, f64)>], keyward: &[Vec<(String, f64)>]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for b in keyfile.iter().chain(keyward) {
+        for (s, _) in b {
+            if !names.contains(s) {
+                names.push(s.clone());
+            }
+        }
+    }
+    let med = |boots: &[Vec<(String, f64)>], name: &str| -> String {
+        let mut v: Vec<f64> = boots
+            .iter()
+            .filter_map(|b| b.iter().find(|(s, _)| s == name).map(|x| x.1))
+            .collect();
+        if v.is_empty() {
+            return "-".into();
+        }
+        v.sort_by(f64::total_cmp);
+        format!("{:.3} s", v[v.len() / 2])
+    };
+    let mut t = String::from(
+        "| step (guest clock, after the keyscript started; medians) | key file | keyward |\n|---|---|---|\n",
+    );
+    for n in &names {
+        t.push_str(&format!(
+            "| {n} | {} | {} |\n",
+            med(keyfile, n),
+            med(keyward, n)
+        ));
+    }
+    t
+}
+
 fn bench(a: &Args) -> anyhow::Result<String> {
     let t_all = Instant::now();
     let mut r = Rig::new()?;
@@ -117,6 +200,8 @@ fn bench(a: &Args) -> anyhow::Result<String> {
     // (where a larger initramfs costs); after it, getting the key and
     // mounting the root.
     let (mut ks_keyfile, mut ks_keyward) = (Vec::new(), Vec::new());
+    let (mut steps_keyfile, mut steps_keyward) = (Vec::new(), Vec::new());
+    let traced = if a.trace { "keyward.trace" } else { "" };
     for i in 0..a.boots {
         let mut v = r.boot(&r.initrd_keyfile, "", &fwds)?;
         let t = r.expect_marker(&mut v, "key file")?;
@@ -125,13 +210,22 @@ fn bench(a: &Args) -> anyhow::Result<String> {
                 .context("no key-file keyscript line")?,
         );
         keyfile.push(t);
-        v.stop();
+        steps_keyfile.push(steps(&v.stop()));
         r.owner_was_just_up()?;
-        let mut v = r.boot(&r.initrd_keyward, "", &fwds)?;
+        let mut v = r.boot(&r.initrd_keyward, traced, &fwds)?;
         let t = r.expect_marker(&mut v, "keyward")?;
         ks_keyward.push(v.seen(ASKING).context("no keyward keyscript line")?);
         keyward.push(t);
         let con = v.stop();
+        steps_keyward.push(steps(&con));
+        if a.trace {
+            eprintln!(
+                "vmbench: boot {} steps: key file {:?}; keyward {:?}",
+                i + 1,
+                steps_keyfile[i],
+                steps_keyward[i]
+            );
+        }
         anyhow::ensure!(
             !con.contains("refused") && !con.contains("unreachable"),
             "keyward boot {i}: the mesh did not simply give the key:\n{con}"
@@ -171,6 +265,14 @@ fn bench(a: &Args) -> anyhow::Result<String> {
     let (akf, akw) = (after(&keyfile, &ks_keyfile), after(&keyward, &ks_keyward));
     let n = a.boots;
     let over = kw.as_secs_f64() - kf.as_secs_f64();
+    let trace_table = if a.trace {
+        format!(
+            "\n\n{}",
+            step_table(&steps_keyfile, &steps_keyward).trim_end()
+        )
+    } else {
+        String::new()
+    };
     Ok(format!(
         "| measure (qemu -accel tcg -smp 1 -m 512) | value |\n|---|---|\n\
          | qemu start -> marker, key-file keyscript (median of {n}) | {} |\n\
@@ -186,7 +288,7 @@ fn bench(a: &Args) -> anyhow::Result<String> {
          | all boots, keyward (s) | {} |\n\
          | all refused boots, keyscript -> prompt (s) | {} |\n\
          | rig prepared (incl. package install/upgrade/purge {}) | {} |\n\
-         | whole run | {} |",
+         | whole run | {} |{trace_table}",
         secs(kf),
         secs(kw),
         secs(kskf),

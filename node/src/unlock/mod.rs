@@ -33,6 +33,7 @@ use crate::keyfile::KeyFile;
 use crate::luks::Token;
 use crate::net;
 use crate::peer::{FromPeerId, Libp2pKey, PeerIds};
+use crate::proto::{BootRequest, BootResponse};
 use crate::shares::DiskSecret;
 
 /// Options of one unlock.
@@ -198,7 +199,7 @@ pub async fn fetch_key(
         verbose: opts.verbose,
     };
     let mut client = UnlockClient::new(plan, copts, boot, seed, 0)?;
-    let mut swarm = net::client_swarm(
+    let mut swarm = net::boot_swarm(
         boot.libp2p_keypair(),
         Duration::from_millis(client::REQUEST_TIMEOUT),
     )
@@ -220,10 +221,16 @@ pub async fn fetch_key(
                     let Some(peer) = guardian.peer_id() else {
                         continue;
                     };
+                    // The client asks for shares and nothing else.
+                    let crate::proto::Request::Share(request) = *request else {
+                        continue;
+                    };
                     let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
-                    let id = swarm
-                        .behaviour_mut()
-                        .send_request_with_addresses(&peer, *request, addrs);
+                    let id = swarm.behaviour_mut().send_request_with_addresses(
+                        &peer,
+                        BootRequest::Share(request),
+                        addrs,
+                    );
                     requests.insert(id, guardian);
                 }
                 Output::Probe { addr } => {
@@ -267,7 +274,7 @@ pub async fn fetch_key(
 
 /// What a swarm event means to the client, if anything.
 fn translate(
-    ev: SwarmEvent<request_response::Event<crate::proto::Request, crate::proto::Response>>,
+    ev: SwarmEvent<request_response::Event<BootRequest, BootResponse>>,
     requests: &mut BTreeMap<OutboundRequestId, NodeId>,
     probes: &mut BTreeMap<ConnectionId, String>,
 ) -> Option<Input> {
@@ -300,7 +307,7 @@ fn translate(
             ..
         }) => Some(Input::Response {
             guardian: requests.remove(&request_id)?,
-            response,
+            response: response.into(),
         }),
         SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
             request_id,
@@ -375,15 +382,23 @@ pub fn boot_addrs(given: &[String], bootstrap: &[String]) -> anyhow::Result<Vec<
 
 /// Fetches the key of `token` with the boot key at `boot_key` on a
 /// single-threaded runtime: the whole unlock, minus what is done with the
-/// key. An [`UnlockError::Hopeless`] stays downcastable for exit status 3.
+/// key. The error stays typed: callers tell [`UnlockError::Hopeless`]
+/// (exit status 3: the keyscript stops asking) by matching, not by
+/// downcasting.
 pub fn fetch_blocking(
     token: &Token,
     boot_key: &std::path::Path,
     opts: &Options,
-) -> anyhow::Result<DiskSecret> {
-    let boot = BootKey::load(boot_key)?;
+) -> Result<DiskSecret, UnlockError> {
+    let boot = BootKey::load(boot_key).map_err(|e| {
+        UnlockError::Failed(format!(
+            "loading the boot key {}: {e:#}",
+            boot_key.display()
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    Ok(rt.block_on(fetch_key(token, &boot, opts))?)
+        .build()
+        .map_err(|e| UnlockError::Failed(format!("starting the network runtime: {e}")))?;
+    rt.block_on(fetch_key(token, &boot, opts))
 }
