@@ -20,6 +20,7 @@ pub mod sim;
 pub mod sweep;
 pub mod trace;
 pub mod watch;
+pub mod world;
 
 pub use report::{Failure, Summary};
 pub use scenario::{Config, Placement, Scenario};

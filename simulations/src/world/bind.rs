@@ -1,0 +1,139 @@
+//! `keyward bind` / `rebind` as an admin runs it on a machine, over the
+//! real control API: status, guardians chosen as cli/src/bind.rs chooses
+//! them, `CtlRequest::Deposit` of the new epoch's envelopes, then (every
+//! guardian acknowledged) the token and `CtlRequest::Drop` of the old
+//! epoch; otherwise the disk is not changed and the guardians that stored
+//! a share of the abandoned epoch are told to drop it. Nothing is retried:
+//! the product does not, an admin runs it again.
+
+use base64::Engine;
+use keyward_core::codec;
+use keyward_core::control::{CtlReply, CtlRequest, CtlResponse};
+use keyward_core::identity::NodeId;
+use keyward_core::node::CtlId;
+use keyward_core::roster::Role;
+use keyward_core::shares::{split_with_rng, DiskSecret};
+use rand::Rng;
+
+use super::machine::{Ctl, Token};
+use super::World;
+
+impl World {
+    /// Step 1: ask the daemon for its status.
+    pub(super) fn bind(&mut self, m: u32) {
+        self.control(m, CtlRequest::Status, Ctl::BindStatus);
+    }
+
+    pub(super) fn on_reply(&mut self, m: u32, id: CtlId, r: CtlResponse) {
+        let Some(what) = self.machines[m as usize].ctl.remove(&id) else {
+            return;
+        };
+        match (what, r) {
+            (Ctl::BindStatus, CtlResponse::Ok(CtlReply::Status(s))) => {
+                // As the CLI: active guardians other than us, connected
+                // ones first, then by name and id.
+                let me = self.machines[m as usize].id.to_string();
+                let mut cands: Vec<(bool, String, String)> = s
+                    .members
+                    .iter()
+                    .filter(|x| x.role == Role::Guardian && x.id != me)
+                    .map(|x| (!x.connected, x.name.clone(), x.id.clone()))
+                    .collect();
+                cands.sort();
+                let n = self.cfg.guardians.min(cands.len());
+                if n == 0 {
+                    self.stats.binds_failed += 1;
+                    return;
+                }
+                let t = self.cfg.threshold.clamp(1, n);
+                self.deposit(m, &cands[..n], t);
+            }
+            (Ctl::BindDeposit(token), CtlResponse::Ok(CtlReply::Guardians(res))) => {
+                let all = token
+                    .guardians
+                    .iter()
+                    .all(|(_, g, _)| res.acked(&g.to_string()));
+                if all {
+                    self.stats.binds += 1;
+                    self.rec(13, m as u64, token.epoch);
+                    let old = self.machines[m as usize].token.replace(token);
+                    if let Some(old) = old {
+                        let guardians = old.guardians.iter().map(|g| g.1.to_string()).collect();
+                        let req = CtlRequest::Drop {
+                            epochs: vec![old.epoch],
+                            guardians,
+                        };
+                        self.control(m, req, Ctl::Drop);
+                    }
+                } else {
+                    self.stats.binds_failed += 1;
+                    let stored: Vec<String> = token
+                        .guardians
+                        .iter()
+                        .map(|g| g.1.to_string())
+                        .filter(|g| res.acked(g))
+                        .collect();
+                    if !stored.is_empty() {
+                        let req = CtlRequest::Drop {
+                            epochs: vec![token.epoch],
+                            guardians: stored,
+                        };
+                        self.control(m, req, Ctl::Drop);
+                    }
+                }
+            }
+            (Ctl::BindStatus | Ctl::BindDeposit(_), _) => self.stats.binds_failed += 1,
+            (Ctl::Drop | Ctl::Admin, _) => {}
+        }
+    }
+
+    /// Step 2: split a new key over the chosen guardians and deposit.
+    fn deposit(&mut self, m: u32, chosen: &[(bool, String, String)], t: usize) {
+        let ids: Vec<NodeId> = chosen.iter().filter_map(|c| c.2.parse().ok()).collect();
+        let Some(guardians): Option<Vec<(u32, NodeId, String)>> = chosen
+            .iter()
+            .zip(&ids)
+            .map(|(c, id)| self.ids.get(id).map(|g| (*g, *id, c.1.clone())))
+            .collect()
+        else {
+            self.stats.binds_failed += 1;
+            return;
+        };
+        let mm = &self.machines[m as usize];
+        let epoch = mm.last_epoch.max(mm.token.as_ref().map_or(0, |t| t.epoch)) + 1;
+        self.machines[m as usize].last_epoch = epoch;
+        let secret: [u8; 32] = self.rng.gen();
+        let mm = &self.machines[m as usize];
+        let envs = match split_with_rng(
+            &DiskSecret::from_bytes(secret),
+            t,
+            &ids,
+            epoch,
+            &mm.key,
+            &mm.boot_key.public(),
+            &mut self.rng,
+        ) {
+            Ok(e) => e,
+            Err(_) => {
+                self.stats.binds_failed += 1;
+                return;
+            }
+        };
+        let envelopes: Vec<String> = envs
+            .iter()
+            .filter_map(|e| codec::encode(e).ok())
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+            .collect();
+        let token = Token {
+            epoch,
+            threshold: t,
+            guardians,
+            secret,
+        };
+        self.control(
+            m,
+            CtlRequest::Deposit { envelopes },
+            Ctl::BindDeposit(token),
+        );
+    }
+}
