@@ -23,7 +23,10 @@
 //! - [`unlock`]: the boot client's state machine, [`unlock::UnlockClient`].
 //! - [`node`]: the node's decisions above those: admin messages, the
 //!   decision history, peers and backoff, timers.
+//! - [`bind`]: the binding plan (guardians, T, epoch, what to drop),
+//!   shared by `keyward bind` and the simulator.
 
+pub mod bind;
 pub mod codec;
 pub mod control;
 pub mod guardian;

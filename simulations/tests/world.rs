@@ -1,7 +1,7 @@
 //! The world: real `Node`s and `UnlockClient`s over the virtual network,
 //! clock and disk.
 
-use keyward_sim::world::{World, WorldConfig};
+use keyward_sim::world::{Act, World, WorldConfig};
 
 fn quiet(nodes: usize, hours: f64, seed: u64) -> WorldConfig {
     let mut c = WorldConfig::new(nodes, hours, seed);
@@ -20,4 +20,54 @@ fn a_small_mesh_binds_through_the_control_api_and_converges() {
     assert_eq!(s.bound_at_end, 6);
     assert_eq!(s.binds_failed, 0);
     assert!(s.traffic.pings > 0 && s.traffic.dials > 0);
+}
+
+#[test]
+fn reboots_and_crashes_unlock_through_the_real_client() {
+    let mut c = WorldConfig::new(8, 3.0, 2);
+    c.reboots = 12.0;
+    c.crashes = 6.0;
+    let s = World::new(c).run().unwrap_or_else(|v| panic!("{v:?}"));
+    println!("{s:#?}");
+    assert!(s.boots > 5, "{s:?}");
+    assert!(s.unlocked > 0, "{s:?}");
+    assert_eq!(s.binds, 8);
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let mut c = WorldConfig::new(7, 2.0, 3);
+    c.reboots = 12.0;
+    c.crashes = 6.0;
+    let a = World::new(c.clone()).run().unwrap();
+    let b = World::new(c).run().unwrap();
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.traffic.messages(), b.traffic.messages());
+}
+
+#[test]
+fn an_admin_whose_clock_runs_ahead_is_refused_by_the_skew_bound() {
+    // Machine 1's clock is 5 min ahead: its lockdown is dated beyond
+    // MAX_CLOCK_SKEW (2 min) on every other node's clock and refused
+    // there, by gossip and again at every sync that carries it, until
+    // their clocks are within the bound of its date (3 min later): then
+    // a sync delivers it and it applies everywhere. The lockdown from a
+    // machine within the bound is taken at once.
+    let mut c = quiet(5, 1.0, 4);
+    c.skew = 0;
+    let mut w = World::new(c);
+    w.machines[1].skew = 5 * 60_000;
+    w.at(10 * 60_000, Act::Lockdown(1));
+    let s = w.run().unwrap();
+    assert!(s.admin_from_future >= 4, "{s:?}");
+    assert_eq!(s.notes.get("Lockdown").copied(), Some(5), "{s:?}");
+    let mut c = quiet(5, 1.0, 4);
+    c.skew = 0;
+    let mut w = World::new(c);
+    w.machines[1].skew = 60_000;
+    w.at(10 * 60_000, Act::Lockdown(1));
+    let s = w.run().unwrap();
+    assert_eq!(s.admin_from_future, 0, "{s:?}");
+    assert!(s.notes.get("Lockdown").copied().unwrap_or(0) >= 5, "{s:?}");
 }

@@ -7,11 +7,11 @@
 //! the product does not, an admin runs it again.
 
 use base64::Engine;
+use keyward_core::bind::{self, BindPlan};
 use keyward_core::codec;
 use keyward_core::control::{CtlReply, CtlRequest, CtlResponse};
 use keyward_core::identity::NodeId;
 use keyward_core::node::CtlId;
-use keyward_core::roster::Role;
 use keyward_core::shares::{split_with_rng, DiskSecret};
 use rand::Rng;
 
@@ -30,30 +30,27 @@ impl World {
         };
         match (what, r) {
             (Ctl::BindStatus, CtlResponse::Ok(CtlReply::Status(s))) => {
-                // As the CLI: active guardians other than us, connected
-                // ones first, then by name and id.
-                let me = self.machines[m as usize].id.to_string();
-                let mut cands: Vec<(bool, String, String)> = s
-                    .members
-                    .iter()
-                    .filter(|x| x.role == Role::Guardian && x.id != me)
-                    .map(|x| (!x.connected, x.name.clone(), x.id.clone()))
-                    .collect();
-                cands.sort();
+                // As the CLI: keyward-core's plan over the status.
+                let cands = bind::candidates(&s);
                 let n = self.cfg.guardians.min(cands.len());
-                if n == 0 {
-                    self.stats.binds_failed += 1;
-                    return;
+                let t = self.cfg.threshold.min(n);
+                match bind::plan(&cands, Some(n), Some(t)) {
+                    Ok(plan) => self.deposit(m, plan),
+                    Err(_) => self.stats.binds_failed += 1,
                 }
-                let t = self.cfg.threshold.clamp(1, n);
-                self.deposit(m, &cands[..n], t);
             }
-            (Ctl::BindDeposit(token), CtlResponse::Ok(CtlReply::Guardians(res))) => {
-                let all = token
-                    .guardians
-                    .iter()
-                    .all(|(_, g, _)| res.acked(&g.to_string()));
-                if all {
+            (Ctl::BindDeposit(token, plan), CtlResponse::Ok(CtlReply::Guardians(res))) => {
+                let abandoned = bind::abandoned(&plan, &res);
+                if let Some(stored) = abandoned {
+                    self.stats.binds_failed += 1;
+                    if !stored.is_empty() {
+                        let req = CtlRequest::Drop {
+                            epochs: vec![token.epoch],
+                            guardians: stored,
+                        };
+                        self.control(m, req, Ctl::Drop);
+                    }
+                } else {
                     self.stats.binds += 1;
                     self.rec(13, m as u64, token.epoch);
                     let old = self.machines[m as usize].token.replace(token);
@@ -65,43 +62,39 @@ impl World {
                         };
                         self.control(m, req, Ctl::Drop);
                     }
-                } else {
-                    self.stats.binds_failed += 1;
-                    let stored: Vec<String> = token
-                        .guardians
-                        .iter()
-                        .map(|g| g.1.to_string())
-                        .filter(|g| res.acked(g))
-                        .collect();
-                    if !stored.is_empty() {
-                        let req = CtlRequest::Drop {
-                            epochs: vec![token.epoch],
-                            guardians: stored,
-                        };
-                        self.control(m, req, Ctl::Drop);
-                    }
                 }
             }
-            (Ctl::BindStatus | Ctl::BindDeposit(_), _) => self.stats.binds_failed += 1,
+            (Ctl::BindStatus | Ctl::BindDeposit(..), _) => self.stats.binds_failed += 1,
             (Ctl::Drop | Ctl::Admin, _) => {}
         }
     }
 
     /// Step 2: split a new key over the chosen guardians and deposit.
-    fn deposit(&mut self, m: u32, chosen: &[(bool, String, String)], t: usize) {
-        let ids: Vec<NodeId> = chosen.iter().filter_map(|c| c.2.parse().ok()).collect();
-        let Some(guardians): Option<Vec<(u32, NodeId, String)>> = chosen
+    fn deposit(&mut self, m: u32, plan: BindPlan) {
+        let ids: Vec<NodeId> = plan
+            .guardians
+            .iter()
+            .filter_map(|c| c.id.parse().ok())
+            .collect();
+        let Some(guardians): Option<Vec<(u32, NodeId, String)>> = plan
+            .guardians
             .iter()
             .zip(&ids)
-            .map(|(c, id)| self.ids.get(id).map(|g| (*g, *id, c.1.clone())))
+            .map(|(c, id)| self.ids.get(id).map(|g| (*g, *id, c.name.clone())))
             .collect()
         else {
             self.stats.binds_failed += 1;
             return;
         };
         let mm = &self.machines[m as usize];
-        let epoch = mm.last_epoch.max(mm.token.as_ref().map_or(0, |t| t.epoch)) + 1;
+        let Ok(epoch) = bind::next_epoch(mm.last_epoch, mm.token.as_ref().map(|t| t.epoch), [])
+        else {
+            self.stats.binds_failed += 1;
+            return;
+        };
+        // `last-epoch` is written before any share leaves.
         self.machines[m as usize].last_epoch = epoch;
+        let t = plan.threshold;
         let secret: [u8; 32] = self.rng.gen();
         let mm = &self.machines[m as usize];
         let envs = match split_with_rng(
@@ -133,7 +126,7 @@ impl World {
         self.control(
             m,
             CtlRequest::Deposit { envelopes },
-            Ctl::BindDeposit(token),
+            Ctl::BindDeposit(token, plan),
         );
     }
 }

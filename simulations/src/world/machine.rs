@@ -48,7 +48,7 @@ pub enum Ctl {
     /// `keyward bind`/`rebind`, step 1: status, to pick guardians.
     BindStatus,
     /// Step 2: the deposit of the new epoch's envelopes.
-    BindDeposit(Token),
+    BindDeposit(Token, keyward_core::bind::BindPlan),
     /// Dropping an epoch (old or abandoned); the reply is only counted.
     Drop,
     /// An admin command whose reply is only counted.
