@@ -71,3 +71,25 @@ fn an_admin_whose_clock_runs_ahead_is_refused_by_the_skew_bound() {
     assert_eq!(s.admin_from_future, 0, "{s:?}");
     assert!(s.notes.get("Lockdown").copied().unwrap_or(0) >= 5, "{s:?}");
 }
+
+#[test]
+fn seized_servers_stay_locked_on_real_nodes() {
+    for seed in 0..3 {
+        let mut c = WorldConfig::new(12, 8.0, seed);
+        c.reboots = 2.0;
+        c.crashes = 0.0;
+        let mut w = World::new(c);
+        w.at(4 * 3_600_000, Act::Seize(3));
+        w.at(4 * 3_600_000, Act::Seize(7));
+        let s = w.run().unwrap_or_else(|v| panic!("seed {seed}: {v:?}"));
+        assert_eq!(s.seized, 2, "seed {seed}");
+        assert_eq!(s.seized_locked_at_end, 2, "seed {seed}: {s:?}");
+        // off longer than timeout: refused as not seen
+        assert!(
+            s.refusals.get("not-seen").copied().unwrap_or(0) > 0,
+            "{s:?}"
+        );
+        // checked at every unlock, and the run did not fail it
+        assert!(s.invariant_checks["seizure.stays-locked"] > 0, "{s:?}");
+    }
+}

@@ -96,6 +96,9 @@ pub struct Machine {
     pub asking_since: Option<Millis>,
     /// Unlock attempts this boot (the keyscript starts one per minute).
     pub attempts: u32,
+    /// Seized: taken away while running, off longer than timeout, then
+    /// booted by the thief. Must never unlock with shares.
+    pub seized: bool,
 }
 
 impl Machine {
@@ -129,6 +132,7 @@ impl Machine {
             down_since: 0,
             asking_since: None,
             attempts: 0,
+            seized: false,
         }
     }
 

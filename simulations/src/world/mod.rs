@@ -137,6 +137,9 @@ pub enum Act {
     Passphrase(u32),
     /// Power goes off at this machine (no goodbye), back after `down`.
     CrashNode(u32, Millis),
+    /// A running server is seized: off longer than timeout (10 min to
+    /// 3 h more), then the thief boots it on the same network.
+    Seize(u32),
 }
 
 /// A message on a connection.
@@ -252,6 +255,7 @@ pub struct WorldStats {
     pub passphrase: u64,
     pub reboots: u64,
     pub crashes: u64,
+    pub seized: u64,
     pub binds: u64,
     pub binds_failed: u64,
     pub releases: u64,
@@ -282,6 +286,9 @@ pub struct WorldSummary {
     pub binds_failed: u64,
     pub bound_at_end: usize,
     pub locked_at_end: usize,
+    pub seized: u64,
+    /// Seized servers still locked at the end.
+    pub seized_locked_at_end: usize,
     pub releases: u64,
     pub refusals: BTreeMap<String, u64>,
     pub notes: BTreeMap<&'static str, u64>,
@@ -1292,6 +1299,10 @@ impl World {
                 self.checks.check(inv::UNLOCK_KEY, ok, &[m], || {
                     format!("n{m}: the unlock client's key is not the disk key")
                 });
+                let seized = self.machines[m as usize].seized;
+                self.checks.check(inv::SEIZED_LOCKED, !seized, &[m], || {
+                    format!("n{m} was seized and unlocked with shares")
+                });
                 let took = self.now() - self.machines[m as usize].asking_since.unwrap_or(0);
                 self.stats.unlocked += 1;
                 self.stats.unlock_ms.push(took);
@@ -1361,7 +1372,7 @@ impl World {
                 self.next_churn(Act::Reboot);
             }
             Act::Crash => {
-                if let Some(m) = self.pick(|m| m.phase != Phase::Down) {
+                if let Some(m) = self.pick(|m| m.phase != Phase::Down && !m.seized) {
                     self.stats.crashes += 1;
                     let d = self.crash_downtime();
                     self.crash(m, Some(d));
@@ -1371,6 +1382,16 @@ impl World {
             Act::CrashNode(m, d) => {
                 self.stats.crashes += 1;
                 self.crash(m, Some(d));
+            }
+            Act::Seize(m) => {
+                if self.machines[m as usize].running() {
+                    self.stats.seized += 1;
+                    self.machines[m as usize].seized = true;
+                    let t = self.cfg.policy.timeout;
+                    let d = self.uniform(t + 10 * MIN, t + 3 * HOUR);
+                    self.rec(14, m as u64, d);
+                    self.crash(m, Some(d));
+                }
             }
             Act::Bind(m) => self.bind(m),
             Act::Lockdown(m) => {
@@ -1528,6 +1549,12 @@ impl World {
                 .machines
                 .iter()
                 .filter(|m| matches!(m.phase, Phase::Unlocking | Phase::Prompt))
+                .count(),
+            seized: s.seized,
+            seized_locked_at_end: self
+                .machines
+                .iter()
+                .filter(|m| m.seized && matches!(m.phase, Phase::Unlocking | Phase::Prompt))
                 .count(),
             releases: s.releases,
             refusals: s.refusals.clone(),
