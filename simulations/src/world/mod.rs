@@ -153,7 +153,7 @@ enum Ev {
     Deliver {
         conn: u64,
         to: u32,
-        wire: Wire,
+        wire: Box<Wire>,
     },
     NodeTimer {
         m: u32,
@@ -470,7 +470,7 @@ impl World {
 
     fn dispatch(&mut self, ev: Ev) {
         match ev {
-            Ev::Deliver { conn, to, wire } => self.deliver(conn, to, wire),
+            Ev::Deliver { conn, to, wire } => self.deliver(conn, to, *wire),
             Ev::NodeTimer { m, inc, at } => {
                 let mm = &mut self.machines[m as usize];
                 if mm.inc == inc && mm.timer_at == Some(at) {
@@ -859,7 +859,7 @@ impl World {
             Ev::Deliver {
                 conn,
                 to,
-                wire: Wire::Req { rid, from, req },
+                wire: Box::new(Wire::Req { rid, from, req }),
             },
         );
     }
@@ -881,10 +881,10 @@ impl World {
             Ev::Deliver {
                 conn,
                 to,
-                wire: Wire::Resp {
+                wire: Box::new(Wire::Resp {
                     rid: id.0,
                     response,
-                },
+                }),
             },
         );
     }
@@ -1047,7 +1047,7 @@ impl World {
                 Ev::Deliver {
                     conn,
                     to: p,
-                    wire: Wire::Gossip { msg: id, via: m },
+                    wire: Box::new(Wire::Gossip { msg: id, via: m }),
                 },
             );
         }

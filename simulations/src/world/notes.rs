@@ -9,7 +9,7 @@ pub fn name(n: &Note) -> &'static str {
         Note::AdminRefused { .. } => "AdminRefused",
         Note::AdmittedByInvite { .. } => "AdmittedByInvite",
         Note::Alert { .. } => "Alert",
-        Note::BootKeyReplaced { .. } => "BootKeyReplaced",
+        Note::BootKeyReplaced => "BootKeyReplaced",
         Note::ClockBehind { .. } => "ClockBehind",
         Note::ConnectionRefused { .. } => "ConnectionRefused",
         Note::Decision { .. } => "Decision",
