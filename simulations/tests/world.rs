@@ -7,6 +7,8 @@ fn quiet(nodes: usize, hours: f64, seed: u64) -> WorldConfig {
     let mut c = WorldConfig::new(nodes, hours, seed);
     c.reboots = 0.0;
     c.crashes = 0.0;
+    c.joins = 0.0;
+    c.revocations = 0.0;
     c
 }
 
@@ -24,7 +26,7 @@ fn a_small_mesh_binds_through_the_control_api_and_converges() {
 
 #[test]
 fn reboots_and_crashes_unlock_through_the_real_client() {
-    let mut c = WorldConfig::new(8, 3.0, 2);
+    let mut c = quiet(8, 3.0, 2);
     c.reboots = 12.0;
     c.crashes = 6.0;
     let s = World::new(c).run().unwrap_or_else(|v| panic!("{v:?}"));
@@ -92,4 +94,62 @@ fn seized_servers_stay_locked_on_real_nodes() {
         // checked at every unlock, and the run did not fail it
         assert!(s.invariant_checks["seizure.stays-locked"] > 0, "{s:?}");
     }
+}
+
+#[test]
+fn a_lockdown_refuses_then_an_approval_after_the_lift_opens_the_disk() {
+    // Machine 4 crashes during a lockdown and boots: refused as locked
+    // down. After the lift it has been gone longer than timeout, so its
+    // guardians refuse it as not seen, until an admin approves it; the
+    // approval travels as a signed admin message by gossip.
+    let h = 3_600_000;
+    let mut c = quiet(8, 3.0, 5);
+    c.skew = 10_000;
+    let mut w = World::new(c);
+    w.at(h, Act::Lockdown(0));
+    w.at(h + 5 * 60_000, Act::CrashNode(4, 60_000));
+    w.at(h + 30 * 60_000, Act::Lift(0));
+    w.at(h + 32 * 60_000, Act::Approve { admin: 0, owner: 4 });
+    let s = w.run().unwrap_or_else(|v| panic!("{v:?}"));
+    assert!(
+        s.refusals.get("lockdown").copied().unwrap_or(0) > 0,
+        "{s:?}"
+    );
+    assert!(
+        s.refusals.get("not-seen").copied().unwrap_or(0) > 0,
+        "{s:?}"
+    );
+    assert_eq!(s.boots, 1, "{s:?}");
+    assert_eq!(s.unlocked, 1, "{s:?}");
+    assert_eq!(s.locked_at_end, 0, "{s:?}");
+    assert!(s.unlock_median_ms > 25 * 60_000, "{s:?}");
+}
+
+#[test]
+fn churn_with_joins_and_revocations_over_a_few_seeds() {
+    // Joins through invite and join on the control API, revocations by
+    // an admin on the founder, owners rebound by an admin, reboots and
+    // crashes: the release checks, key-correct, seizure and convergence
+    // hold on every seed.
+    let (mut joins, mut revoked, mut refused_revoked, mut unlocked) = (0, 0, 0, 0);
+    for seed in 0..6 {
+        let mut c = WorldConfig::new(7 + seed as usize, 4.0, seed);
+        c.reboots = 8.0;
+        c.crashes = 4.0;
+        c.joins = 8.0;
+        c.revocations = 8.0;
+        let s = World::new(c)
+            .run()
+            .unwrap_or_else(|v| panic!("seed {seed}: {v:?}"));
+        assert_eq!(s.ctl_failed, 0, "seed {seed}: {s:?}");
+        joins += s.joins;
+        revoked += s.revocations;
+        refused_revoked += s.refusals.get("revoked").copied().unwrap_or(0);
+        unlocked += s.unlocked;
+    }
+    assert!(
+        joins > 5 && revoked > 4 && unlocked > 20,
+        "{joins} {revoked} {unlocked}"
+    );
+    assert!(refused_revoked > 0, "no revoked node asked again");
 }

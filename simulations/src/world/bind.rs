@@ -16,7 +16,8 @@ use keyward_core::shares::{split_with_rng, DiskSecret};
 use rand::Rng;
 
 use super::machine::{Ctl, Token};
-use super::World;
+use super::{Act, World};
+use crate::scenario::{MIN, SEC};
 
 impl World {
     /// Step 1: ask the daemon for its status.
@@ -65,6 +66,37 @@ impl World {
                 }
             }
             (Ctl::BindStatus | Ctl::BindDeposit(..), _) => self.stats.binds_failed += 1,
+            (Ctl::Invite(k), CtlResponse::Ok(CtlReply::Invited(inv))) => {
+                let req = CtlRequest::Join { token: inv.token };
+                self.control(k, req, Ctl::Join);
+            }
+            (Ctl::Join, CtlResponse::Ok(CtlReply::Joined(_))) => {
+                self.stats.joins += 1;
+                self.rec(15, m as u64, 0);
+                // The admin binds the new node's disk once it has met
+                // the mesh.
+                let d = self.uniform(30 * SEC, 2 * MIN);
+                self.at(self.now() + d, Act::Bind(m));
+            }
+            (Ctl::Revoke(v), CtlResponse::Ok(CtlReply::Revoked(_))) => {
+                self.stats.revocations += 1;
+                self.machines[v as usize].revoked = true;
+                self.rec(16, m as u64, v as u64);
+                // Owners whose token names it: an admin rebinds them.
+                let owners: Vec<u32> = (0..self.machines.len() as u32)
+                    .filter(|&o| {
+                        self.machines[o as usize]
+                            .token
+                            .as_ref()
+                            .is_some_and(|t| t.guardians.iter().any(|g| g.0 == v))
+                    })
+                    .collect();
+                for o in owners {
+                    let d = self.uniform(MIN, 30 * MIN);
+                    self.at(self.now() + d, Act::Bind(o));
+                }
+            }
+            (Ctl::Invite(_) | Ctl::Join | Ctl::Revoke(_), _) => self.stats.ctl_failed += 1,
             (Ctl::Drop | Ctl::Admin, _) => {}
         }
     }

@@ -53,6 +53,12 @@ pub enum Ctl {
     Drop,
     /// An admin command whose reply is only counted.
     Admin,
+    /// `keyward invite` on the inviter, for the new machine.
+    Invite(u32),
+    /// `keyward join` on the new machine.
+    Join,
+    /// `keyward revoke` of this machine.
+    Revoke(u32),
 }
 
 pub struct Machine {
@@ -99,6 +105,8 @@ pub struct Machine {
     /// Seized: taken away while running, off longer than timeout, then
     /// booted by the thief. Must never unlock with shares.
     pub seized: bool,
+    /// An admin revoked it.
+    pub revoked: bool,
 }
 
 impl Machine {
@@ -133,6 +141,7 @@ impl Machine {
             asking_since: None,
             attempts: 0,
             seized: false,
+            revoked: false,
         }
     }
 

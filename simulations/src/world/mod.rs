@@ -84,6 +84,9 @@ pub struct WorldConfig {
     /// Clean reboots and crashes per node per day.
     pub reboots: f64,
     pub crashes: f64,
+    /// Joins and revocations per day, for the whole mesh.
+    pub joins: f64,
+    pub revocations: f64,
     /// When the admins bind every node (after the mesh connected).
     pub bind_at: Millis,
 }
@@ -103,6 +106,8 @@ impl WorldConfig {
             threshold: 3.min(guardians),
             reboots: 1.0,
             crashes: 0.5,
+            joins: (nodes as f64 * 0.02).max(2.0),
+            revocations: (nodes as f64 * 0.01).max(2.0),
             bind_at: 30 * SEC,
         }
     }
@@ -123,6 +128,12 @@ impl WorldConfig {
 pub enum Act {
     Reboot,
     Crash,
+    /// A running member invites a new machine, which joins (and is bound
+    /// by an admin a little later).
+    Join,
+    /// An admin on the founder revokes a member; owners it guarded are
+    /// rebound by an admin.
+    Revoke,
     /// An admin runs `keyward bind` (or `rebind`) on this machine.
     Bind(u32),
     /// An admin runs `keyward lockdown` / `lift` on this machine.
@@ -256,6 +267,10 @@ pub struct WorldStats {
     pub reboots: u64,
     pub crashes: u64,
     pub seized: u64,
+    pub joins: u64,
+    pub revocations: u64,
+    /// Control requests (invite, join, revoke) that failed.
+    pub ctl_failed: u64,
     pub binds: u64,
     pub binds_failed: u64,
     pub releases: u64,
@@ -282,6 +297,9 @@ pub struct WorldSummary {
     pub passphrase: u64,
     pub reboots: u64,
     pub crashes: u64,
+    pub joins: u64,
+    pub revocations: u64,
+    pub ctl_failed: u64,
     pub binds: u64,
     pub binds_failed: u64,
     pub bound_at_end: usize,
@@ -395,6 +413,8 @@ impl World {
         }
         w.next_churn(Act::Reboot);
         w.next_churn(Act::Crash);
+        w.next_churn(Act::Join);
+        w.next_churn(Act::Revoke);
         w
     }
 
@@ -824,16 +844,22 @@ impl World {
 
     /// Sends a request, dialling first if there is no connection.
     fn send_req(&mut self, from: u32, to: u32, req: Request, reply: Reply) {
-        if self.net.conn(from, to).is_some() {
-            self.transmit(from, to, req, reply);
-        } else {
-            self.net
-                .waiting
-                .entry((from, to))
-                .or_default()
-                .push((req, reply));
-            self.dial(from, to);
+        let want = self.machines[to as usize].id;
+        if let Some(c) = self.net.conn(from, to) {
+            if c.ids[c.side(to)] == want {
+                return self.transmit(from, to, req, reply);
+            }
+            // Connected to that machine's initramfs (its boot key), not
+            // to its keywardd: a dial to the node key finds nobody.
+            let why = "dial failed: the peer's node key does not answer".to_string();
+            return self.fail(from, want, reply, why, true);
         }
+        self.net
+            .waiting
+            .entry((from, to))
+            .or_default()
+            .push((req, reply));
+        self.dial(from, to);
     }
 
     fn transmit(&mut self, from: u32, to: u32, req: Request, reply: Reply) {
@@ -1340,6 +1366,8 @@ impl World {
         let per_day = match a {
             Act::Reboot => self.cfg.reboots * n,
             Act::Crash => self.cfg.crashes * n,
+            Act::Join => self.cfg.joins,
+            Act::Revoke => self.cfg.revocations,
             _ => 0.0,
         };
         if per_day <= 0.0 {
@@ -1378,6 +1406,24 @@ impl World {
                     self.crash(m, Some(d));
                 }
                 self.next_churn(Act::Crash);
+            }
+            Act::Join => {
+                self.join();
+                self.next_churn(Act::Join);
+            }
+            Act::Revoke => {
+                let n = self.machines.len() as u32;
+                let v = self.rng.gen_range(1..n.max(2));
+                if v < n && !self.machines[v as usize].revoked {
+                    let who = self.machines[v as usize].id.to_string();
+                    let req = keyward_core::control::CtlRequest::Revoke {
+                        who,
+                        cascade: false,
+                        reason: "simulated revocation".into(),
+                    };
+                    self.control(0, req, Ctl::Revoke(v));
+                }
+                self.next_churn(Act::Revoke);
             }
             Act::CrashNode(m, d) => {
                 self.stats.crashes += 1;
@@ -1418,6 +1464,36 @@ impl World {
                 }
             }
         }
+    }
+
+    /// A new machine (fresh keys, empty disk) starts keywardd; a running
+    /// member invites it; it joins with the token.
+    fn join(&mut self) {
+        let Some(inviter) = self.pick(|m| m.running() && !m.leaving && !m.revoked) else {
+            return;
+        };
+        let k = self.machines.len() as u32;
+        let key = NodeKey::from_seed(self.rng.gen());
+        let boot = BootKey::from_seed(self.rng.gen());
+        let me = Member {
+            id: key.id(),
+            boot: boot.public(),
+            name: format!("n{k}"),
+            role: Role::Guardian,
+        };
+        let skew = self
+            .rng
+            .gen_range(-(self.cfg.skew as i64)..=self.cfg.skew as i64);
+        let m = Machine::new(key, boot, me, skew, Disk::default());
+        self.ids.insert(m.id, k);
+        self.boots.insert(m.boot_id, k);
+        self.machines.push(m);
+        self.daemon_up(k);
+        let req = keyward_core::control::CtlRequest::Invite {
+            role: Role::Guardian,
+            expires_secs: 3600,
+        };
+        self.control(inviter, req, Ctl::Invite(k));
     }
 
     /// Downtime after a crash: mostly minutes, sometimes hours.
@@ -1542,6 +1618,9 @@ impl World {
             passphrase: s.passphrase,
             reboots: s.reboots,
             crashes: s.crashes,
+            joins: s.joins,
+            revocations: s.revocations,
+            ctl_failed: s.ctl_failed,
             binds: s.binds,
             binds_failed: s.binds_failed,
             bound_at_end: self.machines.iter().filter(|m| m.token.is_some()).count(),
