@@ -153,3 +153,20 @@ fn churn_with_joins_and_revocations_over_a_few_seeds() {
     );
     assert!(refused_revoked > 0, "no revoked node asked again");
 }
+
+#[test]
+fn rolling_partitions_with_churn() {
+    let mut parts = 0;
+    for seed in 0..3 {
+        let mut c = WorldConfig::new(10, 5.0, seed);
+        c.partitions = true;
+        c.reboots = 6.0;
+        c.crashes = 3.0;
+        let s = World::new(c)
+            .run()
+            .unwrap_or_else(|v| panic!("seed {seed}: {v:?}"));
+        parts += s.partitions;
+        assert!(s.unlocked > 0, "seed {seed}: {s:?}");
+    }
+    assert!(parts >= 3, "{parts}");
+}

@@ -89,6 +89,8 @@ pub struct WorldConfig {
     pub revocations: f64,
     /// When the admins bind every node (after the mesh connected).
     pub bind_at: Millis,
+    /// Rolling partitions: split 10-30 min, heal 20-60 min, again.
+    pub partitions: bool,
 }
 
 impl WorldConfig {
@@ -109,6 +111,7 @@ impl WorldConfig {
             joins: (nodes as f64 * 0.02).max(2.0),
             revocations: (nodes as f64 * 0.01).max(2.0),
             bind_at: 30 * SEC,
+            partitions: false,
         }
     }
 
@@ -151,6 +154,10 @@ pub enum Act {
     /// A running server is seized: off longer than timeout (10 min to
     /// 3 h more), then the thief boots it on the same network.
     Seize(u32),
+    /// The network splits (a minority or half the machines on one side);
+    /// connections across close, dials across fail.
+    Partition,
+    Heal,
 }
 
 /// A message on a connection.
@@ -267,6 +274,7 @@ pub struct WorldStats {
     pub reboots: u64,
     pub crashes: u64,
     pub seized: u64,
+    pub partitions: u64,
     pub joins: u64,
     pub revocations: u64,
     /// Control requests (invite, join, revoke) that failed.
@@ -297,6 +305,7 @@ pub struct WorldSummary {
     pub passphrase: u64,
     pub reboots: u64,
     pub crashes: u64,
+    pub partitions: u64,
     pub joins: u64,
     pub revocations: u64,
     pub ctl_failed: u64,
@@ -415,6 +424,10 @@ impl World {
         w.next_churn(Act::Crash);
         w.next_churn(Act::Join);
         w.next_churn(Act::Revoke);
+        if w.cfg.partitions {
+            let d = w.uniform(10 * MIN, 30 * MIN);
+            w.q.at(d, Ev::Act(Act::Partition));
+        }
         w
     }
 
@@ -695,7 +708,11 @@ impl World {
 
     // ---- connections and messages ----
 
-    fn reachable(&self, to: u32) -> bool {
+    fn reachable(&self, from: u32, to: u32) -> bool {
+        self.net.same_side(from, to) && self.daemon_listens(to)
+    }
+
+    fn daemon_listens(&self, to: u32) -> bool {
         self.machines[to as usize].running() && !self.machines[to as usize].leaving
     }
 
@@ -708,7 +725,7 @@ impl World {
         self.rec(2, from as u64, to as u64);
         let lat = self.latency();
         let inc_from = self.machines[from as usize].inc;
-        if self.reachable(to) {
+        if self.reachable(from, to) {
             let inc_to = self.machines[to as usize].inc;
             // TCP, noise and yamux: two round trips.
             self.q.after(
@@ -723,7 +740,9 @@ impl World {
         } else {
             // Refused at once by a running machine; a machine that is off
             // lets the dial time out.
-            let d = if self.machines[to as usize].phase == Phase::Down {
+            let d = if self.machines[to as usize].phase == Phase::Down
+                || !self.net.same_side(from, to)
+            {
                 10 * SEC
             } else {
                 2 * lat
@@ -744,7 +763,7 @@ impl World {
             self.net.dialing.remove(&(from, to));
             return;
         }
-        if self.machines[to as usize].inc != inc_to || !self.reachable(to) {
+        if self.machines[to as usize].inc != inc_to || !self.reachable(from, to) {
             return self.dial_failed(from, to, "dial failed: the peer went away");
         }
         self.net.dialing.remove(&(from, to));
@@ -1440,6 +1459,29 @@ impl World {
                 }
             }
             Act::Bind(m) => self.bind(m),
+            Act::Partition => {
+                let n = self.machines.len() as u32;
+                let share = if self.rng.gen_bool(0.5) {
+                    self.rng.gen_range(0.1..0.3)
+                } else {
+                    0.5
+                };
+                let minority: Vec<u32> = (0..n).filter(|_| self.rng.gen_bool(share)).collect();
+                self.stats.partitions += 1;
+                self.rec(17, minority.len() as u64, 0);
+                self.net.split(minority);
+                for (a, b) in self.net.crossing() {
+                    self.close(a, b);
+                }
+                let d = self.uniform(10 * MIN, 30 * MIN);
+                self.q.after(d, Ev::Act(Act::Heal));
+            }
+            Act::Heal => {
+                self.net.heal(self.now());
+                self.rec(18, 0, 0);
+                let d = self.uniform(20 * MIN, 60 * MIN);
+                self.q.after(d, Ev::Act(Act::Partition));
+            }
             Act::Lockdown(m) => {
                 self.control(m, keyward_core::control::CtlRequest::Lockdown, Ctl::Admin)
             }
@@ -1569,12 +1611,14 @@ impl World {
         let end = self.now().min(self.cfg.end());
         let period = self.cfg.ping_period();
         self.net.close_all_for_count(end, period);
-        // Convergence at the end: every running node that has run for
-        // 30 min holds one roster (no partitions in this world yet).
+        // Convergence at the end: every running member that has run for
+        // 30 min, the network whole for 30 min, holds one roster (a
+        // revoked node is out of the mesh and may keep an old one).
+        let whole = !self.net.is_split() && self.net.healed_at + 30 * MIN <= end;
         let digests: BTreeSet<[u8; 32]> = self
             .machines
             .iter()
-            .filter(|m| m.running() && m.running_since + 30 * MIN <= end)
+            .filter(|m| whole && m.running() && !m.revoked && m.running_since + 30 * MIN <= end)
             .filter_map(|m| m.node.as_ref().map(|n| n.roster().digest()))
             .collect();
         let converged = digests.len() <= 1;
@@ -1618,6 +1662,7 @@ impl World {
             passphrase: s.passphrase,
             reboots: s.reboots,
             crashes: s.crashes,
+            partitions: s.partitions,
             joins: s.joins,
             revocations: s.revocations,
             ctl_failed: s.ctl_failed,

@@ -39,6 +39,11 @@ pub struct Net {
     /// Requests waiting for a connection, (from, to).
     pub waiting: BTreeMap<(u32, u32), Vec<(Request, Reply)>>,
     pub traffic: Traffic,
+    /// Partition side of each machine (none: all on side 0); machines
+    /// reach each other only on the same side.
+    side: BTreeMap<u32, u16>,
+    /// When the last partition healed (world time).
+    pub healed_at: Millis,
 }
 
 fn key(a: u32, b: u32) -> (u32, u32) {
@@ -46,6 +51,34 @@ fn key(a: u32, b: u32) -> (u32, u32) {
 }
 
 impl Net {
+    /// Whether a and b can reach each other across the partition.
+    pub fn same_side(&self, a: u32, b: u32) -> bool {
+        self.side.get(&a).copied().unwrap_or(0) == self.side.get(&b).copied().unwrap_or(0)
+    }
+
+    pub fn is_split(&self) -> bool {
+        !self.side.is_empty()
+    }
+
+    /// Splits the machines: those in `minority` on side 1.
+    pub fn split(&mut self, minority: impl IntoIterator<Item = u32>) {
+        self.side = minority.into_iter().map(|m| (m, 1)).collect();
+    }
+
+    pub fn heal(&mut self, now: Millis) {
+        self.side.clear();
+        self.healed_at = now;
+    }
+
+    /// Open connections that cross the partition.
+    pub fn crossing(&self) -> Vec<(u32, u32)> {
+        self.conns
+            .keys()
+            .filter(|(a, b)| !self.same_side(*a, *b))
+            .copied()
+            .collect()
+    }
+
     pub fn conn(&self, a: u32, b: u32) -> Option<&Conn> {
         self.conns.get(&key(a, b))
     }
