@@ -132,6 +132,7 @@ fn churn_with_joins_and_revocations_over_a_few_seeds() {
     // crashes: the release checks, key-correct, seizure and convergence
     // hold on every seed.
     let (mut joins, mut revoked, mut refused_revoked, mut unlocked) = (0, 0, 0, 0);
+    let mut alive_checks = 0;
     for seed in 0..6 {
         let mut c = WorldConfig::new(7 + seed as usize, 4.0, seed);
         c.reboots = 8.0;
@@ -146,12 +147,17 @@ fn churn_with_joins_and_revocations_over_a_few_seeds() {
         revoked += s.revocations;
         refused_revoked += s.refusals.get("revoked").copied().unwrap_or(0);
         unlocked += s.unlocked;
+        alive_checks += s.invariant_checks["release.alive-within-timeout"];
     }
     assert!(
         joins > 5 && revoked > 4 && unlocked > 20,
         "{joins} {revoked} {unlocked}"
     );
     assert!(refused_revoked > 0, "no revoked node asked again");
+    assert!(
+        alive_checks > 20,
+        "release.alive-within-timeout ran {alive_checks} times"
+    );
 }
 
 #[test]
@@ -169,4 +175,34 @@ fn rolling_partitions_with_churn() {
         assert!(s.unlocked > 0, "seed {seed}: {s:?}");
     }
     assert!(parts >= 3, "{parts}");
+}
+
+#[test]
+fn a_wrong_policy_assumption_is_caught_on_real_nodes() {
+    // The invariants assume a 1-minute timeout while the guardians use
+    // 5: a release to a node that crashed for a few minutes is flagged.
+    let mut c = quiet(8, 6.0, 5);
+    c.crashes = 12.0;
+    c.oracle_timeout = Some(60_000);
+    let v = World::new(c).run().unwrap_err();
+    assert_eq!(v.name, "release.alive-within-timeout", "{v:?}");
+}
+
+#[test]
+fn a_few_dozen_seeds_of_small_meshes_on_real_nodes() {
+    let mut checks = 0;
+    for seed in 0..30u64 {
+        let nodes = 5 + (seed as usize * 7) % 8;
+        let mut c = WorldConfig::new(nodes, 3.0, seed);
+        c.reboots = 6.0;
+        c.crashes = 3.0;
+        c.joins = 8.0;
+        c.revocations = 4.0;
+        c.partitions = seed % 2 == 1;
+        let s = World::new(c)
+            .run()
+            .unwrap_or_else(|v| panic!("seed {seed} ({nodes} nodes): {v:?}"));
+        checks += s.invariant_checks.values().sum::<u64>();
+    }
+    assert!(checks > 500, "only {checks} invariant checks ran");
 }

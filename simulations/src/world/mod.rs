@@ -91,6 +91,9 @@ pub struct WorldConfig {
     pub bind_at: Millis,
     /// Rolling partitions: split 10-30 min, heal 20-60 min, again.
     pub partitions: bool,
+    /// Testing hook: the timeout the invariants assume, if not the
+    /// policy's (a wrong assumption must be caught).
+    pub oracle_timeout: Option<Millis>,
 }
 
 impl WorldConfig {
@@ -112,6 +115,7 @@ impl WorldConfig {
             revocations: (nodes as f64 * 0.01).max(2.0),
             bind_at: 30 * SEC,
             partitions: false,
+            oracle_timeout: None,
         }
     }
 
@@ -344,6 +348,10 @@ pub struct World {
     gossip: Vec<(u32, Gossip)>,
     pub stats: WorldStats,
     pub checks: Checks,
+    /// What each guardian was told (liveness, approvals), recorded as the
+    /// world delivers it: `release.alive-within-timeout` judges every
+    /// release against it.
+    oracle: crate::oracle::Oracle,
     event: u64,
     hash: u64,
 }
@@ -398,6 +406,7 @@ impl World {
             gossip: Vec::new(),
             stats: WorldStats::default(),
             checks: Checks::default(),
+            oracle: crate::oracle::Oracle::default(),
             event: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             rng,
@@ -410,6 +419,7 @@ impl World {
             w.ids.insert(m.id, i as u32);
             w.boots.insert(m.boot_id, i as u32);
             w.machines.push(m);
+            w.oracle.add_node();
         }
         for i in 0..n as u32 {
             // Daemons start within the first seconds.
@@ -696,6 +706,7 @@ impl World {
         let t = self.local_at(m, tick);
         if let Some(n) = self.machines[m as usize].node.as_mut() {
             n.handle(t, Input::Pinged { peer });
+            self.told_alive(m, o, t);
             self.drain(m);
         }
     }
@@ -703,6 +714,31 @@ impl World {
     fn feed_all_pings(&mut self, m: u32) {
         for o in self.net.peers(m) {
             self.feed_pings(m, o);
+        }
+    }
+
+    /// The oracle's record: guardian g's node was shown o alive at its
+    /// time t (a ping answer or a connection), unless o said goodbye on
+    /// this connection, or is no active member there.
+    fn told_alive(&mut self, g: u32, o: u32, t: Millis) {
+        let oid = self.machines[o as usize].id;
+        let bye = self.net.conn(g, o).is_some_and(|c| c.bye[c.side(o)]);
+        let active = self.machines[g as usize]
+            .node
+            .as_ref()
+            .is_some_and(|n| n.roster().is_active(&oid));
+        if active && !bye {
+            self.oracle.alive(g, o, t, t);
+        }
+    }
+
+    /// The oracle's record of an approval delivered to g (by gossip or a
+    /// sync answer), at the time its issuer signed.
+    fn told_admin(&mut self, g: u32, a: &keyward_core::proto::AdminMsg) {
+        if let keyward_core::proto::AdminKind::Approve { owner } = &a.body.kind {
+            if let Some(o) = self.ids.get(owner).copied() {
+                self.oracle.approve(g, o, a.body.by, a.body.at);
+            }
         }
     }
 
@@ -793,7 +829,15 @@ impl World {
     /// Tells machine m a connection to `peer` is up.
     fn connected_at(&mut self, m: u32, peer: NodeId, to: Option<u32>) {
         match self.machines[m as usize].phase {
-            Phase::Running => self.input(m, Input::Connected { peer }),
+            Phase::Running => {
+                if let Some(o) = to.or_else(|| self.ids.get(&peer).copied()) {
+                    if self.machines[o as usize].id == peer {
+                        let t = self.local(m);
+                        self.told_alive(m, o, t);
+                    }
+                }
+                self.input(m, Input::Connected { peer })
+            }
             Phase::Unlocking => {
                 let now = self.local(m);
                 if let Some(c) = self.machines[m as usize].client.as_mut() {
@@ -953,6 +997,12 @@ impl World {
                 let Some(from_id) = self.net.conn(from, to).map(|c| c.ids[c.side(from)]) else {
                     return;
                 };
+                if matches!(req, Request::GoingDown) {
+                    if let Some(c) = self.net.conn_mut(from, to) {
+                        let side = c.side(from);
+                        c.bye[side] = true;
+                    }
+                }
                 self.input(
                     to,
                     Input::Request {
@@ -974,6 +1024,11 @@ impl World {
                 match p.reply {
                     Reply::Node(id) => {
                         self.feed_pings(to, other);
+                        if let Response::Roster { admin, .. } = &response {
+                            for a in admin {
+                                self.told_admin(to, a);
+                            }
+                        }
                         self.input(
                             to,
                             Input::Response {
@@ -1108,6 +1163,9 @@ impl World {
             return;
         }
         let (author, g) = self.gossip[msg as usize].clone();
+        if let Gossip::Admin(a) = &g {
+            self.told_admin(to, a);
+        }
         if let Gossip::Admin(a) = &g {
             if let keyward_core::proto::AdminKind::Approve { owner }
             | keyward_core::proto::AdminKind::Deny { owner } = &a.body.kind
@@ -1530,6 +1588,7 @@ impl World {
         self.ids.insert(m.id, k);
         self.boots.insert(m.boot_id, k);
         self.machines.push(m);
+        self.oracle.add_node();
         self.daemon_up(k);
         let req = keyward_core::control::CtlRequest::Invite {
             role: Role::Guardian,
@@ -1599,6 +1658,24 @@ impl World {
                     .check(inv::RELEASE_NO_LOCKDOWN, !locked, &nodes, || {
                         format!("guardian n{g} released a share during a lockdown")
                     });
+                let Some(o) = self.ids.get(&owner).copied() else {
+                    return;
+                };
+                let p = self.cfg.policy;
+                let now = self.local(g);
+                let timeout = self.cfg.oracle_timeout.unwrap_or(p.timeout);
+                let ground = self.oracle.ground(g, o, now, &p, timeout);
+                let seen = self.oracle.seen(g, o).cloned().unwrap_or_default();
+                self.checks
+                    .check(inv::RELEASE_ALIVE, ground.is_some(), &[g, o], || {
+                        format!(
+                            "guardian n{g} released n{o}'s share at {now}: last liveness delivered {:?}, last release {:?}, approval {:?}",
+                            seen.alive, seen.release, seen.approved
+                        )
+                    });
+                let grounded =
+                    ground.is_some_and(|x| !matches!(x, crate::oracle::Ground::Extended { .. }));
+                self.oracle.released(g, o, now, grounded, &p);
             }
             Response::ShareRefused(r) => {
                 *self.stats.refusals.entry(r.rule().to_string()).or_default() += 1;

@@ -21,6 +21,9 @@ pub struct Conn {
     pub daemons: bool,
     /// Per end: the last ping answer fed to its node.
     pub fed: [Millis; 2],
+    /// Per end: it said goodbye on this connection (its pings no longer
+    /// count as liveness at the other end).
+    pub bye: [bool; 2],
 }
 
 impl Conn {
@@ -125,6 +128,7 @@ impl Net {
                 opened: now,
                 daemons,
                 fed: [now; 2],
+                bye: [false; 2],
             },
         );
         self.open.insert(id);
