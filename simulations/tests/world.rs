@@ -9,6 +9,8 @@ fn quiet(nodes: usize, hours: f64, seed: u64) -> WorldConfig {
     c.crashes = 0.0;
     c.joins = 0.0;
     c.revocations = 0.0;
+    c.copies = 0.0;
+    c.strangers = 0.0;
     c
 }
 
@@ -205,4 +207,27 @@ fn a_few_dozen_seeds_of_small_meshes_on_real_nodes() {
         checks += s.invariant_checks.values().sum::<u64>();
     }
     assert!(checks > 500, "only {checks} invariant checks ran");
+}
+
+#[test]
+fn a_copied_boot_key_gets_nothing_while_its_node_runs_on_real_nodes() {
+    // Threat 7: no partitions, so the attacked owner runs and its
+    // connections answer pings; its guardians refuse it as up and raise
+    // an alert, which they gossip signed with the request as evidence.
+    let (mut attempts, mut up, mut alerts) = (0, 0, 0);
+    for seed in 0..4 {
+        let mut c = WorldConfig::new(10, 4.0, seed);
+        c.copies = 24.0;
+        let s = World::new(c)
+            .run()
+            .unwrap_or_else(|v| panic!("seed {seed}: {v:?}"));
+        assert_eq!(s.copied_released, 0, "seed {seed}: {s:?}");
+        attempts += s.copy_attacks;
+        up += s.copied_refused.get("owner-up").copied().unwrap_or(0);
+        alerts += s.notes.get("Alert").copied().unwrap_or(0);
+    }
+    assert!(
+        attempts > 5 && up > 0 && alerts > 0,
+        "{attempts} {up} {alerts}"
+    );
 }

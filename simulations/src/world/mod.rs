@@ -65,6 +65,8 @@ pub const T0: Millis = 1_750_000_000_000;
 /// `KEYWARD_TIMEOUT`), and the pause before the next (`KEYWARD_RETRY_PAUSE`).
 pub const ATTEMPT: Millis = 60 * SEC;
 pub const RETRY_PAUSE: Millis = 5 * SEC;
+/// The requester of an attacker's request (not a machine).
+const ATTACKER: u32 = u32::MAX;
 /// keywardd's shutdown: it waits this long for goodbyes to be answered.
 pub const GOODBYE_WAIT: Millis = 1500;
 
@@ -91,6 +93,10 @@ pub struct WorldConfig {
     pub bind_at: Millis,
     /// Rolling partitions: split 10-30 min, heal 20-60 min, again.
     pub partitions: bool,
+    /// Per day for the whole mesh: requests with a copied boot key while
+    /// its node runs (threat 7), and connections from strangers.
+    pub copies: f64,
+    pub strangers: f64,
     /// Testing hook: the timeout the invariants assume, if not the
     /// policy's (a wrong assumption must be caught).
     pub oracle_timeout: Option<Millis>,
@@ -115,6 +121,8 @@ impl WorldConfig {
             revocations: (nodes as f64 * 0.01).max(2.0),
             bind_at: 30 * SEC,
             partitions: false,
+            copies: 12.0,
+            strangers: 12.0,
             oracle_timeout: None,
         }
     }
@@ -162,6 +170,12 @@ pub enum Act {
     /// connections across close, dials across fail.
     Partition,
     Heal,
+    /// Someone with a copy of a running node's boot key asks its
+    /// guardians for shares.
+    Copy,
+    /// A stranger (no member, no member's boot key) connects to a
+    /// guardian: the transport's gate refuses it.
+    Stranger,
 }
 
 /// A message on a connection.
@@ -281,6 +295,10 @@ pub struct WorldStats {
     pub partitions: u64,
     pub joins: u64,
     pub revocations: u64,
+    pub copy_attacks: u64,
+    pub copied_released: u64,
+    pub copied_refused: BTreeMap<String, u64>,
+    pub strangers: u64,
     /// Control requests (invite, join, revoke) that failed.
     pub ctl_failed: u64,
     pub binds: u64,
@@ -312,6 +330,10 @@ pub struct WorldSummary {
     pub partitions: u64,
     pub joins: u64,
     pub revocations: u64,
+    pub copy_attacks: u64,
+    pub copied_released: u64,
+    pub copied_refused: BTreeMap<String, u64>,
+    pub strangers: u64,
     pub ctl_failed: u64,
     pub binds: u64,
     pub binds_failed: u64,
@@ -434,6 +456,8 @@ impl World {
         w.next_churn(Act::Crash);
         w.next_churn(Act::Join);
         w.next_churn(Act::Revoke);
+        w.next_churn(Act::Copy);
+        w.next_churn(Act::Stranger);
         if w.cfg.partitions {
             let d = w.uniform(10 * MIN, 30 * MIN);
             w.q.at(d, Ev::Act(Act::Partition));
@@ -957,6 +981,25 @@ impl World {
         let Some(p) = self.reqs.get(&id.0) else {
             return;
         };
+        if p.from == ATTACKER {
+            self.reqs.remove(&id.0);
+            self.net.traffic.responses += 1;
+            match &response {
+                Response::Share(_) => {
+                    self.stats.copied_released += 1;
+                    self.check_response(m, ATTACKER, &response);
+                }
+                Response::ShareRefused(r) => {
+                    *self
+                        .stats
+                        .copied_refused
+                        .entry(r.rule().to_string())
+                        .or_default() += 1;
+                }
+                _ => {}
+            }
+            return;
+        }
         let (conn, to) = (p.conn, p.from);
         if !self.net.is_open(conn) {
             return;
@@ -1445,6 +1488,8 @@ impl World {
             Act::Crash => self.cfg.crashes * n,
             Act::Join => self.cfg.joins,
             Act::Revoke => self.cfg.revocations,
+            Act::Copy => self.cfg.copies,
+            Act::Stranger => self.cfg.strangers,
             _ => 0.0,
         };
         if per_day <= 0.0 {
@@ -1517,6 +1562,21 @@ impl World {
                 }
             }
             Act::Bind(m) => self.bind(m),
+            Act::Copy => {
+                self.copy_attack();
+                self.next_churn(Act::Copy);
+            }
+            Act::Stranger => {
+                if let Some(g) = self.pick(|m| m.running()) {
+                    self.stats.strangers += 1;
+                    let req = Input::ConnectionRefused {
+                        from: "/sim/stranger".into(),
+                        cause: "not a member of the mesh".into(),
+                    };
+                    self.input(g, req);
+                }
+                self.next_churn(Act::Stranger);
+            }
             Act::Partition => {
                 let n = self.machines.len() as u32;
                 let share = if self.rng.gen_bool(0.5) {
@@ -1595,6 +1655,59 @@ impl World {
             expires_secs: 3600,
         };
         self.control(inviter, req, Ctl::Invite(k));
+    }
+
+    /// Threat 7: a copy of running owner o's boot key asks each of its
+    /// guardians that it can reach (from anywhere on the network; the
+    /// gate lets a member's boot key connect).
+    fn copy_attack(&mut self) {
+        let Some(o) = self.pick(|m| m.running() && m.token.is_some() && !m.revoked) else {
+            return;
+        };
+        self.stats.copy_attacks += 1;
+        let t = self.machines[o as usize].token.clone().expect("picked");
+        let (oid, boot_id) = (
+            self.machines[o as usize].id,
+            self.machines[o as usize].boot_id,
+        );
+        for (g, gid, _) in t.guardians {
+            if !self.machines[g as usize].running() {
+                continue;
+            }
+            let nonce: [u8; 16] = self.rng.gen();
+            let req = keyward_core::guardian::ShareRequest::with_nonce(
+                oid,
+                gid,
+                t.epoch,
+                nonce,
+                &self.machines[o as usize].boot_key,
+            );
+            let rid = self.fresh();
+            self.reqs.insert(
+                rid,
+                PendingReq {
+                    from: ATTACKER,
+                    to: g,
+                    conn: 0,
+                    reply: Reply::Client(gid),
+                },
+            );
+            // What the guardian knows of o so far, then the connection and
+            // the request.
+            self.feed_pings(g, o);
+            self.net.traffic.dials += 1;
+            self.net.traffic.requests += 1;
+            self.input(g, Input::Connected { peer: boot_id });
+            self.input(
+                g,
+                Input::Request {
+                    id: InId(rid),
+                    from: boot_id,
+                    req: Request::Share(req),
+                },
+            );
+            self.input(g, Input::Closed { peer: boot_id });
+        }
     }
 
     /// Downtime after a crash: mostly minutes, sometimes hours.
@@ -1740,6 +1853,10 @@ impl World {
             reboots: s.reboots,
             crashes: s.crashes,
             partitions: s.partitions,
+            copy_attacks: s.copy_attacks,
+            copied_released: s.copied_released,
+            copied_refused: s.copied_refused.clone(),
+            strangers: s.strangers,
             joins: s.joins,
             revocations: s.revocations,
             ctl_failed: s.ctl_failed,
