@@ -15,7 +15,6 @@ use keyward_node::codec;
 use keyward_node::config::Config;
 use keyward_node::identity::{BootKey, NodeKey};
 use keyward_node::luks::{Device, Token, TokenGuardian, TOKEN_TYPE};
-use keyward_node::roster::Role;
 use keyward_node::shares::{self, DiskSecret};
 
 use crate::pending::{self, Pending};
@@ -98,23 +97,16 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         BootKey::load(&cfg.boot_key)?
     };
     let me = node.id().to_string();
-    // Candidates: active guardians other than us, connected ones first.
-    let mut cands: Vec<(bool, String, String, Vec<String>)> = status
-        .members
+    // Candidates: active guardians other than us, connected ones first;
+    // the plan (how many, T) is keyward-core's, shared with the simulator.
+    let cands = keyward_node::bind::candidates(&status);
+    let plan = keyward_node::bind::plan(&cands, a.shares, a.threshold)?;
+    let (n, t) = (plan.guardians.len(), plan.threshold);
+    let mut chosen: Vec<(bool, String, String, Vec<String>)> = plan
+        .guardians
         .iter()
-        .filter(|m| m.role == Role::Guardian && m.id != me)
-        .map(|m| (!m.connected, m.name.clone(), m.id.clone(), m.addrs.clone()))
+        .map(|c| (c.down, c.name.clone(), c.id.clone(), c.addrs.clone()))
         .collect();
-    cands.sort();
-    let n = a.shares.unwrap_or(cands.len().min(5));
-    if n == 0 || n > cands.len() {
-        bail!("{n} shares asked but the mesh has {} other guardians; invite more nodes or lower --shares", cands.len());
-    }
-    let t = a.threshold.unwrap_or(n / 2 + 1);
-    if t == 0 || t > n {
-        bail!("--threshold {t} must be between 1 and --shares {n}");
-    }
-    let mut chosen = cands[..n].to_vec();
     token_addrs(&mut chosen, a.allow_loopback)?;
     let down: Vec<&str> = chosen
         .iter()
@@ -160,11 +152,7 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         .collect();
     if !failed.is_empty() {
         // Those that did store a share of this abandoned epoch drop it.
-        let stored: Vec<String> = chosen
-            .iter()
-            .filter(|c| results.acked(&c.2))
-            .map(|c| c.2.clone())
-            .collect();
+        let stored = keyward_node::bind::abandoned(&plan, &results).unwrap_or_default();
         let left = match drop_epoch(cfg, epoch, stored) {
             Ok(f) if f.is_empty() => {
                 record.remove(&cfg.state_dir)?;
@@ -351,11 +339,7 @@ fn next_epoch(cfg: &Config, old: Option<u64>) -> anyhow::Result<u64> {
         .filter_map(|d| Device::new(&d).token().ok().flatten())
         .map(|(_, t)| t.epoch)
         .max();
-    let epoch = last
-        .max(old.unwrap_or(0))
-        .max(others.unwrap_or(0))
-        .checked_add(1)
-        .context("epoch counter exhausted")?;
+    let epoch = keyward_node::bind::next_epoch(last, old, others)?;
     keyward_node::keyfile::write_private_file(&path, format!("{epoch}\n").as_bytes(), true)?;
     Ok(epoch)
 }

@@ -29,7 +29,10 @@
 //!   segments, journal frames and crash recovery, the segmenter, each
 //!   origin's Merkle log (tlog_tiles) and checkpoints (signed_note), and
 //!   verification of a spool read back.
+//! - [`bind`]: the binding plan (guardians, T, epoch, what to drop),
+//!   shared by `keyward bind` and the simulator.
 
+pub mod bind;
 pub mod codec;
 pub mod control;
 pub mod guardian;
