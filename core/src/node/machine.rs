@@ -360,6 +360,9 @@ impl Node {
     }
 
     pub(super) fn members_changed(&mut self) {
+        let me = self.me.id;
+        let others = self.roster.members().map(|m| m.id).filter(|m| *m != me);
+        self.peers.set_members(others);
         let members = self.roster.members().map(|m| m.id).collect();
         let boots = self.roster.members().map(|m| m.boot.as_node_id()).collect();
         self.push(Output::Members { members, boots });
@@ -401,14 +404,7 @@ impl Node {
             self.push(Output::DialBootstrap);
         }
         // Members we are not connected to, with backoff.
-        let me = self.me.id;
-        let members: Vec<NodeId> = self
-            .roster
-            .members()
-            .map(|m| m.id)
-            .filter(|p| *p != me)
-            .collect();
-        for p in self.peers.redials(now, members) {
+        for p in self.peers.redials(now) {
             self.push(Output::Dial(p));
         }
     }

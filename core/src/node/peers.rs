@@ -42,6 +42,13 @@ pub struct Peers<P: Ord + Clone> {
     last_seen: BTreeMap<NodeId, Millis>,
     /// Per member: (next redial, delay after it).
     backoff: BTreeMap<P, (Millis, Millis)>,
+    /// The mesh's other members: whom to keep connected.
+    members: BTreeSet<P>,
+    /// Members not connected, by when to look at them again, so a
+    /// reconnect tick costs the redials that are due, not a walk over the
+    /// whole mesh (1000 members, every second).
+    due: BTreeSet<(Millis, P)>,
+    queued: BTreeMap<P, Millis>,
     bootstrap: (Millis, Millis),
     strikes: BTreeMap<P, u32>,
     banned: BTreeMap<P, Millis>,
@@ -54,6 +61,9 @@ impl<P: Ord + Clone> Default for Peers<P> {
             said_bye: BTreeSet::new(),
             last_seen: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            members: BTreeSet::new(),
+            due: BTreeSet::new(),
+            queued: BTreeMap::new(),
             bootstrap: (0, BOOTSTRAP_MIN),
             strikes: BTreeMap::new(),
             banned: BTreeMap::new(),
@@ -69,6 +79,7 @@ impl<P: Ord + Clone> Peers<P> {
             return false;
         }
         self.backoff.remove(&p);
+        self.unqueue(&p);
         self.said_bye.remove(&p);
         self.connected.insert(p);
         true
@@ -78,7 +89,47 @@ impl<P: Ord + Clone> Peers<P> {
     /// anyone on the path can reset a TCP connection; only a signed
     /// goodbye is.
     pub fn closed(&mut self, p: &P) {
-        self.connected.remove(p);
+        if self.connected.remove(p) && self.members.contains(p) {
+            self.queue(p.clone(), 0);
+        }
+    }
+
+    /// The mesh's other members changed (or the node started): members
+    /// not connected are dialled as their backoff allows; former members
+    /// are no longer.
+    pub fn set_members(&mut self, members: impl IntoIterator<Item = P>) {
+        self.members = members.into_iter().collect();
+        let gone: Vec<P> = self
+            .queued
+            .keys()
+            .filter(|p| !self.members.contains(*p))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.unqueue(&p);
+        }
+        let fresh: Vec<P> = self
+            .members
+            .iter()
+            .filter(|p| !self.connected.contains(*p) && !self.queued.contains_key(*p))
+            .cloned()
+            .collect();
+        for p in fresh {
+            let at = self.backoff.get(&p).map_or(0, |b| b.0);
+            self.queue(p, at);
+        }
+    }
+
+    fn queue(&mut self, p: P, at: Millis) {
+        self.unqueue(&p);
+        self.due.insert((at, p.clone()));
+        self.queued.insert(p, at);
+    }
+
+    fn unqueue(&mut self, p: &P) {
+        if let Some(at) = self.queued.remove(p) {
+            self.due.remove(&(at, p.clone()));
+        }
     }
 
     pub fn is_connected(&self, p: &P) -> bool {
@@ -137,18 +188,25 @@ impl<P: Ord + Clone> Peers<P> {
 
     /// The members to dial now: not connected and past their backoff
     /// (1 s, doubling to 32 s).
-    pub fn redials(&mut self, now: Millis, members: impl IntoIterator<Item = P>) -> Vec<P> {
+    pub fn redials(&mut self, now: Millis) -> Vec<P> {
         let mut out = vec![];
-        for p in members {
-            if self.connected.contains(&p) {
+        while let Some((at, p)) = self.due.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.unqueue(&p);
+            if self.connected.contains(&p) || !self.members.contains(&p) {
                 continue;
             }
             let (next, delay) = self.backoff.get(&p).copied().unwrap_or((0, REDIAL_MIN));
-            if now >= next {
-                self.backoff
-                    .insert(p.clone(), (now + delay, (delay * 2).min(REDIAL_MAX)));
-                out.push(p);
+            if now < next {
+                self.queue(p, next);
+                continue;
             }
+            self.backoff
+                .insert(p.clone(), (now + delay, (delay * 2).min(REDIAL_MAX)));
+            self.queue(p.clone(), now + delay);
+            out.push(p);
         }
         out
     }
@@ -156,6 +214,10 @@ impl<P: Ord + Clone> Peers<P> {
     /// Forgets every backoff: after joining, dial at once.
     pub fn reset_backoff(&mut self) {
         self.backoff.clear();
+        let waiting: Vec<P> = self.queued.keys().cloned().collect();
+        for p in waiting {
+            self.queue(p, 0);
+        }
     }
 
     /// Whether to dial the bootstrap addresses again now: only while no
@@ -182,9 +244,10 @@ mod tests {
     #[test]
     fn members_are_redialled_with_exponential_backoff() {
         let mut p = Peers::<u8>::default();
+        p.set_members([1]);
         let mut dials = vec![];
         for now in (0..120_000).step_by(1000) {
-            if !p.redials(now, [1]).is_empty() {
+            if !p.redials(now).is_empty() {
                 dials.push(now);
             }
         }
@@ -194,11 +257,30 @@ mod tests {
         );
         // connected: no dial, and the backoff starts afresh after
         assert!(p.connected(1, 120_000));
-        assert!(p.redials(121_000, [1]).is_empty());
+        assert!(p.redials(121_000).is_empty());
         p.closed(&1);
-        assert_eq!(p.redials(121_000, [1]), vec![1]);
-        assert!(p.redials(121_500, [1]).is_empty());
-        assert_eq!(p.redials(122_000, [1]), vec![1]);
+        assert_eq!(p.redials(121_000), vec![1]);
+        assert!(p.redials(121_500).is_empty());
+        assert_eq!(p.redials(122_000), vec![1]);
+    }
+
+    #[test]
+    fn only_members_are_redialled_and_a_join_dials_at_once() {
+        let mut p = Peers::<u8>::default();
+        p.set_members([1, 2]);
+        assert_eq!(p.redials(0), vec![1, 2]);
+        assert_eq!(p.redials(1000), vec![1, 2]);
+        // 2 is revoked: no more dials to it; 3 joins: dialled at once
+        p.set_members([1, 3]);
+        assert_eq!(p.redials(1500), vec![3]);
+        assert_eq!(p.redials(3000), vec![3, 1]);
+        // a stranger's connection closing queues nothing
+        assert!(p.connected(9, 3000));
+        p.closed(&9);
+        assert!(p.redials(3000).is_empty());
+        // after a join, every waiting member is dialled at once
+        p.reset_backoff();
+        assert_eq!(p.redials(3100), vec![1, 3]);
     }
 
     #[test]
