@@ -3,9 +3,8 @@
 //! (exponential backoff), and strikes and bans for peers that send bad
 //! messages.
 //!
-//! Generic over the peer's key: keywardd keys peers by libp2p peer id
-//! (which also covers peers that are no node at all), the simulator by
-//! node id.
+//! Generic over the peer's key; [`super::Node`] keys peers by node id
+//! (a member's node key, or a boot key).
 
 use std::collections::{BTreeMap, BTreeSet};
 
