@@ -469,9 +469,4 @@ impl Node {
             }
         }
     }
-
-    /// How far the clock is behind the newest time this guardian believes.
-    pub fn clock_behind(&self, now: Millis) -> Option<Millis> {
-        (now < self.guardian.clock_floor()).then(|| self.guardian.clock_floor() - now)
-    }
 }

@@ -80,7 +80,7 @@ impl Node {
 
     /// Merges roster ops, writes the new ones, and subscribes if we just
     /// learnt our mesh.
-    pub(super) fn merge_ops(&mut self, ops: Vec<SignedOp>, now: Millis) -> usize {
+    pub(super) fn merge_ops(&mut self, ops: Vec<SignedOp>, now: Millis) {
         let was = self.active_ids();
         let rep = self.roster.merge_all(ops);
         self.after_merge(was, rep, now)
@@ -107,13 +107,12 @@ impl Node {
         was_active: BTreeSet<NodeId>,
         rep: MergeReport,
         now: Millis,
-    ) -> usize {
+    ) {
         for e in &rep.errors {
             self.note(Note::OpNotMerged(e.to_string()));
         }
-        let n = rep.new.len();
         if rep.new.is_empty() && rep.dropped.is_empty() {
-            return n;
+            return;
         }
         self.write(Write::Roster {
             put: rep.new,
@@ -139,7 +138,6 @@ impl Node {
         }
         self.members_changed();
         self.subscribe();
-        n
     }
 
     /// Takes an admin message (gossip, sync, our own admin) and does what
