@@ -40,6 +40,8 @@ pub struct Config {
     /// for age alone: after a long outage the last known ones stay.
     pub address_max_age: u64,
     pub policy: PolicyConfig,
+    /// Logs: sources, auditors, segments, quota (docs/logs.md).
+    pub logs: crate::logs::config::LogsConfig,
 }
 
 /// Release policy times, in seconds (Mandos's defaults).
@@ -104,6 +106,7 @@ impl Default for Config {
             log_level: "info".into(),
             address_max_age: 7 * 24 * 3600,
             policy: PolicyConfig::default(),
+            logs: Default::default(),
         }
     }
 }
@@ -213,6 +216,7 @@ impl Config {
             path: path.into(),
             msg,
         };
+        self.logs.check().map_err(bad)?;
         let p = &self.policy;
         for (key, v) in [
             ("interval", p.interval),

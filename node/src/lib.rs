@@ -16,6 +16,7 @@ pub mod gate;
 #[cfg(feature = "daemon")]
 pub mod init;
 pub mod keyfile;
+pub mod logs;
 pub mod luks;
 pub mod net;
 pub mod peer;
