@@ -62,27 +62,19 @@ pub enum WhenFull {
 
 /// `[[logs.source]]`: one named source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawSource", into = "RawSource")]
 pub struct SourceConfig {
     /// a-z, 0-9, '.', '_', '-'; 1 to 64 characters.
     pub name: String,
-    #[serde(flatten)]
     pub input: SourceInput,
     /// Default true: sealed to the auditors only, unreadable on the node.
-    #[serde(default = "yes")]
     pub confidential: bool,
     /// Days to keep sealed segments locally; 0 = until the quota needs room.
-    #[serde(default)]
     pub retention_days: u32,
 }
 
-fn yes() -> bool {
-    true
-}
-
 /// Where a source's lines come from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SourceInput {
     /// `/dev/log`-style unix datagram socket; the kernel's SCM_CREDENTIALS
     /// of each sender are recorded as trusted fields.
@@ -97,6 +89,127 @@ pub enum SourceInput {
     File { path: PathBuf },
     /// Lines from `keyward logs write --source NAME` over `pipe_socket`.
     Pipe,
+}
+
+/// The kinds as written in `kind = "..."`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    Unix,
+    Udp,
+    Tcp,
+    Relp,
+    File,
+    Pipe,
+}
+
+/// A source table as written. TOML's shape is flat (`kind`, `path`,
+/// `listen` side by side); serde cannot flatten a tagged enum and still
+/// refuse unknown keys, so the table is read flat, every key checked, and
+/// then turned into [`SourceConfig`] with the error naming the key that is
+/// missing or does not belong to the kind.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[serde(default = "yes")]
+    confidential: bool,
+    #[serde(default)]
+    retention_days: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TryFrom<RawSource> for SourceConfig {
+    type Error = String;
+
+    fn try_from(r: RawSource) -> Result<Self, String> {
+        let name = &r.name;
+        let want_path = |p: Option<PathBuf>, kind: &str| {
+            p.ok_or_else(|| format!("logs.source `{name}` (kind = \"{kind}\") needs `path`"))
+        };
+        let want_listen = |l: Option<SocketAddr>, kind: &str| {
+            l.ok_or_else(|| {
+                format!("logs.source `{name}` (kind = \"{kind}\") needs `listen`, e.g. \"127.0.0.1:2514\"")
+            })
+        };
+        let (input, stray) = match r.kind {
+            Kind::Unix => (
+                SourceInput::Unix {
+                    path: want_path(r.path, "unix")?,
+                },
+                r.listen.map(|_| "listen"),
+            ),
+            Kind::File => (
+                SourceInput::File {
+                    path: want_path(r.path, "file")?,
+                },
+                r.listen.map(|_| "listen"),
+            ),
+            Kind::Udp => (
+                SourceInput::Udp {
+                    listen: want_listen(r.listen, "udp")?,
+                },
+                r.path.map(|_| "path"),
+            ),
+            Kind::Tcp => (
+                SourceInput::Tcp {
+                    listen: want_listen(r.listen, "tcp")?,
+                },
+                r.path.map(|_| "path"),
+            ),
+            Kind::Relp => (
+                SourceInput::Relp {
+                    listen: want_listen(r.listen, "relp")?,
+                },
+                r.path.map(|_| "path"),
+            ),
+            Kind::Pipe => (
+                SourceInput::Pipe,
+                r.path.map(|_| "path").or(r.listen.map(|_| "listen")),
+            ),
+        };
+        if let Some(key) = stray {
+            let kind = format!("{:?}", r.kind).to_lowercase();
+            return Err(format!(
+                "logs.source `{name}`: `{key}` does not apply to kind = \"{kind}\"; remove it"
+            ));
+        }
+        Ok(SourceConfig {
+            name: r.name,
+            input,
+            confidential: r.confidential,
+            retention_days: r.retention_days,
+        })
+    }
+}
+
+impl From<SourceConfig> for RawSource {
+    fn from(s: SourceConfig) -> Self {
+        let (kind, path, listen) = match s.input {
+            SourceInput::Unix { path } => (Kind::Unix, Some(path), None),
+            SourceInput::File { path } => (Kind::File, Some(path), None),
+            SourceInput::Udp { listen } => (Kind::Udp, None, Some(listen)),
+            SourceInput::Tcp { listen } => (Kind::Tcp, None, Some(listen)),
+            SourceInput::Relp { listen } => (Kind::Relp, None, Some(listen)),
+            SourceInput::Pipe => (Kind::Pipe, None, None),
+        };
+        RawSource {
+            name: s.name,
+            kind,
+            path,
+            listen,
+            confidential: s.confidential,
+            retention_days: s.retention_days,
+        }
+    }
 }
 
 impl Default for LogsConfig {
@@ -142,7 +255,9 @@ impl LogsConfig {
                 ));
             }
             match &s.input {
-                SourceInput::Udp { listen } | SourceInput::Tcp { listen } | SourceInput::Relp { listen }
+                SourceInput::Udp { listen }
+                | SourceInput::Tcp { listen }
+                | SourceInput::Relp { listen }
                     if !listen.ip().is_loopback() =>
                 {
                     return Err(format!(
@@ -154,10 +269,16 @@ impl LogsConfig {
             }
         }
         if !(1..=100).contains(&self.warn_percent) {
-            return Err(format!("logs.warn_percent {} must be 1 to 100", self.warn_percent));
+            return Err(format!(
+                "logs.warn_percent {} must be 1 to 100",
+                self.warn_percent
+            ));
         }
         if self.commit_ms == 0 || self.commit_ms > 10_000 {
-            return Err(format!("logs.commit_ms {} must be 1 to 10000", self.commit_ms));
+            return Err(format!(
+                "logs.commit_ms {} must be 1 to 10000",
+                self.commit_ms
+            ));
         }
         if self.checkpoint_secs == 0 {
             return Err("logs.checkpoint_secs must be positive".into());
@@ -168,5 +289,83 @@ impl LogsConfig {
                 .map_err(|e| format!("logs.auditors: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// Every `toml` block of docs/logs.md is a valid keyward.toml (with
+    /// the auditor line each needs to switch logging on).
+    #[test]
+    fn the_snippets_of_docs_logs_md_parse() {
+        let doc = include_str!("../../../docs/logs.md");
+        let mut blocks = 0;
+        let mut rest = doc;
+        while let Some(i) = rest.find("```toml\n") {
+            let body = &rest[i + 8..];
+            let end = body
+                .find("```")
+                .expect("unterminated toml block in docs/logs.md");
+            let text = &body[..end];
+            let text = if text.contains("auditors") {
+                text.to_string()
+            } else {
+                format!("[logs]\nauditors = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n{text}")
+            };
+            let c = Config::parse(&text, Path::new("docs/logs.md"))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert!(c.logs.enabled());
+            assert!(!c.logs.sources.is_empty());
+            blocks += 1;
+            rest = &body[end + 3..];
+        }
+        assert!(blocks >= 2, "docs/logs.md lost its toml snippets");
+    }
+
+    #[test]
+    fn sources_are_parsed_with_their_kinds() {
+        let c = Config::parse(
+            "[logs]\nauditors = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n\
+             [[logs.source]]\nname = \"a\"\nkind = \"relp\"\nlisten = \"127.0.0.1:2514\"\n\
+             [[logs.source]]\nname = \"b\"\nkind = \"pipe\"\nconfidential = false\n",
+            Path::new("k"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.logs.sources[0].input,
+            SourceInput::Relp {
+                listen: "127.0.0.1:2514".parse().unwrap()
+            }
+        );
+        assert!(c.logs.sources[0].confidential);
+        assert_eq!(c.logs.sources[1].input, SourceInput::Pipe);
+        assert!(!c.logs.sources[1].confidential);
+    }
+
+    #[test]
+    fn bad_logs_tables_are_explained() {
+        let cases = [
+            (
+                "[[logs.source]]\nname = \"a\"\nkind = \"tcp\"\nlisten = \"0.0.0.0:601\"\n",
+                "not a loopback address",
+            ),
+            (
+                "[[logs.source]]\nname = \"a\"\nkind = \"pipe\"\n[[logs.source]]\nname = \"a\"\nkind = \"pipe\"\n",
+                "defined twice",
+            ),
+            ("[[logs.source]]\nname = \"A b\"\nkind = \"pipe\"\n", "not valid"),
+            ("[logs]\nauditors = [\"age1nope\"]\n", "logs.auditors"),
+            ("[logs]\ncommit_ms = 0\n", "commit_ms"),
+            ("[[logs.source]]\nname = \"a\"\nkind = \"carrier-pigeon\"\n", "carrier-pigeon"),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(text, Path::new("k")).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 }
