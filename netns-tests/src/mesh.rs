@@ -303,6 +303,17 @@ impl Mesh {
         }
     }
 
+    /// Appends `text` (TOML) to node `i`'s config; takes effect at its next
+    /// start.
+    pub fn append_config(&self, i: usize, text: &str) -> Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.nodes[i].config)?;
+        writeln!(f, "\n{text}")?;
+        Ok(())
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.nodes[i].dir.join("keywardd.log")).unwrap_or_default()
     }
@@ -562,7 +573,8 @@ impl Drop for Mesh {
     }
 }
 
-fn free_port() -> Result<u16> {
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
