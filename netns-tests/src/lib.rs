@@ -25,6 +25,8 @@ mod lab;
 pub mod mesh;
 mod nft;
 mod ns;
+pub mod rsyslog;
+pub mod spool;
 mod stale;
 pub mod vm;
 pub mod vm_rig;

@@ -24,18 +24,16 @@
 //! target/release/keyward-logbench          # KEYWARD_LOGBENCH_LINES=N (default 1000000)
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use keyward_core::log::journal::{self, Record};
-use keyward_core::log::segment::Segment;
 use keyward_netns_tests::mesh::{free_port, Mesh, MeshOptions};
+use keyward_netns_tests::rsyslog::{have_rsyslog_relp, send_datagrams, Rsyslogd};
+use keyward_netns_tests::spool::{decrypt_source, Durable};
 
 const LINE_BYTES: usize = 120;
 /// Longest a row may take before the bench gives up on it.
@@ -68,95 +66,13 @@ fn cpu(pid: u32) -> Result<Duration> {
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
-/// Sends lines `0..n` to a unix datagram socket; blocks while the
-/// receiver's queue is full, so none is dropped on the way.
-fn send_unix(path: &Path, n: u64) -> Result<()> {
-    let s = UnixDatagram::unbound()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.connect(path).is_err() {
-        ensure!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for i in 0..n {
-        s.send(&line(i))
-            .with_context(|| format!("sending line {i} to {}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// Lines of `source` in keywardd's spool that are durable: in sealed
-/// segments, or in journal frames of segments not sealed yet. Sealed
-/// segments are read once and remembered in `seen`.
-fn keyward_durable(
-    spool: &Path,
-    source: &str,
-    seen: &mut HashMap<PathBuf, (String, u64, u32)>,
-) -> Result<u64> {
-    let mut sealed = std::collections::HashSet::new();
-    let mut total = 0u64;
-    if let Ok(rd) = std::fs::read_dir(spool.join("segments")) {
-        for e in rd {
-            let p = e?.path();
-            if !seen.contains_key(&p) {
-                let Ok(bytes) = std::fs::read(&p) else {
-                    continue;
-                };
-                let Ok(seg) = Segment::decode(&bytes) else {
-                    continue; // being written
-                };
-                let h = seg.header;
-                seen.insert(p.clone(), (h.source, h.seq, h.lines));
-            }
-            let (s, seq, lines) = &seen[&p];
-            if s == source {
-                sealed.insert(*seq);
-                total += u64::from(*lines);
-            }
-        }
-    }
-    if let Ok(rd) = std::fs::read_dir(spool.join("journal")) {
-        for e in rd {
-            let Ok(bytes) = std::fs::read(e?.path()) else {
-                continue;
-            };
-            let Ok((records, _)) = journal::parse(&bytes) else {
-                continue;
-            };
-            let mut it = records.into_iter();
-            let Some(Record::Open(open)) = it.next() else {
-                continue;
-            };
-            if open.source != source || sealed.contains(&open.seq) {
-                continue;
-            }
-            for r in it {
-                if let Record::Frame(f) = r {
-                    total += u64::from(f.lines);
-                }
-            }
-        }
-    }
-    Ok(total)
-}
-
 /// Every line of `source` in the spool, decrypted with the auditor's
 /// identity: how many of `0..n` are missing or there more than once.
 fn keyward_lost(spool: &Path, source: &str, id: &age::x25519::Identity, n: u64) -> Result<u64> {
     let mut count: BTreeMap<u64, u32> = BTreeMap::new();
-    for e in std::fs::read_dir(spool.join("segments"))? {
-        let bytes = std::fs::read(e?.path())?;
-        let seg = Segment::decode(&bytes)?;
-        if seg.header.source != source {
-            continue;
-        }
-        for l in seg.open(id)? {
-            if let Some(i) = number_of(&l.msg) {
-                *count.entry(i).or_default() += 1;
-            }
+    for l in decrypt_source(spool, source, id)? {
+        if let Some(i) = number_of(&l.msg) {
+            *count.entry(i).or_default() += 1;
         }
     }
     Ok(lost(&count, n))
@@ -202,49 +118,6 @@ fn rsyslog_lost(path: &Path, n: u64) -> Result<u64> {
         }
     }
     Ok(lost(&count, n))
-}
-
-/// An rsyslogd of this run, killed when dropped.
-struct Rsyslogd {
-    child: Child,
-}
-
-impl Rsyslogd {
-    fn start(dir: &Path, name: &str, conf: &str) -> Result<Rsyslogd> {
-        let work = dir.join(name);
-        std::fs::create_dir_all(&work)?;
-        let conf_path = work.join("rsyslog.conf");
-        std::fs::write(
-            &conf_path,
-            format!(
-                "global(workDirectory=\"{w}\")\nmodule(load=\"imuxsock\" SysSock.Use=\"off\")\n{conf}",
-                w = work.display()
-            ),
-        )?;
-        let child = Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(work.join("pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.join("stderr"))?)
-            .spawn()
-            .context("starting rsyslogd (apt install rsyslog rsyslog-relp)")?;
-        Ok(Rsyslogd { child })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Rsyslogd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Row {
@@ -300,8 +173,8 @@ fn main() -> Result<()> {
         .context("KEYWARD_LOGBENCH_LINES must be a number")?
         .unwrap_or(1_000_000);
     ensure!(
-        Command::new("rsyslogd").arg("-v").output().is_ok(),
-        "rsyslogd is missing: apt install rsyslog rsyslog-relp"
+        have_rsyslog_relp(),
+        "rsyslogd or its RELP modules are missing: apt install rsyslog rsyslog-relp"
     );
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
@@ -326,12 +199,12 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
 
     // Unix datagram socket: keywardd.
-    let mut seen = HashMap::new();
+    let mut durable = Durable::default();
     let (secs, c) = run_row(
         kpid,
         n,
-        || send_unix(&unix_sock, n),
-        || keyward_durable(&spool, "bench", &mut seen),
+        || send_datagrams(&unix_sock, 0..n, line),
+        || durable.lines(&spool, "bench"),
     )?;
     // Let the open segment seal (segment_secs), then check every line.
     std::thread::sleep(Duration::from_secs(3));
@@ -361,7 +234,12 @@ fn main() -> Result<()> {
         offset: 0,
         lines: 0,
     };
-    let (secs, c) = run_row(rs.pid(), n, || send_unix(&rs_sock, n), || fc.poll())?;
+    let (secs, c) = run_row(
+        rs.pid(),
+        n,
+        || send_datagrams(&rs_sock, 0..n, line),
+        || fc.poll(),
+    )?;
     rows.push(Row {
         what: "unix datagram socket",
         receiver: "rsyslogd (imuxsock → omfile, no fsync)",
@@ -387,13 +265,18 @@ fn main() -> Result<()> {
                 s = sock.display()
             ),
         )?;
-        let r = run_row(receiver_pid, n, || send_unix(&sock, n), durable);
+        let r = run_row(
+            receiver_pid,
+            n,
+            || send_datagrams(&sock, 0..n, line),
+            durable,
+        );
         drop(client);
         r
     };
-    let mut seen = HashMap::new();
+    let mut durable = Durable::default();
     let (secs, c) = relp_row(relp_port, "kw-relp", kpid, &mut || {
-        keyward_durable(&spool, "relp", &mut seen)
+        durable.lines(&spool, "relp")
     })?;
     std::thread::sleep(Duration::from_secs(3));
     rows.push(Row {

@@ -1,0 +1,211 @@
+//! Logs end to end: a real keywardd with log sources on loopback and unix
+//! sockets, real syslog clients (`logger`, a private `rsyslogd` forwarding
+//! with omrelp), lines read back from the spool with the auditor's key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use keyward_netns_tests::mesh::{free_port, Mesh, MeshOptions};
+use keyward_netns_tests::rsyslog::{have_rsyslog_relp, send_datagrams, Rsyslogd};
+use keyward_netns_tests::spool::{decrypt_source, Durable};
+use keyward_netns_tests::{report_skip, Skip};
+
+/// One node with `sources` (TOML `[[logs.source]]` tables) sealing every
+/// second to a fresh auditor.
+fn logging_node(sources: &str) -> (Mesh, age::x25519::Identity) {
+    let auditor = age::x25519::Identity::generate();
+    let mut m = Mesh::loopback(1, &MeshOptions::default()).unwrap();
+    m.append_config(
+        0,
+        &format!(
+            "[logs]\nauditors = [\"{}\"]\nsegment_secs = 1\n\n{sources}",
+            auditor.to_public()
+        ),
+    )
+    .unwrap();
+    m.init(0, Some("logs")).unwrap();
+    m.start(0).unwrap();
+    (m, auditor)
+}
+
+fn spool(m: &Mesh) -> std::path::PathBuf {
+    m.dir(0).join("state/logs")
+}
+
+/// Waits until `want` holds of the decrypted lines of `source`.
+fn wait_lines(
+    m: &Mesh,
+    id: &age::x25519::Identity,
+    source: &str,
+    timeout: Duration,
+    want: impl Fn(&[keyward_core::log::line::Line]) -> bool,
+) -> Vec<keyward_core::log::line::Line> {
+    let mut last = Vec::new();
+    let ok = m.wait_for(timeout, || {
+        last = decrypt_source(&spool(m), source, id).unwrap_or_default();
+        Ok(want(&last))
+    });
+    if ok.is_err() {
+        let shown: Vec<String> = last
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.msg).into_owned())
+            .collect();
+        panic!(
+            "source {source}: lines never as expected; have {shown:?}\nkeywardd log:\n{}",
+            m.log(0)
+        );
+    }
+    last
+}
+
+fn has(lines: &[keyward_core::log::line::Line], text: &str) -> bool {
+    lines
+        .iter()
+        .any(|l| String::from_utf8_lossy(&l.msg).contains(text))
+}
+
+/// `logger(1)` over the unix socket, from another user, and over TCP with
+/// octet counting; the unix line carries the kernel's pid and uid.
+#[test]
+fn logger_lines_arrive_with_the_senders_trusted_pid_and_uid() {
+    if unsafe { libc::geteuid() } != 0 {
+        report_skip(&Skip("needs root to send as another user".into()));
+        return;
+    }
+    let tcp = free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("log");
+    let (mut m, auditor) = logging_node(&format!(
+        "[[logs.source]]\nname = \"syslog\"\nkind = \"unix\"\npath = \"{}\"\n\n[[logs.source]]\nname = \"tcp\"\nkind = \"tcp\"\nlisten = \"127.0.0.1:{tcp}\"\n",
+        sock.display()
+    ));
+    m.wait_for(Duration::from_secs(10), || Ok(sock.exists()))
+        .unwrap();
+
+    // As nobody (65534): the uid in the line is the kernel's, not a claim.
+    let child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "logger",
+            "-u",
+        ])
+        .arg(&sock)
+        .args(["-t", "probe", "from nobody over the unix socket"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let st = Command::new("logger")
+        .args(["--tcp", "--octet-count", "-n", "127.0.0.1", "-P"])
+        .arg(tcp.to_string())
+        .args(["-t", "probe", "over tcp with octet counting"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let lines = wait_lines(&m, &auditor, "syslog", Duration::from_secs(20), |l| {
+        has(l, "from nobody over the unix socket")
+    });
+    let l = lines
+        .iter()
+        .find(|l| String::from_utf8_lossy(&l.msg).contains("from nobody"))
+        .unwrap();
+    assert_eq!(l.sender.uid, Some(65534), "{l:?}");
+    assert_eq!(l.sender.gid, Some(65534), "{l:?}");
+    // setpriv execs logger: the kernel's pid is the child's.
+    assert_eq!(l.sender.pid, Some(pid), "{l:?}");
+    wait_lines(&m, &auditor, "tcp", Duration::from_secs(20), |l| {
+        has(l, "over tcp with octet counting")
+    });
+    m.stop(0).unwrap();
+}
+
+fn numbered(i: u64) -> Vec<u8> {
+    format!("<13>Dec  2 18:00:00 relpprobe[77]: relp line #{i:09}").into_bytes()
+}
+
+fn number_of(msg: &[u8]) -> Option<u64> {
+    let s = String::from_utf8_lossy(msg);
+    let at = s.find("relp line #")? + 11;
+    s.get(at..at + 9)?.parse().ok()
+}
+
+/// rsyslogd forwards with omrelp; keywardd is killed with SIGKILL in the
+/// middle and restarted. RELP resends what was not acknowledged, so every
+/// line must be in the spool afterwards: a line keyward acknowledged but
+/// lost would be missing, since rsyslog dropped it from its queue.
+#[test]
+fn rsyslog_relp_lines_all_survive_a_kill_9_of_keywardd() {
+    if !have_rsyslog_relp() {
+        report_skip(&Skip(
+            "rsyslogd with omrelp is not installed (apt install rsyslog rsyslog-relp)".into(),
+        ));
+        return;
+    }
+    const N: u64 = 20_000;
+    let relp = free_port().unwrap();
+    let (mut m, auditor) = logging_node(&format!(
+        "[[logs.source]]\nname = \"relp\"\nkind = \"relp\"\nlisten = \"127.0.0.1:{relp}\"\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("client.sock");
+    let _client = Rsyslogd::start(
+        dir.path(),
+        "client",
+        &format!(
+            "module(load=\"omrelp\")\ninput(type=\"imuxsock\" Socket=\"{s}\" RateLimit.Interval=\"0\")\naction(type=\"omrelp\" target=\"127.0.0.1\" port=\"{relp}\" queue.type=\"LinkedList\" queue.size=\"100000\" action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n",
+            s = sock.display()
+        ),
+    )
+    .unwrap();
+    let sender = std::thread::spawn({
+        let sock = sock.clone();
+        move || send_datagrams(&sock, 0..N, numbered)
+    });
+    // Kill it once some lines are durable and more are in flight.
+    let sp = spool(&m);
+    let mut durable = Durable::default();
+    m.wait_for(Duration::from_secs(60), || {
+        Ok(durable.lines(&sp, "relp")? >= N / 4)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", m.log(0)));
+    m.kill(0);
+    std::thread::sleep(Duration::from_millis(500));
+    m.start(0).unwrap();
+    sender.join().unwrap().unwrap();
+
+    let lines = wait_lines(&m, &auditor, "relp", Duration::from_secs(120), |l| {
+        let got: std::collections::BTreeSet<u64> =
+            l.iter().filter_map(|l| number_of(&l.msg)).collect();
+        got.len() as u64 == N
+    });
+    let mut count: BTreeMap<u64, u32> = BTreeMap::new();
+    for l in &lines {
+        if let Some(i) = number_of(&l.msg) {
+            *count.entry(i).or_default() += 1;
+        }
+    }
+    assert_eq!(count.len() as u64, N, "every line is there");
+    // RELP is at-least-once: only lines in flight at the kill may repeat.
+    let dup: u32 = count.values().map(|c| c - 1).sum();
+    assert!(u64::from(dup) <= N / 4, "{dup} duplicates");
+    check_spool_verifies(&m, &sp);
+    m.stop(0).unwrap();
+}
+
+/// `keyward logs verify` finds nothing wrong with a spool that survived a
+/// crash.
+fn check_spool_verifies(m: &Mesh, _spool: &Path) {
+    let o = m.cli(0, &["logs", "verify"]).unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
