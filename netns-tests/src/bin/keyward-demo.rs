@@ -19,6 +19,40 @@ fn show(o: &std::process::Output) {
     }
 }
 
+/// The demo's one system dependency: as root on Debian, installs
+/// cryptsetup-bin (it says so first); otherwise says how.
+fn ensure_cryptsetup() -> bool {
+    if have_cryptsetup() {
+        return true;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && std::path::Path::new("/usr/bin/apt-get").exists() {
+        println!("cryptsetup is not installed: apt-get install cryptsetup-bin");
+        let apt = |args: &[&str]| {
+            std::process::Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let install = [
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "cryptsetup-bin",
+        ];
+        // A fresh machine may have no package lists yet.
+        let ok = apt(&install) || (apt(&["update", "-qq"]) && apt(&install));
+        if ok && have_cryptsetup() {
+            return true;
+        }
+    }
+    println!("\ncryptsetup is not installed (as root: apt install cryptsetup-bin): skipping the disk part of the demo");
+    false
+}
+
 fn main() -> Result<()> {
     let opts = MeshOptions {
         policy: "interval = 1\ntimeout = 5\nextended_timeout = 5\nup_window = 2\n".into(),
@@ -34,8 +68,7 @@ fn main() -> Result<()> {
     );
     print!("{}", m.cli_ok(0, &["status"])?);
 
-    if !have_cryptsetup() {
-        println!("\ncryptsetup is not installed (apt install cryptsetup-bin): skipping the disk part of the demo");
+    if !ensure_cryptsetup() {
         return Ok(());
     }
     step("node4 binds its LUKS2 image: new random key, 3-of-4 shares sealed to its boot key");
