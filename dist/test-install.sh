@@ -117,7 +117,8 @@ tomllib.loads(text)
 on = re.sub(r"(?m)^#([a-z_.]+ = )", r"\1", text)
 c = tomllib.loads(on)
 want = {"name", "state_dir", "boot_key", "control_socket", "listen",
-        "bootstrap", "mdns", "quic", "log_level", "address_max_age", "policy"}
+        "bootstrap", "mdns", "quic", "log_level", "address_max_age", "policy",
+        "logs"}
 assert set(c) == want, set(c) ^ want
 p = {"interval": 120, "timeout": 300, "extended_timeout": 900,
      "approval_delay": 0, "approval_window": 3600, "up_window": 10,
