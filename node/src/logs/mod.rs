@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(feature = "daemon")]
 mod inbox;
 pub mod layout;
+pub mod read;
 #[cfg(feature = "daemon")]
 pub mod spool;
 #[cfg(feature = "daemon")]
