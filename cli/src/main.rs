@@ -4,6 +4,7 @@ mod bind;
 mod epochs;
 mod error;
 mod initramfs;
+mod logs;
 mod pending;
 mod show;
 
@@ -65,6 +66,8 @@ enum Cmd {
     },
     /// Short list of members.
     Peers,
+    /// This node's log spool: show (default), verify, export.
+    Logs(logs::LogsArgs),
     /// Remove a node from the mesh for good.
     Revoke {
         node: String,
@@ -264,6 +267,7 @@ fn command(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
             }
         }
         Cmd::Peers => show::peers(&client(&cfg).status()?),
+        Cmd::Logs(a) => logs::logs(&cfg, &a)?,
         Cmd::Revoke {
             node,
             cascade,

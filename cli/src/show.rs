@@ -31,6 +31,23 @@ pub fn status(v: &Status) {
     for a in &v.listen {
         println!("listen   {a}");
     }
+    if let Some(l) = &v.logs {
+        println!(
+            "logs     {} of {} MiB ({}%), {} segments logged{}",
+            l.used_bytes >> 20,
+            l.quota_bytes >> 20,
+            (l.used_bytes as u128 * 100 / (l.quota_bytes.max(1)) as u128),
+            l.logged,
+            if l.refused_lines > 0 {
+                format!(", {} lines REFUSED (spool full)", l.refused_lines)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(w) = &l.warning {
+            println!("logs     WARNING: {w}");
+        }
+    }
     println!();
     println!(
         "{:<16} {:<9} {:<10} {:<10} {:<7} {:<52} ADDRESSES",

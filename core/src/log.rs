@@ -21,6 +21,9 @@
 //! - [`merkle`]: each origin's append-only Merkle log over its segments
 //!   (RFC 6962 hashing, C2SP tlog-tiles layout, `tlog_tiles` crate) and its
 //!   checkpoints (C2SP signed notes, `signed_note` crate).
+//! - [`spool`]: all sources' segmenters, the Merkle log, checkpoints,
+//!   group commit barriers, the quota and retention, and resuming after a
+//!   crash: the driver performs what it returns.
 //! - [`verify`]: reading a spool back and saying exactly what is wrong with
 //!   it: a segment edited, truncated, reordered, replaced or missing.
 //!
@@ -36,6 +39,7 @@ pub mod merkle;
 pub mod recipients;
 pub mod segment;
 pub mod segmenter;
+pub mod spool;
 pub mod verify;
 
 use crate::codec::CodecError;

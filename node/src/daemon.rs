@@ -4,6 +4,7 @@
 //! lines). Every decision is the node's; this file moves bytes and time.
 
 mod addresses;
+mod events;
 mod journal;
 mod socket;
 mod swarm;
@@ -18,7 +19,7 @@ use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
 use rand::RngCore;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::addr_book::AddrBook;
 use crate::codec;
@@ -72,6 +73,9 @@ pub struct Daemon {
     /// Roster ops verified off the event loop, back for merging.
     verified_tx: mpsc::UnboundedSender<Vec<Verified>>,
     verified_rx: Option<mpsc::UnboundedReceiver<Vec<Verified>>>,
+    /// The log spool, when `[logs]` is on; keyward's events go into it.
+    logs: Option<crate::logs::SpoolHandle>,
+    events_dropped: u64,
 }
 
 impl Daemon {
@@ -116,6 +120,21 @@ impl Daemon {
                 quic: cfg.quic,
             },
         )?;
+        let logs = if cfg.logs.enabled() {
+            match crate::logs::start(&cfg.logs, &key, &cfg.state_dir) {
+                Ok(h) => {
+                    // LOGS: the ingest listeners start here, beside the
+                    // spool, handing it `h.inbox.clone()` (spawn_listeners).
+                    Some(h)
+                }
+                Err(e) => {
+                    error!("logs are OFF: {e:#}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut d = Daemon {
             cfg,
             key,
@@ -136,6 +155,8 @@ impl Daemon {
             next_id: 0,
             verified_tx,
             verified_rx: Some(verified_rx),
+            logs,
+            events_dropped: 0,
         };
         d.drain();
         Ok(d)
@@ -212,6 +233,9 @@ impl Daemon {
         self.persist_addrs(true);
         let _ = self.store.flush();
         let _ = std::fs::remove_file(sock);
+        if let Some(h) = self.logs.take() {
+            h.stop();
+        }
         Ok(())
     }
 
@@ -347,7 +371,10 @@ impl Daemon {
                 self.forget_strangers();
                 self.persist_addrs(true);
             }
-            Output::Note(n) => journal::write(n),
+            Output::Note(n) => {
+                self.log_event(&n);
+                journal::write(n)
+            }
         }
     }
 

@@ -25,4 +25,4 @@ pub mod store;
 pub mod unlock;
 
 // The sans-IO core, re-exported under the paths the drivers always used.
-pub use keyward_core::{bind, codec, guardian, identity, lookup, proto, roster, shares};
+pub use keyward_core::{bind, codec, guardian, identity, log, lookup, proto, roster, shares};

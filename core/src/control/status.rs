@@ -18,6 +18,9 @@ pub struct Status {
     /// This node's listen addresses, each ending in /p2p/ID.
     pub listen: Vec<String>,
     pub lockdown: Option<LockdownStatus>,
+    /// The log spool's disk use; absent when logging is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogsStatus>,
     /// Active members, this node included.
     pub members: Vec<MemberStatus>,
     pub mesh: Option<MeshStatus>,
@@ -69,6 +72,21 @@ pub struct LockdownStatus {
     pub by: String,
     pub by_name: Option<String>,
     pub since_ms_ago: u64,
+}
+
+/// The log spool against its quota (keywardd fills it in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsStatus {
+    pub quota_bytes: u64,
+    /// Lines refused because the spool was full, since keywardd started.
+    pub refused_lines: u64,
+    /// Segments in the spool, and leaves in its Merkle log.
+    pub segments: u64,
+    pub logged: u64,
+    pub used_bytes: u64,
+    /// Set when the use is over `warn_percent` of the quota.
+    pub warning: Option<String>,
+    pub warn_percent: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -134,6 +134,7 @@ impl Node {
             }),
             listen: self.listen.clone(),
             lockdown,
+            logs: None,
             members,
             revoked: self.roster.revoked().map(|r| r.to_string()).collect(),
             strangers,

@@ -76,6 +76,7 @@ fn status() -> Status {
             revoked: false,
         },
         policy: Policy::default(),
+        logs: None,
         revoked: vec!["c-id".into()],
         strangers: StrangersStatus {
             connections: 2,

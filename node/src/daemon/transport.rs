@@ -27,6 +27,7 @@ impl Daemon {
             let gate = &self.swarm.behaviour().gate;
             s.strangers.connections = gate.strangers();
             s.strangers.refused_connections = gate.refused();
+            s.logs = self.logs_status();
         }
         r
     }

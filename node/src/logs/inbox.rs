@@ -10,6 +10,9 @@ pub enum Refused {
     Full,
     #[error("unknown log source `{0}`")]
     UnknownSource(String),
+    /// A line the spool cannot take (over the line size limit).
+    #[error("lines refused: {0}")]
+    Invalid(String),
     #[error("log spool cannot write: {0}")]
     Io(String),
     #[error("keywardd's log spool is shutting down")]

@@ -8,8 +8,15 @@
 //! `ack` once its lines are durable (after the group commit's fsync), or
 //! with the reason they were refused.
 
+pub mod admin_key;
 pub mod config;
 #[cfg(feature = "daemon")]
 mod inbox;
+pub mod layout;
+pub mod read;
+#[cfg(feature = "daemon")]
+pub mod spool;
 #[cfg(feature = "daemon")]
 pub use inbox::{Batch, Inbox, Refused, INBOX_BATCHES};
+#[cfg(feature = "daemon")]
+pub use spool::{start, SpoolHandle};
