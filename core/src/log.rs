@@ -21,6 +21,9 @@
 //! - [`merkle`]: each origin's append-only Merkle log over its segments
 //!   (RFC 6962 hashing, C2SP tlog-tiles layout, `tlog_tiles` crate) and its
 //!   checkpoints (C2SP signed notes, `signed_note` crate).
+//! - [`ingest`]: what arrives on the wire before it is a line: syslog
+//!   messages (RFC 3164/5424), RFC 6587 TCP framing, RELP sessions, file
+//!   tail positions and the `keyward logs write` pipe protocol.
 //! - [`verify`]: reading a spool back and saying exactly what is wrong with
 //!   it: a segment edited, truncated, reordered, replaced or missing.
 //!
@@ -30,6 +33,7 @@
 //! caller passes.
 
 pub mod checkpoint;
+pub mod ingest;
 pub mod journal;
 pub mod line;
 pub mod merkle;
