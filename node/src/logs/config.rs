@@ -60,9 +60,10 @@ pub enum WhenFull {
     DropOldestReplicated,
 }
 
-/// `[[logs.source]]`: one named source.
+/// `[[logs.source]]`: one named source. (Unknown keys are refused by
+/// [`SourceInput`]: serde's `deny_unknown_fields` cannot sit beside
+/// `flatten` here, it would refuse `kind` itself.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// a-z, 0-9, '.', '_', '-'; 1 to 64 characters.
     pub name: String,
@@ -82,7 +83,7 @@ fn yes() -> bool {
 
 /// Where a source's lines come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SourceInput {
     /// `/dev/log`-style unix datagram socket; the kernel's SCM_CREDENTIALS
     /// of each sender are recorded as trusted fields.
@@ -142,7 +143,9 @@ impl LogsConfig {
                 ));
             }
             match &s.input {
-                SourceInput::Udp { listen } | SourceInput::Tcp { listen } | SourceInput::Relp { listen }
+                SourceInput::Udp { listen }
+                | SourceInput::Tcp { listen }
+                | SourceInput::Relp { listen }
                     if !listen.ip().is_loopback() =>
                 {
                     return Err(format!(
@@ -154,10 +157,16 @@ impl LogsConfig {
             }
         }
         if !(1..=100).contains(&self.warn_percent) {
-            return Err(format!("logs.warn_percent {} must be 1 to 100", self.warn_percent));
+            return Err(format!(
+                "logs.warn_percent {} must be 1 to 100",
+                self.warn_percent
+            ));
         }
         if self.commit_ms == 0 || self.commit_ms > 10_000 {
-            return Err(format!("logs.commit_ms {} must be 1 to 10000", self.commit_ms));
+            return Err(format!(
+                "logs.commit_ms {} must be 1 to 10000",
+                self.commit_ms
+            ));
         }
         if self.checkpoint_secs == 0 {
             return Err("logs.checkpoint_secs must be positive".into());

@@ -13,3 +13,5 @@ pub mod config;
 mod inbox;
 #[cfg(feature = "daemon")]
 pub use inbox::{Batch, Inbox, Refused, INBOX_BATCHES};
+#[cfg(feature = "daemon")]
+pub mod listen;
