@@ -4,6 +4,7 @@ mod bind;
 mod epochs;
 mod error;
 mod initramfs;
+mod logs_write;
 mod pending;
 mod show;
 
@@ -39,6 +40,14 @@ struct Cli {
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// `keyward logs ...`.
+#[derive(Subcommand)]
+enum LogsCmd {
+    /// Send stdin's lines to a pipe source (Apache's piped logs); exits 0
+    /// only once keywardd has every line on disk.
+    Write(logs_write::WriteArgs),
 }
 
 #[derive(Subcommand)]
@@ -116,6 +125,11 @@ enum Cmd {
         /// Record loopback addresses too (a one-machine test mesh).
         #[arg(long, env = "KEYWARD_ALLOW_LOOPBACK")]
         allow_loopback: bool,
+    },
+    /// Tamper-evident logs of this node.
+    Logs {
+        #[command(subcommand)]
+        cmd: LogsCmd,
     },
     /// Fetch the disk key from the guardians (initramfs) and open the device.
     ///
@@ -316,6 +330,9 @@ fn command(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Rebind(a) => bind::bind(&cfg, &a, true)?,
         Cmd::Unbind { device, key_file } => bind::unbind(&cfg, &device, key_file.as_deref())?,
         Cmd::Epochs(a) => epochs::epochs(&cfg, &a)?,
+        Cmd::Logs {
+            cmd: LogsCmd::Write(a),
+        } => logs_write::write(&cfg, &a)?,
         Cmd::DropEpoch(a) => epochs::drop_epochs(&cfg, &a)?,
         Cmd::Refresh {
             device,
