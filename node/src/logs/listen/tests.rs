@@ -258,7 +258,9 @@ async fn rsyslog_omrelp_gets_every_line_acked() {
 module(load="imuxsock" SysSock.Use="off")
 module(load="omrelp")
 input(type="imuxsock" Socket="{insock}" RateLimit.Interval="0")
-*.* action(type="omrelp" target="127.0.0.1" port="{port}")
+if $programname == "kwrelp" then {{
+    action(type="omrelp" target="127.0.0.1" port="{port}")
+}}
 "#,
             work = work.display(),
             insock = insock.display()
