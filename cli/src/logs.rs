@@ -40,7 +40,9 @@ enum LogsCmd {
         #[arg(long)]
         source: Option<String>,
     },
-    // `keyward logs write` (pipes) is added beside these in logs_write.rs.
+    /// Send stdin's lines to a pipe source (Apache's piped logs); exits 0
+    /// only once keywardd has every line on disk.
+    Write(crate::logs_write::WriteArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -60,6 +62,11 @@ pub struct ShowArgs {
 }
 
 pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<()> {
+    // A writer is any user (Apache's piped log runs as www-data): it needs
+    // keywardd's socket, not the node key.
+    if let Some(LogsCmd::Write(w)) = &a.cmd {
+        return crate::logs_write::write(cfg, w);
+    }
     if !cfg.logs.enabled() {
         bail!("logs are off on this node: [logs] names no auditor in the config");
     }
@@ -72,6 +79,7 @@ pub fn logs(cfg: &Config, a: &LogsArgs) -> anyhow::Result<()> {
         Some(LogsCmd::Show(s)) => show(cfg, &spool, &origin, s),
         Some(LogsCmd::Verify) => verify(cfg, &spool, &origin),
         Some(LogsCmd::Export { out, source }) => export(&spool, &origin, out, source.as_deref()),
+        Some(LogsCmd::Write(w)) => crate::logs_write::write(cfg, w),
     }
 }
 

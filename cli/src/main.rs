@@ -5,6 +5,7 @@ mod epochs;
 mod error;
 mod initramfs;
 mod logs;
+mod logs_write;
 mod pending;
 mod show;
 

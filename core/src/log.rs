@@ -24,6 +24,9 @@
 //! - [`spool`]: all sources' segmenters, the Merkle log, checkpoints,
 //!   group commit barriers, the quota and retention, and resuming after a
 //!   crash: the driver performs what it returns.
+//! - [`ingest`]: what arrives on the wire before it is a line: syslog
+//!   messages (RFC 3164/5424), RFC 6587 TCP framing, RELP sessions, file
+//!   tail positions and the `keyward logs write` pipe protocol.
 //! - [`verify`]: reading a spool back and saying exactly what is wrong with
 //!   it: a segment edited, truncated, reordered, replaced or missing.
 //!
@@ -33,6 +36,7 @@
 //! caller passes.
 
 pub mod checkpoint;
+pub mod ingest;
 pub mod journal;
 pub mod line;
 pub mod merkle;

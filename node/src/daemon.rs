@@ -122,11 +122,7 @@ impl Daemon {
         )?;
         let logs = if cfg.logs.enabled() {
             match crate::logs::start(&cfg.logs, &key, &cfg.state_dir) {
-                Ok(h) => {
-                    // LOGS: the ingest listeners start here, beside the
-                    // spool, handing it `h.inbox.clone()` (spawn_listeners).
-                    Some(h)
-                }
+                Ok(h) => Some(h),
                 Err(e) => {
                     error!("logs are OFF: {e:#}");
                     None
@@ -190,6 +186,7 @@ impl Daemon {
         let listener = socket::bind_control(&self.cfg.control_socket)?;
         let sock = self.cfg.control_socket.clone();
         tokio::spawn(socket::serve_control(listener, ctl_tx));
+        let sources = self.spawn_log_sources();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let me = self.node.me();
         info!(node = %me.id, name = %me.name, mesh = ?self.node.roster().mesh_name(), "keywardd started");
@@ -233,10 +230,32 @@ impl Daemon {
         self.persist_addrs(true);
         let _ = self.store.flush();
         let _ = std::fs::remove_file(sock);
+        // Sources first, so nothing is handed to a spool that has stopped;
+        // a line they were carrying is unacknowledged and its sender
+        // (RELP, pipe, file position) sends it again.
+        for s in sources {
+            s.abort();
+        }
         if let Some(h) = self.logs.take() {
             h.stop();
         }
         Ok(())
+    }
+
+    /// The `[[logs.source]]` listeners, feeding the spool. A source that
+    /// cannot be opened (a port taken, a path not writable) leaves every
+    /// source off, logged as an error: keywardd still guards keys and
+    /// still logs its own events.
+    fn spawn_log_sources(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(h) = &self.logs else { return vec![] };
+        let spool = crate::logs::spool::spool_dir(&self.cfg.logs, &self.cfg.state_dir);
+        match crate::logs::listen::spawn_listeners(&self.cfg.logs, &spool, h.inbox.clone()) {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                error!("log sources are OFF: {e}: fix [[logs.source]] and restart keywardd");
+                vec![]
+            }
+        }
     }
 
     fn fresh_id(&mut self) -> u64 {

@@ -13,6 +13,8 @@ pub mod config;
 #[cfg(feature = "daemon")]
 mod inbox;
 pub mod layout;
+#[cfg(feature = "daemon")]
+pub mod listen;
 pub mod read;
 #[cfg(feature = "daemon")]
 pub mod spool;
