@@ -11,11 +11,10 @@ use keyward_sim::{Config, Scenario};
 fn small(seed: u64) -> Config {
     let nodes = 5 + (seed as usize * 7) % 8;
     let mut c = Config::new(Scenario::Hostile, nodes, 3.0, seed);
-    let r = &mut c.rates;
-    r.reboots = 6.0;
-    r.crashes = 3.0;
-    r.joins = 8.0;
-    r.revocations = 4.0;
+    c.reboots = 6.0;
+    c.crashes = 3.0;
+    c.joins = 8.0;
+    c.revocations = 4.0;
     c
 }
 
@@ -38,7 +37,7 @@ fn a_few_hundred_seeds_of_hostile_members() {
             h.max_roster_ops,
             h.roster_bound
         );
-        seized += s.churn.seized;
+        seized += s.seized;
         opened += h.seized_opened;
         let c = |k: &str| s.invariant_checks.get(k).copied().unwrap_or(0);
         out_checks += c("hostile.out-after-revocation");
@@ -71,7 +70,7 @@ fn a_few_hundred_seeds_of_hostile_members() {
 #[test]
 fn a_flood_of_rekeys_leaves_one_per_node_and_the_revocation_clears_the_roster() {
     let mut c = Config::new(Scenario::Hostile, 12, 6.0, 7);
-    c.rates.revocations = 0.0;
+    c.revocations = 0.0;
     let s = keyward_sim::run(c).unwrap();
     let h = s.hostile.unwrap();
     assert!(h.rekeys > 500, "{h:?}");

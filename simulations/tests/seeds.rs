@@ -8,15 +8,14 @@ use keyward_sim::{Config, Scenario};
 fn small(scenario: Scenario, seed: u64) -> Config {
     let nodes = 5 + (seed as usize * 7 + scenario as usize) % 8;
     let mut c = Config::new(scenario, nodes, 3.0, seed);
-    let r = &mut c.rates;
-    r.reboots = 6.0;
-    r.crashes = 3.0;
+    c.reboots = 6.0;
+    c.crashes = 3.0;
     if matches!(
         scenario,
         Scenario::Churn | Scenario::Partitions | Scenario::Lockdown | Scenario::Hostile
     ) {
-        r.joins = 8.0;
-        r.revocations = 4.0;
+        c.joins = 8.0;
+        c.revocations = 4.0;
     }
     c
 }
