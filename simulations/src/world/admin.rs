@@ -136,6 +136,10 @@ impl World {
         self.stats.approvals += 1;
         self.machines[owner as usize].approved = true;
         self.rec(Kind::Approve, admin as u64, owner as u64);
+        // The admin's own node takes the approval as it signs it (the
+        // others by gossip, recorded as it is delivered).
+        let (by, at) = (self.machines[admin as usize].id, self.local(admin));
+        self.oracle.approve(admin, owner, by, at);
         let who = self.machines[owner as usize].me.name.clone();
         self.control(admin, CtlRequest::Approve { who }, Ctl::Admin);
     }
