@@ -90,6 +90,7 @@ impl World {
                     self.watch.issued(put);
                     self.watch.revocations_in(founder, put);
                     self.watch.dirty.insert(m);
+                    self.watch.changed_at = self.now();
                 }
                 let d = self.uniform(1, 4);
                 let mm = &mut self.machines[m as usize];

@@ -21,8 +21,8 @@
 //!
 //! Right after the seizure every seized server is approved that way, and
 //! between 2 min and timeout + 5 min after it an admin on the founder
-//! revokes H1 and H2 through the control API (`keyward revoke`, no
-//! cascade). Checks: `release.honest-approval` at releases to seized
+//! revokes H1 and H2 through the control API (`keyward revoke
+//! --cascade`: nothing they admitted is re-endorsed). Checks: `release.honest-approval` at releases to seized
 //! servers (`check_honest_approval`), `hostile.minted-never-active` and
 //! `hostile.out-after-revocation` on every replica state.
 
@@ -477,8 +477,10 @@ impl World {
         }
     }
 
-    /// An admin on the founder revokes H1 and H2 (`keyward revoke`, no
-    /// cascade), when the founder's keywardd runs.
+    /// An admin on the founder revokes H1 and H2 with `keyward revoke
+    /// --cascade` (so the founder re-endorses nothing they admitted:
+    /// without it, `keyward revoke` admits their dependents again), when
+    /// the founder's keywardd runs.
     fn revoke_hostile(&mut self) {
         if self.h().stats.revoked_at.is_some() {
             return;
@@ -496,7 +498,7 @@ impl World {
             let who = self.machines[r as usize].id.to_string();
             let req = CtlRequest::Revoke {
                 who,
-                cascade: false,
+                cascade: true,
                 reason: "hostile member".into(),
             };
             self.control(0, req, Ctl::Admin);

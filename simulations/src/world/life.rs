@@ -24,6 +24,7 @@ impl World {
         mm.running_since = self.q.now();
         mm.asking_since = None;
         self.rec(Kind::DaemonUp, m as u64, 0);
+        self.watch.dirty.insert(m);
         self.input(m, Input::Listening(vec![format!("/sim/{m}")]));
     }
 

@@ -115,6 +115,8 @@ pub struct Machine {
     pub approved: bool,
     /// Guardians whose share the current unlock attempt holds.
     pub got: BTreeSet<u32>,
+    /// The digest of the node's roster, as of its last change.
+    pub digest: [u8; 32],
 }
 
 impl Machine {
@@ -154,6 +156,7 @@ impl Machine {
             hostile: false,
             approved: false,
             got: BTreeSet::new(),
+            digest: [0; 32],
         }
     }
 

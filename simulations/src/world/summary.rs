@@ -270,29 +270,49 @@ impl World {
         })
     }
 
-    /// `roster.converge`: once the network has been whole for 30 min,
-    /// every running member that has run for 30 min holds one roster.
-    /// Judged every `watch::TICK` while no roster changed for 10 min, and
-    /// at the end.
+    /// `roster.converge`: once the network has been whole for 30 min and
+    /// no replica changed for 10, every running member that has run for
+    /// 30 min holds one roster. Members are those active in the roster
+    /// most settled machines hold (a revoked node, or one that left with
+    /// its inviter, is out of the mesh and may keep an old one). Judged
+    /// every `watch::TICK` and at the end, on the digests cached when
+    /// each replica last changed.
     pub(super) fn check_converged(&mut self, now: Millis) {
         let whole = !self.net.is_split() && self.net.healed_at + 30 * MIN <= now;
-        if !whole {
+        if !whole || self.watch.changed_at + 10 * MIN > now {
             return;
         }
-        let settled: Vec<(u32, [u8; 32])> = self
-            .machines
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.running() && !m.revoked && m.running_since + 30 * MIN <= now)
-            .filter_map(|(i, m)| m.node.as_ref().map(|n| (i as u32, n.roster().digest())))
+        let settled: Vec<u32> = (0..self.machines.len() as u32)
+            .filter(|&i| {
+                let m = &self.machines[i as usize];
+                m.running() && !m.revoked && m.running_since + 30 * MIN <= now
+            })
             .collect();
-        let first = settled.first().map(|x| x.1);
-        let odd = settled.iter().find(|x| Some(x.1) != first).map(|x| x.0);
-        self.checks.passed(inv::CONVERGE, settled.len() as u64);
+        let mut count: BTreeMap<[u8; 32], (usize, u32)> = BTreeMap::new();
+        for &i in &settled {
+            let e = count.entry(self.machines[i as usize].digest).or_insert((0, i));
+            e.0 += 1;
+        }
+        let Some((&top, &(_, holder))) = count.iter().max_by_key(|(d, (n, _))| (*n, **d)) else {
+            return;
+        };
+        let Some(reference) = self.machines[holder as usize].node.as_ref() else {
+            return;
+        };
+        let r = reference.roster();
+        let members: Vec<u32> = settled
+            .into_iter()
+            .filter(|&i| r.is_active(&self.machines[i as usize].id))
+            .collect();
+        let odd = members
+            .iter()
+            .find(|&&i| self.machines[i as usize].digest != top)
+            .copied();
+        self.checks.passed(inv::CONVERGE, members.len() as u64);
         if let Some(i) = odd {
-            let k: BTreeSet<[u8; 32]> = settled.iter().map(|x| x.1).collect();
+            let k = count.len();
             self.checks.check(inv::CONVERGE, false, &[i], || {
-                format!("{} different rosters among settled nodes (n{i} differs)", k.len())
+                format!("{k} different rosters among settled members (n{i} differs)")
             });
         }
     }

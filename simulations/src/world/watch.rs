@@ -42,6 +42,8 @@ pub struct Watch {
     quorate: BTreeMap<u32, (Millis, Millis)>,
     /// Machines whose roster was written during this event.
     pub dirty: BTreeSet<u32>,
+    /// When some replica last changed (world time).
+    pub changed_at: Millis,
     judged: BTreeSet<[u8; 32]>,
     /// Every operation any node wrote, rekeys aside, and the nodes that
     /// signed rekeys: a replica holds at most one rekey per node.
@@ -97,9 +99,10 @@ impl World {
         }
     }
 
-    /// `unlock.reboot-with-quorum`, every `TICK`.
+    /// `unlock.reboot-with-quorum` and `roster.converge`, every `TICK`.
     pub(super) fn watch_tick(&mut self) {
         let now = self.now();
+        self.check_converged(now);
         let bound = QUORUM_BOUND + self.cfg.policy.approval_delay;
         let mut ok = 0;
         for o in 0..self.machines.len() as u32 {
@@ -185,7 +188,13 @@ impl World {
             return;
         };
         let r = node.roster();
-        if !self.watch.judged.insert(r.digest()) {
+        let digest = r.digest();
+        self.machines[i as usize].digest = digest;
+        let Some(node) = self.machines[i as usize].node.as_ref() else {
+            return;
+        };
+        let r = node.roster();
+        if !self.watch.judged.insert(digest) {
             return;
         }
         let (len, bound) = (r.len_ops(), self.watch.bound());
