@@ -72,6 +72,9 @@ pub struct HostileStats {
     pub endorsements: u64,
     pub rekeys: u64,
     pub revocations_of_honest: u64,
+    /// Honest members a hostile one revoked, revoked again by the
+    /// founder's `keyward revoke` of it (`revocations_kept`).
+    pub honest_revocations_kept: u64,
     pub approvals_sent: u64,
     /// When the founder's revocation of H1 and H2 was ordered.
     pub revoked_at: Option<Millis>,
@@ -493,6 +496,32 @@ impl World {
         self.h_mut().stats.revoked_at = Some(now);
         let roots = [self.h().auditor, self.h().guardian];
         self.rec(Kind::HostileRevoke, 0, 2);
+        // `keyward revoke` keeps the revoked member's revocations: the
+        // members it revoked that are out now are revoked again from the
+        // founder ("kept: revoked before its revoker was",
+        // `Revoked::revocations_kept`). So an honest member a hostile
+        // one revoked stays out after the admin's revocation of the
+        // hostile one, by the admin's own command, until an admin admits
+        // it again. The old model's check ("no honest member that no
+        // admin revoked counts as revoked") assumed the admin's
+        // revocation cleared them; here they count as revoked by the
+        // admin, and the summary counts them.
+        let kept: Vec<u32> = {
+            let r = self.machines[0].node.as_ref().expect("running").roster();
+            let me = self.machines[0].id;
+            roots
+                .iter()
+                .flat_map(|h| r.revoked_by(&self.machines[*h as usize].id))
+                .filter(|t| *t != me && r.is_revoked(t) && r.may_revoke(&me, t))
+                .filter_map(|t| self.ids.get(&t).copied())
+                .collect()
+        };
+        for v in kept {
+            if !self.machines[v as usize].revoked {
+                self.machines[v as usize].revoked = true;
+                self.h_mut().stats.honest_revocations_kept += 1;
+            }
+        }
         for r in roots {
             self.machines[r as usize].revoked = true;
             let who = self.machines[r as usize].id.to_string();
