@@ -52,8 +52,15 @@ fn main() {
     println!("  {:<34} {:>14}", "metric", "value");
     println!("  {:<34} {:>13.2}s", "wall time", wall);
     println!("  {:<34} {:>14}", "events", s.events);
-    println!("  {:<34} {:>14.0}", "events per second", s.events as f64 / wall);
-    println!("  {:<34} {:>14}", "invariant checks", s.invariant_checks_total);
+    println!(
+        "  {:<34} {:>14.0}",
+        "events per second",
+        s.events as f64 / wall
+    );
+    println!(
+        "  {:<34} {:>14}",
+        "invariant checks", s.invariant_checks_total
+    );
     println!("  {:<34} {:>14}", "boots", s.boots);
     println!("  {:<34} {:>14}", "unlocked with shares", s.unlocked);
     println!(

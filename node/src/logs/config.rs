@@ -142,7 +142,9 @@ impl LogsConfig {
                 ));
             }
             match &s.input {
-                SourceInput::Udp { listen } | SourceInput::Tcp { listen } | SourceInput::Relp { listen }
+                SourceInput::Udp { listen }
+                | SourceInput::Tcp { listen }
+                | SourceInput::Relp { listen }
                     if !listen.ip().is_loopback() =>
                 {
                     return Err(format!(
@@ -154,10 +156,16 @@ impl LogsConfig {
             }
         }
         if !(1..=100).contains(&self.warn_percent) {
-            return Err(format!("logs.warn_percent {} must be 1 to 100", self.warn_percent));
+            return Err(format!(
+                "logs.warn_percent {} must be 1 to 100",
+                self.warn_percent
+            ));
         }
         if self.commit_ms == 0 || self.commit_ms > 10_000 {
-            return Err(format!("logs.commit_ms {} must be 1 to 10000", self.commit_ms));
+            return Err(format!(
+                "logs.commit_ms {} must be 1 to 10000",
+                self.commit_ms
+            ));
         }
         if self.checkpoint_secs == 0 {
             return Err("logs.checkpoint_secs must be positive".into());

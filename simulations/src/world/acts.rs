@@ -4,7 +4,6 @@
 use super::*;
 
 impl World {
-
     pub(super) fn next_churn(&mut self, a: Act) {
         let n = self.machines.len() as f64;
         let per_day = match a {
@@ -255,5 +254,4 @@ impl World {
             self.uniform(20 * MIN, 3 * HOUR)
         }
     }
-
 }

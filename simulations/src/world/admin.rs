@@ -40,11 +40,7 @@ impl World {
                 }
                 self.next_churn(Act::Theft);
             }
-            Act::RevokeNode(v) => {
-                if !self.machines[v as usize].revoked {
-                    self.revoke_node(v);
-                }
-            }
+            Act::RevokeNode(v) if !self.machines[v as usize].revoked => self.revoke_node(v),
             Act::Outage => {
                 self.rec(Kind::Outage, 0, 0);
                 for m in 0..self.machines.len() as u32 {

@@ -17,8 +17,8 @@ use rand::Rng;
 
 use super::machine::{Ctl, Token};
 use super::{Act, World};
-use crate::trace::Kind;
 use crate::scenario::{MIN, SEC};
+use crate::trace::Kind;
 
 impl World {
     /// Step 1: ask the daemon for its status.

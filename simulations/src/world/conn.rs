@@ -5,7 +5,6 @@
 use super::*;
 
 impl World {
-
     pub(super) fn reachable(&self, from: u32, to: u32) -> bool {
         self.net.same_side(from, to) && self.daemon_listens(to)
     }
@@ -405,5 +404,4 @@ impl World {
         }
         self.net.dialing.retain(|(x, _)| *x != m);
     }
-
 }

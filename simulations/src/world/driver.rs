@@ -5,7 +5,6 @@
 use super::*;
 
 impl World {
-
     /// One input to machine m's node, then everything it asks for.
     pub(super) fn input(&mut self, m: u32, i: Input) {
         let now = self.local(m);
@@ -175,7 +174,6 @@ impl World {
         }
     }
 
-
     /// Sends a control request to machine m's keywardd.
     pub(super) fn control(&mut self, m: u32, req: keyward_core::control::CtlRequest, what: Ctl) {
         if !self.machines[m as usize].running() {
@@ -201,7 +199,6 @@ impl World {
         }
         *self.stats.notes.entry(notes::name(&n)).or_default() += 1;
     }
-
 
     /// Checks roster operations' signatures as keywardd's verifier task
     /// does. With `cfg.memo`, each operation is verified once per world:

@@ -4,7 +4,6 @@
 use super::*;
 
 impl World {
-
     pub(super) fn publish(&mut self, m: u32, msg: Gossip) {
         let id = self.gossip.len() as u64;
         self.gossip.push((m, msg));
@@ -94,5 +93,4 @@ impl World {
             self.flood(m, msg, Some(via));
         }
     }
-
 }

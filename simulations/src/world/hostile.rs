@@ -105,7 +105,9 @@ impl Hostile {
             auditor,
             guardian,
             minted: Vec::new(),
-            taint: [(ids[0], auditor), (ids[1], guardian)].into_iter().collect(),
+            taint: [(ids[0], auditor), (ids[1], guardian)]
+                .into_iter()
+                .collect(),
             auditor_mints: Vec::new(),
             seq: BTreeMap::new(),
             judged: BTreeSet::new(),
@@ -572,7 +574,9 @@ impl World {
         }
         let now = self.local(g);
         // Approvals carry their issuer's clock: allow the skew.
-        let seized_local = self.local_at(g, seized_at).saturating_sub(2 * self.cfg.skew);
+        let seized_local = self
+            .local_at(g, seized_at)
+            .saturating_sub(2 * self.cfg.skew);
         let window = self.cfg.policy.approval_window + 2 * self.cfg.skew;
         let revs = self.hostile_revocations();
         let Some(node) = self.machines[g as usize].node.as_ref() else {
@@ -637,7 +641,10 @@ impl World {
                 m.short(),
                 h.auditor
             ),
-            (None, true) => format!("n{i}'s roster counts the auditor n{} as a guardian", h.auditor),
+            (None, true) => format!(
+                "n{i}'s roster counts the auditor n{} as a guardian",
+                h.auditor
+            ),
             _ => String::new(),
         };
         let (ha, hg) = (h.auditor, h.guardian);
@@ -654,7 +661,10 @@ impl World {
                     .iter()
                     .find(|m| !m.hostile && !m.revoked && r.is_revoked(&m.id))
                 {
-                    why = Some(format!("counts honest {} as revoked, which no admin did", m.me.name));
+                    why = Some(format!(
+                        "counts honest {} as revoked, which no admin did",
+                        m.me.name
+                    ));
                 }
             }
             if why.is_none() {
@@ -664,8 +674,7 @@ impl World {
                         OpBody::Admit { member, .. } => Some(member.id),
                         _ => None,
                     };
-                    if h.taint.contains_key(&signer)
-                        || of.is_some_and(|m| h.taint.contains_key(&m))
+                    if h.taint.contains_key(&signer) || of.is_some_and(|m| h.taint.contains_key(&m))
                     {
                         why = Some(format!(
                             "still holds an operation signed by or admitting hostile {}",

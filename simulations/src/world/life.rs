@@ -4,7 +4,6 @@
 use super::*;
 
 impl World {
-
     pub(super) fn daemon_up(&mut self, m: u32) {
         let now = self.local(m);
         let seed: [u8; 32] = self.rng.gen();
@@ -192,7 +191,11 @@ impl World {
         }
     }
 
-    pub(super) fn unlock_done(&mut self, m: u32, r: Result<keyward_core::shares::DiskSecret, UnlockError>) {
+    pub(super) fn unlock_done(
+        &mut self,
+        m: u32,
+        r: Result<keyward_core::shares::DiskSecret, UnlockError>,
+    ) {
         let mm = &mut self.machines[m as usize];
         mm.client = None;
         mm.client_at = None;
@@ -263,5 +266,4 @@ impl World {
         let d = self.uniform(2 * SEC, 6 * SEC);
         self.q.after(d, Ev::DaemonUp { m, inc });
     }
-
 }

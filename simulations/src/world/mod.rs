@@ -69,8 +69,8 @@ use serde::Serialize;
 
 use crate::invariants::{self as inv, Checks, Violation};
 use crate::queue::Queue;
-use crate::trace::Kind;
 use crate::scenario::{DAY, HOUR, MIN, SEC};
+use crate::trace::Kind;
 use disk::Disk;
 use machine::{Ctl, Machine, Phase};
 
@@ -85,7 +85,6 @@ pub const RETRY_PAUSE: Millis = 5 * SEC;
 const ATTACKER: u32 = u32::MAX;
 /// keywardd's shutdown: it waits this long for goodbyes to be answered.
 pub const GOODBYE_WAIT: Millis = 1500;
-
 
 /// A message on a connection.
 enum Wire {
@@ -168,7 +167,6 @@ struct PendingReq {
     conn: u64,
     reply: Reply,
 }
-
 
 pub struct World {
     pub cfg: WorldConfig,
@@ -487,5 +485,4 @@ impl World {
             }
         }
     }
-
 }

@@ -272,8 +272,9 @@ impl World {
 
     /// `roster.converge`: once the network has been whole for 30 min and
     /// no replica changed for 10, every running member that has run for
-    /// 30 min holds one roster. Members are those active in the roster
-    /// most settled machines hold (a revoked node, or one that left with
+    /// 30 min holds one roster (hostile machines aside: an attacker
+    /// controls them). Members are those active in the roster most
+    /// settled machines hold (a revoked node, or one that left with
     /// its inviter, is out of the mesh and may keep an old one). Judged
     /// every `watch::TICK` and at the end, on the digests cached when
     /// each replica last changed.
@@ -285,12 +286,14 @@ impl World {
         let settled: Vec<u32> = (0..self.machines.len() as u32)
             .filter(|&i| {
                 let m = &self.machines[i as usize];
-                m.running() && !m.revoked && m.running_since + 30 * MIN <= now
+                m.running() && !m.revoked && !m.hostile && m.running_since + 30 * MIN <= now
             })
             .collect();
         let mut count: BTreeMap<[u8; 32], (usize, u32)> = BTreeMap::new();
         for &i in &settled {
-            let e = count.entry(self.machines[i as usize].digest).or_insert((0, i));
+            let e = count
+                .entry(self.machines[i as usize].digest)
+                .or_insert((0, i));
             e.0 += 1;
         }
         let Some((&top, &(_, holder))) = count.iter().max_by_key(|(d, (n, _))| (*n, **d)) else {
@@ -311,8 +314,18 @@ impl World {
         self.checks.passed(inv::CONVERGE, members.len() as u64);
         if let Some(i) = odd {
             let k = count.len();
+            let lens: Vec<String> = members
+                .iter()
+                .filter_map(|&j| {
+                    let n = self.machines[j as usize].node.as_ref()?;
+                    Some(format!("n{j}: {} ops", n.roster().len_ops()))
+                })
+                .collect();
             self.checks.check(inv::CONVERGE, false, &[i], || {
-                format!("{k} different rosters among settled members (n{i} differs)")
+                format!(
+                    "{k} different rosters among settled members (n{i} differs; {})",
+                    lens.join(", ")
+                )
             });
         }
     }
@@ -329,9 +342,7 @@ impl World {
             .collect();
         let exposed = owners
             .iter()
-            .filter(|t| {
-                t.guardians.iter().filter(|g| bad[g.0 as usize]).count() >= t.threshold
-            })
+            .filter(|t| t.guardians.iter().filter(|g| bad[g.0 as usize]).count() >= t.threshold)
             .count();
         exposed as f64 / owners.len().max(1) as f64
     }
@@ -360,7 +371,10 @@ impl WorldSummary {
         );
         row(
             "boots (legitimate) / unlock attempts",
-            format!("{} ({}) / {}", self.boots, self.legit_boots, self.unlock_attempts),
+            format!(
+                "{} ({}) / {}",
+                self.boots, self.legit_boots, self.unlock_attempts
+            ),
         );
         row(
             "unlocked with shares",
@@ -369,7 +383,10 @@ impl WorldSummary {
                 self.unlocked, self.unlocked_auto, self.unlocked_after_approval
             ),
         );
-        row("passphrase unlocks by an admin", self.passphrase.to_string());
+        row(
+            "passphrase unlocks by an admin",
+            self.passphrase.to_string(),
+        );
         let secs = |ms: Millis| format!("{:.2} s", ms as f64 / 1e3);
         row(
             "unlock time, by themselves: median / p99",
@@ -381,7 +398,11 @@ impl WorldSummary {
         );
         row(
             "unlock time, all: median / p99",
-            format!("{} / {}", secs(self.unlock_median_ms), secs(self.unlock_p99_ms)),
+            format!(
+                "{} / {}",
+                secs(self.unlock_median_ms),
+                secs(self.unlock_p99_ms)
+            ),
         );
         row("still locked at end", fmt_map(&self.locked_at_end_by));
         row("shares released", self.releases.to_string());
@@ -432,8 +453,7 @@ impl WorldSummary {
             );
             row(
                 "founder revoked the hostile members at",
-                h.revoked_at
-                    .map_or("never".into(), crate::trace::clock),
+                h.revoked_at.map_or("never".into(), crate::trace::clock),
             );
             row(
                 "seized: releases on hostile approvals",
