@@ -44,6 +44,7 @@ pub mod disk;
 mod driver;
 mod gossip;
 pub mod hostile;
+mod hostile_checks;
 mod life;
 pub mod machine;
 mod net;
