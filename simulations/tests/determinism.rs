@@ -23,12 +23,30 @@ fn same_seed_same_trace_and_summary() {
         Scenario::Outage,
         Scenario::Hostile,
     ] {
-        let a = keyward_sim::run(cfg(scenario, 42)).unwrap();
-        let b = keyward_sim::run(cfg(scenario, 42)).unwrap();
-        assert_eq!(a.trace_hash, b.trace_hash, "{scenario:?}");
-        assert_eq!(json(&a), json(&b), "{scenario:?}");
-        let c = keyward_sim::run(cfg(scenario, 43)).unwrap();
-        assert_ne!(a.trace_hash, c.trace_hash, "another seed, another run");
+        let (a, b) = (
+            keyward_sim::run(cfg(scenario, 42)),
+            keyward_sim::run(cfg(scenario, 42)),
+        );
+        let c = keyward_sim::run(cfg(scenario, 43));
+        match (a, b, c) {
+            (Ok(a), Ok(b), Ok(c)) => {
+                assert_eq!(a.trace_hash, b.trace_hash, "{scenario:?}");
+                assert_eq!(json(&a), json(&b), "{scenario:?}");
+                assert_ne!(a.trace_hash, c.trace_hash, "another seed, another run");
+            }
+            // On real nodes the hostile scenario can fail roster.converge
+            // (seed 43 here; see tests/hostile.rs and the issue 15
+            // report): a failing run must replay the same failure.
+            (a, b, Err(f)) if scenario == Scenario::Hostile => {
+                let again = keyward_sim::run(cfg(scenario, 43)).unwrap_err();
+                assert_eq!(f.violation.event, again.violation.event);
+                assert_eq!(f.trace, again.trace);
+                let (a, b) = (a.unwrap(), b.unwrap());
+                assert_eq!(a.trace_hash, b.trace_hash, "{scenario:?}");
+                assert_eq!(json(&a), json(&b), "{scenario:?}");
+            }
+            (a, b, c) => panic!("{scenario:?}: {:?} {:?} {:?}", a.err(), b.err(), c.err()),
+        }
     }
 }
 
