@@ -9,13 +9,13 @@ use clap::{Args, Parser, Subcommand};
 use keyward_core::guardian::Millis;
 use keyward_sim::scenario::SEC;
 use keyward_sim::sweep::{self, Param};
-use keyward_sim::{Config, Placement, Scenario};
+use keyward_sim::{Config, Scenario};
 
 #[derive(Parser)]
 #[command(
     name = "keyward-sim",
     version,
-    about = "Deterministic simulator of a keyward mesh over the real guardian and roster code: same seed, same run"
+    about = "Deterministic simulator of a keyward mesh running real keyward-core nodes and unlock clients: same seed, same run"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,28 +55,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run real keyward_core nodes and unlock clients (the world driver):
-    /// a founded mesh binds through the control API, then reboots and
-    /// crashes; prints the summary as JSON (messages per node per hour
-    /// count what keywardd sends: dials, pings, requests, responses,
-    /// gossip).
-    World {
-        #[arg(long, default_value_t = 50)]
-        nodes: usize,
-        #[arg(long, default_value_t = 1.0)]
-        hours: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Clean reboots per node per day.
-        #[arg(long, default_value_t = 1.0)]
-        reboots: f64,
-        /// Crashes per node per day.
-        #[arg(long, default_value_t = 0.5)]
-        crashes: f64,
-        /// Largest clock skew of a machine (duration).
-        #[arg(long, value_parser = parse_ms)]
-        skew: Option<Millis>,
-    },
 }
 
 #[derive(Args, Clone)]
@@ -115,29 +93,24 @@ struct SimArgs {
     /// How often an admin reviews locked nodes (duration; 0: never).
     #[arg(long, value_parser = parse_ms)]
     admin_review: Option<Millis>,
-    /// Roster anti-entropy period per node (duration).
-    #[arg(long, value_parser = parse_ms)]
-    sync_interval: Option<Millis>,
-    /// Peers each new roster operation is pushed to.
-    #[arg(long)]
-    fanout: Option<usize>,
     /// Testing hook: the timeout the invariants assume (duration), if not
     /// the policy's; printed in replay commands so a failure it provoked
     /// replays.
     #[arg(long, value_parser = parse_ms)]
     oracle_timeout: Option<Millis>,
-    /// Message loss, percent.
-    #[arg(long, conflicts_with = "loss_prob")]
-    loss: Option<f64>,
-    /// Message loss as a probability 0..1 (exact; replay commands use it
-    /// when the percentage would not give back the same number).
-    #[arg(long)]
-    loss_prob: Option<f64>,
     /// Latency range in ms, e.g. 1..60.
     #[arg(long)]
     latency_ms: Option<String>,
-    #[arg(long, value_enum)]
-    placement: Option<Placement>,
+    /// Largest clock skew of a machine (duration).
+    #[arg(long, value_parser = parse_ms)]
+    skew: Option<Millis>,
+    /// When the admins bind every machine (duration).
+    #[arg(long, value_parser = parse_ms)]
+    bind_at: Option<Millis>,
+    /// Rolling partitions in any scenario (the partitions scenario has
+    /// them).
+    #[arg(long)]
+    partitions: bool,
     /// Servers seized (seizure and hostile scenarios).
     #[arg(long)]
     seize: Option<usize>,
@@ -165,9 +138,10 @@ struct SimArgs {
     /// Also run the strict checks (see the README of the crate).
     #[arg(long)]
     strict: bool,
-    /// Give every node a private roster copy and re-run every merge.
+    /// Verify every node's roster operations itself instead of once per
+    /// world (same run, slower; see `Config::memo`).
     #[arg(long)]
-    no_dedup: bool,
+    no_memo: bool,
 }
 
 impl SimArgs {
@@ -194,62 +168,49 @@ impl SimArgs {
             (self.approval_window, &mut p.approval_window),
             (self.up_window, &mut p.up_window),
             (self.admin_review, &mut c.admin_review),
-            (self.sync_interval.map(|v| v.max(1)), &mut c.sync_interval),
+            (self.skew, &mut c.skew),
+            (self.bind_at, &mut c.bind_at),
         ] {
             if let Some(v) = v {
                 *f = v;
             }
         }
-        if let Some(f) = self.fanout {
-            c.fanout = f;
-        }
         c.oracle_timeout = self.oracle_timeout;
-        if let Some(l) = self.loss {
-            anyhow::ensure!((0.0..=100.0).contains(&l), "--loss is a percentage");
-            c.net.loss = l / 100.0;
-        }
-        if let Some(l) = self.loss_prob {
-            anyhow::ensure!((0.0..=1.0).contains(&l), "--loss-prob is in 0..1");
-            c.net.loss = l;
-        }
         if let Some(r) = &self.latency_ms {
             let (a, b) = r
                 .split_once("..")
                 .ok_or_else(|| anyhow::anyhow!("--latency-ms wants MIN..MAX, e.g. 1..60"))?;
-            c.net.latency_min = a.trim().parse()?;
-            c.net.latency_max = b.trim().parse()?;
+            c.latency_min = a.trim().parse()?;
+            c.latency_max = b.trim().parse()?;
             anyhow::ensure!(
-                c.net.latency_min <= c.net.latency_max,
+                c.latency_min <= c.latency_max,
                 "--latency-ms MIN..MAX with MIN <= MAX"
             );
         }
-        if let Some(p) = self.placement {
-            c.placement = p;
-        }
+        c.partitions |= self.partitions;
         if let Some(k) = self.seize {
             c.seize = k;
         }
-        let r = &mut c.rates;
         for (v, f) in [
-            (self.reboots, &mut r.reboots),
-            (self.crashes, &mut r.crashes),
-            (self.joins, &mut r.joins),
-            (self.revocations, &mut r.revocations),
-            (self.strangers, &mut r.strangers),
-            (self.copies, &mut r.copies),
-            (self.thefts, &mut r.thefts),
+            (self.reboots, &mut c.reboots),
+            (self.crashes, &mut c.crashes),
+            (self.joins, &mut c.joins),
+            (self.revocations, &mut c.revocations),
+            (self.strangers, &mut c.strangers),
+            (self.copies, &mut c.copies),
+            (self.thefts, &mut c.thefts),
         ] {
             if let Some(v) = v {
                 *f = v;
             }
         }
         c.strict = self.strict;
-        c.dedup = !self.no_dedup;
+        c.memo = !self.no_memo;
         anyhow::ensure!(c.nodes >= 2, "--nodes must be at least 2");
         anyhow::ensure!(
-            c.scenario != Scenario::Hostile || c.nodes >= keyward_sim::hostile::MIN_NODES,
+            c.scenario != Scenario::Hostile || c.nodes >= keyward_sim::world::hostile::MIN_NODES,
             "--scenario hostile needs --nodes {} or more (a founder, honest members, a hostile auditor and a hostile guardian)",
-            keyward_sim::hostile::MIN_NODES
+            keyward_sim::world::hostile::MIN_NODES
         );
         Ok(c)
     }
@@ -310,40 +271,6 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 }
                 Err(f) => {
                     eprint!("{f}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
-        Cmd::World {
-            nodes,
-            hours,
-            seed,
-            reboots,
-            crashes,
-            skew,
-        } => {
-            let mut cfg = keyward_sim::world::WorldConfig::new(nodes, hours, seed);
-            cfg.reboots = reboots;
-            cfg.crashes = crashes;
-            if let Some(s) = skew {
-                cfg.skew = s;
-            }
-            let start = Instant::now();
-            match keyward_sim::world::World::new(cfg).run() {
-                Ok(s) => {
-                    let wall = start.elapsed().as_secs_f64();
-                    eprintln!(
-                        "wall time {wall:.2} s, {:.0} events per second",
-                        s.events as f64 / wall.max(1e-9)
-                    );
-                    println!("{}", serde_json::to_string_pretty(&s)?);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(v) => {
-                    eprintln!(
-                        "invariant {} failed at event #{} ({} ms): {}",
-                        v.name, v.event, v.at, v.detail
-                    );
                     Ok(ExitCode::FAILURE)
                 }
             }

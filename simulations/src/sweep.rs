@@ -58,19 +58,19 @@ pub fn sweep(
             match param {
                 Param::Timeout => {
                     c.policy.timeout = v * SEC;
-                    if c.rates.thefts == 0.0 {
-                        c.rates.thefts = (c.nodes as f64 * 0.1).max(4.0);
+                    if c.thefts == 0.0 {
+                        c.thefts = (c.nodes as f64 * 0.1).max(4.0);
                     }
                 }
                 Param::Threshold => c.threshold = (v as usize).clamp(1, c.guardians),
             }
             let r = crate::run(c)?;
-            boots += r.unlocks.legit_boots;
-            auto += r.unlocks.granted_auto;
+            boots += r.legit_boots;
+            auto += r.unlocked_auto;
             match param {
                 Param::Timeout => {
-                    safe += (r.probes.thefts - r.probes.thefts_unlocked) as f64;
-                    tries += r.probes.thefts as f64;
+                    safe += (r.thefts - r.thefts_unlocked) as f64;
+                    tries += r.thefts as f64;
                 }
                 Param::Threshold => {
                     safe += 1.0 - r.collusion_exposed;

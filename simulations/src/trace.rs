@@ -1,123 +1,111 @@
-//! The event trace: a compact record per event, a running hash of all of
-//! them (same seed, same hash) and a ring of the most recent ones, printed
-//! when an invariant fails.
+//! The event trace: a compact record per notable event, a running hash of
+//! all of them (same seed, same hash) and a ring of the most recent ones,
+//! printed when an invariant fails.
 
 use std::collections::VecDeque;
 
 use keyward_core::guardian::Millis;
 
-use crate::net::ATTACKER;
-
-/// What happened; `a`, `b` and `x` of a [`Rec`] are read per kind.
+/// What happened; `a` and `b` of a [`Rec`] are read per kind (machine
+/// numbers unless said otherwise).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    // message deliveries: a = from, b = to
-    Ping,
-    Bye,
+    /// a = machine: its node's timer fired.
+    Timer = 1,
+    /// a dials b.
+    Dial,
+    /// a's dial of b connected.
+    Connect,
+    /// a sends b a request.
     Request,
-    Released,
-    Refused,
-    Deposit,
-    Ack,
-    Drop,
-    Gossip,
-    Sync,
-    Approve,
-    Lock,
-    /// A message reached a node that was down; x = message kind.
-    ToDown,
-    // timers: a = node
-    PingTimer,
-    SyncTimer,
-    BootTry,
-    Initramfs,
+    /// a answers b's request.
+    Response,
+    /// The a-b connection closed.
+    Close,
+    /// a's keywardd started.
     DaemonUp,
+    /// a lost power (or stopped).
+    PowerOff,
+    /// a powered on.
     PowerOn,
-    DepositRetry,
-    // scenario and admin actions
-    Crash,
-    Reboot,
-    Join,
-    Revoke,
-    Readmit,
-    Stranger,
-    CopyAttack,
+    /// a's keyscript started `keyward-unlock` attempt b.
+    Attempt,
+    /// a unlocked with shares after b ms.
+    Unlocked,
+    /// a's keyscript gave up (exit 3).
+    Hopeless,
+    /// a was bound, epoch b.
+    Bound,
+    /// a was seized, off for b ms.
+    Seize,
+    /// a joined.
+    Joined,
+    /// An admin on a revoked b.
+    Revoked,
+    /// The network split, a machines on the minority side.
     Partition,
     Heal,
-    Seize,
-    Outage,
-    PowerBack,
-    Passphrase,
-    AdminApprove,
-    Lockdown,
-    Lift,
-    Review,
-    // effects: what the guardian or a node decided
-    /// a = guardian, b = owner, x = 1 if the requester was an attacker
+    /// Guardian a released b's share.
     Release,
-    /// a = guardian, b = owner, x = rule index
+    /// Guardian a refused b's request.
     Refuse,
-    /// a = node, x = unlock time in ms
-    Unlocked,
-    /// a = node, x = epoch
-    Rebound,
-    /// a = node, x = new roster ops merged
-    RosterGrew,
-    /// a = hostile node, x = move (`hostile::Move`)
+    /// a rebooted cleanly.
+    Reboot,
+    /// a crashed for b ms.
+    Crash,
+    /// An admin on a approved b.
+    Approve,
+    /// An admin typed the passphrase at a.
+    Passphrase,
+    /// An admin on a locked the mesh down (b = 1) or lifted it (b = 0).
+    Lock,
+    /// Every machine lost power.
+    Outage,
+    /// a was stolen.
+    Theft,
+    /// Hostile machine a made move b (`hostile::Move`).
     Hostile,
-    /// a = the founder, x = hostile members revoked
+    /// The founder a revoked the hostile members.
     HostileRevoke,
+    /// A copy of a's boot key asked its guardians.
+    CopyAttack,
 }
 
 impl Kind {
     pub fn name(self) -> &'static str {
         use Kind::*;
         match self {
-            Ping => "ping",
-            Bye => "going-down",
-            Request => "share-request",
-            Released => "share-released",
-            Refused => "share-refused",
-            Deposit => "deposit",
-            Ack => "deposit-ack",
-            Drop => "drop",
-            Gossip => "roster-gossip",
-            Sync => "roster-sync",
-            Approve => "approve",
-            Lock => "lock-state",
-            ToDown => "to-down-node",
-            PingTimer => "ping-timer",
-            SyncTimer => "sync-timer",
-            BootTry => "boot-try",
-            Initramfs => "initramfs",
+            Timer => "node-timer",
+            Dial => "dial",
+            Connect => "connect",
+            Request => "request",
+            Response => "response",
+            Close => "close",
             DaemonUp => "daemon-up",
+            PowerOff => "power-off",
             PowerOn => "power-on",
-            DepositRetry => "deposit-retry",
-            Crash => "crash",
-            Reboot => "reboot",
-            Join => "join",
-            Revoke => "revoke",
-            Readmit => "self-readmit",
-            Stranger => "stranger-request",
-            CopyAttack => "copied-boot-key",
+            Attempt => "unlock-attempt",
+            Unlocked => "UNLOCKED",
+            Hopeless => "hopeless",
+            Bound => "bound",
+            Seize => "seize",
+            Joined => "joined",
+            Revoked => "revoke",
             Partition => "partition",
             Heal => "heal",
-            Seize => "seize",
-            Outage => "outage",
-            PowerBack => "power-back",
-            Passphrase => "passphrase-unlock",
-            AdminApprove => "admin-approve",
-            Lockdown => "lockdown",
-            Lift => "lift",
-            Review => "admin-review",
             Release => "RELEASE",
             Refuse => "REFUSE",
-            Unlocked => "UNLOCKED",
-            Rebound => "rebound",
-            RosterGrew => "roster-grew",
+            Reboot => "reboot",
+            Crash => "crash",
+            Approve => "approve",
+            Passphrase => "passphrase-unlock",
+            Lock => "lock",
+            Outage => "outage",
+            Theft => "theft",
             Hostile => "HOSTILE",
             HostileRevoke => "revoke-hostile",
+            CopyAttack => "copied-boot-key",
         }
     }
 }
@@ -128,19 +116,8 @@ pub struct Rec {
     pub n: u64,
     pub t: Millis,
     pub kind: Kind,
-    pub a: u32,
-    pub b: u32,
-    pub x: u64,
-}
-
-pub const NONE: u32 = u32::MAX - 1;
-
-pub fn node_name(i: u32) -> String {
-    match i {
-        ATTACKER => "attacker".into(),
-        NONE => "-".into(),
-        i => format!("n{i}"),
-    }
+    pub a: u64,
+    pub b: u64,
 }
 
 /// `hh:mm:ss.mmm` of virtual time.
@@ -156,30 +133,19 @@ pub fn clock(t: Millis) -> String {
 }
 
 impl Rec {
-    pub fn involves(&self, nodes: &[u32]) -> bool {
+    pub fn involves(&self, nodes: &[u64]) -> bool {
         nodes.contains(&self.a) || nodes.contains(&self.b)
     }
 
     pub fn line(&self) -> String {
-        let mut s = format!(
-            "#{:<9} {} {:<18} {:>6} -> {:<6}",
+        format!(
+            "#{:<9} {} {:<18} a={} b={}",
             self.n,
             clock(self.t),
             self.kind.name(),
-            node_name(self.a),
-            node_name(self.b)
-        );
-        match self.kind {
-            Kind::Refuse | Kind::Refused => {
-                s += &format!(" rule={}", crate::report::RULES[self.x as usize])
-            }
-            Kind::Unlocked => s += &format!(" after {} ms", self.x),
-            Kind::Rebound => s += &format!(" epoch={}", self.x),
-            Kind::Release if self.x == 1 => s += " (to an attacker)",
-            _ if self.x != 0 => s += &format!(" x={}", self.x),
-            _ => {}
-        }
-        s
+            self.a,
+            self.b
+        )
     }
 }
 
@@ -203,35 +169,13 @@ impl Trace {
         }
     }
 
-    fn mix(&mut self, w: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    /// Folds message contents into the hash without a record: the trace
-    /// hash then changes if any deterministic byte of a message does.
-    pub fn absorb(&mut self, words: &[u64]) {
-        for &w in words {
-            self.mix(w);
-        }
-    }
-
-    /// Folds raw bytes (8 at a time) into the hash.
-    pub fn absorb_bytes(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
-    }
-
     pub fn push(&mut self, r: Rec) {
-        for w in [r.n, r.t, r.kind as u64, r.a as u64, r.b as u64, r.x] {
-            self.mix(w);
+        // FNV-1a over the record's words.
+        for v in [r.n, r.t, r.kind as u64, r.a, r.b] {
+            for byte in v.to_le_bytes() {
+                self.hash ^= byte as u64;
+                self.hash = self.hash.wrapping_mul(0x100_0000_01b3);
+            }
         }
         self.records += 1;
         if self.print {
@@ -249,7 +193,7 @@ impl Trace {
     }
 
     /// The last `n` records that involve any of `nodes` (all if empty).
-    pub fn last(&self, nodes: &[u32], n: usize) -> Vec<Rec> {
+    pub fn last(&self, nodes: &[u64], n: usize) -> Vec<Rec> {
         let mut v: Vec<Rec> = self
             .ring
             .iter()

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use keyward_sim::{Config, Placement, Scenario};
+use keyward_sim::{Config, Scenario};
 
 #[test]
 fn replay_command_reproduces_the_exact_run() {
@@ -14,11 +14,16 @@ fn replay_command_reproduces_the_exact_run() {
     c.policy.up_window = 20_250;
     c.policy.approval_window = 601_000;
     c.admin_review = 45 * 60_000 + 500;
-    c.sync_interval = 95_250;
-    c.fanout = 2;
-    c.net.loss = 0.07;
-    c.placement = Placement::Ring;
-    c.rates.reboots = 5.5;
+    // The old model's sync interval, fanout, message loss and guardian
+    // placement are gone: real nodes run their own sync timer, gossip
+    // floods, libp2p runs over TCP (a connection drops, a message is not
+    // lost alone), and guardians are chosen as `keyward bind` chooses
+    // them. The world's own knobs take their place here.
+    c.skew = 12_345;
+    c.bind_at = 40_500;
+    c.latency_min = 3;
+    c.latency_max = 45;
+    c.reboots = 5.5;
     let want = serde_json::to_string_pretty(&keyward_sim::run(c.clone()).unwrap()).unwrap();
     let replay = c.replay();
     let args: Vec<&str> = replay
@@ -28,7 +33,7 @@ fn replay_command_reproduces_the_exact_run() {
         .chain(["--json"])
         .collect();
     assert!(replay.contains("--timeout 250500ms"), "{replay}");
-    assert!(replay.contains("--sync-interval 95250ms"), "{replay}");
+    assert!(replay.contains("--skew 12345ms"), "{replay}");
     let out = Command::new(env!("CARGO_BIN_EXE_keyward-sim"))
         .args(&args)
         .output()
@@ -48,7 +53,7 @@ fn replay_command_reproduces_the_exact_run() {
 #[test]
 fn replay_of_a_failure_names_the_oracle_timeout() {
     let mut c = Config::new(Scenario::Churn, 8, 6.0, 5);
-    c.rates.crashes = 12.0;
+    c.crashes = 12.0;
     c.oracle_timeout = Some(60_000);
     let f = keyward_sim::run(c).unwrap_err();
     assert!(f.replay.contains("--oracle-timeout 60s"), "{}", f.replay);

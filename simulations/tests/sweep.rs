@@ -6,7 +6,7 @@ use keyward_sim::{Config, Scenario};
 #[test]
 fn sweep_writes_an_svg_with_the_series() {
     let mut base = Config::new(Scenario::Churn, 8, 2.0, 3);
-    base.rates.reboots = 6.0;
+    base.reboots = 6.0;
     let values = [60, 300, 900];
     let points = sweep::sweep(&base, Param::Timeout, &values, 1).expect("no invariant fails");
     assert_eq!(points.len(), 3);

@@ -4,7 +4,7 @@
 use keyward_sim::world::{Act, World, WorldConfig};
 
 fn quiet(nodes: usize, hours: f64, seed: u64) -> WorldConfig {
-    let mut c = WorldConfig::new(nodes, hours, seed);
+    let mut c = WorldConfig::world(nodes, hours, seed);
     c.reboots = 0.0;
     c.crashes = 0.0;
     c.joins = 0.0;
@@ -40,7 +40,7 @@ fn reboots_and_crashes_unlock_through_the_real_client() {
 
 #[test]
 fn same_seed_same_trace() {
-    let mut c = WorldConfig::new(7, 2.0, 3);
+    let mut c = WorldConfig::world(7, 2.0, 3);
     c.reboots = 12.0;
     c.crashes = 6.0;
     let a = World::new(c.clone()).run().unwrap();
@@ -79,7 +79,7 @@ fn an_admin_whose_clock_runs_ahead_is_refused_by_the_skew_bound() {
 #[test]
 fn seized_servers_stay_locked_on_real_nodes() {
     for seed in 0..3 {
-        let mut c = WorldConfig::new(12, 8.0, seed);
+        let mut c = WorldConfig::world(12, 8.0, seed);
         c.reboots = 2.0;
         c.crashes = 0.0;
         let mut w = World::new(c);
@@ -136,7 +136,7 @@ fn churn_with_joins_and_revocations_over_a_few_seeds() {
     let (mut joins, mut revoked, mut refused_revoked, mut unlocked) = (0, 0, 0, 0);
     let mut alive_checks = 0;
     for seed in 0..6 {
-        let mut c = WorldConfig::new(7 + seed as usize, 4.0, seed);
+        let mut c = WorldConfig::world(7 + seed as usize, 4.0, seed);
         c.reboots = 8.0;
         c.crashes = 4.0;
         c.joins = 8.0;
@@ -166,7 +166,7 @@ fn churn_with_joins_and_revocations_over_a_few_seeds() {
 fn rolling_partitions_with_churn() {
     let mut parts = 0;
     for seed in 0..3 {
-        let mut c = WorldConfig::new(10, 5.0, seed);
+        let mut c = WorldConfig::world(10, 5.0, seed);
         c.partitions = true;
         c.reboots = 6.0;
         c.crashes = 3.0;
@@ -187,7 +187,7 @@ fn a_wrong_policy_assumption_is_caught_on_real_nodes() {
     c.crashes = 12.0;
     c.oracle_timeout = Some(60_000);
     let v = World::new(c).run().unwrap_err();
-    assert_eq!(v.name, "release.alive-within-timeout", "{v:?}");
+    assert_eq!(v.violation.name, "release.alive-within-timeout", "{v}");
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn a_few_dozen_seeds_of_small_meshes_on_real_nodes() {
     let mut checks = 0;
     for seed in 0..30u64 {
         let nodes = 5 + (seed as usize * 7) % 8;
-        let mut c = WorldConfig::new(nodes, 3.0, seed);
+        let mut c = WorldConfig::world(nodes, 3.0, seed);
         c.reboots = 6.0;
         c.crashes = 3.0;
         c.joins = 8.0;
@@ -216,7 +216,7 @@ fn a_copied_boot_key_gets_nothing_while_its_node_runs_on_real_nodes() {
     // an alert, which they gossip signed with the request as evidence.
     let (mut attempts, mut up, mut alerts) = (0, 0, 0);
     for seed in 0..4 {
-        let mut c = WorldConfig::new(10, 4.0, seed);
+        let mut c = WorldConfig::world(10, 4.0, seed);
         c.copies = 24.0;
         let s = World::new(c)
             .run()

@@ -18,6 +18,7 @@ use rand::Rng;
 use super::machine::{Ctl, Token};
 use super::{Act, World};
 use crate::scenario::{MIN, SEC};
+use crate::trace::Kind;
 
 impl World {
     /// Step 1: ask the daemon for its status.
@@ -53,7 +54,7 @@ impl World {
                     }
                 } else {
                     self.stats.binds += 1;
-                    self.rec(13, m as u64, token.epoch);
+                    self.rec(Kind::Bound, m as u64, token.epoch);
                     let old = self.machines[m as usize].token.replace(token);
                     if let Some(old) = old {
                         let guardians = old.guardians.iter().map(|g| g.1.to_string()).collect();
@@ -72,7 +73,7 @@ impl World {
             }
             (Ctl::Join, CtlResponse::Ok(CtlReply::Joined(_))) => {
                 self.stats.joins += 1;
-                self.rec(15, m as u64, 0);
+                self.rec(Kind::Joined, m as u64, 0);
                 // The admin binds the new node's disk once it has met
                 // the mesh.
                 let d = self.uniform(30 * SEC, 2 * MIN);
@@ -81,7 +82,7 @@ impl World {
             (Ctl::Revoke(v), CtlResponse::Ok(CtlReply::Revoked(_))) => {
                 self.stats.revocations += 1;
                 self.machines[v as usize].revoked = true;
-                self.rec(16, m as u64, v as u64);
+                self.rec(Kind::Revoked, m as u64, v as u64);
                 // Owners whose token names it: an admin rebinds them.
                 let owners: Vec<u32> = (0..self.machines.len() as u32)
                     .filter(|&o| {

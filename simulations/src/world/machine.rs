@@ -107,6 +107,16 @@ pub struct Machine {
     pub seized: bool,
     /// An admin revoked it.
     pub revoked: bool,
+    /// Stolen (a theft, for the sweeps): booted by the thief.
+    pub stolen: bool,
+    /// One of the hostile scenario's hostile members.
+    pub hostile: bool,
+    /// An admin approved this boot (it counts as unlocked after approval).
+    pub approved: bool,
+    /// Guardians whose share the current unlock attempt holds.
+    pub got: BTreeSet<u32>,
+    /// The digest of the node's roster, as of its last change.
+    pub digest: [u8; 32],
 }
 
 impl Machine {
@@ -142,7 +152,23 @@ impl Machine {
             attempts: 0,
             seized: false,
             revoked: false,
+            stolen: false,
+            hostile: false,
+            approved: false,
+            got: BTreeSet::new(),
+            digest: [0; 32],
         }
+    }
+
+    /// A machine an admin vouches for: not revoked, seized, stolen or
+    /// hostile.
+    pub fn legit(&self) -> bool {
+        !self.revoked && !self.seized && !self.stolen && !self.hostile
+    }
+
+    /// At the initramfs: asking for shares or at the passphrase prompt.
+    pub fn locked(&self) -> bool {
+        matches!(self.phase, Phase::Unlocking | Phase::Prompt)
     }
 
     pub fn running(&self) -> bool {

@@ -1,0 +1,96 @@
+//! Gossip, as gossipsub floods it over member connections: duplicate
+//! suppression per node, forwarded only when the node's verdict accepts.
+
+use super::*;
+
+impl World {
+    pub(super) fn publish(&mut self, m: u32, msg: Gossip) {
+        let id = self.gossip.len() as u64;
+        self.gossip.push((m, msg));
+        self.machines[m as usize].seen.insert(id);
+        self.flood(m, id, None);
+    }
+
+    /// Sends gossip message `id` from m to its member connections, except
+    /// where it came from and its author.
+    pub(super) fn flood(&mut self, m: u32, id: u64, via: Option<u32>) {
+        let author = self.gossip[id as usize].0;
+        for p in self.net.peers(m) {
+            if Some(p) == via || p == author {
+                continue;
+            }
+            let Some(c) = self.net.conn(m, p) else {
+                continue;
+            };
+            if !c.daemons
+                || !self.machines[m as usize]
+                    .members
+                    .contains(&c.ids[c.side(p)])
+            {
+                continue;
+            }
+            let conn = c.id;
+            self.net.traffic.gossip += 1;
+            let lat = self.latency();
+            self.q.after(
+                lat,
+                Ev::Deliver {
+                    conn,
+                    to: p,
+                    wire: Box::new(Wire::Gossip { msg: id, via: m }),
+                },
+            );
+        }
+    }
+
+    pub(super) fn gossip_in(&mut self, to: u32, via: u32, msg: u64) {
+        let mm = &self.machines[to as usize];
+        if !mm.running() || !mm.subscribed || !mm.members.contains(&self.machines[via as usize].id)
+        {
+            return;
+        }
+        if !self.machines[to as usize].seen.insert(msg) {
+            return;
+        }
+        let (author, g) = self.gossip[msg as usize].clone();
+        if let Gossip::Admin(a) = &g {
+            self.told_admin(to, a);
+        }
+        if let Gossip::Admin(a) = &g {
+            if let keyward_core::proto::AdminKind::Approve { owner }
+            | keyward_core::proto::AdminKind::Deny { owner } = &a.body.kind
+            {
+                if let Some(o) = self.ids.get(owner).copied() {
+                    self.feed_pings(to, o);
+                }
+            }
+        }
+        self.feed_pings(to, via);
+        let gid = self.fresh();
+        self.machines[to as usize]
+            .verdicts
+            .insert(gid, (msg, author, via));
+        let (via_id, author_id) = (
+            self.machines[via as usize].id,
+            self.machines[author as usize].id,
+        );
+        self.input(
+            to,
+            Input::Gossip {
+                id: GossipId(gid),
+                via: via_id,
+                author: Some(author_id),
+                msg: Ok(g),
+            },
+        );
+    }
+
+    pub(super) fn verdict(&mut self, m: u32, id: GossipId, accept: bool) {
+        let Some((msg, _, via)) = self.machines[m as usize].verdicts.remove(&id.0) else {
+            return;
+        };
+        if accept {
+            self.flood(m, msg, Some(via));
+        }
+    }
+}
