@@ -162,15 +162,38 @@ fn summary(r: &Reading) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line of `keyward logs --json`: the fields a log shipper or `jq`
+/// reads, with the sender's kernel credentials where the source has them.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    time_ms: u64,
+    source: &'a str,
+    segment: u64,
+    seq: u64,
+    pid: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    msg: &'a str,
+}
+
 fn print_line(l: &Shown, json: bool) {
     let msg = String::from_utf8_lossy(&l.line.msg);
     let s = &l.line.sender;
     if json {
-        let v = serde_json::json!({
-            "time_ms": l.line.time, "source": l.source, "segment": l.index, "seq": l.seq,
-            "pid": s.pid, "uid": s.uid, "gid": s.gid, "msg": msg,
-        });
-        println!("{v}");
+        let v = JsonLine {
+            time_ms: l.line.time,
+            source: &l.source,
+            segment: l.index,
+            seq: l.seq,
+            pid: s.pid,
+            uid: s.uid,
+            gid: s.gid,
+            msg: &msg,
+        };
+        match serde_json::to_string(&v) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("keyward: cannot print line as JSON: {e}"),
+        }
     } else {
         let t = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(l.line.time));
         let who = match (s.pid, s.uid) {

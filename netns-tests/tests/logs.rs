@@ -209,3 +209,95 @@ fn check_spool_verifies(m: &Mesh, _spool: &Path) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The admin's view through the real CLI: `keyward logs` shows a
+/// non-confidential source (also as JSON), refuses a confidential one, and
+/// once a segment is edited on disk reports it, exits non-zero and no
+/// longer shows that segment's lines.
+#[test]
+fn keyward_logs_shows_open_sources_refuses_confidential_ones_and_reports_edits() {
+    let open = free_port().unwrap();
+    let secret = free_port().unwrap();
+    let (mut m, _auditor) = logging_node(&format!(
+        "[[logs.source]]\nname = \"open\"\nkind = \"tcp\"\nlisten = \"127.0.0.1:{open}\"\nconfidential = false\n\n[[logs.source]]\nname = \"secret\"\nkind = \"tcp\"\nlisten = \"127.0.0.1:{secret}\"\n"
+    ));
+    let send = |port: u16, msg: &str| {
+        m.wait_for(Duration::from_secs(10), || {
+            Ok(Command::new("logger")
+                .args(["--tcp", "--octet-count", "-n", "127.0.0.1", "-P"])
+                .arg(port.to_string())
+                .args(["-t", "probe", msg])
+                .status()?
+                .success())
+        })
+        .unwrap();
+    };
+    send(open, "an open line for the admin");
+    send(secret, "a secret line for the auditor only");
+    let shown = |m: &Mesh, args: &[&str]| {
+        let o = m.cli(0, args).unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    m.wait_for(Duration::from_secs(30), || {
+        let (ok, out, _) = shown(&m, &["logs", "--source", "open"]);
+        Ok(ok && out.contains("an open line for the admin"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", m.log(0)));
+
+    let (ok, out, err) = shown(&m, &["logs", "--source", "open", "--json"]);
+    assert!(ok, "{err}");
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(line.is_object(), "{out}");
+    assert!(out.contains("an open line for the admin"), "{out}");
+
+    let (ok, out, err) = shown(&m, &["logs", "--source", "secret"]);
+    assert!(!ok, "a confidential source was shown: {out}");
+    assert!(!out.contains("a secret line"), "{out}");
+    assert!(err.contains("confidential"), "{err}");
+    let (_, out, _) = shown(&m, &["logs"]);
+    assert!(!out.contains("a secret line"), "{out}");
+
+    // Edit one byte near the end (the encrypted body) of the open
+    // source's segment.
+    m.stop(0).unwrap();
+    let segs = spool(&m).join("segments");
+    let mut edited = None;
+    for e in std::fs::read_dir(&segs).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        let seg = keyward_core::log::segment::Segment::decode(&bytes).unwrap();
+        if seg.header.source == "open" {
+            let mut b = bytes;
+            let n = b.len();
+            b[n - 20] ^= 1;
+            std::fs::write(&p, &b).unwrap();
+            edited = Some(p);
+            break;
+        }
+    }
+    let edited = edited.expect("a sealed segment of the open source");
+    let index: u64 = edited
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (ok, out, err) = shown(&m, &["logs", "--source", "open"]);
+    assert!(!ok, "an edited spool was shown as fine:\n{out}{err}");
+    assert!(
+        err.contains(&format!("segment {index} was edited")),
+        "{err}"
+    );
+    assert!(!out.contains("an open line for the admin"), "{out}");
+    let (ok, out, _) = shown(&m, &["logs", "verify"]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("segment {index} was edited")),
+        "{out}"
+    );
+}
