@@ -301,3 +301,70 @@ fn keyward_logs_shows_open_sources_refuses_confidential_ones_and_reports_edits()
         "{out}"
     );
 }
+
+/// The fenced block of docs/logs.md that contains `needle`.
+fn doc_block(needle: &str) -> String {
+    let doc = include_str!("../../docs/logs.md");
+    let mut blocks = doc.split("```").skip(1).step_by(2);
+    blocks
+        .find(|b| b.contains(needle))
+        .unwrap_or_else(|| panic!("docs/logs.md has no block with {needle}"))
+        .split_once('\n')
+        .map(|(_lang, body)| body.to_string())
+        .unwrap()
+}
+
+/// The rsyslog snippets of docs/logs.md, as written there (only the port
+/// and socket path point at this test's node), forward lines into keyward:
+/// omrelp with acknowledgements, omuxsock without.
+#[test]
+fn the_rsyslog_snippets_of_the_docs_forward_to_keyward() {
+    if !have_rsyslog_relp() {
+        report_skip(&Skip(
+            "rsyslogd with omrelp is not installed (apt install rsyslog rsyslog-relp)".into(),
+        ));
+        return;
+    }
+    let relp = free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ux = dir.path().join("keyward.sock");
+    let (m, auditor) = logging_node(&format!(
+        "[[logs.source]]\nname = \"relp\"\nkind = \"relp\"\nlisten = \"127.0.0.1:{relp}\"\n\n[[logs.source]]\nname = \"ux\"\nkind = \"unix\"\npath = \"{}\"\n",
+        ux.display()
+    ));
+    m.wait_for(Duration::from_secs(10), || Ok(ux.exists()))
+        .unwrap();
+    for (name, needle, from, to) in [
+        (
+            "relp",
+            "omrelp",
+            "port=\"2514\"",
+            format!("port=\"{relp}\""),
+        ),
+        (
+            "ux",
+            "omuxsock",
+            "/run/keyward/log",
+            ux.display().to_string(),
+        ),
+    ] {
+        let snippet = doc_block(needle);
+        assert!(snippet.contains(from), "{snippet}");
+        let input = dir.path().join(format!("{name}.in"));
+        let _r = Rsyslogd::start(
+            dir.path(),
+            name,
+            &format!(
+                "input(type=\"imuxsock\" Socket=\"{}\")\n{}",
+                input.display(),
+                snippet.replace(from, &to)
+            ),
+        )
+        .unwrap();
+        let text = format!("through the {needle} snippet of docs/logs.md");
+        send_datagrams(&input, 0..1, |_| format!("<13>probe: {text}").into_bytes()).unwrap();
+        wait_lines(&m, &auditor, name, Duration::from_secs(30), |l| {
+            has(l, &text)
+        });
+    }
+}
