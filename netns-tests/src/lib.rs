@@ -28,6 +28,7 @@ mod ns;
 pub mod rsyslog;
 pub mod spool;
 mod stale;
+pub mod syslog_ng;
 pub mod vm;
 pub mod vm_rig;
 pub mod vm_stale;

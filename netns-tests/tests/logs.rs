@@ -10,6 +10,7 @@ use std::time::Duration;
 use keyward_netns_tests::mesh::{free_port, Mesh, MeshOptions};
 use keyward_netns_tests::rsyslog::{have_rsyslog_relp, send_datagrams, Rsyslogd};
 use keyward_netns_tests::spool::{decrypt_source, Durable};
+use keyward_netns_tests::syslog_ng::{SyslogNg, Unpacked};
 use keyward_netns_tests::{report_skip, Skip};
 
 /// One node with `sources` (TOML `[[logs.source]]` tables) sealing every
@@ -58,6 +59,17 @@ fn wait_lines(
         );
     }
     last
+}
+
+/// Whether rsyslogd with RELP is here; reports the skip when not.
+fn rsyslog_relp_or_skip() -> bool {
+    let have = have_rsyslog_relp();
+    if !have {
+        report_skip(&Skip(
+            "rsyslogd with omrelp is not installed (apt install rsyslog rsyslog-relp)".into(),
+        ));
+    }
+    have
 }
 
 fn has(lines: &[keyward_core::log::line::Line], text: &str) -> bool {
@@ -141,10 +153,7 @@ fn number_of(msg: &[u8]) -> Option<u64> {
 /// lost would be missing, since rsyslog dropped it from its queue.
 #[test]
 fn rsyslog_relp_lines_all_survive_a_kill_9_of_keywardd() {
-    if !have_rsyslog_relp() {
-        report_skip(&Skip(
-            "rsyslogd with omrelp is not installed (apt install rsyslog rsyslog-relp)".into(),
-        ));
+    if !rsyslog_relp_or_skip() {
         return;
     }
     const N: u64 = 20_000;
@@ -319,10 +328,7 @@ fn doc_block(needle: &str) -> String {
 /// omrelp with acknowledgements, omuxsock without.
 #[test]
 fn the_rsyslog_snippets_of_the_docs_forward_to_keyward() {
-    if !have_rsyslog_relp() {
-        report_skip(&Skip(
-            "rsyslogd with omrelp is not installed (apt install rsyslog rsyslog-relp)".into(),
-        ));
+    if !rsyslog_relp_or_skip() {
         return;
     }
     let relp = free_port().unwrap();
@@ -367,4 +373,51 @@ fn the_rsyslog_snippets_of_the_docs_forward_to_keyward() {
             has(l, &text)
         });
     }
+}
+
+/// The syslog-ng snippet of docs/logs.md, as written there (only the socket
+/// path points at this test's node, and a `s_src` source is defined),
+/// forwards lines into keyward through a real syslog-ng.
+#[test]
+fn the_syslog_ng_snippet_of_the_docs_forwards_to_keyward() {
+    let ng = match Unpacked::find() {
+        Ok(ng) => ng,
+        Err(e) => {
+            match e.downcast_ref::<Skip>() {
+                Some(skip) => report_skip(skip),
+                None => panic!("{e:#}"),
+            }
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ux = dir.path().join("keyward.sock");
+    let (m, auditor) = logging_node(&format!(
+        "[[logs.source]]\nname = \"ux\"\nkind = \"unix\"\npath = \"{}\"\n",
+        ux.display()
+    ));
+    m.wait_for(Duration::from_secs(10), || Ok(ux.exists()))
+        .unwrap();
+    let snippet = doc_block("unix-dgram");
+    let from = "/run/keyward/log";
+    assert!(snippet.contains(from), "{snippet}");
+    let input = dir.path().join("ng.in");
+    let _ng = SyslogNg::start(
+        &ng,
+        dir.path(),
+        "ng",
+        &format!(
+            "source s_src {{ unix-dgram(\"{}\"); }};\n{}",
+            input.display(),
+            snippet.replace(from, &ux.display().to_string())
+        ),
+    )
+    .unwrap();
+    let text = "through the syslog-ng snippet of docs/logs.md";
+    if let Err(e) = send_datagrams(&input, 0..1, |_| format!("<13>probe: {text}").into_bytes()) {
+        panic!("{e:#}\nsyslog-ng: {}", SyslogNg::stderr(dir.path(), "ng"));
+    }
+    wait_lines(&m, &auditor, "ux", Duration::from_secs(30), |l| {
+        has(l, text)
+    });
 }

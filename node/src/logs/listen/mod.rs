@@ -12,6 +12,7 @@
 //! - [`tail`]: files followed across rotation, position saved after acks.
 //! - [`pipe`]: the `keyward logs write` socket, and its client.
 
+mod accept;
 pub mod pipe;
 pub mod relp;
 pub mod tail;

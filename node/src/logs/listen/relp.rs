@@ -8,45 +8,26 @@
 //! anyway.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use keyward_core::log::ingest::relp::{Event, Session, MAX_READ};
 use keyward_core::log::line::Sender;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
-use super::{line, MAX_BATCH_LINES, MAX_CONNECTIONS};
+use super::{line, MAX_BATCH_LINES};
 use crate::logs::{Batch, Inbox, Refused};
 
 pub async fn run(source: String, listener: TcpListener, inbox: Inbox) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let (source, inbox) = (source.clone(), inbox.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = connection(&source, stream, &inbox).await {
-                        tracing::warn!(
-                            "logs.source `{source}`: RELP session from {peer} ended: {e}"
-                        );
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!("logs.source `{source}`: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-        if inbox.is_closed() {
-            return;
-        }
-    }
+    super::accept::serve(
+        source,
+        listener,
+        inbox,
+        "RELP",
+        |source, stream, inbox| async move { connection(&source, stream, &inbox).await },
+    )
+    .await
 }
 
 type Waiting =

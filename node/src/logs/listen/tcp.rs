@@ -1,18 +1,15 @@
 //! Syslog over TCP on loopback, RFC 6587 (octet counting or LF framing,
-//! per frame: `keyward_core::log::ingest::framing`). One task per
-//! connection, at most [`MAX_CONNECTIONS`] at once (more wait in the
-//! kernel's accept queue). A stream that breaks the framing is closed.
+//! per frame: `keyward_core::log::ingest::framing`), connections accepted
+//! by `super::accept`. A stream that breaks the framing is closed.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use keyward_core::log::ingest::framing::{Deframer, MAX_READ};
 use keyward_core::log::line::Sender;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
-use super::{line, MAX_CONNECTIONS};
+use super::line;
 use crate::logs::{Batch, Inbox};
 
 /// Binds a TCP listener (syslog or RELP).
@@ -25,32 +22,14 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 pub async fn run(source: String, listener: TcpListener, inbox: Inbox) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let (source, inbox) = (source.clone(), inbox.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = connection(&source, stream, &inbox).await {
-                        tracing::warn!(
-                            "logs.source `{source}`: TCP connection from {peer} closed: {e}"
-                        );
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!("logs.source `{source}`: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-        if inbox.is_closed() {
-            return;
-        }
-    }
+    super::accept::serve(
+        source,
+        listener,
+        inbox,
+        "TCP",
+        |source, stream, inbox| async move { connection(&source, stream, &inbox).await },
+    )
+    .await
 }
 
 /// One connection: each read's whole frames become one batch.
