@@ -21,6 +21,7 @@
 //! the test instead, so a broken CI image cannot pass silently.
 
 mod delay;
+pub mod journald;
 mod lab;
 pub mod mesh;
 mod nft;

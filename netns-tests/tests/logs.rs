@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use keyward_netns_tests::journald::Journald;
 use keyward_netns_tests::mesh::{free_port, Mesh, MeshOptions};
 use keyward_netns_tests::rsyslog::{have_rsyslog_relp, send_datagrams, Rsyslogd};
 use keyward_netns_tests::spool::{decrypt_source, Durable};
@@ -420,4 +421,70 @@ fn the_syslog_ng_snippet_of_the_docs_forwards_to_keyward() {
     wait_lines(&m, &auditor, "ux", Duration::from_secs(30), |l| {
         has(l, text)
     });
+}
+
+/// journald with `ForwardToSyslog=yes` (section 5 of docs/logs.md) and the
+/// doc's `[[logs.source]]` on journald's syslog socket: a line a process of
+/// another user logs to journald reaches keyward with that process's uid,
+/// which journald passes on from the kernel.
+#[test]
+fn journald_forwards_to_the_socket_of_the_docs() {
+    let doc = include_str!("../../docs/logs.md");
+    assert!(
+        doc.contains("`ForwardToSyslog=yes`"),
+        "docs/logs.md changed"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    std::fs::create_dir(&jdir).unwrap();
+    let from = "/run/systemd/journal/syslog";
+    let snippet = doc_block(from);
+    let (m, auditor) =
+        logging_node(&snippet.replace(from, &jdir.join("syslog").display().to_string()));
+    m.wait_for(Duration::from_secs(10), || Ok(jdir.join("syslog").exists()))
+        .unwrap();
+    let j = match Journald::start(
+        &jdir,
+        "[Journal]\nStorage=volatile\nForwardToSyslog=yes\nReadKMSG=no\nAudit=no\n",
+    ) {
+        Ok(j) => j,
+        Err(e) => match e.downcast_ref::<Skip>() {
+            Some(skip) => return report_skip(skip),
+            None => panic!("{e:#}"),
+        },
+    };
+    if m.wait_for(Duration::from_secs(10), || Ok(j.dev_log().exists()))
+        .is_err()
+    {
+        panic!("journald never made its sockets: {}", j.stderr());
+    }
+    let child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "logger",
+            "-u",
+        ])
+        .arg(j.dev_log())
+        .args(["-t", "probe", "through journald from nobody"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let lines = wait_lines(&m, &auditor, "journal", Duration::from_secs(30), |l| {
+        has(l, "through journald from nobody")
+    });
+    let l = lines
+        .iter()
+        .find(|l| String::from_utf8_lossy(&l.msg).contains("through journald"))
+        .unwrap();
+    assert_eq!(l.sender.uid, Some(65534), "{l:?}");
+    // When logger has exited before journald forwards, the kernel will not
+    // let journald claim its pid, and journald sends its own instead.
+    assert!(
+        l.sender.pid == Some(pid) || l.sender.pid == Some(j.pid()),
+        "{l:?}: neither logger ({pid}) nor journald ({})",
+        j.pid()
+    );
 }
