@@ -17,8 +17,16 @@ pub const DEFAULT_SHARES: usize = 5;
 /// A guardian the disk's shares could go to, as `keyward status` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Candidate {
-    /// Not connected to this node right now (sorted last).
+    /// This node could not reach it lately (sorted last).
     pub down: bool,
+    /// Its place in this owner's order (rendezvous hashing: SHA-256 of the
+    /// owner's and the candidate's ids): every owner gets its own
+    /// pseudo-random order, so the shares of a mesh spread evenly (no
+    /// guardian becomes everyone's, which would bound nothing), the same
+    /// owner rebinding gets the same guardians, and guardian sets do not
+    /// follow the gossip rings (after a whole-mesh outage, owners whose
+    /// guardians sit together would wait on each other).
+    pub rank: [u8; 32],
     pub name: String,
     /// Its node id, as status prints it.
     pub id: String,
@@ -44,15 +52,24 @@ pub enum PlanError {
 }
 
 /// The candidates in a node's status: active guardians other than the
-/// node itself, connected ones first, then by name and id.
+/// node itself, those it could reach first, then in the owner's own
+/// pseudo-random order ([`Candidate::rank`]).
 pub fn candidates(status: &Status) -> Vec<Candidate> {
+    use sha2::{Digest, Sha256};
     let me = &status.node.id;
     let mut c: Vec<Candidate> = status
         .members
         .iter()
         .filter(|m| m.role == Role::Guardian && &m.id != me)
         .map(|m| Candidate {
-            down: !m.connected,
+            down: m.unreachable,
+            rank: Sha256::new()
+                .chain_update(b"keyward bind rank\0")
+                .chain_update(me.as_bytes())
+                .chain_update([0])
+                .chain_update(m.id.as_bytes())
+                .finalize()
+                .into(),
             name: m.name.clone(),
             id: m.id.clone(),
             addrs: m.addrs.clone(),
@@ -125,6 +142,8 @@ mod tests {
     fn c(down: bool, name: &str) -> Candidate {
         Candidate {
             down,
+            // in these tests the rank follows the name
+            rank: [name.as_bytes()[0]; 32],
             name: name.into(),
             id: format!("id-{name}"),
             addrs: vec![],
@@ -132,7 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn connected_first_then_by_name_majority_threshold() {
+    fn reachable_first_then_by_rank_majority_threshold() {
         let mut v = vec![c(true, "a"), c(false, "d"), c(false, "b"), c(true, "c")];
         v.sort();
         let p = plan(&v, None, None).unwrap();

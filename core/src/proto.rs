@@ -86,10 +86,15 @@ pub enum Response {
     /// that was away catches up), and members' signed peer records (libp2p
     /// signed envelopes, each signed by the member it describes, so the
     /// answerer cannot put words in anyone's mouth; see `addr_book`).
+    /// `held`: the epochs of the asker's shares the answerer holds, so an
+    /// owner learns its guardians (and keeps their connections) from the
+    /// sync each side sends when they connect.
     Roster {
         ops: Vec<SignedOp>,
         admin: Vec<AdminMsg>,
         records: Vec<serde_bytes::ByteBuf>,
+        #[serde(default)]
+        held: Vec<u64>,
     },
 }
 
@@ -443,6 +448,7 @@ mod tests {
                 ops: vec![],
                 admin: vec![],
                 records: vec![],
+                held: vec![],
             },
         ] {
             let e = codec::decode::<BootResponse>(&codec::encode(&left_out).unwrap()).unwrap_err();

@@ -312,6 +312,7 @@ impl Store {
                 .filter_map(|(k, v)| Some((NodeId(k.try_into().ok()?), v)))
                 .collect(),
             lock: self.tree::<AdminMsg>(TreeName::Approvals)?.get(LOCK_KEY)?,
+            verified: vec![],
             invites: invites
                 .into_iter()
                 .filter_map(|(k, v)| Some((k.try_into().ok()?, v)))

@@ -234,6 +234,7 @@ fn poisoned_addresses_in_sync_answers_are_refused() {
             ops: vec![],
             admin: vec![],
             records,
+            held: vec![],
         },
         Duration::from_secs(1),
     );

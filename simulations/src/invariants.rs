@@ -64,7 +64,17 @@ pub const STRICT_OWNER_UP: &str = "strict.owner-up";
 /// the first request of the same boot.
 pub const STRICT_DELAY: &str = "strict.approval-delay";
 
-pub const ALL: [&str; 18] = [
+/// A node's keywardd connections stay within its overlay (guardians,
+/// wards, gossip neighbours) plus a few transient ones
+/// (`world::bound::TRANSIENT`).
+pub const CONN_BOUND: &str = "net.connection-bound";
+/// A lockdown reaches every member that was running when it was set and
+/// kept running, on the admin's side of any partition, before its lift.
+pub const LOCK_REACHES_ALL: &str = "lockdown.reaches-all";
+
+pub const ALL: [&str; 20] = [
+    CONN_BOUND,
+    LOCK_REACHES_ALL,
     RELEASE_MEMBER,
     RELEASE_NOT_REVOKED,
     RELEASE_NO_LOCKDOWN,

@@ -97,6 +97,15 @@ pub struct MemberStatus {
     pub boot: String,
     /// Connected to this node now (always true for this node itself).
     pub connected: bool,
+    /// Holds shares of this node (it said so).
+    #[serde(default)]
+    pub guards_me: bool,
+    /// One of this node's gossip neighbours (it keeps a connection to it).
+    #[serde(default)]
+    pub gossip: bool,
+    /// This node tried to reach it as a gossip neighbour and could not.
+    #[serde(default)]
+    pub unreachable: bool,
     /// Epochs of its envelopes this node holds as its guardian.
     pub holds_shares_epochs: Vec<u64>,
     pub id: String,

@@ -16,13 +16,14 @@ use rand::{RngCore, SeedableRng};
 use crate::guardian::{Event, Guardian, Millis, OwnerState, Policy};
 use crate::identity::{NodeId, NodeKey};
 use crate::proto::{AdminMsg, InviteRecord};
-use crate::roster::{Member, Roster, SignedOp};
+use crate::roster::{Member, Roster, SignedOp, Verified};
 
 use super::admin::AdminState;
 use super::decisions::DecisionLog;
 use super::io::{Input, Output, Write, WriteId};
 use super::notes::Note;
 use super::outbound::Outbound;
+use super::overlay::{Overlay, PRUNE_AFTER};
 use super::peers::{Peers, Strike, MAX_STRIKES};
 use super::timers::{Timer, Timers};
 
@@ -44,7 +45,11 @@ pub struct NodeConfig {
 /// What a previous run wrote ([`Write`]), read back at start.
 #[derive(Default)]
 pub struct Stored {
+    /// Roster operations, their signatures checked when the node starts.
     pub roster: Vec<SignedOp>,
+    /// Roster operations the driver already checked (the simulator checks
+    /// each operation once per world, not once per node and restart).
+    pub verified: Vec<Verified>,
     pub owners: Vec<(NodeId, OwnerState)>,
     pub lock: Option<AdminMsg>,
     pub invites: Vec<([u8; 32], InviteRecord)>,
@@ -86,6 +91,8 @@ pub struct Node {
     pub(super) decisions: DecisionLog,
     /// Connections, liveness, backoff, strikes and bans.
     pub(super) peers: Peers<NodeId>,
+    /// Whom this node keeps connections to.
+    pub(super) overlay: Overlay,
     pub(super) timers: Timers,
     /// Invites this node issued, by id (the secret's hash).
     pub(super) invites: BTreeMap<[u8; 32], InviteRecord>,
@@ -109,7 +116,7 @@ impl Node {
     /// A node as a previous run left it (or new, from `Stored::default()`).
     pub fn new(cfg: NodeConfig, stored: Stored, now: Millis) -> Node {
         let mut roster = Roster::default();
-        let loaded = roster.merge_all(stored.roster);
+        let loaded = roster.merge_checked(stored.roster, stored.verified);
         let mut guardian = Guardian::new(cfg.key.id(), cfg.policy);
         // The lock state as it was left: the message was checked when it
         // arrived, and a lockdown must not lapse at a restart because its
@@ -128,6 +135,7 @@ impl Node {
             admin,
             decisions: DecisionLog::default(),
             peers: Peers::default(),
+            overlay: Overlay::default(),
             timers: Timers::new(now),
             invites: stored.invites.into_iter().collect(),
             dirty: BTreeSet::new(),
@@ -210,6 +218,9 @@ impl Node {
                 Timer::AntiEntropy => self.anti_entropy(),
                 Timer::Housekeeping => {
                     self.peers.fade(now);
+                    if self.overlay.retry_down(now) {
+                        self.refresh_wanted();
+                    }
                     self.push(Output::Housekeeping);
                 }
             }
@@ -272,6 +283,11 @@ impl Node {
 
     pub fn connected(&self) -> impl Iterator<Item = &NodeId> {
         self.peers.iter_connected()
+    }
+
+    /// Whom this node keeps connections to, and why.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
     }
 
     // --- shared by the concerns ---
@@ -361,11 +377,55 @@ impl Node {
 
     pub(super) fn members_changed(&mut self) {
         let me = self.me.id;
-        let others = self.roster.members().map(|m| m.id).filter(|m| *m != me);
-        self.peers.set_members(others);
+        let ids: Vec<NodeId> = self.roster.members().map(|m| m.id).collect();
+        self.overlay.members_changed(&me, ids.iter());
+        self.refresh_wanted();
         let members = self.roster.members().map(|m| m.id).collect();
         let boots = self.roster.members().map(|m| m.boot.as_node_id()).collect();
         self.push(Output::Members { members, boots });
+    }
+
+    /// Whom to keep connected changed (wards taken or dropped, a guardian
+    /// spoke up, the roster moved): dial the new ones as their backoff
+    /// allows; the others are pruned.
+    pub(super) fn refresh_wanted(&mut self) {
+        let me = self.me.id;
+        let wards: Vec<NodeId> = self
+            .guardian
+            .owners()
+            .filter(|(o, s)| **o != me && !s.envelopes.is_empty() && self.roster.is_active(o))
+            .map(|(o, _)| *o)
+            .collect();
+        self.overlay.set_wards(wards);
+        self.peers.set_members(self.overlay.wanted());
+    }
+
+    /// `g` said whether it holds shares of ours.
+    pub(super) fn guardian_says(&mut self, g: NodeId, holds: bool) {
+        if self.roster.is_active(&g) && self.overlay.guardian_says(g, holds) {
+            self.refresh_wanted();
+        }
+    }
+
+    /// Closes connections to members this node does not want, once they
+    /// have been up for [`PRUNE_AFTER`] (long enough for the request that
+    /// opened them to be answered). Strangers and boot keys (an unlocking
+    /// owner) are the transport's to admit and close.
+    fn prune(&mut self, now: Millis) {
+        let unwanted: Vec<NodeId> = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.roster.is_active(p) && !self.overlay.wants(p))
+            .filter(|p| {
+                self.peers
+                    .connected_since(p)
+                    .is_some_and(|t| now.saturating_sub(t) >= PRUNE_AFTER)
+            })
+            .copied()
+            .collect();
+        for p in unwanted {
+            self.push(Output::Disconnect(p));
+        }
     }
 
     pub(super) fn subscribe(&mut self) {
@@ -383,6 +443,9 @@ impl Node {
             self.note(Note::RefusedBanned(peer));
             self.push(Output::Disconnect(peer));
             return;
+        }
+        if self.overlay.up(&peer) {
+            self.refresh_wanted();
         }
         self.alive(peer, now);
         if self.is_member(&peer) {
@@ -403,10 +466,26 @@ impl Node {
         if self.peers.bootstrap_due(now, any_member, self.bootstrap) {
             self.push(Output::DialBootstrap);
         }
-        // Members we are not connected to, with backoff.
+        // Wanted members we are not connected to, with backoff.
         for p in self.peers.redials(now) {
             self.push(Output::Dial(p));
         }
+        // A gossip neighbour that does not answer gives its place to the
+        // next member around its ring.
+        let failing: Vec<NodeId> = self
+            .overlay
+            .gossip()
+            .filter(|p| self.peers.failing(p))
+            .copied()
+            .collect();
+        let mut changed = false;
+        for p in failing {
+            changed |= self.overlay.neighbour_down(p, now);
+        }
+        if changed {
+            self.refresh_wanted();
+        }
+        self.prune(now);
     }
 
     /// Roster anti-entropy with one random connected member.

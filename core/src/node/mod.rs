@@ -11,6 +11,8 @@
 //!   throttle; strangers' requests counted apart.
 //! - [`members`]: issuing invites and admitting their holders, revoking,
 //!   rekeying.
+//! - [`overlay`]: whom the node keeps connections to (guardians, wards,
+//!   gossip neighbours), bounded whatever the mesh's size.
 //! - [`peers`]: connections, liveness, reconnect backoff, strikes and bans.
 //! - [`timers`]: the node's periodic work, by name.
 //! - `serve`: answering peers (share requests, deposits, drops, syncs,
@@ -27,6 +29,7 @@ mod machine;
 pub mod members;
 mod notes;
 mod outbound;
+pub mod overlay;
 pub mod peers;
 mod serve;
 mod spread;

@@ -26,6 +26,8 @@ enum Pending {
     Fanout {
         batch: u64,
         guardian: NodeId,
+        /// A deposit: its ack makes the guardian ours.
+        deposit: bool,
     },
     Sync,
     GoingDown,
@@ -111,7 +113,13 @@ impl Node {
             },
         );
         for (guardian, req) in requests {
-            self.send(guardian, req, Pending::Fanout { batch, guardian });
+            let deposit = matches!(req, Request::Deposit(_));
+            let p = Pending::Fanout {
+                batch,
+                guardian,
+                deposit,
+            };
+            self.send(guardian, req, p);
         }
     }
 
@@ -130,7 +138,18 @@ impl Node {
                 let r = self.joined(from, mesh, r, now);
                 self.reply(ctl, r);
             }
-            Pending::Fanout { batch, guardian } => {
+            Pending::Fanout {
+                batch,
+                guardian,
+                deposit,
+            } => {
+                match &r {
+                    Ok(Response::Ack) if deposit => self.guardian_says(guardian, true),
+                    Ok(Response::Held { epochs }) => {
+                        self.guardian_says(guardian, !epochs.is_empty())
+                    }
+                    _ => {}
+                }
                 let res = match r {
                     Ok(Response::Ack) => GuardianAnswer::Ok,
                     Ok(Response::Held { epochs }) => GuardianAnswer::Held { epochs },
@@ -150,7 +169,10 @@ impl Node {
                 }
             }
             Pending::Sync => match r {
-                Ok(Response::Roster { ops, admin, .. }) => {
+                Ok(Response::Roster {
+                    ops, admin, held, ..
+                }) => {
+                    self.guardian_says(from, !held.is_empty());
                     let received = ops.len();
                     self.merge_fresh(ops, now);
                     if received > 0 {

@@ -35,13 +35,15 @@ pub enum Strike {
 #[derive(Debug)]
 pub struct Peers<P: Ord + Clone> {
     connected: BTreeSet<P>,
+    /// When each connected peer's (first) connection came up.
+    since: BTreeMap<P, Millis>,
     /// Peers that said goodbye on their current connection: a ping answer
     /// still in flight must not make them look up again.
     said_bye: BTreeSet<P>,
     last_seen: BTreeMap<NodeId, Millis>,
     /// Per member: (next redial, delay after it).
     backoff: BTreeMap<P, (Millis, Millis)>,
-    /// The mesh's other members: whom to keep connected.
+    /// Whom to keep connected (the node's wanted members).
     members: BTreeSet<P>,
     /// Members not connected, by when to look at them again, so a
     /// reconnect tick costs the redials that are due, not a walk over the
@@ -57,6 +59,7 @@ impl<P: Ord + Clone> Default for Peers<P> {
     fn default() -> Self {
         Peers {
             connected: BTreeSet::new(),
+            since: BTreeMap::new(),
             said_bye: BTreeSet::new(),
             last_seen: BTreeMap::new(),
             backoff: BTreeMap::new(),
@@ -80,6 +83,7 @@ impl<P: Ord + Clone> Peers<P> {
         self.backoff.remove(&p);
         self.unqueue(&p);
         self.said_bye.remove(&p);
+        self.since.entry(p.clone()).or_insert(now);
         self.connected.insert(p);
         true
     }
@@ -88,14 +92,15 @@ impl<P: Ord + Clone> Peers<P> {
     /// anyone on the path can reset a TCP connection; only a signed
     /// goodbye is.
     pub fn closed(&mut self, p: &P) {
+        self.since.remove(p);
         if self.connected.remove(p) && self.members.contains(p) {
             self.queue(p.clone(), 0);
         }
     }
 
-    /// The mesh's other members changed (or the node started): members
-    /// not connected are dialled as their backoff allows; former members
-    /// are no longer.
+    /// The members to keep connected changed (the node's overlay): those
+    /// not connected are dialled as their backoff allows; the others are
+    /// no longer.
     pub fn set_members(&mut self, members: impl IntoIterator<Item = P>) {
         self.members = members.into_iter().collect();
         let gone: Vec<P> = self
@@ -133,6 +138,11 @@ impl<P: Ord + Clone> Peers<P> {
 
     pub fn is_connected(&self, p: &P) -> bool {
         self.connected.contains(p)
+    }
+
+    /// When the connection to `p` came up (None: not connected).
+    pub fn connected_since(&self, p: &P) -> Option<Millis> {
+        self.since.get(p).copied()
     }
 
     pub fn iter_connected(&self) -> impl Iterator<Item = &P> {
@@ -183,6 +193,16 @@ impl<P: Ord + Clone> Peers<P> {
             *n > 0
         });
         self.banned.retain(|_, until| *until > now);
+    }
+
+    /// `p` was dialled at least twice (over a second or more) and is not
+    /// connected: unreachable for now.
+    pub fn failing(&self, p: &P) -> bool {
+        !self.connected.contains(p)
+            && self
+                .backoff
+                .get(p)
+                .is_some_and(|(_, delay)| *delay >= 4 * REDIAL_MIN)
     }
 
     /// The members to dial now: not connected and past their backoff

@@ -57,7 +57,10 @@ impl Node {
                     at: now,
                 };
                 let acts = self.guardian.handle(ev, &self.roster);
-                self.run_actions(id, acts, from)
+                let answer = self.run_actions(id, acts, from);
+                // a ward taken or dropped
+                self.refresh_wanted();
+                answer
             }
             Request::Drop { epochs } if member => {
                 let ev = Event::Drop {
@@ -66,7 +69,10 @@ impl Node {
                     at: now,
                 };
                 let acts = self.guardian.handle(ev, &self.roster);
-                self.run_actions(id, acts, from)
+                let answer = self.run_actions(id, acts, from);
+                // a ward taken or dropped
+                self.refresh_wanted();
+                answer
             }
             Request::Sync { digest } if member => {
                 let ops = if digest.into_array() == self.roster.digest() {
@@ -80,14 +86,11 @@ impl Node {
                     admin: self.admin.for_sync(now, window),
                     // the transport's signed peer records: the driver's
                     records: vec![],
+                    held: self.held_for(&from),
                 })
             }
             Request::Held if member => {
-                let epochs = self
-                    .guardian
-                    .owner(&from)
-                    .map(|s| s.envelopes.keys().copied().collect())
-                    .unwrap_or_default();
+                let epochs = self.held_for(&from);
                 Answer::Now(Response::Held { epochs })
             }
             Request::GoingDown => {
@@ -124,6 +127,14 @@ impl Node {
     }
 
     /// Carries out the guardian's actions; says what to answer.
+    /// The epochs of `owner`'s shares this node holds.
+    fn held_for(&self, owner: &NodeId) -> Vec<u64> {
+        self.guardian
+            .owner(owner)
+            .map(|s| s.envelopes.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     fn run_actions(&mut self, id: InId, acts: Vec<Action>, peer: NodeId) -> Answer {
         let mut answer = Answer::Nothing;
         for a in acts {

@@ -242,7 +242,7 @@ impl Daemon {
                     let p = v.peer;
                     let c = self.book.record(v, now);
                     self.note(p, c);
-                    if c == Change::Content {
+                    if c == Change::Content && self.wants_peer(&p) {
                         self.dial_node(p);
                     }
                 }

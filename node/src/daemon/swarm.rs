@@ -95,7 +95,10 @@ impl Daemon {
                 for (p, a) in list {
                     if p != self.peer_id() && self.room_for(&p) {
                         self.book.candidate(p, &a);
-                        self.dial_node(p);
+                        // a member outside the overlay: its address only
+                        if !self.is_member_peer(&p) || self.wants_peer(&p) || self.alone() {
+                            self.dial_node(p);
+                        }
                     }
                 }
             }

@@ -32,6 +32,17 @@ impl Daemon {
         r
     }
 
+    /// Whether the node keeps a connection to `p` (its overlay).
+    pub(super) fn wants_peer(&self, p: &PeerId) -> bool {
+        self.node_of(p)
+            .is_some_and(|n| self.node.overlay().wants(&n))
+    }
+
+    /// No member is connected: any member's address is worth a dial.
+    pub(super) fn alone(&self) -> bool {
+        !self.node.connected().any(|n| self.node.is_member(n))
+    }
+
     pub(super) fn dial_node(&mut self, p: PeerId) {
         let addrs = self.book.dial_addrs(&p);
         let connected = self.node_of(&p).is_some_and(|n| self.node.is_connected(&n));

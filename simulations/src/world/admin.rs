@@ -72,6 +72,7 @@ impl World {
                 } else {
                     CtlRequest::Lift
                 };
+                self.lock_issued(admin, on);
                 self.control(admin, req, Ctl::Admin);
                 if on {
                     self.q.after(HOUR, Ev::Act(Act::AdminLock(false)));
@@ -121,6 +122,7 @@ impl World {
             cascade: false,
             reason: "simulated revocation".into(),
         };
+        self.revoke_issued(v);
         self.control(0, req, Ctl::Revoke(v));
     }
 

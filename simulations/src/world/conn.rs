@@ -78,6 +78,8 @@ impl World {
             self.rec(Kind::Connect, from as u64, to as u64);
             self.connected_at(from, b, Some(to));
             self.connected_at(to, a, None);
+            self.check_conn_bound(from);
+            self.check_conn_bound(to);
         }
         // Requests that waited for this connection, both ways.
         for (x, y) in [(from, to), (to, from)] {
@@ -192,6 +194,7 @@ impl World {
             return self.fail(from, to_id, reply, "connection closed".into(), false);
         };
         self.net.traffic.requests += 1;
+        self.net.traffic.bytes += summary::wire_bytes(&req);
         let rid = self.fresh();
         self.rec(Kind::Request, from as u64, to as u64);
         self.reqs.insert(
@@ -251,6 +254,7 @@ impl World {
         }
         self.check_response(m, to, &response);
         self.net.traffic.responses += 1;
+        self.net.traffic.bytes += summary::wire_bytes(&response);
         self.rec(Kind::Response, m as u64, to as u64);
         let lat = self.latency();
         self.q.after(

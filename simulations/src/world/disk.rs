@@ -67,6 +67,7 @@ impl Disk {
             roster: self.roster.values().cloned().collect(),
             owners: self.owners.iter().map(|(k, v)| (*k, v.clone())).collect(),
             lock: self.lock.clone(),
+            verified: vec![],
             invites: self.invites.iter().map(|(k, v)| (*k, v.clone())).collect(),
         }
     }

@@ -187,6 +187,7 @@ impl World {
     }
 
     pub(super) fn note(&mut self, _m: u32, n: keyward_core::node::Note) {
+        self.reach_note(_m, &n);
         if let keyward_core::node::Note::AdminRefused {
             why: keyward_core::node::admin::AdminRefusal::FromTheFuture { .. },
             ..

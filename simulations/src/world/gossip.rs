@@ -6,6 +6,8 @@ use super::*;
 impl World {
     pub(super) fn publish(&mut self, m: u32, msg: Gossip) {
         let id = self.gossip.len() as u64;
+        self.gossip_bytes
+            .push(summary::wire_bytes(&msg) + summary::GOSSIP_ENVELOPE_BYTES);
         self.gossip.push((m, msg));
         self.machines[m as usize].seen.insert(id);
         self.flood(m, id, None);
@@ -31,6 +33,7 @@ impl World {
             }
             let conn = c.id;
             self.net.traffic.gossip += 1;
+            self.net.traffic.bytes += self.gossip_bytes[id as usize];
             let lat = self.latency();
             self.q.after(
                 lat,

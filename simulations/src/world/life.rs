@@ -7,6 +7,8 @@ impl World {
     pub(super) fn daemon_up(&mut self, m: u32) {
         let now = self.local(m);
         let seed: [u8; 32] = self.rng.gen();
+        let mut stored = self.machines[m as usize].disk.stored();
+        stored.verified = self.verify(std::mem::take(&mut stored.roster));
         let mm = &mut self.machines[m as usize];
         let cfg = NodeConfig {
             key: NodeKey::from_secret(&mm.key.secret()),
@@ -16,7 +18,7 @@ impl World {
             bootstrap: false,
             seed,
         };
-        let node = Node::new(cfg, mm.disk.stored(), now);
+        let node = Node::new(cfg, stored, now);
         mm.node = Some(node);
         mm.phase = Phase::Running;
         mm.inc += 1;

@@ -37,6 +37,7 @@
 mod acts;
 mod admin;
 mod bind;
+mod bound;
 mod checks;
 mod config;
 mod conn;
@@ -50,10 +51,12 @@ pub mod machine;
 mod net;
 mod notes;
 mod plan;
+mod reach;
 mod summary;
 mod watch;
 
 pub use config::{Act, Config, WorldConfig};
+pub use reach::ReachStat;
 pub use summary::{Traffic, WorldStats, WorldSummary};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,6 +185,8 @@ pub struct World {
     next_id: u64,
     /// Gossip messages by number: the author's machine and the message.
     gossip: Vec<(u32, Gossip)>,
+    /// Each gossip message's estimated size on the wire.
+    gossip_bytes: Vec<u64>,
     pub stats: WorldStats,
     pub checks: Checks,
     /// What each guardian was told (liveness, approvals), recorded as the
@@ -193,6 +198,9 @@ pub struct World {
     trace: crate::trace::Trace,
     /// The admin's view: a lockdown it ordered is on.
     lockdown: bool,
+    /// The lockdown and the revocation being timed as they spread.
+    reach_lock: Option<reach::Reach>,
+    reach_revoke: Option<reach::Reach>,
     /// After a whole-mesh outage: the admin's last progress.
     outage: Option<Millis>,
     /// The guardian answering a copied boot key's request right now.
@@ -267,12 +275,15 @@ impl World {
             reqs: BTreeMap::new(),
             next_id: 0,
             gossip: Vec::new(),
+            gossip_bytes: Vec::new(),
             stats: WorldStats::default(),
             checks: Checks::default(),
             oracle: crate::oracle::Oracle::default(),
             event: 0,
             trace: crate::trace::Trace::new(4096, cfg.trace),
             lockdown: false,
+            reach_lock: None,
+            reach_revoke: None,
             outage: None,
             outage_waiting: false,
             attacker_at: None,

@@ -18,6 +18,27 @@ pub struct Traffic {
     pub gossip: u64,
     /// Messages lost because their connection closed first.
     pub lost: u64,
+    /// Estimated bytes on the wire: each request, response and gossip
+    /// copy at its encoded size plus [`FRAME_BYTES`], each ping or answer
+    /// [`PING_BYTES`], each dial [`DIAL_BYTES`].
+    pub bytes: u64,
+}
+
+/// Noise (16 B tag) and yamux (12 B header) around each message, and
+/// gossipsub's envelope (sender, sequence number, topic, signature)
+/// folded in for gossip.
+pub const FRAME_BYTES: u64 = 28;
+/// A libp2p ping or its answer: 32 random bytes in a frame.
+pub const PING_BYTES: u64 = 32 + FRAME_BYTES;
+/// A dial: TCP handshake, multistream-select, the noise XX handshake and
+/// identify both ways, about 2 KiB.
+pub const DIAL_BYTES: u64 = 2048;
+/// gossipsub's envelope around a published message.
+pub const GOSSIP_ENVELOPE_BYTES: u64 = 150;
+
+/// The size of `m` on the wire.
+pub fn wire_bytes<T: keyward_core::codec::Wire>(m: &T) -> u64 {
+    keyward_core::codec::encode(m).map_or(0, |b| b.len() as u64) + FRAME_BYTES
 }
 
 impl Traffic {
@@ -67,6 +88,12 @@ pub struct WorldStats {
     /// Admin messages refused as dated too far in the future.
     pub admin_from_future: u64,
     pub writes_lost: u64,
+    /// Most keywardd connections any node held at once, and the largest
+    /// overlay any node wanted.
+    pub peak_connections: u64,
+    pub peak_wanted: u64,
+    /// Lockdowns and revocations: how fast they reached the members.
+    pub reach: Vec<super::ReachStat>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -125,6 +152,16 @@ pub struct WorldSummary {
     pub disk_commits: u64,
     pub traffic: Traffic,
     pub messages_per_node_hour: f64,
+    /// Estimated bytes on the wire per node per hour (see `Traffic::bytes`).
+    pub bytes_per_node_hour: f64,
+    /// keywardd connections per running node at the end: mean and most;
+    /// the most any node held at once during the run; the largest overlay
+    /// any node wanted.
+    pub connections_mean_end: f64,
+    pub connections_max_end: usize,
+    pub peak_connections: u64,
+    pub peak_wanted: u64,
+    pub reach: Vec<super::ReachStat>,
     /// Of which: pings, dials, requests + responses, gossip.
     pub per_node_hour: BTreeMap<&'static str, f64>,
     /// Most roster operations any replica held, and the bound.
@@ -160,6 +197,8 @@ impl World {
         // 30 min, the network whole for 30 min, holds one roster (a
         // revoked node is out of the mesh and may keep an old one).
         self.check_converged(end);
+        self.reach_end();
+        let (conn_mean, conn_max) = self.connections_now();
         if let Some(v) = self.checks.failed.take() {
             return Err(Box::new((self, v)));
         }
@@ -259,6 +298,12 @@ impl World {
             writes_lost: s.writes_lost,
             disk_commits: self.machines.iter().map(|m| m.disk.commits).sum(),
             messages_per_node_hour: per(t.messages()),
+            bytes_per_node_hour: per(t.bytes + t.pings * PING_BYTES + t.dials * DIAL_BYTES),
+            connections_mean_end: conn_mean,
+            connections_max_end: conn_max,
+            peak_connections: s.peak_connections,
+            peak_wanted: s.peak_wanted,
+            reach: std::mem::take(&mut s.reach),
             per_node_hour,
             traffic: t.clone(),
             max_roster_ops: self.watch.max_ops,
@@ -443,6 +488,27 @@ impl WorldSummary {
             "messages per node per hour",
             format!("{:.1}", self.messages_per_node_hour),
         );
+        row(
+            "bytes per node per hour (estimated)",
+            format!("{:.0}", self.bytes_per_node_hour),
+        );
+        row(
+            "connections per node: end mean / end max / peak",
+            format!(
+                "{:.1} / {} / {} (largest overlay {})",
+                self.connections_mean_end,
+                self.connections_max_end,
+                self.peak_connections,
+                self.peak_wanted
+            ),
+        );
+        let ms = |v: Option<Millis>| v.map_or("never".to_string(), |v| format!("{v} ms"));
+        for r in &self.reach {
+            row(
+                &format!("{} reached 99% / 100% of {}", r.what, r.nodes),
+                format!("{} / {}", ms(r.p99_ms), ms(r.all_ms)),
+            );
+        }
         if let Some(h) = &self.hostile {
             row(
                 "hostile moves",
