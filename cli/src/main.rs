@@ -60,10 +60,14 @@ enum Cmd {
     },
     /// Join a mesh with a token from `keyward invite`.
     Join { token: String },
-    /// This node, the mesh, every member.
+    /// This node, the mesh, and the members that matter to it (every
+    /// member in a mesh of up to 30, or with --all).
     Status {
         #[arg(long)]
         json: bool,
+        /// List every member, however big the mesh.
+        #[arg(long)]
+        all: bool,
     },
     /// Short list of members.
     Peers,
@@ -249,7 +253,7 @@ fn command(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
                 v.members
             );
         }
-        Cmd::Status { json } => {
+        Cmd::Status { json, all } => {
             let v = client(&cfg).status()?;
             // From this machine, not the daemon: unfinished binds and a
             // boot-key change waiting for the initramfs.
@@ -258,7 +262,7 @@ fn command(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
                 let out = StatusJson { status: v, todo };
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                show::status(&v);
+                show::status(&v, all);
                 if !todo.is_empty() {
                     println!("\nTO DO on this node:");
                     for t in todo {

@@ -1,6 +1,7 @@
 //! Human-readable views of `keyward status`.
 
-use keyward_node::control::Status;
+use keyward_node::control::{MemberStatus, Status};
+use keyward_node::roster::Role;
 
 fn ago(ms: Option<u64>) -> String {
     match ms {
@@ -10,7 +11,68 @@ fn ago(ms: Option<u64>) -> String {
     }
 }
 
-pub fn status(v: &Status) {
+/// Meshes up to this size list every member by default.
+const WHOLE_TABLE: usize = 30;
+
+/// Whether a member matters to this node: itself, a guardian of it, a
+/// ward, a gossip neighbour, connected now, or unreachable.
+fn matters(m: &MemberStatus) -> bool {
+    m.me || m.connected
+        || m.guards_me
+        || m.gossip
+        || m.unreachable
+        || !m.holds_shares_epochs.is_empty()
+}
+
+/// Why this node keeps a connection to `m`.
+fn link(m: &MemberStatus) -> String {
+    let mut v = vec![];
+    if m.guards_me {
+        v.push("guardian");
+    }
+    if !m.holds_shares_epochs.is_empty() {
+        v.push("ward");
+    }
+    if m.gossip {
+        v.push("gossip");
+    }
+    if m.unreachable {
+        v.push("UNREACHABLE");
+    }
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(",")
+    }
+}
+
+/// One line about the whole mesh, whatever its size.
+fn summary(v: &Status) {
+    let n = v.members.len();
+    let guardians = v
+        .members
+        .iter()
+        .filter(|m| m.role == Role::Guardian)
+        .count();
+    let connected = v.members.iter().filter(|m| !m.me && m.connected).count();
+    let guards_me = v.members.iter().filter(|m| m.guards_me).count();
+    let wards = v
+        .members
+        .iter()
+        .filter(|m| !m.holds_shares_epochs.is_empty())
+        .count();
+    let unreachable = v.members.iter().filter(|m| m.unreachable).count();
+    println!(
+        "members  {n} ({guardians} guardians); connected to {connected}; {guards_me} hold shares of this node, it holds shares of {wards}{}",
+        if unreachable > 0 {
+            format!("; {unreachable} UNREACHABLE")
+        } else {
+            String::new()
+        }
+    );
+}
+
+pub fn status(v: &Status, all: bool) {
     let n = &v.node;
     println!("node     {} ({})", n.name, n.id);
     match &v.mesh {
@@ -49,18 +111,26 @@ pub fn status(v: &Status) {
         }
     }
     println!();
+    summary(v);
+    // A rack of ten reads best whole; a data center's status shows the
+    // members that matter to this node unless asked for all.
+    let shown: Vec<&MemberStatus> = v
+        .members
+        .iter()
+        .filter(|m| all || v.members.len() <= WHOLE_TABLE || matters(m))
+        .collect();
     println!(
-        "{:<16} {:<9} {:<10} {:<10} {:<7} {:<52} ADDRESSES",
-        "NAME", "ROLE", "CONNECTED", "SEEN", "SHARES", "ID"
+        "{:<16} {:<9} {:<10} {:<10} {:<7} {:<14} {:<52} ADDRESSES",
+        "NAME", "ROLE", "CONNECTED", "SEEN", "SHARES", "LINK", "ID"
     );
-    for m in &v.members {
+    for m in &shown {
         let held: Vec<String> = m
             .holds_shares_epochs
             .iter()
             .map(|e| e.to_string())
             .collect();
         println!(
-            "{:<16} {:<9} {:<10} {:<10} {:<7} {:<52} {}",
+            "{:<16} {:<9} {:<10} {:<10} {:<7} {:<14} {:<52} {}",
             format!("{}{}", m.name, if m.me { "*" } else { "" }),
             m.role.to_string(),
             if m.me {
@@ -80,8 +150,15 @@ pub fn status(v: &Status) {
             } else {
                 format!("e{}", held.join(","))
             },
+            link(m),
             m.id,
             m.addrs.join(" ")
+        );
+    }
+    if shown.len() < v.members.len() {
+        println!(
+            "... and {} more members (`keyward status --all` lists every one)",
+            v.members.len() - shown.len()
         );
     }
     // Names are not unique in a mesh: say so, since commands then need

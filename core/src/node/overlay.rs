@@ -35,6 +35,10 @@ use crate::identity::NodeId;
 
 /// Orderings of the members; each gives a node two gossip neighbours.
 pub const RINGS: usize = 3;
+/// Meshes this small are fully connected: every member is a gossip
+/// neighbour (no more connections than the rings would give a big mesh,
+/// and a rack of eight sees every member directly).
+pub const FULL_MESH_UP_TO: usize = 8;
 /// How long an unwanted connection may stay up before it is closed.
 pub const PRUNE_AFTER: Millis = 30_000;
 /// How long a gossip neighbour that could not be reached is skipped
@@ -58,6 +62,10 @@ pub fn ring_neighbours<'a>(
     down: &BTreeMap<NodeId, Millis>,
 ) -> BTreeSet<NodeId> {
     let mut out = BTreeSet::new();
+    if members.clone().count() <= FULL_MESH_UP_TO {
+        out.extend(members.filter(|m| *m != me && !down.contains_key(m)));
+        return out;
+    }
     for ring in 0..RINGS {
         let k = ring_key(me, ring);
         // (distance, id): the nearest after (succ) and before (pred) `me`
@@ -318,22 +326,40 @@ mod down_tests {
 
     #[test]
     fn a_neighbour_that_is_down_is_skipped_until_it_connects_or_its_time_is_up() {
-        // one ring order for all: 0 < 1 < 2 < 3 < 4 (keys 10..50)
-        let all: Vec<NodeId> = (0..5u8).map(|i| id(i, 10 * (u64::from(i) + 1))).collect();
+        // one ring order for all: 0 < 1 < ... < 11 (keys 10..120)
+        let all: Vec<NodeId> = (0..12u8).map(|i| id(i, 10 * (u64::from(i) + 1))).collect();
         let mut o = Overlay::default();
         o.members_changed(&all[2], all.iter());
         let set = |o: &Overlay| o.gossip().copied().collect::<BTreeSet<_>>();
         assert_eq!(set(&o), BTreeSet::from([all[1], all[3]]));
         assert!(o.neighbour_down(all[3], 1000));
         assert_eq!(set(&o), BTreeSet::from([all[1], all[4]]), "3 skipped");
-        assert!(!o.neighbour_down(all[0], 1000), "not a neighbour");
+        assert!(!o.neighbour_down(all[9], 1000), "not a neighbour");
+        assert!(o.neighbour_down(all[1], 1000));
+        assert_eq!(set(&o), BTreeSet::from([all[0], all[4]]));
+        assert!(o.neighbour_down(all[0], 1000));
+        // around the ring: before 0 comes 11
+        assert_eq!(set(&o), BTreeSet::from([all[11], all[4]]));
+        assert!(o.up(&all[1]), "1 connected");
         assert!(o.neighbour_down(all[4], 1000));
-        // around the ring: after 4 comes 0
-        assert_eq!(set(&o), BTreeSet::from([all[1], all[0]]));
+        assert_eq!(set(&o), BTreeSet::from([all[1], all[5]]));
         assert!(o.up(&all[3]), "3 connected");
         assert_eq!(set(&o), BTreeSet::from([all[1], all[3]]));
         assert!(!o.retry_down(1000 + DOWN_FOR - 1));
-        assert!(!o.retry_down(1000 + DOWN_FOR), "4 back, but 3 is nearer");
+        assert!(
+            !o.retry_down(1000 + DOWN_FOR),
+            "0 and 4 back, but 1 and 3 are nearer"
+        );
         assert!(o.down.is_empty());
+    }
+
+    #[test]
+    fn a_small_mesh_is_fully_connected() {
+        let all: Vec<NodeId> = (0..FULL_MESH_UP_TO as u8)
+            .map(|i| id(i, u64::from(i)))
+            .collect();
+        let mut o = Overlay::default();
+        o.members_changed(&all[0], all.iter());
+        assert_eq!(o.bound(), FULL_MESH_UP_TO - 1);
     }
 }

@@ -194,7 +194,7 @@ impl World {
             return self.fail(from, to_id, reply, "connection closed".into(), false);
         };
         self.net.traffic.requests += 1;
-        self.net.traffic.bytes += summary::wire_bytes(&req);
+        self.net.traffic.bytes += summary::request_bytes(&req);
         let rid = self.fresh();
         self.rec(Kind::Request, from as u64, to as u64);
         self.reqs.insert(
@@ -254,7 +254,7 @@ impl World {
         }
         self.check_response(m, to, &response);
         self.net.traffic.responses += 1;
-        self.net.traffic.bytes += summary::wire_bytes(&response);
+        self.net.traffic.bytes += summary::response_bytes(&response);
         self.rec(Kind::Response, m as u64, to as u64);
         let lat = self.latency();
         self.q.after(

@@ -36,9 +36,30 @@ pub const DIAL_BYTES: u64 = 2048;
 /// gossipsub's envelope around a published message.
 pub const GOSSIP_ENVELOPE_BYTES: u64 = 150;
 
+/// A message carrying a share envelope: its age header holds "grease"
+/// stanzas of random length (from the OS's randomness, not the run's
+/// seed), so it is counted at this typical size to keep runs identical.
+pub const ENVELOPE_MESSAGE_BYTES: u64 = 700;
+
 /// The size of `m` on the wire.
 pub fn wire_bytes<T: keyward_core::codec::Wire>(m: &T) -> u64 {
     keyward_core::codec::encode(m).map_or(0, |b| b.len() as u64) + FRAME_BYTES
+}
+
+/// The size of a request on the wire.
+pub fn request_bytes(r: &Request) -> u64 {
+    match r {
+        Request::Deposit(_) => ENVELOPE_MESSAGE_BYTES,
+        r => wire_bytes(r),
+    }
+}
+
+/// The size of a response on the wire.
+pub fn response_bytes(r: &Response) -> u64 {
+    match r {
+        Response::Share(_) => ENVELOPE_MESSAGE_BYTES,
+        r => wire_bytes(r),
+    }
 }
 
 impl Traffic {
