@@ -65,7 +65,8 @@ pub struct Daemon {
     peers_stale: BTreeSet<PeerId>,
     listen: Vec<Multiaddr>,
     /// The node's ids for the swarm's handles, both ways.
-    inbound: BTreeMap<InId, ResponseChannel<Response>>,
+    /// Requests being answered: the channel, and who asked.
+    inbound: BTreeMap<InId, (ResponseChannel<Response>, NodeId)>,
     outbound: BTreeMap<OutboundRequestId, OutId>,
     controls: BTreeMap<CtlId, oneshot::Sender<CtlResponse>>,
     gossip: BTreeMap<GossipId, (gossipsub::MessageId, PeerId)>,
@@ -315,11 +316,11 @@ impl Daemon {
                 self.outbound.insert(rid, id);
             }
             Output::Respond { id, mut response } => {
-                let Some(ch) = self.inbound.remove(&id) else {
+                let Some((ch, asker)) = self.inbound.remove(&id) else {
                     return;
                 };
                 if let Response::Roster { records, .. } = &mut response {
-                    *records = self.sync_records();
+                    *records = self.sync_records(&asker);
                 }
                 if self
                     .swarm

@@ -18,6 +18,10 @@
 //!   connected graph of small diameter (an expander with high
 //!   probability): gossip crosses 5,000 nodes in a handful of hops.
 //!
+//! A neighbour that cannot be reached is skipped for [`DOWN_FOR`] (or
+//! until it connects) and the next member around its ring takes its
+//! place; meshes of up to [`FULL_MESH_UP_TO`] members are fully connected.
+//!
 //! Everyone else's connections are closed once they have been up for
 //! [`PRUNE_AFTER`] (a request sent to a member outside the set, such as an
 //! approval or a drop, dials it and gets its answer first).
@@ -63,7 +67,8 @@ pub fn ring_neighbours<'a>(
 ) -> BTreeSet<NodeId> {
     let mut out = BTreeSet::new();
     if members.clone().count() <= FULL_MESH_UP_TO {
-        out.extend(members.filter(|m| *m != me && !down.contains_key(m)));
+        // no one to take a down member's place: keep redialling it
+        out.extend(members.filter(|m| *m != me));
         return out;
     }
     for ring in 0..RINGS {
@@ -136,7 +141,10 @@ impl Overlay {
     /// Gossip neighbour `n` could not be reached: skip it. True if that
     /// changed the neighbours.
     pub fn neighbour_down(&mut self, n: NodeId, now: Millis) -> bool {
-        if !self.gossip.contains(&n) || self.down.contains_key(&n) {
+        if self.members.len() <= FULL_MESH_UP_TO
+            || !self.gossip.contains(&n)
+            || self.down.contains_key(&n)
+        {
             return false;
         }
         self.down.insert(n, now);

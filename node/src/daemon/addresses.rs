@@ -197,15 +197,20 @@ impl Daemon {
         }
     }
 
-    /// Signed peer records for a sync answer: ours, then the members'
-    /// newest we hold (each checked when it came in), within a budget.
-    pub(super) fn sync_records(&self) -> Vec<ByteBuf> {
+    /// Signed peer records for a sync answer: ours, then those of the
+    /// asker's gossip neighbours (so a node that joined through one
+    /// bootstrap address can dial them, however big the mesh), then the
+    /// other members' newest we hold (each checked when it came in),
+    /// within a budget.
+    pub(super) fn sync_records(&self, asker: &NodeId) -> Vec<ByteBuf> {
         let me = self.peer_id();
-        let members = self
-            .node
-            .roster()
-            .members()
-            .filter_map(|m| m.id.peer_id())
+        let ids: Vec<NodeId> = self.node.roster().members().map(|m| m.id).collect();
+        let theirs =
+            keyward_core::node::overlay::ring_neighbours(asker, ids.iter(), &Default::default());
+        let members = theirs
+            .iter()
+            .chain(ids.iter().filter(|i| !theirs.contains(i)))
+            .filter_map(|m| m.peer_id())
             .filter(|p| *p != me)
             .filter_map(|p| self.book.get(&p))
             .map(|e| e.record.as_slice())

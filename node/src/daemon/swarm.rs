@@ -159,7 +159,7 @@ impl Daemon {
                         request, channel, ..
                     } => {
                         let id = InId(self.fresh_id());
-                        self.inbound.insert(id, channel);
+                        self.inbound.insert(id, (channel, from));
                         self.input(Input::Request {
                             id,
                             from,
