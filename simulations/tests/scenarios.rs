@@ -92,9 +92,12 @@ fn a_copied_boot_key_gets_nothing_while_its_node_runs_and_answers() {
         c.copies = 24.0;
         let s = keyward_sim::run(c).unwrap();
         assert_eq!(s.copied_released, 0, "seed {seed}: {s:?}");
-        assert_eq!(
-            s.copied_refused.get("owner-up").copied(),
-            Some(s.copy_alerts),
+        // Every refusal raises an alert, but a guardian that already
+        // holds the same alert (gossiped by another guardian first) does
+        // not record it twice.
+        let refused = s.copied_refused.get("owner-up").copied().unwrap_or(0);
+        assert!(
+            s.copy_alerts > 0 && s.copy_alerts <= refused,
             "seed {seed}: {s:?}"
         );
         copies += s.copy_attacks;

@@ -216,6 +216,7 @@ impl Node {
                 Timer::Reconnect => self.reconnect(now),
                 Timer::PersistOwners => self.persist_dirty(),
                 Timer::AntiEntropy => self.anti_entropy(),
+                Timer::Prune => self.prune(now),
                 Timer::Housekeeping => {
                     self.peers.fade(now);
                     if self.overlay.retry_down(now) {
@@ -485,7 +486,6 @@ impl Node {
         if changed {
             self.refresh_wanted();
         }
-        self.prune(now);
     }
 
     /// Roster anti-entropy with one random connected member.

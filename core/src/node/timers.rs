@@ -15,16 +15,20 @@ pub enum Timer {
     PersistOwners,
     /// Roster anti-entropy with one connected member.
     AntiEntropy,
+    /// Close connections to members outside the overlay (after
+    /// `overlay::PRUNE_AFTER`; a few seconds late is fine).
+    Prune,
     /// Strikes fade, bans end, strangers' addresses are forgotten, every
     /// address's times are written.
     Housekeeping,
 }
 
 impl Timer {
-    pub const ALL: [Timer; 4] = [
+    pub const ALL: [Timer; 5] = [
         Timer::Reconnect,
         Timer::PersistOwners,
         Timer::AntiEntropy,
+        Timer::Prune,
         Timer::Housekeeping,
     ];
 
@@ -33,6 +37,7 @@ impl Timer {
             Timer::Reconnect => 1000,
             Timer::PersistOwners => 5000,
             Timer::AntiEntropy => 10_000,
+            Timer::Prune => 5000,
             Timer::Housekeeping => 60_000,
         }
     }
@@ -102,9 +107,10 @@ mod tests {
         );
         assert_eq!(fired[&Timer::PersistOwners], 12);
         assert_eq!(fired[&Timer::AntiEntropy], 6);
+        assert_eq!(fired[&Timer::Prune], 12);
         assert_eq!(fired[&Timer::Housekeeping], 1);
         // a driver that stalled ten minutes gets each timer once
-        assert_eq!(t.due(now + 600_000).len(), 4);
+        assert_eq!(t.due(now + 600_000).len(), 5);
         assert!(t.due(now + 600_001).is_empty());
     }
 }

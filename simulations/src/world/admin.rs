@@ -238,7 +238,7 @@ impl World {
         let stalled = self.outage.is_some_and(|t| now >= t + 5 * MIN);
         let admin = self.admin_node();
         if stalled || admin.is_none() {
-            let batch = (locked.len() / 50).max(1);
+            let batch = (locked.len() / 10).max(1);
             for i in self.most_useful(&locked, batch) {
                 self.act(Act::Passphrase(i));
             }
