@@ -581,8 +581,10 @@ fn an_auditor_joins_but_holds_no_shares_and_cannot_approve_or_invite() {
     if have_cryptsetup() {
         m.make_image(0).unwrap();
         let out = m.bind(0, &[]).unwrap();
+        // in the owner's rendezvous order, whichever comes first
         assert!(
-            out.contains("over node1, node2") && !out.contains("node3"),
+            (out.contains("over node1, node2") || out.contains("over node2, node1"))
+                && !out.contains("node3"),
             "{out}"
         );
     }
