@@ -335,6 +335,25 @@ mod tests {
         const MAX: usize = 128;
     }
 
+    /// Opens a store this process just dropped: sled's flusher thread lets
+    /// go of the directory's lock a moment after the drop, so a lock
+    /// error is retried for up to 5 s (a restarted keywardd is a new
+    /// process, whose lock the old one's exit released).
+    fn reopen(path: &Path) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Store::open(path) {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                r => return r,
+            }
+        }
+    }
+
     #[test]
     fn typed_round_trip_and_batches_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -349,7 +368,7 @@ mod tests {
             b.remove(TreeName::Roster, b"a");
             s.commit(b).unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = reopen(dir.path()).unwrap();
         let t = s.tree::<Rec>(TreeName::Roster).unwrap();
         assert_eq!(t.get(b"a").unwrap(), None);
         assert_eq!(t.get(b"b").unwrap(), Some(Rec(2, "y".into())));
@@ -389,7 +408,7 @@ mod tests {
                 .unwrap();
             s.flush().unwrap();
         }
-        let e = Store::open(dir.path()).err().unwrap();
+        let e = reopen(dir.path()).err().unwrap();
         assert!(matches!(e, StoreError::Schema { found: 99, .. }), "{e}");
         assert!(e.to_string().contains("newer keyward"), "{e}");
     }
@@ -405,7 +424,7 @@ mod tests {
                 .unwrap();
             s.flush().unwrap();
         }
-        let e = Store::open(dir.path()).err().unwrap().to_string();
+        let e = reopen(dir.path()).err().unwrap().to_string();
         assert!(
             e.contains("schema 1") && e.contains("move the state directory aside"),
             "{e}"
