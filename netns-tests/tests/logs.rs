@@ -12,7 +12,7 @@ use keyward_netns_tests::mesh::{free_port, Mesh, MeshOptions};
 use keyward_netns_tests::rsyslog::{have_rsyslog_relp, send_datagrams, Rsyslogd};
 use keyward_netns_tests::spool::{decrypt_source, Durable};
 use keyward_netns_tests::syslog_ng::{SyslogNg, Unpacked};
-use keyward_netns_tests::{report_skip, Skip};
+use keyward_netns_tests::{or_skip, report_skip, Skip};
 
 /// One node with `sources` (TOML `[[logs.source]]` tables) sealing every
 /// second to a fresh auditor.
@@ -381,16 +381,7 @@ fn the_rsyslog_snippets_of_the_docs_forward_to_keyward() {
 /// forwards lines into keyward through a real syslog-ng.
 #[test]
 fn the_syslog_ng_snippet_of_the_docs_forwards_to_keyward() {
-    let ng = match Unpacked::find() {
-        Ok(ng) => ng,
-        Err(e) => {
-            match e.downcast_ref::<Skip>() {
-                Some(skip) => report_skip(skip),
-                None => panic!("{e:#}"),
-            }
-            return;
-        }
-    };
+    let ng = or_skip!(Unpacked::find());
     let dir = tempfile::tempdir().unwrap();
     let ux = dir.path().join("keyward.sock");
     let (m, auditor) = logging_node(&format!(
@@ -443,16 +434,10 @@ fn journald_forwards_to_the_socket_of_the_docs() {
         logging_node(&snippet.replace(from, &jdir.join("syslog").display().to_string()));
     m.wait_for(Duration::from_secs(10), || Ok(jdir.join("syslog").exists()))
         .unwrap();
-    let j = match Journald::start(
+    let j = or_skip!(Journald::start(
         &jdir,
         "[Journal]\nStorage=volatile\nForwardToSyslog=yes\nReadKMSG=no\nAudit=no\n",
-    ) {
-        Ok(j) => j,
-        Err(e) => match e.downcast_ref::<Skip>() {
-            Some(skip) => return report_skip(skip),
-            None => panic!("{e:#}"),
-        },
-    };
+    ));
     if m.wait_for(Duration::from_secs(10), || Ok(j.dev_log().exists()))
         .is_err()
     {

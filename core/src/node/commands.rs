@@ -85,11 +85,7 @@ impl Node {
             .roster
             .members()
             .map(|m| {
-                let held = self
-                    .guardian
-                    .owner(&m.id)
-                    .map(|s| s.envelopes.keys().copied().collect::<Vec<_>>())
-                    .unwrap_or_default();
+                let held = self.held_for(&m.id);
                 control::MemberStatus {
                     id: m.id.to_string(),
                     name: m.name.clone(),

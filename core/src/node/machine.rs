@@ -379,7 +379,7 @@ impl Node {
     pub(super) fn members_changed(&mut self) {
         let me = self.me.id;
         let ids: Vec<NodeId> = self.roster.members().map(|m| m.id).collect();
-        self.overlay.members_changed(&me, ids.iter());
+        self.overlay.members_changed(me, ids);
         self.refresh_wanted();
         let members = self.roster.members().map(|m| m.id).collect();
         let boots = self.roster.members().map(|m| m.boot.as_node_id()).collect();

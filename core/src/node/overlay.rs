@@ -118,13 +118,9 @@ pub struct Overlay {
 impl Overlay {
     /// The roster's members changed: recompute the rings; forget
     /// guardians and wards that are no longer members.
-    pub fn members_changed<'a>(
-        &mut self,
-        me: &NodeId,
-        members: impl Iterator<Item = &'a NodeId> + Clone,
-    ) {
-        self.members = members.copied().collect();
-        self.me = Some(*me);
+    pub fn members_changed(&mut self, me: NodeId, members: Vec<NodeId>) {
+        self.members = members;
+        self.me = Some(me);
         let active: BTreeSet<&NodeId> = self.members.iter().collect();
         self.guardians.retain(|g| active.contains(g));
         self.wards.retain(|w| active.contains(w));
@@ -148,19 +144,13 @@ impl Overlay {
             return false;
         }
         self.down.insert(n, now);
-        self.rings();
-        true
+        self.recompute()
     }
 
     /// `n` connected: not down any more. True if that changed the
     /// neighbours.
     pub fn up(&mut self, n: &NodeId) -> bool {
-        if self.down.remove(n).is_none() {
-            return false;
-        }
-        let was = std::mem::take(&mut self.gossip);
-        self.rings();
-        was != self.gossip
+        self.down.remove(n).is_some() && self.recompute()
     }
 
     /// Neighbours skipped for [`DOWN_FOR`] are tried again. True if that
@@ -169,9 +159,11 @@ impl Overlay {
         let before = self.down.len();
         self.down
             .retain(|_, since| now.saturating_sub(*since) < DOWN_FOR);
-        if self.down.len() == before {
-            return false;
-        }
+        self.down.len() != before && self.recompute()
+    }
+
+    /// The rings again, after `down` changed: true if the neighbours did.
+    fn recompute(&mut self) -> bool {
         let was = std::mem::take(&mut self.gossip);
         self.rings();
         was != self.gossip
@@ -301,7 +293,7 @@ mod tests {
         let all = ids(40, 1);
         let me = all[0];
         let mut o = Overlay::default();
-        o.members_changed(&me, all.iter());
+        o.members_changed(me, all.clone());
         let far = *all[1..].iter().find(|x| !o.is_gossip(x)).unwrap();
         assert!(!o.wants(&far));
         assert!(o.guardian_says(far, true));
@@ -314,7 +306,7 @@ mod tests {
         // revoked: neither guardian nor ward any more
         o.guardian_says(far, true);
         let rest: Vec<NodeId> = all.iter().copied().filter(|x| *x != far).collect();
-        o.members_changed(&me, rest.iter());
+        o.members_changed(me, rest);
         assert!(!o.wants(&far));
         assert!(o.bound() <= 2 * RINGS);
     }
@@ -337,7 +329,7 @@ mod down_tests {
         // one ring order for all: 0 < 1 < ... < 11 (keys 10..120)
         let all: Vec<NodeId> = (0..12u8).map(|i| id(i, 10 * (u64::from(i) + 1))).collect();
         let mut o = Overlay::default();
-        o.members_changed(&all[2], all.iter());
+        o.members_changed(all[2], all.clone());
         let set = |o: &Overlay| o.gossip().copied().collect::<BTreeSet<_>>();
         assert_eq!(set(&o), BTreeSet::from([all[1], all[3]]));
         assert!(o.neighbour_down(all[3], 1000));
@@ -367,7 +359,7 @@ mod down_tests {
             .map(|i| id(i, u64::from(i)))
             .collect();
         let mut o = Overlay::default();
-        o.members_changed(&all[0], all.iter());
+        o.members_changed(all[0], all);
         assert_eq!(o.bound(), FULL_MESH_UP_TO - 1);
     }
 }

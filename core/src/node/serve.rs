@@ -128,7 +128,7 @@ impl Node {
 
     /// Carries out the guardian's actions; says what to answer.
     /// The epochs of `owner`'s shares this node holds.
-    fn held_for(&self, owner: &NodeId) -> Vec<u64> {
+    pub(super) fn held_for(&self, owner: &NodeId) -> Vec<u64> {
         self.guardian
             .owner(owner)
             .map(|s| s.envelopes.keys().copied().collect())

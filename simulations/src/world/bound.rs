@@ -15,12 +15,7 @@ impl World {
         let Some(node) = &self.machines[m as usize].node else {
             return;
         };
-        let count = self
-            .net
-            .peers(m)
-            .into_iter()
-            .filter(|p| self.net.conn(m, *p).is_some_and(|c| c.daemons))
-            .count();
+        let count = self.daemon_conns(m);
         let wanted = node.overlay().bound();
         let s = &mut self.stats;
         s.peak_connections = s.peak_connections.max(count as u64);
@@ -32,17 +27,20 @@ impl World {
             });
     }
 
+    /// Machine m's connections between keywardds (not an initramfs's).
+    fn daemon_conns(&self, m: u32) -> usize {
+        self.net
+            .peers(m)
+            .into_iter()
+            .filter(|p| self.net.conn(m, *p).is_some_and(|c| c.daemons))
+            .count()
+    }
+
     /// keywardd connections per running node now: (mean, most).
     pub(super) fn connections_now(&self) -> (f64, usize) {
         let counts: Vec<usize> = (0..self.machines.len() as u32)
             .filter(|m| self.machines[*m as usize].running())
-            .map(|m| {
-                self.net
-                    .peers(m)
-                    .into_iter()
-                    .filter(|p| self.net.conn(m, *p).is_some_and(|c| c.daemons))
-                    .count()
-            })
+            .map(|m| self.daemon_conns(m))
             .collect();
         let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
         (mean, counts.iter().copied().max().unwrap_or(0))
