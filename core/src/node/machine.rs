@@ -25,7 +25,7 @@ use super::notes::Note;
 use super::outbound::Outbound;
 use super::overlay::{Overlay, PRUNE_AFTER};
 use super::peers::{Peers, Strike, MAX_STRIKES};
-use super::timers::{Timer, Timers};
+use super::timers::{Timer, Timers, PERSIST_AFTER};
 
 /// Who this node is and how it runs.
 pub struct NodeConfig {
@@ -98,6 +98,10 @@ pub struct Node {
     pub(super) invites: BTreeMap<[u8; 32], InviteRecord>,
     /// Owners whose guardian state changed since it was last written.
     pub(super) dirty: BTreeSet<NodeId>,
+    /// When `dirty` last became non-empty.
+    dirty_since: Option<Millis>,
+    /// Members told to disconnect whose connection has not closed yet.
+    pruning: BTreeSet<NodeId>,
     pub(super) subscribed: bool,
     /// Our listen addresses as others dial them.
     pub(super) listen: Vec<String>,
@@ -139,6 +143,8 @@ impl Node {
             timers: Timers::new(now),
             invites: stored.invites.into_iter().collect(),
             dirty: BTreeSet::new(),
+            dirty_since: None,
+            pruning: BTreeSet::new(),
             subscribed: false,
             listen: vec![],
             bootstrap: cfg.bootstrap,
@@ -172,6 +178,7 @@ impl Node {
                 // the owner-up check for a copied boot key. Only the signed
                 // goodbye (Request::GoingDown) does; a node that crashed
                 // without one is releasable once `up_window` passed.
+                self.pruning.remove(&peer);
                 self.peers.closed(&peer)
             }
             Input::Pinged { peer } => self.alive(peer, now),
@@ -204,19 +211,22 @@ impl Node {
         self.out.pop_front()
     }
 
-    /// When [`Node::handle_timeout`] is next due.
+    /// When [`Node::handle_timeout`] is next due: the first periodic
+    /// timer, or work the node's state makes due (a redial, a prune, a
+    /// write of owner states); see [`super::timers`].
     pub fn poll_timeout(&self) -> Millis {
-        self.timers.next_deadline()
+        self.timers
+            .next_deadline()
+            .min(self.reconnect_at())
+            .min(self.prune_at())
+            .min(self.persist_at())
     }
 
-    /// Runs the periodic work that is due.
+    /// Runs the timed work that is due.
     pub fn handle_timeout(&mut self, now: Millis) {
         for t in self.timers.due(now) {
             match t {
-                Timer::Reconnect => self.reconnect(now),
-                Timer::PersistOwners => self.persist_dirty(),
                 Timer::AntiEntropy => self.anti_entropy(),
-                Timer::Prune => self.prune(now),
                 Timer::Housekeeping => {
                     self.peers.fade(now);
                     if self.overlay.retry_down(now) {
@@ -224,8 +234,53 @@ impl Node {
                     }
                     self.push(Output::Housekeeping);
                 }
+                Timer::Reconnect | Timer::Prune | Timer::PersistOwners => {}
             }
         }
+        if self.reconnect_at() <= now {
+            self.reconnect(now);
+        }
+        if self.prune_at() <= now {
+            self.prune(now);
+        }
+        if self.persist_at() <= now {
+            self.persist_dirty();
+        }
+    }
+
+    /// When a member's or the bootstrap addresses' backoff ends.
+    fn reconnect_at(&self) -> Millis {
+        let alone = !self.peers.iter_connected().any(|p| self.is_member(p));
+        let redial = self.peers.next_redial().unwrap_or(Millis::MAX);
+        let boot = self
+            .peers
+            .next_bootstrap(!alone, self.bootstrap)
+            .unwrap_or(Millis::MAX);
+        redial.min(boot)
+    }
+
+    /// When the first unwanted member connection is due to be closed.
+    fn prune_at(&self) -> Millis {
+        self.unwanted()
+            .filter_map(|p| self.peers.connected_since(p))
+            .map(|t| t.saturating_add(PRUNE_AFTER))
+            .min()
+            .unwrap_or(Millis::MAX)
+    }
+
+    /// When changed owner states are written.
+    fn persist_at(&self) -> Millis {
+        self.dirty_since
+            .filter(|_| !self.dirty.is_empty())
+            .map_or(Millis::MAX, |t| t.saturating_add(PERSIST_AFTER))
+    }
+
+    /// Connected members outside the overlay not yet told to go.
+    fn unwanted(&self) -> impl Iterator<Item = &NodeId> {
+        self.peers.iter_connected().filter(|p| {
+            // cheapest first: the overlay's sets are small, the roster is not
+            !self.overlay.wants(p) && !self.pruning.contains(p) && self.roster.is_active(p)
+        })
     }
 
     /// Starts a clean shutdown: every connected member (and any that
@@ -359,7 +414,15 @@ impl Node {
             },
             &self.roster,
         );
-        self.dirty.insert(peer);
+        self.mark_dirty(peer, now);
+    }
+
+    /// `owner`'s guardian state changed: written within [`PERSIST_AFTER`].
+    pub(super) fn mark_dirty(&mut self, owner: NodeId, now: Millis) {
+        if self.dirty.is_empty() {
+            self.dirty_since = Some(now);
+        }
+        self.dirty.insert(owner);
     }
 
     /// Writes the guardian state of every owner changed since last time.
@@ -414,9 +477,7 @@ impl Node {
     /// owner) are the transport's to admit and close.
     fn prune(&mut self, now: Millis) {
         let unwanted: Vec<NodeId> = self
-            .peers
-            .iter_connected()
-            .filter(|p| self.roster.is_active(p) && !self.overlay.wants(p))
+            .unwanted()
             .filter(|p| {
                 self.peers
                     .connected_since(p)
@@ -425,6 +486,7 @@ impl Node {
             .copied()
             .collect();
         for p in unwanted {
+            self.pruning.insert(p);
             self.push(Output::Disconnect(p));
         }
     }
@@ -440,6 +502,7 @@ impl Node {
     }
 
     fn on_connected(&mut self, peer: NodeId, now: Millis) {
+        self.pruning.remove(&peer);
         if !self.peers.connected(peer, now) {
             self.note(Note::RefusedBanned(peer));
             self.push(Output::Disconnect(peer));
@@ -450,6 +513,7 @@ impl Node {
         }
         self.alive(peer, now);
         if self.is_member(&peer) {
+            self.peers.reset_bootstrap();
             self.send_sync(peer);
             // A member's redial that lands while we shut down proves us
             // alive after our goodbye, and only a signed goodbye ends

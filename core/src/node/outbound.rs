@@ -114,6 +114,9 @@ impl Node {
         );
         for (guardian, req) in requests {
             let deposit = matches!(req, Request::Deposit(_));
+            if deposit && self.overlay.depositing(guardian, true) {
+                self.refresh_wanted();
+            }
             let p = Pending::Fanout {
                 batch,
                 guardian,
@@ -143,6 +146,9 @@ impl Node {
                 guardian,
                 deposit,
             } => {
+                if deposit && self.overlay.depositing(guardian, false) {
+                    self.refresh_wanted();
+                }
                 match &r {
                     Ok(Response::Ack) if deposit => self.guardian_says(guardian, true),
                     Ok(Response::Held { epochs }) => {

@@ -101,6 +101,10 @@ pub fn ring_neighbours<'a>(
 pub struct Overlay {
     /// Members that said they hold shares of ours.
     guardians: BTreeSet<NodeId>,
+    /// Guardians a deposit of ours is on its way to, with how many: kept
+    /// while they answer (a bind dials five new guardians at once; they
+    /// are guardians from the moment they acknowledge).
+    depositing: BTreeMap<NodeId, u32>,
     /// Gossip neighbours from the rings (recomputed on roster changes).
     gossip: BTreeSet<NodeId>,
     /// Owners whose shares this node holds.
@@ -189,6 +193,21 @@ impl Overlay {
         }
     }
 
+    /// A deposit to `g` was sent (`true`) or answered (`false`). True if
+    /// that changed what this node wants.
+    pub fn depositing(&mut self, g: NodeId, sent: bool) -> bool {
+        let was = self.wants(&g);
+        if sent {
+            *self.depositing.entry(g).or_default() += 1;
+        } else if let Some(n) = self.depositing.get_mut(&g) {
+            *n -= 1;
+            if *n == 0 {
+                self.depositing.remove(&g);
+            }
+        }
+        was != self.wants(&g)
+    }
+
     pub fn is_guardian(&self, n: &NodeId) -> bool {
         self.guardians.contains(n)
     }
@@ -208,13 +227,17 @@ impl Overlay {
 
     /// Whether this node keeps a connection to `n`.
     pub fn wants(&self, n: &NodeId) -> bool {
-        self.is_guardian(n) || self.is_ward(n) || self.is_gossip(n)
+        self.is_guardian(n)
+            || self.depositing.contains_key(n)
+            || self.is_ward(n)
+            || self.is_gossip(n)
     }
 
     /// Everyone this node keeps connections to.
     pub fn wanted(&self) -> BTreeSet<NodeId> {
         self.guardians
             .iter()
+            .chain(self.depositing.keys())
             .chain(&self.wards)
             .chain(&self.gossip)
             .copied()

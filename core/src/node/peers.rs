@@ -195,14 +195,17 @@ impl<P: Ord + Clone> Peers<P> {
         self.banned.retain(|_, until| *until > now);
     }
 
-    /// `p` was dialled at least twice (over a second or more) and is not
-    /// connected: unreachable for now.
+    /// `p` was dialled four times over seven seconds and is not
+    /// connected: unreachable for now. Not sooner: the daemons of a rack
+    /// that boots together come up seconds apart, and a neighbour marked
+    /// down only because it started later would send its replacements
+    /// connections it does not need.
     pub fn failing(&self, p: &P) -> bool {
         !self.connected.contains(p)
             && self
                 .backoff
                 .get(p)
-                .is_some_and(|(_, delay)| *delay >= 4 * REDIAL_MIN)
+                .is_some_and(|(_, delay)| *delay >= 16 * REDIAL_MIN)
     }
 
     /// The members to dial now: not connected and past their backoff
@@ -230,6 +233,22 @@ impl<P: Ord + Clone> Peers<P> {
         out
     }
 
+    /// When [`Peers::redials`] next has work to do.
+    pub fn next_redial(&self) -> Option<Millis> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
+    /// When [`Peers::bootstrap_due`] next says yes: only while alone.
+    pub fn next_bootstrap(&self, any_member: bool, have_bootstrap: bool) -> Option<Millis> {
+        (have_bootstrap && !any_member).then_some(self.bootstrap.0)
+    }
+
+    /// A member connected: the next time this node is alone it starts
+    /// over at the shortest bootstrap backoff.
+    pub fn reset_bootstrap(&mut self) {
+        self.bootstrap = (0, BOOTSTRAP_MIN);
+    }
+
     /// Forgets every backoff: after joining, dial at once.
     pub fn reset_backoff(&mut self) {
         self.backoff.clear();
@@ -244,7 +263,7 @@ impl<P: Ord + Clone> Peers<P> {
     /// backoff 2 s .. 64 s. The driver dials them once at start itself.
     pub fn bootstrap_due(&mut self, now: Millis, any_member: bool, have_bootstrap: bool) -> bool {
         if any_member {
-            self.bootstrap = (0, BOOTSTRAP_MIN);
+            self.reset_bootstrap();
             return false;
         }
         if !have_bootstrap || now < self.bootstrap.0 {

@@ -81,6 +81,9 @@ impl Node {
     /// Merges roster ops, writes the new ones, and subscribes if we just
     /// learnt our mesh.
     pub(super) fn merge_ops(&mut self, ops: Vec<SignedOp>, now: Millis) {
+        if ops.is_empty() {
+            return;
+        }
         let was = self.active_ids();
         let rep = self.roster.merge_all(ops);
         self.after_merge(was, rep, now)

@@ -222,6 +222,9 @@ impl Roster {
                 rest.push(v);
             }
         }
+        if rest.is_empty() && rep.new.is_empty() {
+            return rep;
+        }
         let Some(ours) = self.mesh() else {
             rep.errors.extend(rest.iter().map(|_| RosterError::NoMesh));
             return rep;
