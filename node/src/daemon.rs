@@ -109,6 +109,7 @@ impl Daemon {
             clock_floor: crate::clock::build_time(),
             bootstrap: !cfg.bootstrap.is_empty(),
             seed,
+            merges: None,
         };
         let node = Node::new(node_cfg, stored, now_ms());
         let ping_interval =
@@ -363,7 +364,7 @@ impl Daemon {
                     warn!("gossip subscribe: {e}");
                 }
             }
-            Output::Members { members, boots } => self.members_changed(members, boots),
+            Output::Members { members, boots } => self.members_changed(&members, &boots),
             Output::Pin { peer, addrs } => {
                 if let Some(p) = peer.peer_id() {
                     for a in addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {

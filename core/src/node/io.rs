@@ -6,6 +6,9 @@
 //! initramfs connects with. Requests, responses, control requests and
 //! writes carry small ids the driver maps to its own handles.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use crate::control::{CtlRequest, CtlResponse};
 use crate::guardian::OwnerState;
 use crate::identity::NodeId;
@@ -108,9 +111,10 @@ pub enum Output {
     Subscribe(MeshId),
     /// The roster's members changed (or the node started): who the
     /// transport treats as members, and the boot keys it lets connect.
+    /// Both sets are the roster's own, shared, not copies.
     Members {
-        members: Vec<NodeId>,
-        boots: Vec<NodeId>,
+        members: Arc<BTreeSet<NodeId>>,
+        boots: Arc<BTreeSet<NodeId>>,
     },
     /// Remember these addresses of `peer` for good (an invite's), and
     /// have them on disk before the next output.

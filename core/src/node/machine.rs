@@ -9,6 +9,7 @@
 //! node sends and waits on (`outbound`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -16,7 +17,7 @@ use rand::{RngCore, SeedableRng};
 use crate::guardian::{Event, Guardian, Millis, OwnerState, Policy};
 use crate::identity::{NodeId, NodeKey};
 use crate::proto::{AdminMsg, InviteRecord};
-use crate::roster::{Member, Roster, SignedOp, Verified};
+use crate::roster::{Member, MergeMemo, MergeReport, Roster, SignedOp, Verified};
 
 use super::admin::AdminState;
 use super::decisions::DecisionLog;
@@ -40,6 +41,9 @@ pub struct NodeConfig {
     /// Seeds the node's own randomness (invite secrets, anti-entropy
     /// partners): the OS RNG in keywardd, the run's seed in the simulator.
     pub seed: [u8; 32],
+    /// Merge results shared with other nodes of the same process (the
+    /// simulator's; `roster::MergeMemo`). keywardd: `None`.
+    pub merges: Option<Arc<MergeMemo>>,
 }
 
 /// What a previous run wrote ([`Write`]), read back at start.
@@ -114,13 +118,17 @@ pub struct Node {
     pub(super) leaving: bool,
     pub(super) rng: StdRng,
     out: VecDeque<Output>,
+    merges: Option<Arc<MergeMemo>>,
 }
 
 impl Node {
     /// A node as a previous run left it (or new, from `Stored::default()`).
     pub fn new(cfg: NodeConfig, stored: Stored, now: Millis) -> Node {
         let mut roster = Roster::default();
-        let loaded = roster.merge_checked(stored.roster, stored.verified);
+        let loaded = match &cfg.merges {
+            Some(m) => roster.merge_shared(stored.roster, stored.verified, m),
+            None => roster.merge_checked(stored.roster, stored.verified),
+        };
         let mut guardian = Guardian::new(cfg.key.id(), cfg.policy);
         // The lock state as it was left: the message was checked when it
         // arrived, and a lockdown must not lapse at a restart because its
@@ -132,6 +140,7 @@ impl Node {
         // synced yet): the guardian refuses releases until it is right.
         guardian.set_clock_floor(cfg.clock_floor);
         let mut n = Node {
+            merges: cfg.merges,
             key: cfg.key,
             me: cfg.me,
             roster,
@@ -198,7 +207,7 @@ impl Node {
             Input::Misbehaved { peer, what } => self.strike(peer, what, now),
             Input::Verified(vs) => {
                 let was = self.active_ids();
-                let rep = self.roster.merge_verified(vs);
+                let rep = self.merge_roster(vec![], vs);
                 self.after_merge(was, rep, now);
             }
             Input::Control { id, req } => self.command(id, req, now),
@@ -375,8 +384,17 @@ impl Node {
         (self.rng.next_u32() as usize) % len.max(1)
     }
 
-    pub(super) fn active_ids(&self) -> BTreeSet<NodeId> {
-        self.roster.members().map(|m| m.id).collect()
+    pub(super) fn active_ids(&self) -> Arc<BTreeSet<NodeId>> {
+        self.roster.member_ids()
+    }
+
+    /// Merges roster operations (`ops` checked here, `verified` by the
+    /// driver), through the shared memo when there is one.
+    pub(super) fn merge_roster(&mut self, ops: Vec<SignedOp>, verified: Vec<Verified>) -> MergeReport {
+        match &self.merges {
+            Some(m) => self.roster.merge_shared(ops, verified, m),
+            None => self.roster.merge_checked(ops, verified),
+        }
     }
 
     pub(super) fn strike(&mut self, peer: NodeId, what: String, now: Millis) {
@@ -441,11 +459,10 @@ impl Node {
 
     pub(super) fn members_changed(&mut self) {
         let me = self.me.id;
-        let ids: Vec<NodeId> = self.roster.members().map(|m| m.id).collect();
-        self.overlay.members_changed(me, ids);
+        let members = self.roster.member_ids();
+        self.overlay.members_changed(me, members.clone());
         self.refresh_wanted();
-        let members = self.roster.members().map(|m| m.id).collect();
-        let boots = self.roster.members().map(|m| m.boot.as_node_id()).collect();
+        let boots = self.roster.member_boots();
         self.push(Output::Members { members, boots });
     }
 

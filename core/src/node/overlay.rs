@@ -33,6 +33,7 @@
 //! guardian links still carry the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::guardian::Millis;
 use crate::identity::NodeId;
@@ -111,7 +112,7 @@ pub struct Overlay {
     wards: BTreeSet<NodeId>,
     /// Active members, this node included (the rings are recomputed from
     /// them when a neighbour goes down or comes back).
-    members: Vec<NodeId>,
+    members: Arc<BTreeSet<NodeId>>,
     me: Option<NodeId>,
     /// Gossip neighbours that could not be reached, since when: skipped,
     /// so the next member around the ring takes their place. After a
@@ -122,10 +123,10 @@ pub struct Overlay {
 impl Overlay {
     /// The roster's members changed: recompute the rings; forget
     /// guardians and wards that are no longer members.
-    pub fn members_changed(&mut self, me: NodeId, members: Vec<NodeId>) {
+    pub fn members_changed(&mut self, me: NodeId, members: Arc<BTreeSet<NodeId>>) {
         self.members = members;
         self.me = Some(me);
-        let active: BTreeSet<&NodeId> = self.members.iter().collect();
+        let active = &self.members;
         self.guardians.retain(|g| active.contains(g));
         self.wards.retain(|w| active.contains(w));
         self.down.retain(|d, _| active.contains(d));

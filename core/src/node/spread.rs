@@ -3,6 +3,7 @@
 //! written), and admin messages applied.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::guardian::Millis;
 use crate::identity::NodeId;
@@ -85,7 +86,7 @@ impl Node {
             return;
         }
         let was = self.active_ids();
-        let rep = self.roster.merge_all(ops);
+        let rep = self.merge_roster(ops, vec![]);
         self.after_merge(was, rep, now)
     }
 
@@ -107,7 +108,7 @@ impl Node {
     /// Writes what a merge changed and reports membership changes.
     pub(super) fn after_merge(
         &mut self,
-        was_active: BTreeSet<NodeId>,
+        was_active: Arc<BTreeSet<NodeId>>,
         rep: MergeReport,
         now: Millis,
     ) {
@@ -133,7 +134,7 @@ impl Node {
                 self.alive(id, now);
             }
         }
-        for id in was_active {
+        for &id in was_active.iter() {
             if !self.roster.is_active(&id) {
                 let me = id == self.me.id;
                 self.note(Note::MemberRevoked { id, me });

@@ -25,17 +25,20 @@
 //!
 //! Sans-IO: no clock, no sockets; times are arguments.
 
+mod memo;
 mod op;
 mod resolve;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::identity::{NodeId, NodeKey, Sig};
 
+pub use memo::MergeMemo;
 pub use op::{check_name, Member, MeshId, OpBody, OpId, Role, SignedOp, Verified};
 use resolve::{resolve, Input, View};
 
@@ -50,7 +53,7 @@ pub const MAX_ENDORSEMENTS: usize = 4;
 /// bounds every op, so a full roster still fits one sync response.
 pub const MAX_REASON: usize = 200;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RosterError {
     #[error("operation signature does not verify (forged or corrupted)")]
     BadSignature,
@@ -86,7 +89,7 @@ pub enum Merged {
 }
 
 /// What a merge changed, for the driver to persist.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MergeReport {
     /// Operations now held that were not before.
     pub new: Vec<SignedOp>,
@@ -96,8 +99,24 @@ pub struct MergeReport {
     pub errors: Vec<RosterError>,
 }
 
+/// A roster: a cheap handle on its state, shared until one side changes
+/// it. keywardd holds one; the simulator's 5,000 nodes hold the same few
+/// states between them (see [`MergeMemo`]) instead of 5,000 copies.
 #[derive(Clone, Debug, Default)]
 pub struct Roster {
+    s: Arc<RosterState>,
+}
+
+impl std::ops::Deref for Roster {
+    type Target = RosterState;
+    fn deref(&self) -> &RosterState {
+        &self.s
+    }
+}
+
+/// What a [`Roster`] holds; read through the roster (it derefs to this).
+#[derive(Clone, Debug, Default)]
+pub struct RosterState {
     found: Option<SignedOp>,
     ops: BTreeMap<OpId, SignedOp>,
     admits_by: BTreeMap<NodeId, BTreeSet<OpId>>,
@@ -109,31 +128,14 @@ pub struct Roster {
     /// anti-entropy round asks for it, and hashing every op id each time
     /// costs a 5,000-member mesh 5,000 hashes per round.
     digest: std::sync::OnceLock<[u8; 32]>,
+    /// The active members' ids, built once per change and shared (the
+    /// transport's member set, the overlay's rings).
+    ids: std::sync::OnceLock<Arc<BTreeSet<NodeId>>>,
+    /// Their boot keys' ids, likewise.
+    boots: std::sync::OnceLock<Arc<BTreeSet<NodeId>>>,
 }
 
 impl Roster {
-    pub fn mesh(&self) -> Option<MeshId> {
-        self.found.as_ref().map(|f| f.body.mesh())
-    }
-
-    pub fn mesh_name(&self) -> Option<&str> {
-        match self.found.as_ref().map(|f| &f.body) {
-            Some(OpBody::Found { name, .. }) => Some(name),
-            _ => None,
-        }
-    }
-
-    pub fn founder(&self) -> Option<NodeId> {
-        self.found.as_ref().map(|f| f.body.signer())
-    }
-
-    fn founder_member(&self) -> Option<&Member> {
-        match self.found.as_ref().map(|f| &f.body) {
-            Some(OpBody::Found { founder, .. }) => Some(founder),
-            _ => None,
-        }
-    }
-
     /// Starts a new mesh with `me` as founder.
     pub fn found(name: &str, mesh: MeshId, me: Member, key: &NodeKey) -> (Roster, SignedOp) {
         let op = SignedOp::sign(
@@ -147,12 +149,6 @@ impl Roster {
         let mut r = Roster::default();
         r.merge(op.clone()).expect("own founding op is valid");
         (r, op)
-    }
-
-    /// Whether the operation with this id is held (cheap; lets a driver
-    /// skip verifying what it already has).
-    pub fn knows(&self, id: &OpId) -> bool {
-        self.ops.contains_key(id) || self.found.as_ref().map(|f| f.id()) == Some(*id)
     }
 
     /// Merges one operation; idempotent and order-independent once all
@@ -201,6 +197,89 @@ impl Roster {
     /// order: admissions are taken breadth-first from the signers already
     /// known, so a chain arriving in reverse order costs one pass.
     pub fn merge_verified(&mut self, batch: Vec<Verified>) -> MergeReport {
+        if batch.iter().all(|v| self.knows(&v.id)) {
+            return MergeReport::default();
+        }
+        Arc::make_mut(&mut self.s).merge_verified(batch)
+    }
+
+    /// [`Roster::merge_checked`], taking the result from `memo` when a
+    /// roster in the same state merged the same batch before (and
+    /// leaving it there otherwise). Merging is a function of the held
+    /// set and the batch, so the answer is the same either way.
+    pub fn merge_shared(
+        &mut self,
+        ops: Vec<SignedOp>,
+        verified: Vec<Verified>,
+        memo: &MergeMemo,
+    ) -> MergeReport {
+        let ops: Vec<(OpId, SignedOp)> = ops
+            .into_iter()
+            .map(|o| (o.id(), o))
+            .filter(|(id, _)| !self.knows(id))
+            .collect();
+        let verified: Vec<Verified> = verified.into_iter().filter(|v| !self.knows(&v.id)).collect();
+        if ops.is_empty() && verified.is_empty() {
+            return MergeReport::default();
+        }
+        let ids = ops.iter().map(|(id, _)| *id).chain(verified.iter().map(|v| v.id));
+        let key = MergeMemo::key(self.digest(), ids);
+        if let Some((s, rep)) = memo.get(&key) {
+            self.s = s;
+            return rep;
+        }
+        let rep = self.merge_checked(ops.into_iter().map(|(_, o)| o).collect(), verified);
+        memo.put(key, self.s.clone(), rep.clone());
+        rep
+    }
+
+    /// The active members' boot key ids (shared, built once per change).
+    pub fn member_boots(&self) -> Arc<BTreeSet<NodeId>> {
+        self.s
+            .boots
+            .get_or_init(|| Arc::new(self.s.members().map(|m| m.boot.as_node_id()).collect()))
+            .clone()
+    }
+
+    /// The active members' ids (shared, built once per change).
+    pub fn member_ids(&self) -> Arc<BTreeSet<NodeId>> {
+        self.s
+            .ids
+            .get_or_init(|| Arc::new(self.s.members().map(|m| m.id).collect()))
+            .clone()
+    }
+}
+
+impl RosterState {
+    pub fn mesh(&self) -> Option<MeshId> {
+        self.found.as_ref().map(|f| f.body.mesh())
+    }
+
+    pub fn mesh_name(&self) -> Option<&str> {
+        match self.found.as_ref().map(|f| &f.body) {
+            Some(OpBody::Found { name, .. }) => Some(name),
+            _ => None,
+        }
+    }
+
+    pub fn founder(&self) -> Option<NodeId> {
+        self.found.as_ref().map(|f| f.body.signer())
+    }
+
+    fn founder_member(&self) -> Option<&Member> {
+        match self.found.as_ref().map(|f| &f.body) {
+            Some(OpBody::Found { founder, .. }) => Some(founder),
+            _ => None,
+        }
+    }
+
+    /// Whether the operation with this id is held (cheap; lets a driver
+    /// skip verifying what it already has).
+    pub fn knows(&self, id: &OpId) -> bool {
+        self.ops.contains_key(id) || self.found.as_ref().map(|f| f.id()) == Some(*id)
+    }
+
+    fn merge_verified(&mut self, batch: Vec<Verified>) -> MergeReport {
         let mut rep = MergeReport::default();
         let mut rest = Vec::with_capacity(batch.len());
         for v in batch {
@@ -215,7 +294,7 @@ impl Roster {
                 } else {
                     rep.new.push(v.op.clone());
                     self.found = Some(v.op);
-                    self.digest = Default::default();
+                    self.changed();
                     self.recompute();
                 }
             } else {
@@ -430,11 +509,11 @@ impl Roster {
             OpBody::Found { .. } => unreachable!("the founding op is kept apart"),
         }
         self.ops.insert(id, v.op);
-        self.digest = Default::default();
+        self.changed();
     }
 
     fn remove(&mut self, id: &OpId) {
-        self.digest = Default::default();
+        self.changed();
         let Some(op) = self.ops.remove(id) else {
             return;
         };
@@ -470,7 +549,16 @@ impl Roster {
         }
     }
 
+    /// The op set changed: the caches go.
+    fn changed(&mut self) {
+        self.digest = Default::default();
+        self.ids = Default::default();
+        self.boots = Default::default();
+    }
+
     fn recompute(&mut self) {
+        self.ids = Default::default();
+        self.boots = Default::default();
         let Some(founder) = self.founder_member() else {
             return;
         };

@@ -77,7 +77,7 @@ impl Daemon {
 
     /// Keeps the network layer in step with the roster: who the gate keeps
     /// connected and lets past the stranger caps, and who may gossip.
-    pub(super) fn members_changed(&mut self, members: Vec<NodeId>, boots: Vec<NodeId>) {
+    pub(super) fn members_changed(&mut self, members: &BTreeSet<NodeId>, boots: &BTreeSet<NodeId>) {
         let members: BTreeSet<PeerId> = members.iter().filter_map(|m| m.peer_id()).collect();
         let boots: BTreeSet<PeerId> = boots.iter().filter_map(|b| b.peer_id()).collect();
         let connected: Vec<PeerId> = self.node.connected().filter_map(|n| n.peer_id()).collect();

@@ -72,7 +72,7 @@ impl World {
             Output::Verdict { id, accept } => self.verdict(m, id, accept),
             Output::Subscribe(_) => self.machines[m as usize].subscribed = true,
             Output::Members { members, .. } => {
-                self.machines[m as usize].members = members.into_iter().collect();
+                self.machines[m as usize].members = members;
             }
             Output::Verify(ops) => {
                 // Verified off the event loop in keywardd; here at once,

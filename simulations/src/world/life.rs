@@ -17,6 +17,7 @@ impl World {
             clock_floor: T0 - DAY,
             bootstrap: false,
             seed,
+            merges: Some(self.merges.clone()),
         };
         let node = Node::new(cfg, stored, now);
         mm.node = Some(node);
@@ -43,7 +44,7 @@ impl World {
         mm.inc += 1;
         mm.timer_at = None;
         mm.client_at = None;
-        mm.members.clear();
+        mm.members = Default::default();
         mm.subscribed = false;
         mm.verdicts.clear();
         mm.ctl.clear();

@@ -87,7 +87,7 @@ pub struct Machine {
     /// The client's timer event as scheduled (world time).
     pub client_at: Option<Millis>,
     /// Who the transport treats as members (`Output::Members`).
-    pub members: BTreeSet<NodeId>,
+    pub members: std::sync::Arc<BTreeSet<NodeId>>,
     pub subscribed: bool,
     /// Gossip messages seen (gossipsub's duplicate cache).
     pub seen: BTreeSet<u64>,
@@ -140,7 +140,7 @@ impl Machine {
             committing: None,
             timer_at: None,
             client_at: None,
-            members: BTreeSet::new(),
+            members: Default::default(),
             subscribed: false,
             seen: BTreeSet::new(),
             verdicts: BTreeMap::new(),

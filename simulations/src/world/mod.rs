@@ -215,6 +215,9 @@ pub struct World {
     watch: watch::Watch,
     /// Verified roster operations by id (`cfg.memo`).
     memo: BTreeMap<keyward_core::roster::OpId, Option<Verified>>,
+    /// Roster merges shared by every node (`roster::MergeMemo`): nodes in
+    /// the same roster state hold one copy of it.
+    merges: std::sync::Arc<keyward_core::roster::MergeMemo>,
 }
 
 impl World {
@@ -291,6 +294,7 @@ impl World {
             hostile: None,
             watch: watch::Watch::default(),
             memo: BTreeMap::new(),
+            merges: Default::default(),
             rng,
             cfg,
         };

@@ -89,6 +89,7 @@ impl Net {
                     clock_floor: 0,
                     bootstrap: false,
                     seed: [i as u8; 32],
+                    merges: None,
                 };
                 let stored = Stored {
                     roster: ops,
