@@ -110,7 +110,7 @@ impl World {
         let Some((id, write)) = mm.committing.take() else {
             return;
         };
-        mm.disk.apply(write);
+        mm.disk.apply(write, &mut self.disks);
         match id {
             Some(id) => self.input(m, Input::Written { id, result: Ok(()) }),
             None => self.drain(m),
@@ -207,6 +207,25 @@ impl World {
     /// handed to every node that asks again, so N nodes receiving the
     /// same operation cost one verification, not N. The node gets the
     /// same answer either way.
+    /// The operations on machine `m`'s disk, verified (through the memo,
+    /// by the ids the disk keeps: no op is hashed again).
+    pub(super) fn verify_disk(&mut self, m: u32) -> Vec<Verified> {
+        let disk = &self.machines[m as usize].disk;
+        if !self.cfg.memo {
+            return disk.roster().values().filter_map(|o| o.clone().verify().ok()).collect();
+        }
+        let mut out = Vec::with_capacity(disk.roster_len());
+        let mut new = vec![];
+        for (id, op) in disk.roster() {
+            match self.memo.get(id) {
+                Some(v) => out.extend(v.clone()),
+                None => new.push(op.clone()),
+            }
+        }
+        out.extend(self.verify(new));
+        out
+    }
+
     pub(super) fn verify(&mut self, ops: Vec<SignedOp>) -> Vec<Verified> {
         if !self.cfg.memo {
             return ops.into_iter().filter_map(|o| o.verify().ok()).collect();

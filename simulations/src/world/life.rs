@@ -8,7 +8,7 @@ impl World {
         let now = self.local(m);
         let seed: [u8; 32] = self.rng.gen();
         let mut stored = self.machines[m as usize].disk.stored();
-        stored.verified = self.verify(std::mem::take(&mut stored.roster));
+        stored.verified = self.verify_disk(m);
         let mm = &mut self.machines[m as usize];
         let cfg = NodeConfig {
             key: NodeKey::from_secret(&mm.key.secret()),
@@ -85,14 +85,14 @@ impl World {
         let mm = &mut self.machines[m as usize];
         mm.leaving = false;
         if let Some((_, w)) = mm.committing.take() {
-            mm.disk.apply(w);
+            mm.disk.apply(w, &mut self.disks);
         }
         if let Some(n) = mm.node.as_mut() {
             n.persist();
             // The store is flushed before exit: every write lands.
             while let Some(o) = n.poll_output() {
                 if let Output::Write { write, .. } = o {
-                    mm.disk.apply(write);
+                    mm.disk.apply(write, &mut self.disks);
                 }
             }
             let _ = now;

@@ -218,6 +218,8 @@ pub struct World {
     /// Roster merges shared by every node (`roster::MergeMemo`): nodes in
     /// the same roster state hold one copy of it.
     merges: std::sync::Arc<keyward_core::roster::MergeMemo>,
+    /// Roster writes shared by every disk ([`disk::SharedRosters`]).
+    disks: disk::SharedRosters,
 }
 
 impl World {
@@ -295,6 +297,7 @@ impl World {
             watch: watch::Watch::default(),
             memo: BTreeMap::new(),
             merges: Default::default(),
+            disks: Default::default(),
             rng,
             cfg,
         };
