@@ -104,6 +104,10 @@ pub struct Node {
     pub(super) dirty: BTreeSet<NodeId>,
     /// When `dirty` last became non-empty.
     dirty_since: Option<Millis>,
+    /// Connected members outside the overlay, not yet told to go: kept
+    /// as connections and the overlay change, so the driver's look at
+    /// the next deadline after every event costs nothing.
+    unwanted: BTreeSet<NodeId>,
     /// Members told to disconnect whose connection has not closed yet.
     pruning: BTreeSet<NodeId>,
     pub(super) subscribed: bool,
@@ -153,6 +157,7 @@ impl Node {
             invites: stored.invites.into_iter().collect(),
             dirty: BTreeSet::new(),
             dirty_since: None,
+            unwanted: BTreeSet::new(),
             pruning: BTreeSet::new(),
             subscribed: false,
             listen: vec![],
@@ -188,6 +193,7 @@ impl Node {
                 // goodbye (Request::GoingDown) does; a node that crashed
                 // without one is releasable once `up_window` passed.
                 self.pruning.remove(&peer);
+                self.unwanted.remove(&peer);
                 self.peers.closed(&peer)
             }
             Input::Pinged { peer } => self.alive(peer, now),
@@ -270,7 +276,8 @@ impl Node {
 
     /// When the first unwanted member connection is due to be closed.
     fn prune_at(&self) -> Millis {
-        self.unwanted()
+        self.unwanted
+            .iter()
             .filter_map(|p| self.peers.connected_since(p))
             .map(|t| t.saturating_add(PRUNE_AFTER))
             .min()
@@ -284,13 +291,23 @@ impl Node {
             .map_or(Millis::MAX, |t| t.saturating_add(PERSIST_AFTER))
     }
 
-    /// Connected members outside the overlay not yet told to go.
-    fn unwanted(&self) -> impl Iterator<Item = &NodeId> {
-        self.peers.iter_connected().filter(|p| {
-            // cheapest first: the overlay's sets are small, the roster is not
-            !self.overlay.wants(p) && !self.pruning.contains(p) && self.roster.is_active(p)
-        })
+    /// Whether a connection to `p` is one to prune: a member outside the
+    /// overlay, not yet told to go.
+    fn is_unwanted(&self, p: &NodeId) -> bool {
+        // cheapest first: the overlay's sets are small, the roster is not
+        !self.overlay.wants(p) && !self.pruning.contains(p) && self.roster.is_active(p)
     }
+
+    /// Looks at every connection again (the overlay or the roster moved).
+    fn recheck_unwanted(&mut self) {
+        self.unwanted = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.is_unwanted(p))
+            .copied()
+            .collect();
+    }
+
 
     /// Starts a clean shutdown: every connected member (and any that
     /// connects from now on) is told this node goes down, so guardians
@@ -479,6 +496,7 @@ impl Node {
             .collect();
         self.overlay.set_wards(wards);
         self.peers.set_members(self.overlay.wanted());
+        self.recheck_unwanted();
     }
 
     /// `g` said whether it holds shares of ours.
@@ -494,7 +512,8 @@ impl Node {
     /// owner) are the transport's to admit and close.
     fn prune(&mut self, now: Millis) {
         let unwanted: Vec<NodeId> = self
-            .unwanted()
+            .unwanted
+            .iter()
             .filter(|p| {
                 self.peers
                     .connected_since(p)
@@ -503,6 +522,7 @@ impl Node {
             .copied()
             .collect();
         for p in unwanted {
+            self.unwanted.remove(&p);
             self.pruning.insert(p);
             self.push(Output::Disconnect(p));
         }
@@ -524,6 +544,9 @@ impl Node {
             self.note(Note::RefusedBanned(peer));
             self.push(Output::Disconnect(peer));
             return;
+        }
+        if self.is_unwanted(&peer) {
+            self.unwanted.insert(peer);
         }
         if self.overlay.up(&peer) {
             self.refresh_wanted();

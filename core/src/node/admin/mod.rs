@@ -147,6 +147,14 @@ impl AdminState {
         roster: &Roster,
         guardian: &mut Guardian,
     ) -> Result<Applied, AdminRefusal> {
+        // The very message taken before (sync re-delivers the recent
+        // ones to every peer, every round): nothing to check or do again.
+        if self.lock_msg.as_ref() == Some(&m) {
+            return Ok(Applied::LockUnchanged);
+        }
+        if self.recent.contains(&m) {
+            return Ok(Applied::Repeat);
+        }
         if Some(m.body.mesh) != roster.mesh() || !m.verify() || !roster.is_active(&m.body.by) {
             return Err(AdminRefusal::NotFromMember);
         }
