@@ -26,7 +26,7 @@ use super::notes::Note;
 use super::outbound::Outbound;
 use super::overlay::{Overlay, PRUNE_AFTER};
 use super::peers::{Peers, Strike, MAX_STRIKES};
-use super::timers::{Timer, Timers, PERSIST_AFTER};
+use super::timers::{Timer, Timers};
 
 /// Who this node is and how it runs.
 pub struct NodeConfig {
@@ -102,8 +102,6 @@ pub struct Node {
     pub(super) invites: BTreeMap<[u8; 32], InviteRecord>,
     /// Owners whose guardian state changed since it was last written.
     pub(super) dirty: BTreeSet<NodeId>,
-    /// When `dirty` last became non-empty.
-    dirty_since: Option<Millis>,
     /// Connected members outside the overlay, not yet told to go: kept
     /// as connections and the overlay change, so the driver's look at
     /// the next deadline after every event costs nothing.
@@ -156,7 +154,6 @@ impl Node {
             timers: Timers::new(now),
             invites: stored.invites.into_iter().collect(),
             dirty: BTreeSet::new(),
-            dirty_since: None,
             unwanted: BTreeSet::new(),
             pruning: BTreeSet::new(),
             subscribed: false,
@@ -234,13 +231,13 @@ impl Node {
             .next_deadline()
             .min(self.reconnect_at())
             .min(self.prune_at())
-            .min(self.persist_at())
     }
 
     /// Runs the timed work that is due.
     pub fn handle_timeout(&mut self, now: Millis) {
         for t in self.timers.due(now) {
             match t {
+                Timer::PersistOwners => self.persist_dirty(),
                 Timer::AntiEntropy => self.anti_entropy(),
                 Timer::Housekeeping => {
                     self.peers.fade(now);
@@ -249,7 +246,7 @@ impl Node {
                     }
                     self.push(Output::Housekeeping);
                 }
-                Timer::Reconnect | Timer::Prune | Timer::PersistOwners => {}
+                Timer::Reconnect | Timer::Prune => {}
             }
         }
         if self.reconnect_at() <= now {
@@ -257,9 +254,6 @@ impl Node {
         }
         if self.prune_at() <= now {
             self.prune(now);
-        }
-        if self.persist_at() <= now {
-            self.persist_dirty();
         }
     }
 
@@ -282,13 +276,6 @@ impl Node {
             .map(|t| t.saturating_add(PRUNE_AFTER))
             .min()
             .unwrap_or(Millis::MAX)
-    }
-
-    /// When changed owner states are written.
-    fn persist_at(&self) -> Millis {
-        self.dirty_since
-            .filter(|_| !self.dirty.is_empty())
-            .map_or(Millis::MAX, |t| t.saturating_add(PERSIST_AFTER))
     }
 
     /// Whether a connection to `p` is one to prune: a member outside the
@@ -449,15 +436,7 @@ impl Node {
             },
             &self.roster,
         );
-        self.mark_dirty(peer, now);
-    }
-
-    /// `owner`'s guardian state changed: written within [`PERSIST_AFTER`].
-    pub(super) fn mark_dirty(&mut self, owner: NodeId, now: Millis) {
-        if self.dirty.is_empty() {
-            self.dirty_since = Some(now);
-        }
-        self.dirty.insert(owner);
+        self.dirty.insert(peer);
     }
 
     /// Writes the guardian state of every owner changed since last time.

@@ -317,7 +317,7 @@ mod tests {
         let all = ids(40, 1);
         let me = all[0];
         let mut o = Overlay::default();
-        o.members_changed(me, all.clone());
+        o.members_changed(me, Arc::new(all.clone().into_iter().collect()));
         let far = *all[1..].iter().find(|x| !o.is_gossip(x)).unwrap();
         assert!(!o.wants(&far));
         assert!(o.guardian_says(far, true));
@@ -330,7 +330,7 @@ mod tests {
         // revoked: neither guardian nor ward any more
         o.guardian_says(far, true);
         let rest: Vec<NodeId> = all.iter().copied().filter(|x| *x != far).collect();
-        o.members_changed(me, rest);
+        o.members_changed(me, Arc::new(rest.into_iter().collect()));
         assert!(!o.wants(&far));
         assert!(o.bound() <= 2 * RINGS);
     }
@@ -353,7 +353,7 @@ mod down_tests {
         // one ring order for all: 0 < 1 < ... < 11 (keys 10..120)
         let all: Vec<NodeId> = (0..12u8).map(|i| id(i, 10 * (u64::from(i) + 1))).collect();
         let mut o = Overlay::default();
-        o.members_changed(all[2], all.clone());
+        o.members_changed(all[2], Arc::new(all.clone().into_iter().collect()));
         let set = |o: &Overlay| o.gossip().copied().collect::<BTreeSet<_>>();
         assert_eq!(set(&o), BTreeSet::from([all[1], all[3]]));
         assert!(o.neighbour_down(all[3], 1000));
@@ -383,7 +383,7 @@ mod down_tests {
             .map(|i| id(i, u64::from(i)))
             .collect();
         let mut o = Overlay::default();
-        o.members_changed(all[0], all);
+        o.members_changed(all[0], Arc::new(all.into_iter().collect()));
         assert_eq!(o.bound(), FULL_MESH_UP_TO - 1);
     }
 }

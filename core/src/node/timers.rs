@@ -1,14 +1,13 @@
 //! The node's timed work, by name: the driver sleeps until
 //! `Node::poll_timeout` and calls `Node::handle_timeout`.
 //!
-//! Two kinds. [`Timers`] holds the periodic ones (anti-entropy,
-//! housekeeping). The others are due when the node's state says so and
-//! the node computes their deadline from that state: a redial when a
-//! backoff ends, a prune when an unwanted connection has been up long
-//! enough, a write of owner states a few seconds after the first change.
-//! An idle node then wakes a few times a minute instead of every second:
-//! what lets one machine simulate 5,000 of them, and what a laptop's
-//! battery prefers.
+//! Two kinds. [`Timers`] holds the periodic ones (owner-state writes,
+//! anti-entropy, housekeeping), whose periods are multiples of one
+//! another so they fire together. The others are due when the node's
+//! state says so and the node computes their deadline from that state: a
+//! redial when a backoff ends, a prune when an unwanted connection has
+//! been up long enough. An idle node then wakes twice a minute instead
+//! of every second: what lets one machine simulate 5,000 of them.
 
 use std::collections::BTreeMap;
 
@@ -20,10 +19,12 @@ pub enum Timer {
     /// Redial members and bootstrap addresses whose backoff ended (on
     /// demand).
     Reconnect,
-    /// Write owner states changed since the last write, [`PERSIST_AFTER`]
-    /// after the first change (on demand).
+    /// Write owner states changed since the last write (periodic: what
+    /// changes between writes is liveness, and a guardian that restarts
+    /// with a last-seen time up to a period old only refuses sooner).
     PersistOwners,
-    /// Roster anti-entropy with one connected member (periodic).
+    /// Roster anti-entropy with one connected member (periodic: a backstop
+    /// for what gossip missed; every new connection syncs at once too).
     AntiEntropy,
     /// Close a connection to a member outside the overlay once it has
     /// been up `overlay::PRUNE_AFTER` (on demand).
@@ -33,19 +34,17 @@ pub enum Timer {
     Housekeeping,
 }
 
-/// How long changed owner states wait to be written together.
-pub const PERSIST_AFTER: Millis = 5000;
-
 impl Timer {
     /// The periodic timers.
-    pub const PERIODIC: [Timer; 2] = [Timer::AntiEntropy, Timer::Housekeeping];
+    pub const PERIODIC: [Timer; 3] = [Timer::PersistOwners, Timer::AntiEntropy, Timer::Housekeeping];
 
     /// The period of a periodic timer.
     pub fn period(self) -> Option<Millis> {
         match self {
-            Timer::AntiEntropy => Some(10_000),
+            Timer::PersistOwners => Some(30_000),
+            Timer::AntiEntropy => Some(60_000),
             Timer::Housekeeping => Some(60_000),
-            Timer::Reconnect | Timer::PersistOwners | Timer::Prune => None,
+            Timer::Reconnect | Timer::Prune => None,
         }
     }
 }
@@ -93,20 +92,24 @@ mod tests {
     #[test]
     fn periodic_timers_fire_at_their_periods_without_catching_up() {
         let mut t = Timers::new(0);
-        assert_eq!(t.next_deadline(), 10_000, "nothing at start");
+        assert_eq!(t.next_deadline(), 30_000, "nothing at start");
         let mut fired: BTreeMap<Timer, u32> = BTreeMap::new();
+        let mut wakes = 0;
         let mut now = 0;
-        while now < 60_000 {
+        while now < 600_000 {
             now = t.next_deadline();
+            wakes += 1;
             for x in t.due(now) {
                 *fired.entry(x).or_default() += 1;
             }
         }
-        assert_eq!(fired[&Timer::AntiEntropy], 6);
-        assert_eq!(fired[&Timer::Housekeeping], 1);
-        assert_eq!(fired.len(), 2, "on-demand timers are the node's: {fired:?}");
+        assert_eq!(fired[&Timer::PersistOwners], 20);
+        assert_eq!(fired[&Timer::AntiEntropy], 10);
+        assert_eq!(fired[&Timer::Housekeeping], 10);
+        assert_eq!(fired.len(), 3, "on-demand timers are the node's: {fired:?}");
+        assert_eq!(wakes, 20, "the periods line up: one wake fires them all");
         // a driver that stalled ten minutes gets each timer once
-        assert_eq!(t.due(now + 600_000).len(), 2);
+        assert_eq!(t.due(now + 600_000).len(), 3);
         assert!(t.due(now + 600_001).is_empty());
     }
 }

@@ -195,7 +195,7 @@ fn auditors_admit_nobody_and_cannot_mint_a_guardian() {
     assert!(!r.is_active(&minted.id()));
     // Even if such an op reached a roster some other way, resolving never
     // counts it: build the index by hand.
-    let mut raw = r.clone();
+    let mut raw = (*r).clone();
     let v = admit(&aud, &minted, "minted").verify().unwrap();
     raw.insert(v);
     raw.recompute();
