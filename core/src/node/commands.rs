@@ -81,16 +81,18 @@ impl Node {
     /// What `keyward status` shows. The transport's part (addresses per
     /// member, the gate's stranger counts) is the driver's to fill in.
     pub fn status(&self, now: Millis) -> Status {
+        let texts = self.roster.member_texts();
         let members = self
             .roster
             .members()
-            .map(|m| {
+            .zip(texts.iter())
+            .map(|(m, (id, boot))| {
                 let held = self.held_for(&m.id);
                 control::MemberStatus {
-                    id: m.id.to_string(),
+                    id: id.clone(),
                     name: m.name.clone(),
                     role: m.role,
-                    boot: hex::encode(m.boot.sign),
+                    boot: boot.clone(),
                     me: m.id == self.me.id,
                     connected: m.id == self.me.id || self.peers.is_connected(&m.id),
                     guards_me: self.overlay.is_guardian(&m.id),

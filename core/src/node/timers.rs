@@ -42,7 +42,7 @@ impl Timer {
     pub fn period(self) -> Option<Millis> {
         match self {
             Timer::PersistOwners => Some(30_000),
-            Timer::AntiEntropy => Some(60_000),
+            Timer::AntiEntropy => Some(30_000),
             Timer::Housekeeping => Some(60_000),
             Timer::Reconnect | Timer::Prune => None,
         }
@@ -104,7 +104,7 @@ mod tests {
             }
         }
         assert_eq!(fired[&Timer::PersistOwners], 20);
-        assert_eq!(fired[&Timer::AntiEntropy], 10);
+        assert_eq!(fired[&Timer::AntiEntropy], 20);
         assert_eq!(fired[&Timer::Housekeeping], 10);
         assert_eq!(fired.len(), 3, "on-demand timers are the node's: {fired:?}");
         assert_eq!(wakes, 20, "the periods line up: one wake fires them all");

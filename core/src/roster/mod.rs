@@ -133,6 +133,9 @@ pub struct RosterState {
     ids: std::sync::OnceLock<Arc<BTreeSet<NodeId>>>,
     /// Their boot keys' ids, likewise.
     boots: std::sync::OnceLock<Arc<BTreeSet<NodeId>>>,
+    /// Their ids and boot keys as `keyward status` prints them, likewise
+    /// (base58 for 5,000 members is most of a status answer's cost).
+    texts: std::sync::OnceLock<Arc<Vec<(String, String)>>>,
 }
 
 impl Roster {
@@ -238,6 +241,22 @@ impl Roster {
         self.s
             .boots
             .get_or_init(|| Arc::new(self.s.members().map(|m| m.boot.as_node_id()).collect()))
+            .clone()
+    }
+
+    /// Each active member's id and boot key as text (base58, hex), in
+    /// [`RosterState::members`] order (shared, built once per change).
+    pub fn member_texts(&self) -> Arc<Vec<(String, String)>> {
+        self.s
+            .texts
+            .get_or_init(|| {
+                Arc::new(
+                    self.s
+                        .members()
+                        .map(|m| (m.id.to_string(), hex::encode(m.boot.sign)))
+                        .collect(),
+                )
+            })
             .clone()
     }
 
@@ -554,11 +573,13 @@ impl RosterState {
         self.digest = Default::default();
         self.ids = Default::default();
         self.boots = Default::default();
+        self.texts = Default::default();
     }
 
     fn recompute(&mut self) {
         self.ids = Default::default();
         self.boots = Default::default();
+        self.texts = Default::default();
         let Some(founder) = self.founder_member() else {
             return;
         };
