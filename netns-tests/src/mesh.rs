@@ -562,6 +562,144 @@ impl Mesh {
     }
 }
 
+/// One daemon's connections, from the OS and from its own status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conns {
+    /// Established TCP sockets the process holds (`/proc/PID/fd` and
+    /// `/proc/PID/net/tcp{,6}`, in its own namespace).
+    pub sockets: usize,
+    /// Members its status shows connected (itself not counted).
+    pub members: usize,
+    /// Connections from non-members (strangers, an unlocking boot key).
+    pub strangers: usize,
+    /// Members it keeps connections to: its guardians (`guards_me`),
+    /// wards (it holds shares of them) and gossip neighbours.
+    pub wanted: usize,
+}
+
+impl Conns {
+    /// The simulator's invariant `net.connection-bound`: wanted peers
+    /// plus this many transient ones (a request to a member outside the
+    /// overlay, a peer whose roster differs for a moment).
+    pub const TRANSIENT: usize = 8;
+
+    pub fn bound(&self) -> usize {
+        self.wanted + Self::TRANSIENT
+    }
+}
+
+/// Established TCP sockets of process `pid`, counted by the kernel: the
+/// socket inodes among its open files that its namespace's TCP tables
+/// list in state ESTABLISHED.
+pub fn tcp_established(pid: u32) -> Result<usize> {
+    let mut inodes = std::collections::HashSet::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(l) = std::fs::read_link(e?.path()) else {
+            continue; // closed meanwhile
+        };
+        let l = l.to_string_lossy();
+        if let Some(n) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+            inodes.insert(n.to_string());
+        }
+    }
+    let mut n = 0;
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() > 9 && f[3] == "01" && inodes.contains(f[9]) {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+impl Mesh {
+    /// Node `i`'s connections now: its sockets as the OS counts them and
+    /// what its status says (see [`Conns`]).
+    pub fn conns(&self, i: usize) -> Result<Conns> {
+        let pid = self
+            .pid(i)
+            .ok_or_else(|| anyhow!("node{i} has no running daemon"))?;
+        let v = self.status_direct(i)?;
+        let sockets = tcp_established(pid)?;
+        let others = v.members.iter().filter(|m| !m.me);
+        Ok(Conns {
+            sockets,
+            members: others.clone().filter(|m| m.connected).count(),
+            strangers: v.strangers.connections,
+            wanted: others
+                .filter(|m| m.guards_me || m.gossip || !m.holds_shares_epochs.is_empty())
+                .count(),
+        })
+    }
+
+    /// Inits every node of `nodes`, founds the mesh on the first, starts
+    /// their daemons and joins the others, each with an invite from a
+    /// member that joined before it (round robin over the first
+    /// `inviters`), then waits until their rosters agree
+    /// ([`Mesh::converge_rosters`]). For meshes too big for
+    /// [`Mesh::converge`], which wants every node connected to every other.
+    /// Returns how long the invites and joins took.
+    pub fn form_large(
+        &mut self,
+        nodes: &[usize],
+        inviters: usize,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let Some((&first, rest)) = nodes.split_first() else {
+            return Ok(Duration::ZERO);
+        };
+        self.init(first, Some("test"))?;
+        for &i in rest {
+            self.init(i, None)?;
+        }
+        for &i in nodes {
+            self.start(i)?;
+        }
+        let t = Instant::now();
+        for (k, &i) in rest.iter().enumerate() {
+            // nodes[0..=k] are members by now
+            let inviter = nodes[k % inviters.max(1).min(k + 1)];
+            self.join(i, inviter)?;
+        }
+        let joins = t.elapsed();
+        self.converge_rosters(nodes, timeout)?;
+        Ok(joins)
+    }
+
+    /// Waits until every running node of `nodes` lists exactly the nodes
+    /// of `nodes` and their rosters are equal (same digest). Connections
+    /// are not looked at: beyond `FULL_MESH_UP_TO` members a node keeps
+    /// only its overlay connected.
+    pub fn converge_rosters(&self, nodes: &[usize], timeout: Duration) -> Result<()> {
+        let want: std::collections::BTreeSet<&str> =
+            nodes.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+        let running: Vec<usize> = nodes.iter().copied().filter(|&i| self.running(i)).collect();
+        self.wait_for(timeout, || {
+            let mut digest = None;
+            for &i in &running {
+                let v = self.status_direct(i)?;
+                let names: std::collections::BTreeSet<&str> =
+                    v.members.iter().map(|m| m.name.as_str()).collect();
+                if names != want {
+                    return Ok(false);
+                }
+                let d = v.mesh.map(|m| m.digest);
+                if digest.is_some() && digest != Some(d.clone()) {
+                    return Ok(false);
+                }
+                digest = Some(d);
+            }
+            Ok(true)
+        })
+    }
+}
+
 impl Drop for Mesh {
     fn drop(&mut self) {
         for n in &mut self.nodes {

@@ -61,6 +61,8 @@ pub struct Daemon {
     /// Peers whose addresses changed since they were written to disk:
     /// written at the end of the event that changed them.
     peers_dirty: BTreeSet<PeerId>,
+    /// Members the node asked to dial whose address we do not know yet.
+    no_address: Vec<NodeId>,
     /// Peers whose addresses were only confirmed again: written lazily.
     peers_stale: BTreeSet<PeerId>,
     listen: Vec<Multiaddr>,
@@ -144,6 +146,7 @@ impl Daemon {
             own_record: None,
             own_record_stale: false,
             peers_dirty: BTreeSet::new(),
+            no_address: Vec::new(),
             peers_stale: BTreeSet::new(),
             listen: vec![],
             inbound: BTreeMap::new(),
@@ -289,8 +292,17 @@ impl Daemon {
 
     /// Carries out everything the node asked for, in order.
     fn drain(&mut self) {
-        while let Some(o) = self.node.poll_output() {
-            self.output(o);
+        loop {
+            while let Some(o) = self.node.poll_output() {
+                self.output(o);
+            }
+            if self.no_address.is_empty() {
+                return;
+            }
+            let now = now_ms();
+            for peer in std::mem::take(&mut self.no_address) {
+                self.node.handle(now, Input::NoAddress { peer });
+            }
         }
     }
 

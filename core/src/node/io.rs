@@ -50,6 +50,11 @@ pub enum Input {
     Connected { peer: NodeId },
     /// The last connection to `peer` closed.
     Closed { peer: NodeId },
+    /// [`Output::Dial`] `peer` did not happen: the driver knows no
+    /// address of it yet. Not a sign that it is unreachable (its record
+    /// comes with a sync answer, or it dials us), so that dial does not
+    /// count towards skipping it as a gossip neighbour.
+    NoAddress { peer: NodeId },
     /// `peer` answered a ping on a connection.
     Pinged { peer: NodeId },
     /// `peer` asks something; answer with [`Output::Respond`] `id`.

@@ -193,6 +193,7 @@ impl Node {
                 self.unwanted.remove(&peer);
                 self.peers.closed(&peer)
             }
+            Input::NoAddress { peer } => self.peers.no_address(&peer, now),
             Input::Pinged { peer } => self.alive(peer, now),
             Input::Request { id, from, req } => self.serve(id, from, req, now),
             Input::Response { id, from, result } => self.on_response(id, from, result, now),

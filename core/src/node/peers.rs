@@ -208,6 +208,20 @@ impl<P: Ord + Clone> Peers<P> {
                 .is_some_and(|(_, delay)| *delay >= 16 * REDIAL_MIN)
     }
 
+    /// The driver could not dial `p`: it knows no address of it. That
+    /// dial does not count (a member unknown here is not unreachable: a
+    /// neighbour skipped for it would not skip us, and the member that
+    /// takes its place would prune us); it is tried again after
+    /// [`REDIAL_MIN`].
+    pub fn no_address(&mut self, p: &P, now: Millis) {
+        if self.connected.contains(p) || !self.members.contains(p) {
+            return;
+        }
+        self.backoff
+            .insert(p.clone(), (now + REDIAL_MIN, REDIAL_MIN));
+        self.queue(p.clone(), now + REDIAL_MIN);
+    }
+
     /// The members to dial now: not connected and past their backoff
     /// (1 s, doubling to 32 s).
     pub fn redials(&mut self, now: Millis) -> Vec<P> {
@@ -300,6 +314,30 @@ mod tests {
         assert_eq!(p.redials(121_000), vec![1]);
         assert!(p.redials(121_500).is_empty());
         assert_eq!(p.redials(122_000), vec![1]);
+    }
+
+    #[test]
+    fn a_member_without_an_address_is_redialled_but_never_failing() {
+        let mut p = Peers::<u8>::default();
+        p.set_members([1]);
+        for now in (0..20_000).step_by(1000) {
+            if !p.redials(now).is_empty() {
+                p.no_address(&1, now);
+            }
+            assert!(!p.failing(&1), "at {now}");
+        }
+        // its address is known from now on: each second, then backing off
+        let mut dials = vec![];
+        for now in (20_000..40_000).step_by(1000) {
+            if !p.redials(now).is_empty() {
+                dials.push(now);
+            }
+        }
+        assert_eq!(dials, vec![20_000, 21_000, 23_000, 27_000, 35_000]);
+        assert!(p.failing(&1));
+        // not a member: nothing changes
+        p.no_address(&2, 40_000);
+        assert!(p.redials(40_000).is_empty());
     }
 
     #[test]

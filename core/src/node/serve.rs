@@ -294,5 +294,10 @@ impl Node {
             ops: self.roster.ops(),
         };
         self.push(Output::Respond { id, response });
+        // The joiner connected before it was a member, so neither side
+        // synced on connecting: ask it now, for its signed peer record
+        // (this node hands it on in its own sync answers, so the joiner's
+        // gossip neighbours learn where to dial it).
+        self.send_sync(joiner);
     }
 }

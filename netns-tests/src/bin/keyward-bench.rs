@@ -23,6 +23,15 @@
 //!
 //! `KEYWARD_BENCH_UNLOCKS=N` changes the number of unlocks per row
 //! (default 100, at least 50).
+//!
+//! `keyward-bench mesh100` runs only the big-mesh rows instead (about
+//! 3 minutes, no privileges): 100 daemons on loopback form one mesh
+//! (sequential `keyward join`s, invites from the first ten members in
+//! turn); then, once idle, connections per daemon (established TCP
+//! sockets counted by the kernel, checked against each daemon's status),
+//! the CPU time all of them use in 60 s, their RSS, and how long a
+//! lockdown (and its lift) takes to reach all 100.
+//! `KEYWARD_BENCH_MESH_NODES=N` changes the size.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
+use keyward_netns_tests::mesh::{bins, have_cryptsetup, Conns, Mesh, MeshOptions};
 use keyward_netns_tests::Lab;
 
 /// Joins timed per place (each into a fresh mesh), so p99 is the worst of 20.
@@ -445,7 +454,279 @@ fn netns_join(rows: &mut Vec<Row>) -> Result<()> {
     )
 }
 
+/// utime + stime of `pid` in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = s.rsplit_once(") ").context("stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // after the command: state(0) ... utime(11) stime(12)
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// Connections of every daemon now.
+fn all_conns(m: &Mesh) -> Result<Vec<Conns>> {
+    (0..m.nodes.len()).map(|i| m.conns(i)).collect()
+}
+
+/// What a sample of connection counts says: (max, mean) of the sockets.
+fn sockets_max_mean(c: &[Conns]) -> (usize, f64) {
+    let max = c.iter().map(|c| c.sockets).max().unwrap_or(0);
+    let mean = c.iter().map(|c| c.sockets).sum::<usize>() as f64 / c.len().max(1) as f64;
+    (max, mean)
+}
+
+/// Time from starting `keyward lockdown [--lift]` on `from` until every
+/// node shows the new state; four threads poll a quarter of the control
+/// sockets each (a sweep of all 100 from one thread takes tens of ms).
+fn time_lock_wide(m: &Mesh, from: usize, lift: bool) -> Result<Duration> {
+    let n = m.nodes.len();
+    let t = Instant::now();
+    if lift {
+        m.cli_ok(from, &["lockdown", "--lift"])?;
+    } else {
+        m.cli_ok(from, &["lockdown"])?;
+    }
+    let seen: Vec<Result<Duration>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|k| {
+                s.spawn(move || -> Result<Duration> {
+                    let mut pending: Vec<usize> = (k..n).step_by(4).collect();
+                    let mut last = Duration::ZERO;
+                    while !pending.is_empty() {
+                        if t.elapsed() > Duration::from_secs(30) {
+                            bail!("lockdown (lift: {lift}) not seen by {pending:?} after 30 s");
+                        }
+                        pending.retain(|&i| {
+                            !m.status_direct(i)
+                                .is_ok_and(|v| v.lockdown.is_none() == lift)
+                        });
+                        last = t.elapsed();
+                    }
+                    Ok(last)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("poller panicked")))
+            })
+            .collect()
+    });
+    let mut worst = Duration::ZERO;
+    for d in seen {
+        worst = worst.max(d?);
+    }
+    Ok(worst)
+}
+
+/// Microseconds since the epoch of a log line's RFC 3339 UTC timestamp
+/// (`2026-12-03T10:41:29.095182Z ...`, as keywardd's log lines start).
+fn log_micros(line: &str) -> Option<i64> {
+    let ts = line.get(..27)?;
+    let n = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (h, mi, sec, us) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..26)?);
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000_000 + sec * 1_000_000 + us)
+}
+
+/// The time of the last line of node `i`'s log containing `needle`.
+fn last_logged(m: &Mesh, i: usize, needle: &str) -> Option<i64> {
+    m.log(i)
+        .lines()
+        .rev()
+        .find(|l| l.contains(needle))
+        .and_then(log_micros)
+}
+
+/// From the command's start until the last daemon logged the new state
+/// (their own clocks: the same machine's).
+fn lock_logged(m: &Mesh, start_us: i64, lift: bool) -> Result<Duration> {
+    let needle = if lift { "lockdown lifted" } else { "LOCKDOWN" };
+    let mut last = start_us;
+    for i in 0..m.nodes.len() {
+        let t = last_logged(m, i, needle).with_context(|| format!("node{i} logged no {needle}"))?;
+        ensure!(
+            t >= start_us,
+            "node{i}'s last {needle} is older than the command"
+        );
+        last = last.max(t);
+    }
+    Ok(Duration::from_micros((last - start_us) as u64))
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The big-mesh rows (`keyward-bench mesh100`).
+fn loopback_mesh(n: usize) -> Result<()> {
+    const INVITERS: usize = 10;
+    const IDLE: Duration = Duration::from_secs(60);
+    eprintln!("loopback: {n}-node mesh, invites from the first {INVITERS} members in turn");
+    let mut m = Mesh::loopback(n, &opts())?;
+    let all: Vec<usize> = (0..n).collect();
+    let t = Instant::now();
+    let joins = m.form_large(&all, INVITERS, Duration::from_secs(600))?;
+    let formed = t.elapsed();
+    eprintln!(
+        "  formed (every roster has all {n}, equal digests) in {formed:.1?}, joins {joins:.1?}"
+    );
+    // Connections over the first minute: the joins' connections to their
+    // inviters are pruned after 30 s, dials of members whose address is
+    // not known yet settle.
+    let mut peak = 0;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(45) {
+        let c = all_conns(&m)?;
+        let (max, mean) = sockets_max_mean(&c);
+        peak = peak.max(max);
+        eprintln!(
+            "  {:>4.0} s after forming: sockets per daemon max {max}, mean {mean:.1}",
+            t.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    // idle: CPU of all daemons over IDLE, connections sampled meanwhile
+    let pids: Vec<u32> = all
+        .iter()
+        .map(|&i| m.pid(i).context("daemon not running"))
+        .collect::<Result<_>>()?;
+    let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect::<Result<_>>()?;
+    let t = Instant::now();
+    let mut samples = Vec::new();
+    while t.elapsed() + Duration::from_secs(10) < IDLE {
+        std::thread::sleep(Duration::from_secs(10));
+        samples.push(all_conns(&m)?);
+    }
+    std::thread::sleep(IDLE.saturating_sub(t.elapsed()));
+    let wall = t.elapsed();
+    let after: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect::<Result<_>>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let cpu: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.saturating_sub(*b) as f64 / hz)
+        .collect();
+    let cpu_total: f64 = cpu.iter().sum();
+    let cpu_max = cpu.iter().copied().fold(0.0, f64::max);
+    // the last sample is "now"
+    let last = samples.last().cloned().context("no sample")?;
+    let (max, mean) = sockets_max_mean(&last);
+    let idle_peak = samples
+        .iter()
+        .map(|c| sockets_max_mean(c).0)
+        .max()
+        .unwrap_or(0);
+    let member_max = last.iter().map(|c| c.members).max().unwrap_or(0);
+    let member_mean = last.iter().map(|c| c.members).sum::<usize>() as f64 / n as f64;
+    let wanted_max = last.iter().map(|c| c.wanted).max().unwrap_or(0);
+    let wanted_mean = last.iter().map(|c| c.wanted).sum::<usize>() as f64 / n as f64;
+    let over: usize = samples
+        .iter()
+        .map(|s| s.iter().filter(|c| c.sockets > c.bound()).count())
+        .sum();
+    let differ = last
+        .iter()
+        .filter(|c| c.sockets != c.members + c.strangers)
+        .count();
+    let mut kib: Vec<u64> = pids.iter().map(|&p| rss_kib(p)).collect::<Result<_>>()?;
+    kib.sort();
+    let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
+    let rss_median = if n % 2 == 1 {
+        kib[n / 2]
+    } else {
+        (kib[n / 2 - 1] + kib[n / 2]) / 2
+    };
+    // lockdown from several nodes, each lift from the next
+    let (mut on, mut off, mut on_log, mut off_log) = (vec![], vec![], vec![], vec![]);
+    for k in 0..5 {
+        let from = (k * 37) % n;
+        let t = now_us();
+        on.push(time_lock_wide(&m, from, false)?);
+        on_log.push(lock_logged(&m, t, false)?);
+        let t = now_us();
+        off.push(time_lock_wide(&m, (from + 1) % n, true)?);
+        off_log.push(lock_logged(&m, t, true)?);
+    }
+    let (on_med, _) = stats(&mut on);
+    let (off_med, _) = stats(&mut off);
+    let (on_log_med, _) = stats(&mut on_log);
+    let (off_log_med, _) = stats(&mut off_log);
+    let after_lock = all_conns(&m)?;
+    let (lock_max, _) = sockets_max_mean(&after_lock);
+
+    println!();
+    println!(
+        "keyward-bench mesh, {n} keywardd on loopback, {} CPUs, {} build",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| form: `keyward init` x {n}, start {n} daemons, {} sequential `keyward invite` + `keyward join` (invites from the first {INVITERS} members in turn), until every roster has all {n} with equal digests | {:.1} s (the joins {:.1} s, {:.0} ms each) |", n - 1, formed.as_secs_f64(), joins.as_secs_f64(), joins.as_secs_f64() * 1000.0 / (n - 1).max(1) as f64);
+    println!("| connections per daemon, idle (established TCP sockets, kernel): max / mean | {max} / {mean:.1} |");
+    println!("| same, as the daemons' status counts them (members connected): max / mean | {member_max} / {member_mean:.1} |");
+    println!("| members each daemon keeps (guardians + wards + gossip neighbours): max / mean | {wanted_max} / {wanted_mean:.1} |");
+    println!("| daemons whose socket count differs from status (members + strangers) | {differ} of {n} |");
+    println!("| peak sockets of one daemon: first 45 s after forming / idle minute / after the lockdowns | {peak} / {idle_peak} / {lock_max} |");
+    println!(
+        "| samples over the bound (wanted + {}) in the idle minute | {over} of {} |",
+        Conns::TRANSIENT,
+        samples.len() * n
+    );
+    println!("| CPU time of all {n} daemons over {:.0} s idle | {cpu_total:.2} s ({:.1}% of one core; busiest daemon {cpu_max:.2} s) |", wall.as_secs_f64(), 100.0 * cpu_total / wall.as_secs_f64());
+    println!(
+        "| RSS per daemon: median / max | {} / {} |",
+        mib(rss_median),
+        mib(kib[n - 1])
+    );
+    println!(
+        "| `keyward lockdown` until all {n} logged it (the daemons' log times): median / max of {} | {} / {} |",
+        on_log.len(),
+        ms(on_log_med),
+        ms(on_log[on_log.len() - 1])
+    );
+    println!(
+        "| `keyward lockdown --lift` until all {n} logged it: median / max of {} | {} / {} |",
+        off_log.len(),
+        ms(off_log_med),
+        ms(off_log[off_log.len() - 1])
+    );
+    println!(
+        "| the same two until all {n} show it in `status` (4 threads polling; includes their sweeps) | {} / {}; {} / {} |",
+        ms(on_med),
+        ms(on[on.len() - 1]),
+        ms(off_med),
+        ms(off[off.len() - 1])
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("mesh100") {
+        let n = std::env::var("KEYWARD_BENCH_MESH_NODES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100);
+        bins();
+        return loopback_mesh(n);
+    }
     if !have_cryptsetup() {
         bail!("cryptsetup is needed (apt install cryptsetup-bin)");
     }

@@ -55,6 +55,9 @@ impl Daemon {
                 .allocate_new_port()
                 .build();
             let _ = self.swarm.dial(opts);
+        } else if !connected {
+            // told to the node once this output is done (`drain`)
+            self.no_address.extend(self.node_of(&p));
         }
     }
 
