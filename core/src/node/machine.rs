@@ -296,7 +296,6 @@ impl Node {
             .collect();
     }
 
-
     /// Starts a clean shutdown: every connected member (and any that
     /// connects from now on) is told this node goes down, so guardians
     /// know its boot key may ask for shares without it being a copy.
@@ -395,7 +394,11 @@ impl Node {
 
     /// Merges roster operations (`ops` checked here, `verified` by the
     /// driver), through the shared memo when there is one.
-    pub(super) fn merge_roster(&mut self, ops: Vec<SignedOp>, verified: Vec<Verified>) -> MergeReport {
+    pub(super) fn merge_roster(
+        &mut self,
+        ops: Vec<SignedOp>,
+        verified: Vec<Verified>,
+    ) -> MergeReport {
         match &self.merges {
             Some(m) => self.roster.merge_shared(ops, verified, m),
             None => self.roster.merge_checked(ops, verified),

@@ -36,7 +36,11 @@ pub enum Timer {
 
 impl Timer {
     /// The periodic timers.
-    pub const PERIODIC: [Timer; 3] = [Timer::PersistOwners, Timer::AntiEntropy, Timer::Housekeeping];
+    pub const PERIODIC: [Timer; 3] = [
+        Timer::PersistOwners,
+        Timer::AntiEntropy,
+        Timer::Housekeeping,
+    ];
 
     /// The period of a periodic timer.
     pub fn period(self) -> Option<Millis> {

@@ -67,7 +67,11 @@ impl MergeMemo {
 
     /// Entries held now.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).map.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

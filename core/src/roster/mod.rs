@@ -221,11 +221,17 @@ impl Roster {
             .map(|o| (o.id(), o))
             .filter(|(id, _)| !self.knows(id))
             .collect();
-        let verified: Vec<Verified> = verified.into_iter().filter(|v| !self.knows(&v.id)).collect();
+        let verified: Vec<Verified> = verified
+            .into_iter()
+            .filter(|v| !self.knows(&v.id))
+            .collect();
         if ops.is_empty() && verified.is_empty() {
             return MergeReport::default();
         }
-        let ids = ops.iter().map(|(id, _)| *id).chain(verified.iter().map(|v| v.id));
+        let ids = ops
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(verified.iter().map(|v| v.id));
         let key = MergeMemo::key(self.digest(), ids);
         if let Some((s, rep)) = memo.get(&key) {
             self.s = s;

@@ -100,11 +100,13 @@ impl Disk {
 pub struct SharedRosters {
     /// (the map before, as an address; the write) -> (before, after).
     /// Holding `before` keeps its address from being reused.
-    done: BTreeMap<(usize, [u8; 32]), (Arc<RosterMap>, Arc<RosterMap>)>,
-    order: VecDeque<(usize, [u8; 32])>,
+    done: BTreeMap<WriteKey, (Arc<RosterMap>, Arc<RosterMap>)>,
+    order: VecDeque<WriteKey>,
 }
 
 type RosterMap = BTreeMap<OpId, SignedOp>;
+/// (the map's address, a hash of the write's put and removed ids)
+type WriteKey = (usize, [u8; 32]);
 
 /// Writes remembered; the oldest go first.
 const KEEP: usize = 512;

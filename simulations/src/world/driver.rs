@@ -212,7 +212,11 @@ impl World {
     pub(super) fn verify_disk(&mut self, m: u32) -> Vec<Verified> {
         let disk = &self.machines[m as usize].disk;
         if !self.cfg.memo {
-            return disk.roster().values().filter_map(|o| o.clone().verify().ok()).collect();
+            return disk
+                .roster()
+                .values()
+                .filter_map(|o| o.clone().verify().ok())
+                .collect();
         }
         let mut out = Vec::with_capacity(disk.roster_len());
         let mut new = vec![];
