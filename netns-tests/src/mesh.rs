@@ -721,3 +721,37 @@ pub fn free_port() -> Result<u16> {
 pub fn have_cryptsetup() -> bool {
     keyward_node::luks::available()
 }
+
+/// Prints the tail (`lines` lines) of every daemon's log when the test
+/// that holds it fails; does nothing otherwise.
+pub struct LogsOnPanic {
+    pub dirs: Vec<PathBuf>,
+    pub lines: usize,
+}
+
+impl LogsOnPanic {
+    /// For every node of `mesh`.
+    pub fn of(mesh: &Mesh, n: usize, lines: usize) -> Self {
+        LogsOnPanic {
+            dirs: (0..n).map(|i| mesh.dir(i).to_path_buf()).collect(),
+            lines,
+        }
+    }
+}
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, d) in self.dirs.iter().enumerate() {
+            let log = std::fs::read_to_string(d.join("keywardd.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(self.lines)..];
+            eprintln!("==== node{i} keywardd.log (last {} lines)", tail.len());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+    }
+}

@@ -10,12 +10,11 @@
 //! Needs root, iproute2 and cryptsetup; skips otherwise (fails instead
 //! with `KEYWARD_NETNS_REQUIRE=1`).
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
+use keyward_netns_tests::mesh::{bins, have_cryptsetup, LogsOnPanic, Mesh, MeshOptions};
 use keyward_netns_tests::{lab_or_skip, report_skip, Skip};
 
 /// Members: enough that each keeps 6 gossip neighbours of 19 others.
@@ -23,26 +22,6 @@ const N: usize = 20;
 /// No daemon ever holds more connections than this (issue 19's goal for
 /// a mesh of any size is 25).
 const CAP: usize = 25;
-
-/// Prints the tail of every daemon's log when the test fails.
-struct LogsOnPanic(Vec<PathBuf>);
-
-impl Drop for LogsOnPanic {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for (i, d) in self.0.iter().enumerate() {
-            let log = std::fs::read_to_string(d.join("keywardd.log")).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(20)..];
-            eprintln!("==== node{i} keywardd.log (last {} lines)", tail.len());
-            for l in tail {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
 
 /// Every running daemon's connections against its bound, once; returns
 /// the most sockets one held.
@@ -144,7 +123,7 @@ fn twenty_nodes_keep_few_connections_while_unlock_lockdown_and_revocation_work()
         mdns: false,
     };
     let mut m = Mesh::in_lab(lab.clone(), &opts).expect("mesh in lab");
-    let _logs = LogsOnPanic((0..N).map(|i| m.dir(i).to_path_buf()).collect());
+    let _logs = LogsOnPanic::of(&m, N, 20);
     let all: Vec<usize> = (0..N).collect();
     let mut checks = 0;
     println!("  lab of {N} namespaces after {:?}", started.elapsed());

@@ -10,12 +10,12 @@
 //! tests do not starve each other of CPU on small machines. mDNS is on
 //! only where said, and then its traffic stays inside the lab.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use keyward_netns_tests::mesh::{bins, have_cryptsetup, Mesh, MeshOptions};
+use keyward_netns_tests::mesh::{bins, have_cryptsetup, LogsOnPanic, Mesh, MeshOptions};
 use keyward_netns_tests::{lab_or_skip, or_skip, report_skip, Lab, Skip};
 use keyward_node::control::{AlertStatus, MemberStatus};
 
@@ -47,29 +47,9 @@ macro_rules! lab_mesh {
         // build (or find) the binaries before anything is timed
         bins();
         let mesh = Mesh::in_lab(lab.clone(), &$opts).expect("mesh in lab");
-        let logs = LogsOnPanic((0..$n).map(|i| mesh.dir(i).to_path_buf()).collect());
+        let logs = LogsOnPanic::of(&mesh, $n, 40);
         (lab, mesh, logs)
     }};
-}
-
-/// Prints the tail of every daemon's log when the test fails.
-struct LogsOnPanic(Vec<PathBuf>);
-
-impl Drop for LogsOnPanic {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for (i, d) in self.0.iter().enumerate() {
-            let log = std::fs::read_to_string(d.join("keywardd.log")).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            eprintln!("==== node{i} keywardd.log (last {} lines)", tail.len());
-            for l in tail {
-                eprintln!("{l}");
-            }
-        }
-    }
 }
 
 fn stderr(o: &Output) -> String {

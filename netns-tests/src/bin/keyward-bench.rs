@@ -62,6 +62,19 @@ struct Row {
     notes: String,
 }
 
+/// "N CPUs, release build": what a table was measured on.
+fn machine() -> String {
+    format!(
+        "{} CPUs, {} build",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    )
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -668,13 +681,8 @@ fn loopback_mesh(n: usize) -> Result<()> {
 
     println!();
     println!(
-        "keyward-bench mesh, {n} keywardd on loopback, {} CPUs, {} build",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        "keyward-bench mesh, {n} keywardd on loopback, {}",
+        machine()
     );
     println!();
     println!("| measure | value |");
@@ -758,15 +766,7 @@ fn main() -> Result<()> {
         skipped = Some(if root { "nft not found" } else { "not root" });
     }
     println!();
-    println!(
-        "keyward-bench, {} CPUs, {} build",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
-    );
+    println!("keyward-bench, {}", machine());
     println!();
     println!("| what | where | n | median | p99 | notes |");
     println!("|---|---|---|---|---|---|");
