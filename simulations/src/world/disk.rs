@@ -109,7 +109,7 @@ type RosterMap = BTreeMap<OpId, SignedOp>;
 type WriteKey = (usize, [u8; 32]);
 
 /// Writes remembered; the oldest go first.
-const KEEP: usize = 512;
+const KEEP: usize = 64;
 
 impl SharedRosters {
     fn apply(&mut self, map: &mut Arc<RosterMap>, put: Vec<SignedOp>, remove: Vec<OpId>) {
