@@ -225,8 +225,9 @@ impl Node {
     }
 
     /// When [`Node::handle_timeout`] is next due: the first periodic
-    /// timer, or work the node's state makes due (a redial, a prune, a
-    /// write of owner states); see [`super::timers`].
+    /// timer, or work the node's state makes due (a redial, a prune); see
+    /// [`super::timers`]. It can move earlier after any input, so a
+    /// driver asks again after each one.
     pub fn poll_timeout(&self) -> Millis {
         self.timers
             .next_deadline()

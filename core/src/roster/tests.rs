@@ -508,3 +508,47 @@ proptest! {
         }
     }
 }
+
+/// The simulator's merge memo: a roster in the same state merging the
+/// same batch takes the first one's result, and shares its state; a
+/// roster in another state, or merging another batch, computes its own;
+/// a forged op is refused alike from the memo.
+#[test]
+fn the_merge_memo_shares_states_and_changes_no_outcome() {
+    let [f, a, b] = keys();
+    let (r0, _) = founded(&f);
+    let memo = MergeMemo::default();
+    let batch = vec![admit(&f, &a, "a")];
+    let (mut x, mut y, mut plain) = (r0.clone(), r0.clone(), r0.clone());
+    let held = batch.clone();
+    let rx = x.merge_shared(batch.clone(), vec![], &memo);
+    assert_eq!(memo.len(), 1);
+    let ry = y.merge_shared(batch.clone(), vec![], &memo);
+    assert_eq!(memo.len(), 1, "the second took the first's result");
+    let rp = plain.merge_all(batch);
+    for r in [&rx, &ry] {
+        assert_eq!(r.new.len(), rp.new.len());
+        assert_eq!(r.errors, rp.errors);
+    }
+    assert!(std::ptr::eq(&*x, &*y), "one state, shared");
+    assert_eq!(x.digest(), plain.digest());
+    assert!(x.is_active(&a.id()) && y.is_active(&a.id()));
+    // nothing new: no entry, no change
+    let again = x.merge_shared(held, vec![], &memo);
+    assert!(again.new.is_empty() && again.errors.is_empty());
+    assert_eq!(memo.len(), 1);
+    // another batch from the same state: its own entry
+    let mut z = r0.clone();
+    z.merge_shared(vec![admit(&f, &b, "b")], vec![], &memo);
+    assert_eq!(memo.len(), 2);
+    assert!(z.is_active(&b.id()) && !z.is_active(&a.id()));
+    // a forged op: refused from the memo as when computed
+    let mut forged = admit(&f, &b, "b2");
+    forged.sig.0[0] ^= 1;
+    let (mut p, mut q) = (r0.clone(), r0.clone());
+    let e1 = p.merge_shared(vec![forged.clone()], vec![], &memo);
+    let e2 = q.merge_shared(vec![forged], vec![], &memo);
+    assert_eq!(e1.errors, vec![RosterError::BadSignature]);
+    assert_eq!(e2.errors, e1.errors);
+    assert!(!q.is_active(&b.id()));
+}
