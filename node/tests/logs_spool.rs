@@ -330,6 +330,10 @@ async fn a_full_spool_refuses_and_loses_nothing_it_took() {
     let h = spool::start(&f.cfg, &f.key, f.dir.path()).unwrap();
     let mut acked = Vec::new();
     let mut refused = 0;
+    // Whether the warning was up at some point as the spool filled: a
+    // seal right after the last refusal may bring usage back under the
+    // warning level (it did once in CI: 79.99 %), which is right.
+    let mut warned = false;
     for b in 0..60 {
         let m: Vec<String> = (0..4)
             .map(|i| format!("{b:03}-{i} {}", "x".repeat(100)))
@@ -339,11 +343,12 @@ async fn a_full_spool_refuses_and_loses_nothing_it_took() {
             Err(Refused::Full) => refused += 1,
             Err(e) => panic!("{e}"),
         }
+        warned |= h.usage.borrow().warning;
     }
     assert!(refused > 0, "the quota was never reached");
     assert!(!acked.is_empty());
     let usage = h.usage.borrow().clone();
-    assert!(usage.warning && usage.refused_lines > 0, "{usage:?}");
+    assert!(warned && usage.refused_lines > 0, "{usage:?}");
     assert!(usage.used_bytes <= usage.quota_bytes);
     tokio::task::spawn_blocking(move || h.stop()).await.unwrap();
     let r = f.read(&Filter::default()).unwrap();
