@@ -22,11 +22,17 @@ use crate::shares::ShareEnvelope;
 ///
 /// 2: sync answers carry signed peer records instead of bare addresses;
 /// copied-boot-key alerts carry the signed request as evidence.
-pub const RPC_PROTOCOL: &str = "/keyward/rpc/2";
+/// 3: anti-entropy descends a trie of op ids (`prefix`, `children`),
+/// admin messages and peer records travel only when asked for.
+pub const RPC_PROTOCOL: &str = "/keyward/rpc/3";
 
-/// Bytes of signed peer records in one sync answer: with records of a few
-/// hundred bytes, room for every member of a mesh of a thousand, and far
-/// inside the answer's limit next to a full roster (checked in a test).
+/// Most members whose peer records one sync asks for.
+pub const MAX_WANT_RECORDS: usize = 64;
+
+/// Most bytes of signed peer records in one sync answer (the answerer's,
+/// the asker's gossip neighbours' and at most [`MAX_WANT_RECORDS`] asked
+/// for: a few dozen records of a few hundred bytes), far inside the
+/// answer's limit next to a full roster (checked in a test).
 pub const SYNC_RECORDS_BUDGET: usize = 512 * 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,8 +52,26 @@ pub enum Request {
     Drop { epochs: Vec<u64> },
     /// An initramfs asks for a share (boot-key connection).
     Share(ShareRequest),
-    /// Anti-entropy: the sender's roster digest.
-    Sync { digest: ByteArray<32> },
+    /// Anti-entropy: the sender's digest of its operations under
+    /// `prefix` (nibbles of op ids; empty: the whole roster, see
+    /// `roster::reconcile`). Only the whole-roster round carries `admin`
+    /// (the digest of the sender's lock decision and recent approvals:
+    /// they are sent back only when the answerer's differ) and `want`
+    /// (members the sender needs an address for: their signed peer
+    /// records come back, with the sender's gossip neighbours').
+    Sync {
+        digest: ByteArray<32>,
+        #[serde(default)]
+        prefix: Vec<u8>,
+        #[serde(default)]
+        admin: Option<ByteArray<32>>,
+        #[serde(default)]
+        want: Vec<NodeId>,
+        /// Every op under `prefix`, whatever the digests: the fallback of
+        /// a descent that found differences everywhere.
+        #[serde(default)]
+        all: bool,
+    },
     /// The sender shuts down cleanly; its boot key may be used next.
     GoingDown,
     /// An owner asks which epochs of its envelopes this guardian holds
@@ -81,10 +105,13 @@ pub enum Response {
     Held {
         epochs: Vec<u64>,
     },
-    /// Sync answer: ops when the digests differ (else empty), the latest
-    /// lockdown decision and recent approvals and denials (so a guardian
-    /// that was away catches up), and members' signed peer records (libp2p
-    /// signed envelopes, each signed by the member it describes, so the
+    /// Sync answer. When the digests under the asked prefix differ:
+    /// either the ops under it (`ops`) or its sixteen children's digests
+    /// (`children`), see `roster::reconcile`; else both empty. For the
+    /// whole-roster round also: the latest lockdown decision and recent
+    /// approvals and denials when the asker's differ (so a guardian that
+    /// was away catches up), and signed peer records (libp2p signed
+    /// envelopes, each signed by the member it describes, so the
     /// answerer cannot put words in anyone's mouth; see `addr_book`).
     /// `held`: the epochs of the asker's shares the answerer holds, so an
     /// owner learns its guardians (and keeps their connections) from the
@@ -95,6 +122,8 @@ pub enum Response {
         records: Vec<serde_bytes::ByteBuf>,
         #[serde(default)]
         held: Vec<u64>,
+        #[serde(default)]
+        children: Vec<ByteArray<32>>,
     },
 }
 
@@ -449,6 +478,7 @@ mod tests {
                 admin: vec![],
                 records: vec![],
                 held: vec![],
+                children: vec![],
             },
         ] {
             let e = codec::decode::<BootResponse>(&codec::encode(&left_out).unwrap()).unwrap_err();

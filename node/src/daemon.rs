@@ -43,6 +43,10 @@ pub fn now_ms() -> Millis {
     crate::clock::now()
 }
 
+/// A request being answered: the channel, the asker, and for a
+/// whole-roster sync the members whose peer records it asked for.
+type Inbound = (ResponseChannel<Response>, NodeId, Option<Vec<NodeId>>);
+
 pub struct Daemon {
     cfg: Config,
     key: NodeKey,
@@ -68,7 +72,8 @@ pub struct Daemon {
     listen: Vec<Multiaddr>,
     /// The node's ids for the swarm's handles, both ways.
     /// Requests being answered: the channel, and who asked.
-    inbound: BTreeMap<InId, (ResponseChannel<Response>, NodeId)>,
+    /// Requests being answered.
+    inbound: BTreeMap<InId, Inbound>,
     outbound: BTreeMap<OutboundRequestId, OutId>,
     controls: BTreeMap<CtlId, oneshot::Sender<CtlResponse>>,
     gossip: BTreeMap<GossipId, (gossipsub::MessageId, PeerId)>,
@@ -329,11 +334,11 @@ impl Daemon {
                 self.outbound.insert(rid, id);
             }
             Output::Respond { id, mut response } => {
-                let Some((ch, asker)) = self.inbound.remove(&id) else {
+                let Some((ch, asker, want)) = self.inbound.remove(&id) else {
                     return;
                 };
-                if let Response::Roster { records, .. } = &mut response {
-                    *records = self.sync_records(&asker);
+                if let (Response::Roster { records, .. }, Some(want)) = (&mut response, want) {
+                    *records = self.sync_records(&asker, &want);
                 }
                 if self
                     .swarm

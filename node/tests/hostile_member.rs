@@ -235,6 +235,7 @@ fn poisoned_addresses_in_sync_answers_are_refused() {
             admin: vec![],
             records,
             held: vec![],
+            children: vec![],
         },
         Duration::from_secs(1),
     );

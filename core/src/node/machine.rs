@@ -119,6 +119,8 @@ pub struct Node {
     /// Shutting down: members that connect are told so.
     pub(super) leaving: bool,
     pub(super) rng: StdRng,
+    /// Anti-entropy's rounds, descents and wanted peer records.
+    pub(super) entropy: super::entropy::Entropy,
     out: VecDeque<Output>,
     merges: Option<Arc<MergeMemo>>,
 }
@@ -164,6 +166,7 @@ impl Node {
             awaiting: BTreeMap::new(),
             leaving: false,
             rng: StdRng::from_seed(cfg.seed),
+            entropy: Default::default(),
             out: VecDeque::new(),
         };
         for e in loaded.errors {
@@ -193,7 +196,7 @@ impl Node {
                 self.unwanted.remove(&peer);
                 self.peers.closed(&peer)
             }
-            Input::NoAddress { peer } => self.peers.no_address(&peer, now),
+            Input::NoAddress { peer } => self.no_address(peer, now),
             Input::Pinged { peer } => self.alive(peer, now),
             Input::Request { id, from, req } => self.serve(id, from, req, now),
             Input::Response { id, from, result } => self.on_response(id, from, result, now),
@@ -240,7 +243,7 @@ impl Node {
         for t in self.timers.due(now) {
             match t {
                 Timer::PersistOwners => self.persist_dirty(),
-                Timer::AntiEntropy => self.anti_entropy(),
+                Timer::AntiEntropy => self.anti_entropy(now),
                 Timer::Housekeeping => {
                     self.peers.fade(now);
                     if self.overlay.retry_down(now) {
@@ -538,7 +541,8 @@ impl Node {
         self.alive(peer, now);
         if self.is_member(&peer) {
             self.peers.reset_bootstrap();
-            self.send_sync(peer);
+            self.entropy.found(&peer);
+            self.send_sync(peer, now);
             // A member's redial that lands while we shut down proves us
             // alive after our goodbye, and only a signed goodbye ends
             // that (not the connection closing): say it again.
@@ -573,20 +577,6 @@ impl Node {
         }
         if changed {
             self.refresh_wanted();
-        }
-    }
-
-    /// Roster anti-entropy with one random connected member.
-    fn anti_entropy(&mut self) {
-        let conn: Vec<NodeId> = self
-            .peers
-            .iter_connected()
-            .filter(|p| self.is_member(p))
-            .copied()
-            .collect();
-        if !conn.is_empty() {
-            let i = self.random_index(conn.len());
-            self.send_sync(conn[i]);
         }
     }
 

@@ -20,10 +20,13 @@
 //! - `spread`: gossip and sync answers in, merges, admin messages applied.
 //! - `commands`: the admin's control requests.
 //! - `outbound`: requests this node sends and what waits on them.
+//! - `entropy`: anti-entropy rounds, their answers and the descent into
+//!   differing parts of the roster.
 
 pub mod admin;
 mod commands;
 pub mod decisions;
+mod entropy;
 mod io;
 mod machine;
 pub mod members;

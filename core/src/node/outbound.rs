@@ -10,7 +10,7 @@ use crate::identity::NodeId;
 use crate::proto::{Request, Response};
 use crate::roster::MeshId;
 
-use super::admin::MAX_RECENT_ADMIN;
+use super::entropy::SyncAnswer;
 use super::io::{CtlId, OutId, Output};
 use super::machine::Node;
 use super::notes::Note;
@@ -29,7 +29,10 @@ enum Pending {
         /// A deposit: its ack makes the guardian ours.
         deposit: bool,
     },
-    Sync,
+    /// A sync under this op-id prefix (empty: a whole-roster round).
+    Sync {
+        prefix: Vec<u8>,
+    },
     GoingDown,
 }
 
@@ -73,13 +76,8 @@ impl Node {
         });
     }
 
-    /// Asks `p` for what of the roster and the admin messages we lack.
-    pub(super) fn send_sync(&mut self, p: NodeId) {
-        if self.roster.mesh().is_none() {
-            return;
-        }
-        let digest = serde_bytes::ByteArray::new(self.roster.digest());
-        self.send(p, Request::Sync { digest }, Pending::Sync);
+    pub(super) fn send_sync_request(&mut self, p: NodeId, req: Request, prefix: Vec<u8>) {
+        self.send(p, req, Pending::Sync { prefix });
     }
 
     pub(super) fn say_goodbye(&mut self, p: NodeId) {
@@ -174,22 +172,21 @@ impl Node {
                     self.reply(f.ctl, Ok(CtlReply::Guardians(results)));
                 }
             }
-            Pending::Sync => match r {
+            Pending::Sync { prefix } => match r {
                 Ok(Response::Roster {
-                    ops, admin, held, ..
+                    ops,
+                    admin,
+                    held,
+                    children,
+                    ..
                 }) => {
-                    self.guardian_says(from, !held.is_empty());
-                    let received = ops.len();
-                    self.merge_fresh(ops, now);
-                    if received > 0 {
-                        self.note(Note::Synced {
-                            peer: from,
-                            received,
-                        });
-                    }
-                    for m in admin.into_iter().take(MAX_RECENT_ADMIN) {
-                        self.apply_admin(m, now);
-                    }
+                    let answer = SyncAnswer {
+                        ops,
+                        admin,
+                        held,
+                        children,
+                    };
+                    self.synced(from, prefix, answer, now);
                 }
                 Ok(_) => {}
                 Err(why) => self.note(Note::SyncFailed { peer: from, why }),
@@ -216,7 +213,7 @@ impl Node {
                     return Err(CtlError::NotAdmitted);
                 }
                 self.peers.reset_backoff();
-                self.send_sync(from);
+                self.send_sync(from, now);
                 Ok(CtlReply::Joined(Joined {
                     mesh: self.roster.mesh().map(|m| m.to_string()),
                     mesh_name: self.roster.mesh_name().map(String::from),

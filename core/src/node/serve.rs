@@ -74,21 +74,20 @@ impl Node {
                 self.refresh_wanted();
                 answer
             }
-            Request::Sync { digest } if member => {
-                let ops = if digest.into_array() == self.roster.digest() {
-                    vec![]
-                } else {
-                    self.roster.ops()
-                };
-                let window = self.guardian.policy().approval_window;
-                Answer::Now(Response::Roster {
-                    ops,
-                    admin: self.admin.for_sync(now, window),
-                    // the transport's signed peer records: the driver's
-                    records: vec![],
-                    held: self.held_for(&from),
-                })
-            }
+            Request::Sync {
+                digest,
+                prefix,
+                admin,
+                all,
+                ..
+            } if member => Answer::Now(self.answer_sync(
+                from,
+                digest.into_array(),
+                prefix,
+                admin.map(|a| a.into_array()),
+                all,
+                now,
+            )),
             Request::Held if member => {
                 let epochs = self.held_for(&from);
                 Answer::Now(Response::Held { epochs })
@@ -298,6 +297,6 @@ impl Node {
         // synced on connecting: ask it now, for its signed peer record
         // (this node hands it on in its own sync answers, so the joiner's
         // gossip neighbours learn where to dial it).
-        self.send_sync(joiner);
+        self.send_sync(joiner, now);
     }
 }

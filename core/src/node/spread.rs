@@ -118,6 +118,7 @@ impl Node {
         if rep.new.is_empty() && rep.dropped.is_empty() {
             return;
         }
+        self.entropy.changed(now);
         self.write(Write::Roster {
             put: rep.new,
             remove: rep.dropped,
@@ -155,6 +156,7 @@ impl Node {
                 self.note(Note::AdminRefused { why, loud });
             }
             Ok(Applied::Lock { on, by }) => {
+                self.entropy.changed(now);
                 self.note(Note::Lockdown { on, by });
                 // The message that set it, as the admin state now holds it.
                 if let Some(m) = self.admin.lock_msg().cloned() {
@@ -162,6 +164,7 @@ impl Node {
                 }
             }
             Ok(Applied::Decision { owner, by }) => {
+                self.entropy.changed(now);
                 self.note(Note::AdminDecision { kind, by });
                 self.dirty.insert(owner);
                 self.persist_dirty();

@@ -27,6 +27,7 @@
 
 mod memo;
 mod op;
+pub mod reconcile;
 mod resolve;
 #[cfg(test)]
 mod tests;

@@ -197,19 +197,24 @@ impl Daemon {
         }
     }
 
-    /// Signed peer records for a sync answer: ours, then those of the
-    /// asker's gossip neighbours (so a node that joined through one
-    /// bootstrap address can dial them, however big the mesh), then the
-    /// other members' newest we hold (each checked when it came in),
-    /// within a budget.
-    pub(super) fn sync_records(&self, asker: &NodeId) -> Vec<ByteBuf> {
+    /// Signed peer records for a whole-roster sync answer: ours, those of
+    /// the asker's gossip neighbours (so a node that joined through one
+    /// bootstrap address can dial them, however big the mesh), and those
+    /// of the members it asked for (its guardians and wards it found no
+    /// address for), each checked when it came in; within a budget, and
+    /// never every member's: a round's cost does not grow with the mesh.
+    pub(super) fn sync_records(&self, asker: &NodeId, want: &[NodeId]) -> Vec<ByteBuf> {
         let me = self.peer_id();
-        let ids: Vec<NodeId> = self.node.roster().members().map(|m| m.id).collect();
+        let roster = self.node.roster();
+        let ids = roster.member_ids();
         let theirs =
             keyward_core::node::overlay::ring_neighbours(asker, ids.iter(), &Default::default());
+        let asked = want
+            .iter()
+            .filter(|w| roster.is_active(w) && !theirs.contains(w));
         let members = theirs
             .iter()
-            .chain(ids.iter().filter(|i| !theirs.contains(i)))
+            .chain(asked)
             .filter_map(|m| m.peer_id())
             .filter(|p| *p != me)
             .filter_map(|p| self.book.get(&p))

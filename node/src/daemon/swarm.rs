@@ -11,7 +11,7 @@ use crate::codec;
 use crate::identity::NodeId;
 use crate::net::{self, BehaviourEvent};
 use crate::peer::FromPeerId;
-use crate::proto::{Gossip, Request, Response};
+use crate::proto::{Gossip, Request, Response, MAX_WANT_RECORDS};
 use keyward_core::node::{GossipId, InId, Input};
 
 impl Daemon {
@@ -159,7 +159,13 @@ impl Daemon {
                         request, channel, ..
                     } => {
                         let id = InId(self.fresh_id());
-                        self.inbound.insert(id, (channel, from));
+                        let want = match &request {
+                            Request::Sync { want, prefix, .. } if prefix.is_empty() => {
+                                Some(want.iter().take(MAX_WANT_RECORDS).copied().collect())
+                            }
+                            _ => None,
+                        };
+                        self.inbound.insert(id, (channel, from, want));
                         self.input(Input::Request {
                             id,
                             from,

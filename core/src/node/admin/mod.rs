@@ -155,6 +155,14 @@ impl AdminState {
         if self.recent.contains(&m) {
             return Ok(Applied::Repeat);
         }
+        // An alert whose evidence is already recorded changes nothing,
+        // whoever signed it: the two signature checks below are skipped
+        // (sync and gossip re-deliver alerts to every peer).
+        if let AdminKind::Alert { evidence, .. } = &m.body.kind {
+            if self.evidence.contains(&(evidence.owner, evidence.nonce)) {
+                return Ok(Applied::AlertRepeat);
+            }
+        }
         if Some(m.body.mesh) != roster.mesh() || !m.verify() || !roster.is_active(&m.body.by) {
             return Err(AdminRefusal::NotFromMember);
         }

@@ -6,6 +6,7 @@
 //! clock offset, so clock skew between machines is tested too.
 
 mod admin;
+mod entropy;
 mod guardian;
 mod membership;
 mod peers;

@@ -1,0 +1,299 @@
+//! Roster anti-entropy: when a round runs, what it asks, how an answer is
+//! made, and the descent into differing parts of the roster.
+//!
+//! Gossip carries every change; anti-entropy repairs what gossip missed,
+//! at a cost per round that does not grow with the mesh:
+//! - a round is one digest of the whole roster and one of the asker's
+//!   lock decision and recent approvals; equal digests get an empty answer;
+//! - differing rosters are reconciled by descending a trie of op ids
+//!   (`roster::reconcile`): sixteen digests or at most 32 operations per
+//!   answer, and at most [`MAX_DESCENT`] such requests per round and peer
+//!   (past it, the asker takes the whole roster once, as a hostile
+//!   answerer could otherwise make it descend everywhere);
+//! - admin messages come back only when the digests of the two sides'
+//!   differ, and peer records only for the asker's gossip neighbours and
+//!   the members it asked for (those it found no address for);
+//! - rounds run every [`Timer::AntiEntropy`] tick (30 s) while something
+//!   changed in the last [`ACTIVE_FOR`] (a merge added operations, an
+//!   admin message was taken, a round found a difference), and every
+//!   [`QUIET_ROUND`] otherwise: a quiet mesh of 5,000 repairs nothing most
+//!   of the time, and a change makes every node sync quickly again.
+//!
+//! [`Timer::AntiEntropy`]: super::timers::Timer::AntiEntropy
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_bytes::ByteArray;
+use sha2::{Digest, Sha256};
+
+use crate::guardian::Millis;
+use crate::identity::NodeId;
+use crate::proto::{AdminMsg, Request, Response, MAX_WANT_RECORDS};
+use crate::roster::reconcile::{self, Answer};
+use crate::roster::SignedOp;
+
+use super::machine::Node;
+
+/// How long after a change rounds run every tick.
+pub const ACTIVE_FOR: Millis = 10 * 60_000;
+/// The period of rounds in a quiet mesh.
+pub const QUIET_ROUND: Millis = 120_000;
+/// Descent requests per round and peer before the asker falls back to
+/// taking the whole roster.
+pub const MAX_DESCENT: u16 = 64;
+/// A sync asking for peer records goes out at most this often.
+const WANT_EVERY: Millis = 5_000;
+
+/// Anti-entropy's state in a node.
+#[derive(Debug, Default)]
+pub(super) struct Entropy {
+    /// Rounds run every tick until then.
+    active_until: Millis,
+    /// The next round is due then.
+    next_round: Millis,
+    /// Per peer: descent requests left in the current round.
+    budget: BTreeMap<NodeId, u16>,
+    /// Wanted members we found no address for.
+    lacking: BTreeSet<NodeId>,
+    /// When a sync last asked for peer records.
+    asked_records: Option<Millis>,
+}
+
+impl Entropy {
+    /// Something changed: rounds run every tick for a while.
+    pub(super) fn changed(&mut self, now: Millis) {
+        self.active_until = self.active_until.max(now.saturating_add(ACTIVE_FOR));
+    }
+
+    /// `p` has no address known to the driver: ask peers for its record.
+    pub(super) fn lacking(&mut self, p: NodeId) {
+        if self.lacking.len() < 4 * MAX_WANT_RECORDS {
+            self.lacking.insert(p);
+        }
+    }
+
+    /// `p` is reachable (connected) or no longer a member.
+    pub(super) fn found(&mut self, p: &NodeId) {
+        self.lacking.remove(p);
+        self.budget.remove(p);
+    }
+}
+
+/// The digest of a set of admin messages, by their signatures (each
+/// unique to its message).
+pub(crate) fn admin_digest(msgs: &[AdminMsg]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for m in msgs {
+        h.update(m.sig.0);
+    }
+    h.finalize().into()
+}
+
+impl Node {
+    /// The periodic round: with one random connected member, when due.
+    pub(super) fn anti_entropy(&mut self, now: Millis) {
+        if now < self.entropy.next_round {
+            return;
+        }
+        let conn: Vec<NodeId> = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.is_member(p))
+            .copied()
+            .collect();
+        if conn.is_empty() {
+            return;
+        }
+        let i = self.random_index(conn.len());
+        self.send_sync(conn[i], now);
+        let period = if now < self.entropy.active_until {
+            super::timers::Timer::AntiEntropy
+                .period()
+                .unwrap_or(QUIET_ROUND)
+        } else {
+            QUIET_ROUND
+        };
+        // a little early, so the round falls on the tick that reaches it
+        self.entropy.next_round = now.saturating_add(period).saturating_sub(1_000);
+    }
+
+    /// Asks `p` for what of the roster and the admin messages we lack
+    /// (a whole-roster round).
+    pub(super) fn send_sync(&mut self, p: NodeId, now: Millis) {
+        if self.roster.mesh().is_none() {
+            return;
+        }
+        let window = self.guardian.policy().approval_window;
+        let admin = admin_digest(&self.admin.for_sync(now, window));
+        let want = self.wanted_records();
+        if !want.is_empty() {
+            self.entropy.asked_records = Some(now);
+        }
+        self.entropy.budget.insert(p, MAX_DESCENT);
+        let req = Request::Sync {
+            digest: ByteArray::new(self.roster.digest()),
+            prefix: vec![],
+            admin: Some(ByteArray::new(admin)),
+            want,
+            all: false,
+        };
+        self.send_sync_request(p, req, vec![]);
+    }
+
+    /// Members we want and found no address for, still members.
+    fn wanted_records(&mut self) -> Vec<NodeId> {
+        let roster = &self.roster;
+        self.entropy.lacking.retain(|p| roster.is_active(p));
+        self.entropy
+            .lacking
+            .iter()
+            .take(MAX_WANT_RECORDS)
+            .copied()
+            .collect()
+    }
+
+    /// The driver found no address for `peer`: its record is asked from
+    /// a connected member soon, not at the next round.
+    pub(super) fn no_address(&mut self, peer: NodeId, now: Millis) {
+        self.peers.no_address(&peer, now);
+        if !self.is_member(&peer) || self.peers.is_connected(&peer) {
+            return;
+        }
+        self.entropy.lacking(peer);
+        let recent = self
+            .entropy
+            .asked_records
+            .is_some_and(|t| now.saturating_sub(t) < WANT_EVERY);
+        if recent {
+            return;
+        }
+        let conn: Vec<NodeId> = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.is_member(p))
+            .copied()
+            .collect();
+        if !conn.is_empty() {
+            let i = self.random_index(conn.len());
+            self.send_sync(conn[i], now);
+        }
+    }
+
+    /// Answers a sync from member `from`.
+    pub(super) fn answer_sync(
+        &mut self,
+        from: NodeId,
+        digest: [u8; 32],
+        prefix: Vec<u8>,
+        admin: Option<[u8; 32]>,
+        all: bool,
+        now: Millis,
+    ) -> Response {
+        let mut ops = vec![];
+        let mut children = vec![];
+        if !reconcile::valid_prefix(&prefix) {
+            return Response::Refused {
+                reason: "sync prefix is not a path of op-id nibbles".into(),
+            };
+        }
+        if all {
+            ops = self.roster.ops_under(&prefix);
+        } else if digest != self.roster.digest_under(&prefix) {
+            match reconcile::answer(&self.roster, &prefix) {
+                Answer::Ops(o) => ops = o,
+                Answer::Children(c) => children = c.iter().map(|d| ByteArray::new(*d)).collect(),
+            }
+        }
+        let root = prefix.is_empty();
+        let mut msgs = vec![];
+        if root {
+            let window = self.guardian.policy().approval_window;
+            msgs = self.admin.for_sync(now, window);
+            if admin == Some(admin_digest(&msgs)) {
+                msgs.clear();
+            }
+        }
+        Response::Roster {
+            ops,
+            admin: msgs,
+            // the transport's signed peer records: the driver's
+            records: vec![],
+            held: if root { self.held_for(&from) } else { vec![] },
+            children,
+        }
+    }
+
+    /// A sync answer from `from` to a request under `prefix`.
+    pub(super) fn synced(
+        &mut self,
+        from: NodeId,
+        prefix: Vec<u8>,
+        answer: SyncAnswer,
+        now: Millis,
+    ) {
+        let SyncAnswer {
+            ops,
+            admin,
+            held,
+            children,
+        } = answer;
+        if prefix.is_empty() {
+            self.guardian_says(from, !held.is_empty());
+        }
+        if !ops.is_empty() || !children.is_empty() || !admin.is_empty() {
+            self.entropy.changed(now);
+        }
+        let received = ops.len();
+        self.merge_fresh(ops, now);
+        if received > 0 {
+            self.note(super::notes::Note::Synced {
+                peer: from,
+                received,
+            });
+        }
+        for m in admin.into_iter().take(super::admin::MAX_RECENT_ADMIN) {
+            self.apply_admin(m, now);
+        }
+        if children.is_empty() {
+            return;
+        }
+        let theirs: Vec<[u8; 32]> = children.iter().map(|c| c.into_array()).collect();
+        for (p, digest) in reconcile::differing(&self.roster, &prefix, &theirs) {
+            // No budget: this round's descent is over (or fell back).
+            let Some(left) = self.entropy.budget.get(&from).copied() else {
+                return;
+            };
+            if left == 0 {
+                // Differences everywhere (or an answerer sending noise):
+                // take the whole roster once, as before descents existed.
+                self.entropy.budget.remove(&from);
+                let req = Request::Sync {
+                    digest: ByteArray::new(self.roster.digest()),
+                    prefix: vec![],
+                    admin: None,
+                    want: vec![],
+                    all: true,
+                };
+                self.send_sync_request(from, req, vec![]);
+                return;
+            }
+            self.entropy.budget.insert(from, left - 1);
+            let req = Request::Sync {
+                digest: ByteArray::new(digest),
+                prefix: p.clone(),
+                admin: None,
+                want: vec![],
+                all: false,
+            };
+            self.send_sync_request(from, req, p);
+        }
+    }
+}
+
+/// The parts of a sync answer the node reads.
+pub(super) struct SyncAnswer {
+    pub ops: Vec<SignedOp>,
+    pub admin: Vec<AdminMsg>,
+    pub held: Vec<u64>,
+    pub children: Vec<ByteArray<32>>,
+}

@@ -1,0 +1,181 @@
+//! Anti-entropy: a difference costs a few small answers, not the roster;
+//! admin messages travel only when the two sides' differ; a hostile
+//! answerer cannot make a node descend without end.
+
+use serde_bytes::ByteArray;
+
+use super::*;
+use crate::control::CtlRequest;
+use crate::node::entropy::MAX_DESCENT;
+use crate::roster::reconcile::{self, LEAF_OPS};
+use crate::testkit::mesh;
+
+fn sync(digest: [u8; 32], prefix: Vec<u8>, admin: Option<[u8; 32]>) -> Request {
+    Request::Sync {
+        digest: ByteArray::new(digest),
+        prefix,
+        admin: admin.map(ByteArray::new),
+        want: vec![],
+        all: false,
+    }
+}
+
+/// Nodes 0 and 1 of a 200-member mesh; node 1 lacks one admission.
+fn one_missing() -> (Net, SignedOp) {
+    let t = mesh(200);
+    let ops = t.roster.ops();
+    let missing = ops[150].clone();
+    let fewer: Vec<SignedOp> = ops
+        .iter()
+        .filter(|o| o.id() != missing.id())
+        .cloned()
+        .collect();
+    let mut nodes = t.nodes.into_iter();
+    let (a, b) = (nodes.next().unwrap(), nodes.next().unwrap());
+    (Net::new(vec![(a, ops), (b, fewer)]), missing)
+}
+
+#[test]
+fn a_missed_operation_comes_back_in_two_small_answers() {
+    let (mut net, missing) = one_missing();
+    let asker = net.peers[1].id();
+    let theirs = net.peers[1].node.roster().clone();
+    assert_ne!(theirs.digest(), net.peers[0].node.roster().digest());
+    // the whole-roster round: sixteen digests, no operation
+    let Some(Response::Roster { ops, children, .. }) =
+        net.ask(0, asker, sync(theirs.digest(), vec![], None))
+    else {
+        panic!("no roster answer")
+    };
+    assert!(
+        ops.is_empty(),
+        "{} ops in a round that differs by one",
+        ops.len()
+    );
+    let children: Vec<[u8; 32]> = children.iter().map(|c| c.into_array()).collect();
+    let differ = reconcile::differing(&theirs, &[], &children);
+    assert_eq!(differ.len(), 1, "one child differs");
+    // under it: ~200/16 operations, sent as they are, the missing one among them
+    let (prefix, digest) = differ[0].clone();
+    let Some(Response::Roster { ops, children, .. }) =
+        net.ask(0, asker, sync(digest, prefix, None))
+    else {
+        panic!("no roster answer")
+    };
+    assert!(
+        children.is_empty() && ops.len() <= LEAF_OPS,
+        "{} ops",
+        ops.len()
+    );
+    assert!(ops.iter().any(|o| o.id() == missing.id()));
+    // equal digests: an empty answer
+    let Some(Response::Roster { ops, children, .. }) = net.ask(
+        0,
+        asker,
+        sync(net.peers[0].node.roster().digest(), vec![], None),
+    ) else {
+        panic!("no roster answer")
+    };
+    assert!(ops.is_empty() && children.is_empty());
+    // a prefix that is no trie path is refused
+    assert!(matches!(
+        net.ask(0, asker, sync([0; 32], vec![16], None)),
+        Some(Response::Refused { .. })
+    ));
+}
+
+#[test]
+fn two_nodes_that_connect_converge_by_descent() {
+    let (mut net, missing) = one_missing();
+    net.connect(0, 1);
+    assert!(net.peers[1].node.roster().knows(&missing.id()));
+    assert_eq!(
+        net.peers[0].node.roster().digest(),
+        net.peers[1].node.roster().digest()
+    );
+    // a round, two descents' worth of syncs, not the whole roster
+    let syncs = net.peers[1]
+        .trace
+        .iter()
+        .filter(|k| *k == "send:sync")
+        .count();
+    assert!(
+        (2..=4).contains(&syncs),
+        "{syncs} syncs: {:?}",
+        net.peers[1].trace
+    );
+}
+
+#[test]
+fn admin_messages_come_back_only_when_the_sides_differ() {
+    let mut net = Net::mesh(mesh(3));
+    net.peers[1].down = true;
+    net.peers[2].down = true;
+    ok(net.control(0, CtlRequest::Lockdown));
+    let asker = net.peers[1].id();
+    let digest = net.peers[0].node.roster().digest();
+    let Some(Response::Roster { admin, .. }) = net.ask(0, asker, sync(digest, vec![], None)) else {
+        panic!("no roster answer")
+    };
+    assert_eq!(admin.len(), 1, "the lockdown, to an asker that has none");
+    let same = crate::node::entropy::admin_digest(&admin);
+    let Some(Response::Roster { admin, .. }) = net.ask(0, asker, sync(digest, vec![], Some(same)))
+    else {
+        panic!("no roster answer")
+    };
+    assert!(admin.is_empty(), "the asker holds the same messages");
+}
+
+#[test]
+fn a_hostile_answerer_cannot_make_a_node_descend_without_end() {
+    let t = mesh(40);
+    let ops = t.roster.ops();
+    let hostile = t.nodes[1].key.id();
+    let mut nodes = t.nodes.into_iter();
+    let mut net = Net::new(vec![(nodes.next().unwrap(), ops)]);
+    let now = net.clock(0);
+    let node = &mut net.peers[0].node;
+    node.handle(now, Input::Connected { peer: hostile });
+    let (mut rounds, mut descents, mut whole) = (0, 0, 0);
+    let mut noise = 0u8;
+    for _ in 0..10_000 {
+        let Some(o) = node.poll_output() else { break };
+        let Output::Send { id, to, req } = o else {
+            continue;
+        };
+        assert_eq!(to, hostile);
+        let Request::Sync { prefix, all, .. } = req else {
+            continue;
+        };
+        match (prefix.is_empty(), all) {
+            (true, false) => rounds += 1,
+            (true, true) => whole += 1,
+            (false, _) => descents += 1,
+        }
+        // sixteen digests that never match, at every level
+        let children = (0..16)
+            .map(|_| {
+                noise = noise.wrapping_add(1);
+                ByteArray::new([noise; 32])
+            })
+            .collect();
+        let response = Response::Roster {
+            ops: vec![],
+            admin: vec![],
+            records: vec![],
+            held: vec![],
+            children,
+        };
+        node.handle(
+            now,
+            Input::Response {
+                id,
+                from: hostile,
+                result: Ok(response),
+            },
+        );
+    }
+    assert_eq!(rounds, 1);
+    assert!(descents <= MAX_DESCENT as usize, "{descents} descents");
+    assert!(whole <= 1, "the whole roster asked {whole} times");
+}
