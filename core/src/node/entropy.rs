@@ -13,6 +13,9 @@
 //! - admin messages come back only when the digests of the two sides'
 //!   differ, and peer records only for the asker's gossip neighbours and
 //!   the members it asked for (those it found no address for);
+//! - a whole-roster round whose digest differs from the answerer's makes
+//!   the answerer run a round of its own with the asker (unless one is
+//!   under way), so what only the answerer holds flows back at once;
 //! - rounds run every [`Timer::AntiEntropy`] tick (30 s) while something
 //!   changed in the last [`ACTIVE_FOR`] (a merge added operations, an
 //!   admin message was taken, a round found a difference), and every
@@ -41,6 +44,9 @@ pub const QUIET_ROUND: Millis = 120_000;
 /// Descent requests per round and peer before the asker falls back to
 /// taking the whole roster.
 pub const MAX_DESCENT: u16 = 64;
+/// An answerer whose digest differs runs a round of its own with the
+/// asker unless it began one with it this recently.
+const REVERSE_AFTER: Millis = 5_000;
 /// A sync asking for peer records goes out at most this often.
 const WANT_EVERY: Millis = 5_000;
 
@@ -51,8 +57,9 @@ pub(super) struct Entropy {
     active_until: Millis,
     /// The next round is due then.
     next_round: Millis,
-    /// Per peer: descent requests left in the current round.
-    budget: BTreeMap<NodeId, u16>,
+    /// Per peer: when our last round with it began, and the descent
+    /// requests left in it (none: over, or fell back to the whole roster).
+    rounds: BTreeMap<NodeId, (Millis, Option<u16>)>,
     /// Wanted members we found no address for.
     lacking: BTreeSet<NodeId>,
     /// When a sync last asked for peer records.
@@ -75,7 +82,7 @@ impl Entropy {
     /// `p` is reachable (connected) or no longer a member.
     pub(super) fn found(&mut self, p: &NodeId) {
         self.lacking.remove(p);
-        self.budget.remove(p);
+        self.rounds.remove(p);
     }
 }
 
@@ -129,7 +136,7 @@ impl Node {
         if !want.is_empty() {
             self.entropy.asked_records = Some(now);
         }
-        self.entropy.budget.insert(p, MAX_DESCENT);
+        self.entropy.rounds.insert(p, (now, Some(MAX_DESCENT)));
         let req = Request::Sync {
             digest: ByteArray::new(self.roster.digest()),
             prefix: vec![],
@@ -196,9 +203,21 @@ impl Node {
                 reason: "sync prefix is not a path of op-id nibbles".into(),
             };
         }
+        let differs = digest != self.roster.digest_under(&prefix);
+        let ours_recent = self
+            .entropy
+            .rounds
+            .get(&from)
+            .is_some_and(|(t, _)| now.saturating_sub(*t) < REVERSE_AFTER);
+        if prefix.is_empty() && differs && !all && !ours_recent {
+            // The asker may hold what we lack as much as the reverse: a
+            // round of our own with it, so repair flows both ways.
+            self.entropy.changed(now);
+            self.send_sync(from, now);
+        }
         if all {
             ops = self.roster.ops_under(&prefix);
-        } else if digest != self.roster.digest_under(&prefix) {
+        } else if differs {
             match reconcile::answer(&self.roster, &prefix) {
                 Answer::Ops(o) => ops = o,
                 Answer::Children(c) => children = c.iter().map(|d| ByteArray::new(*d)).collect(),
@@ -260,13 +279,13 @@ impl Node {
         let theirs: Vec<[u8; 32]> = children.iter().map(|c| c.into_array()).collect();
         for (p, digest) in reconcile::differing(&self.roster, &prefix, &theirs) {
             // No budget: this round's descent is over (or fell back).
-            let Some(left) = self.entropy.budget.get(&from).copied() else {
+            let Some((_, Some(left))) = self.entropy.rounds.get_mut(&from) else {
                 return;
             };
-            if left == 0 {
+            if *left == 0 {
                 // Differences everywhere (or an answerer sending noise):
                 // take the whole roster once, as before descents existed.
-                self.entropy.budget.remove(&from);
+                self.entropy.rounds.entry(from).and_modify(|r| r.1 = None);
                 let req = Request::Sync {
                     digest: ByteArray::new(self.roster.digest()),
                     prefix: vec![],
@@ -277,7 +296,7 @@ impl Node {
                 self.send_sync_request(from, req, vec![]);
                 return;
             }
-            self.entropy.budget.insert(from, left - 1);
+            *left -= 1;
             let req = Request::Sync {
                 digest: ByteArray::new(digest),
                 prefix: p.clone(),
