@@ -134,7 +134,7 @@ impl Evidence {
     }
 
     fn bounds(&self) -> Result<(), EvidenceError> {
-        let note = |what, n: &Vec<u8>| {
+        let note = |what: &'static str, n: &[u8]| {
             if n.len() > MAX_NOTE {
                 Err(EvidenceError::TooLarge {
                     what,
@@ -170,7 +170,7 @@ impl Evidence {
     /// histories differ. Forged or consistent evidence is refused.
     pub fn check(&self) -> Result<EvidenceKind, EvidenceError> {
         self.bounds()?;
-        let open = |which, note: &[u8], origin| {
+        let open = |which: &'static str, note: &[u8], origin: &NodeId| {
             checkpoint::open(note, origin).map_err(|source| EvidenceError::Note { which, source })
         };
         match self {

@@ -77,11 +77,8 @@ pub(super) fn validate(
 ) -> Result<WitnessRecord, StateError> {
     let r: WitnessRecord =
         codec::decode(bytes).map_err(|source| StateError::Decode { index, source })?;
-    let corrupt = |why: String| StateError::Corrupt {
-        index,
-        origin: r.origin,
-        why,
-    };
+    let origin = r.origin;
+    let corrupt = move |why: String| StateError::Corrupt { index, origin, why };
     let (size, root) = checkpoint::open(&r.note, &r.origin)
         .map_err(|e| corrupt(format!("its note is not the origin's checkpoint: {e}")))?;
     if size != r.size || root != Hash(r.root) {

@@ -403,10 +403,7 @@ fn gossip_compares_and_a_proof_settles_a_fork() {
         Observation::Consistent
     );
     // a smaller one from the other history: proved against our own tree
-    let mut b9 = a.clone();
-    b9.log = MerkleLog::new(id);
-    b9.tiles.clear();
-    b9.roots = vec![EMPTY_ROOT];
+    let mut b9 = Log::new(&key);
     b9.grow("common", 7);
     b9.grow("b", 2);
     assert_eq!(
