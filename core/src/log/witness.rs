@@ -127,10 +127,14 @@ pub enum Refusal {
         source: CheckpointError,
     },
     /// 400.
-    #[error("a checkpoint of size 0 must carry the empty tree's root; the origin's log code is broken")]
+    #[error(
+        "a checkpoint of size 0 must carry the empty tree's root; the origin's log code is broken"
+    )]
     EmptyRoot,
     /// 400.
-    #[error("old size {old} is larger than the checkpoint's size {size}; the request is malformed")]
+    #[error(
+        "old size {old} is larger than the checkpoint's size {size}; the request is malformed"
+    )]
     OldTooLarge { old: u64, size: u64 },
     /// 409: the origin retries with a proof from `last_size`.
     #[error("this witness last cosigned size {last_size} of this log, not {old}: retry with a consistency proof from size {last_size}")]
@@ -186,7 +190,9 @@ pub struct PrefixProof {
 /// Why a gossiped checkpoint could not be compared.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
-    #[error("not a checkpoint of {origin:?} signed by it: {source}; ignore it and note who sent it")]
+    #[error(
+        "not a checkpoint of {origin:?} signed by it: {source}; ignore it and note who sent it"
+    )]
     Checkpoint {
         origin: NodeId,
         source: CheckpointError,
@@ -331,10 +337,10 @@ impl Witness {
                 } else {
                     merkle::check_consistency(&req.proof, last.size, Hash(last.root), size, root)
                         .map_err(|e| Refusal::BadProof {
-                            old: last.size,
-                            size,
-                            why: e.to_string(),
-                        })?;
+                        old: last.size,
+                        size,
+                        why: e.to_string(),
+                    })?;
                 }
             }
             None => {

@@ -66,9 +66,9 @@ impl AddCheckpoint {
         }
         let (first, mut rest) =
             split_line(body).ok_or(RequestError::Malformed("no old size line"))?;
-        let digits = first
-            .strip_prefix(b"old ")
-            .ok_or(RequestError::Malformed("the first line is not `old <size>`"))?;
+        let digits = first.strip_prefix(b"old ").ok_or(RequestError::Malformed(
+            "the first line is not `old <size>`",
+        ))?;
         let old_size = decimal(digits).ok_or(RequestError::Malformed(
             "the old size is not a decimal without leading zeroes",
         ))?;

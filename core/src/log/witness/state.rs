@@ -93,6 +93,8 @@ pub(super) fn validate(
             "it says cosigned at {} but the cosignature says {t}",
             r.time
         ))),
-        Err(e) => Err(corrupt(format!("its note's cosignature by this witness: {e}"))),
+        Err(e) => Err(corrupt(format!(
+            "its note's cosignature by this witness: {e}"
+        ))),
     }
 }

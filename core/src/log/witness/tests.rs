@@ -137,7 +137,10 @@ fn accepts_a_first_checkpoint_then_consistent_ones() {
     with_line.extend_from_slice(&c.cosignature.line);
     assert_eq!(cosign::verify(&with_line, &wid).unwrap(), 1_700_000_000);
     let text = String::from_utf8(c.cosignature.line.clone()).unwrap();
-    assert!(text.starts_with(&format!("— keyward/witness/{wid} ")), "{text}");
+    assert!(
+        text.starts_with(&format!("— keyward/witness/{wid} ")),
+        "{text}"
+    );
     // the state write is the record of what was cosigned
     let r: WitnessRecord = codec::decode(&s.disk[&key.id()]).unwrap();
     assert_eq!((r.size, r.root, r.time), (10, a.root().0, 1_700_000_000));
@@ -145,7 +148,9 @@ fn accepts_a_first_checkpoint_then_consistent_ones() {
     for (i, n) in [1usize, 0, 255, 300, 7].into_iter().enumerate() {
         let old = a.size();
         a.grow("a", n);
-        let c = s.add(1_700_000_100_000 + i as u64, &a.request(&key, old)).unwrap();
+        let c = s
+            .add(1_700_000_100_000 + i as u64, &a.request(&key, old))
+            .unwrap();
         assert_eq!((c.size, c.root), (a.size(), a.root()));
     }
     assert_eq!(s.witness.last(&key.id()).unwrap().size, a.size());
@@ -191,10 +196,7 @@ fn an_edited_or_misattributed_cosignature_is_refused() {
         .decode(b64)
         .unwrap();
     raw[4 + 7] ^= 1;
-    let edited = line.replace(
-        b64,
-        &base64::engine::general_purpose::STANDARD.encode(raw),
-    );
+    let edited = line.replace(b64, &base64::engine::general_purpose::STANDARD.encode(raw));
     let mut n = a.note(&key);
     n.extend_from_slice(edited.as_bytes());
     assert!(matches!(
@@ -258,7 +260,11 @@ fn a_bad_proof_or_a_foreign_note_is_refused() {
     r.proof[0].0[0] ^= 1;
     assert!(matches!(
         s.add(2, &r),
-        Err(Refusal::BadProof { old: 6, size: 12, .. })
+        Err(Refusal::BadProof {
+            old: 6,
+            size: 12,
+            ..
+        })
     ));
     r.proof = vec![Hash([0; 32]); 64];
     assert!(matches!(
@@ -481,7 +487,11 @@ fn a_tampered_state_is_refused() {
     ));
     // a re-encoded record that lowers the size
     let r: WitnessRecord = codec::decode(&good).unwrap();
-    let lowered = codec::encode(&WitnessRecord { size: 1, ..r.clone() }).unwrap();
+    let lowered = codec::encode(&WitnessRecord {
+        size: 1,
+        ..r.clone()
+    })
+    .unwrap();
     assert!(matches!(
         Witness::load(wkey(), [&lowered]),
         Err(StateError::Corrupt { index: 0, .. })
@@ -724,14 +734,18 @@ struct Step {
 
 fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
     proptest::collection::vec(
-        (any::<bool>(), 0usize..6, any::<bool>(), proptest::bool::weighted(0.15)).prop_map(
-            |(grow_b, n, offer_b, restart)| Step {
+        (
+            any::<bool>(),
+            0usize..6,
+            any::<bool>(),
+            proptest::bool::weighted(0.15),
+        )
+            .prop_map(|(grow_b, n, offer_b, restart)| Step {
                 grow_b,
                 n,
                 offer_b,
                 restart,
-            },
-        ),
+            }),
         1..14,
     )
 }
