@@ -522,6 +522,91 @@ fn a_tampered_state_is_refused() {
     assert!(e.to_string().contains("restore"), "{e}");
 }
 
+#[test]
+fn two_witnesses_shown_different_histories_find_out_by_gossip() {
+    let key = NodeKey::from_seed([1; 32]);
+    let id = key.id();
+    let mut w1 = setup();
+    let mut w2 = Setup {
+        origin: NodeKey::from_seed([1; 32]),
+        witness: Witness::new(Arc::new(NodeKey::from_seed([7; 32]))),
+        disk: BTreeMap::new(),
+    };
+    let mut a = Log::new(&key);
+    a.grow("c", 4);
+    let mut b = a.clone();
+    a.grow("a", 4);
+    b.grow("b", 4);
+    // the origin shows A to one witness and B to the other: each cosigns
+    let c1 = w1.add(1_000, &a.request(&key, 0)).unwrap();
+    let c2 = w2.add(1_000, &b.request(&key, 0)).unwrap();
+    // the cosigned notes are gossiped, each with its witness's cosignature
+    assert_eq!(
+        cosign::verify(&c2.cosignature.note, &w2.witness.id()).unwrap(),
+        1
+    );
+    for (w, seen) in [(&w1, &c2), (&w2, &c1)] {
+        let Observation::Fork(e) = w.witness.observe(&id, &seen.cosignature.note).unwrap() else {
+            panic!("the fork went unnoticed");
+        };
+        assert_eq!(
+            e.check().unwrap(),
+            EvidenceKind::Fork {
+                origin: id,
+                a: 8,
+                b: 8
+            }
+        );
+        // evidence carries the origin's signature only, not the witnesses'
+        let Evidence::Fork(f) = e.as_ref() else {
+            unreachable!()
+        };
+        assert!(cosign::verify(&f.a, &w1.witness.id()).is_err());
+        assert!(cosign::verify(&f.b, &w2.witness.id()).is_err());
+    }
+}
+
+#[test]
+fn an_empty_log_and_extra_signature_lines() {
+    let mut s = setup();
+    let key = NodeKey::from_seed([1; 32]);
+    let mut a = Log::new(&key);
+    assert_eq!(
+        s.witness.observe(&key.id(), &a.note(&key)).unwrap(),
+        Observation::NoState
+    );
+    // an empty log is cosigned; then anything extends it, with no proof
+    let c = s.add(1, &a.request(&key, 0)).unwrap();
+    assert_eq!(c.size, 0);
+    a.grow("a", 3);
+    s.add(2, &a.request(&key, 0)).unwrap();
+    // an empty checkpoint with another root is refused
+    let bogus = checkpoint::sign(&key, 0, Hash([7; 32]), 0).unwrap().note;
+    let mut t = setup();
+    let r = AddCheckpoint {
+        old_size: 0,
+        proof: vec![],
+        note: bogus.clone(),
+    };
+    assert!(matches!(t.add(1, &r), Err(Refusal::EmptyRoot)));
+    assert!(matches!(
+        s.witness.observe(&key.id(), &bogus),
+        Err(ObserveError::EmptyRoot)
+    ));
+    // a note carrying other signature lines is cosigned bare: the origin's
+    // signature and this witness's only
+    a.grow("a", 2);
+    let mut r = a.request(&key, 3);
+    let other = cosign::cosign(&NodeKey::from_seed([8; 32]), &r.note, 5).unwrap();
+    r.note = other.note;
+    r.note
+        .extend_from_slice("— somebody/else AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n".as_bytes());
+    let c = s.add(3, &r).unwrap();
+    let text = String::from_utf8(c.cosignature.note.clone()).unwrap();
+    assert_eq!(text.matches("\n— ").count(), 2, "{text}");
+    assert!(!text.contains("somebody/else"));
+}
+
 fn fork_evidence(key: &NodeKey) -> (Fork, Log, Log) {
     let mut a = Log::new(key);
     a.grow("c", 3);
