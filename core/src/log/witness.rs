@@ -33,7 +33,7 @@ use std::sync::Arc;
 use self::cosign::{CosignError, Cosignature};
 use self::evidence::{Evidence, Fork, Rollback};
 use self::request::AddCheckpoint;
-use self::state::{StateError, WitnessRecord};
+use self::state::{StateError, WitnessIndex, WitnessRecord};
 use super::checkpoint::{self, CheckpointError};
 use super::merkle::{self, Hash};
 use crate::codec::{self, CodecError};
@@ -65,12 +65,22 @@ pub(crate) fn hashes_to(h: &[Hash]) -> Vec<u8> {
     h.iter().flat_map(|h| h.0).collect()
 }
 
-/// A state record for the driver to make durable: replace the origin's
-/// witness file (tmp, fsync, rename, directory fsync) with `bytes`.
+/// Which witness file a [`WitnessWrite`] replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WitnessFile {
+    /// The origin's record (a [`WitnessRecord`], codec kind
+    /// `witness-state`), one file per origin.
+    Origin(NodeId),
+    /// The index of origins (a [`WitnessIndex`], codec kind
+    /// `witness-index`).
+    Index,
+}
+
+/// A state file for the driver to make durable: replace `file` with
+/// `bytes` (tmp, fsync, rename, directory fsync).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessWrite {
-    pub origin: NodeId,
-    /// A [`WitnessRecord`] (codec kind `witness-state`).
+    pub file: WitnessFile,
     pub bytes: Vec<u8>,
 }
 
@@ -86,9 +96,10 @@ pub struct Cosigned {
 
 /// A cosignature held back until the state behind it is durable.
 ///
-/// The contract: the driver makes [`Pending::write`] durable first, and
-/// only then calls [`Pending::committed`] and sends the cosignature. If
-/// the write fails, it drops the `Pending` and stops witnessing until a
+/// The contract: the driver makes [`Pending::writes`] durable first, in
+/// order (an origin's record before the index that lists it), and only
+/// then calls [`Pending::committed`] and sends the cosignature. If a write
+/// fails, it drops the `Pending` and stops witnessing until a
 /// restart reloads the state from disk. Why: a cosignature released ahead
 /// of its record could be forgotten by a crash, and the restarted witness
 /// would then cosign a checkpoint inconsistent with it. The witness's
@@ -97,17 +108,18 @@ pub struct Cosigned {
 #[must_use = "commit the write, then release the cosignature with `committed`"]
 #[derive(Debug)]
 pub struct Pending {
-    write: WitnessWrite,
+    writes: Vec<WitnessWrite>,
     cosigned: Cosigned,
 }
 
 impl Pending {
-    /// The state record to make durable before anything is released.
-    pub fn write(&self) -> &WitnessWrite {
-        &self.write
+    /// The state files to make durable, in this order, before anything is
+    /// released: the origin's record, then the index if the origin is new.
+    pub fn writes(&self) -> &[WitnessWrite] {
+        &self.writes
     }
 
-    /// The cosignature, to release once [`Pending::write`] is durable.
+    /// The cosignature, to release once [`Pending::writes`] are durable.
     pub fn committed(self) -> Cosigned {
         self.cosigned
     }
@@ -223,9 +235,12 @@ impl Witness {
         }
     }
 
-    /// The witness as its state records (one per origin) left it. Every
-    /// record is checked; any bad one refuses the whole state.
-    pub fn load<I>(key: Arc<NodeKey>, records: I) -> Result<Self, StateError>
+    /// The witness as its state files left it: the index (`None` if there
+    /// is no index file) and the records (one per origin). Every record is
+    /// checked, and every origin the index lists must have one; anything
+    /// wrong refuses the whole state (see [`state`] for what the admin
+    /// does).
+    pub fn load<I>(key: Arc<NodeKey>, index: Option<&[u8]>, records: I) -> Result<Self, StateError>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
@@ -249,6 +264,20 @@ impl Witness {
                 });
             }
             logs.insert(r.origin, r);
+        }
+        match index {
+            Some(bytes) => {
+                let ix: WitnessIndex = codec::decode(bytes).map_err(StateError::Index)?;
+                if let Some(origin) = ix.origins.iter().find(|o| !logs.contains_key(o)) {
+                    return Err(StateError::Missing { origin: *origin });
+                }
+            }
+            None if !logs.is_empty() => {
+                return Err(StateError::NoIndex {
+                    records: logs.len(),
+                })
+            }
+            None => {}
         }
         Ok(Witness { key, logs })
     }
@@ -370,13 +399,28 @@ impl Witness {
             time: cosignature.time,
             note: cosignature.note.clone(),
         };
-        let bytes = codec::encode(&record)?;
-        self.logs.insert(*origin, record);
+        let mut writes = vec![WitnessWrite {
+            file: WitnessFile::Origin(*origin),
+            bytes: codec::encode(&record)?,
+        }];
+        let new_origin = self.logs.insert(*origin, record).is_none();
+        if new_origin {
+            let index = WitnessIndex {
+                origins: self.logs.keys().copied().collect(),
+            };
+            match codec::encode(&index) {
+                Ok(bytes) => writes.push(WitnessWrite {
+                    file: WitnessFile::Index,
+                    bytes,
+                }),
+                Err(e) => {
+                    self.logs.remove(origin);
+                    return Err(e.into());
+                }
+            }
+        }
         Ok(Pending {
-            write: WitnessWrite {
-                origin: *origin,
-                bytes,
-            },
+            writes,
             cosigned: Cosigned {
                 origin: *origin,
                 size,

@@ -1,11 +1,20 @@
 //! The witness's durable state: one record per origin, codec kind
-//! `witness-state`.
+//! `witness-state`, and an index of the origins, codec kind
+//! `witness-index`.
 //!
 //! A record holds what the witness last cosigned for that origin: size,
 //! root, the time of its cosignature, and the note (bare: the checkpoint
 //! text, the origin's signature and this witness's cosignature). Loading
 //! re-verifies everything a record claims, so a damaged or edited record
-//! is refused rather than believed.
+//! is refused rather than believed. The index lists every origin that has
+//! a record, so a record file lost on its own is noticed instead of
+//! reading as "never witnessed". It is rewritten only when an origin is
+//! first witnessed, after that origin's record: a crash between the two
+//! leaves a record the index does not list yet, which loads (its
+//! cosignature was never released), never an index entry without a record.
+//! What no sans-IO check can see is the loss of every file at once: the
+//! driver must not take a missing witness directory for a fresh witness
+//! on a node that already has state.
 //!
 //! Why refusing matters: a witness that forgot what it cosigned would trust
 //! the origin's next checkpoint on first use, and could cosign a rollback
@@ -46,6 +55,17 @@ impl Wire for WitnessRecord {
     const MAX: usize = MAX_NOTE + 256;
 }
 
+/// The origins that have a record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessIndex {
+    pub origins: Vec<NodeId>,
+}
+
+impl Wire for WitnessIndex {
+    const KIND: &'static str = "witness-index";
+    const MAX: usize = 64 + 34 * super::MAX_ORIGINS;
+}
+
 /// Why the witness state cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -65,6 +85,12 @@ pub enum StateError {
     },
     #[error("witness state holds {count} records, more than the {max} a witness keeps")]
     TooMany { count: usize, max: usize },
+    #[error("the witness index cannot be decoded ({0}): the witness refuses to start rather than miss a lost record; keep the state aside as evidence and restore it from a backup")]
+    Index(CodecError),
+    #[error("the witness index lists origin {origin:?} but its record is missing: the witness refuses to start rather than trust that origin's next checkpoint on first use; restore the record from a backup or re-seed it from the mesh's latest cosigned checkpoint of that origin")]
+    Missing { origin: NodeId },
+    #[error("the witness state has {records} records but no index: the index was lost; keep the state aside as evidence and restore it from a backup")]
+    NoIndex { records: usize },
 }
 
 /// One record, checked: decoded within bounds, the note the origin's

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::cosign::{self, CosignError};
 use super::evidence::{Evidence, EvidenceError, EvidenceKind, Fork, Rollback};
 use super::request::{AddCheckpoint, RequestError};
-use super::state::{StateError, WitnessRecord};
+use super::state::{StateError, WitnessIndex, WitnessRecord};
 use super::*;
 use crate::identity::NodeKey;
 use crate::log::merkle::MerkleLog;
@@ -81,6 +81,8 @@ struct Setup {
     witness: Witness,
     /// The state files, by origin, as a driver would keep them.
     disk: BTreeMap<NodeId, Vec<u8>>,
+    /// The index file.
+    index: Option<Vec<u8>>,
 }
 
 fn setup() -> Setup {
@@ -88,20 +90,28 @@ fn setup() -> Setup {
         origin: NodeKey::from_seed([1; 32]),
         witness: Witness::new(Arc::new(NodeKey::from_seed([2; 32]))),
         disk: BTreeMap::new(),
+        index: None,
     }
 }
 
 impl Setup {
     fn add(&mut self, now: Millis, req: &AddCheckpoint) -> Result<Cosigned, Refusal> {
         let p = self.witness.add_checkpoint(now, &self.origin.id(), req)?;
-        let w = p.write().clone();
-        self.disk.insert(w.origin, w.bytes);
+        for w in p.writes() {
+            match w.file {
+                WitnessFile::Origin(o) => {
+                    self.disk.insert(o, w.bytes.clone());
+                }
+                WitnessFile::Index => self.index = Some(w.bytes.clone()),
+            }
+        }
         Ok(p.committed())
     }
 
     fn restart(&mut self) {
         self.witness = Witness::load(
             Arc::new(NodeKey::from_seed([2; 32])),
+            self.index.as_deref(),
             self.disk.values().cloned().collect::<Vec<_>>(),
         )
         .unwrap();
@@ -472,17 +482,19 @@ fn a_tampered_state_is_refused() {
     a.grow("a", 3);
     s.add(1_000, &a.request(&key, 0)).unwrap();
     let good = s.disk[&key.id()].clone();
+    let ix = s.index.clone().unwrap();
+    let ix = Some(ix.as_slice());
     let wkey = || Arc::new(NodeKey::from_seed([2; 32]));
-    Witness::load(wkey(), [&good]).unwrap();
+    Witness::load(wkey(), ix, [&good]).unwrap();
     // a flipped byte anywhere
     for i in 0..good.len() {
         let mut bad = good.clone();
         bad[i] ^= 0x01;
-        assert!(Witness::load(wkey(), [&bad]).is_err(), "byte {i}");
+        assert!(Witness::load(wkey(), ix, [&bad]).is_err(), "byte {i}");
     }
     // truncated
     assert!(matches!(
-        Witness::load(wkey(), [&good[..good.len() - 3]]),
+        Witness::load(wkey(), ix, [&good[..good.len() - 3]]),
         Err(StateError::Decode { index: 0, .. })
     ));
     // a re-encoded record that lowers the size
@@ -493,7 +505,7 @@ fn a_tampered_state_is_refused() {
     })
     .unwrap();
     assert!(matches!(
-        Witness::load(wkey(), [&lowered]),
+        Witness::load(wkey(), ix, [&lowered]),
         Err(StateError::Corrupt { index: 0, .. })
     ));
     // an older genuine checkpoint without this witness's cosignature
@@ -506,20 +518,39 @@ fn a_tampered_state_is_refused() {
         ..r.clone()
     })
     .unwrap();
-    let e = Witness::load(wkey(), [&swapped]).err().unwrap();
+    let e = Witness::load(wkey(), ix, [&swapped]).err().unwrap();
     assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
     // another witness's record
     assert!(matches!(
-        Witness::load(Arc::new(NodeKey::from_seed([4; 32])), [&good]),
+        Witness::load(Arc::new(NodeKey::from_seed([4; 32])), ix, [&good]),
         Err(StateError::Corrupt { .. })
     ));
     // a time that is not the cosignature's
     let retimed = codec::encode(&WitnessRecord { time: 7, ..r }).unwrap();
-    assert!(Witness::load(wkey(), [&retimed]).is_err());
+    assert!(Witness::load(wkey(), ix, [&retimed]).is_err());
     // two records for one origin
-    let e = Witness::load(wkey(), [&good, &good]).err().unwrap();
+    let e = Witness::load(wkey(), ix, [&good, &good]).err().unwrap();
     assert!(matches!(e, StateError::Duplicate { .. }));
     assert!(e.to_string().contains("restore"), "{e}");
+    // a record lost on its own, or the index lost
+    let e = Witness::load(wkey(), ix, Vec::<Vec<u8>>::new())
+        .err()
+        .unwrap();
+    assert!(matches!(e, StateError::Missing { .. }), "{e}");
+    let e = Witness::load(wkey(), None, [&good]).err().unwrap();
+    assert!(matches!(e, StateError::NoIndex { records: 1 }), "{e}");
+    assert!(matches!(
+        Witness::load(wkey(), Some(&good[..]), [&good]),
+        Err(StateError::Index(_))
+    ));
+    // a record the index does not list yet (a crash between the two
+    // writes) loads
+    Witness::load(
+        wkey(),
+        Some(&codec::encode(&WitnessIndex { origins: vec![] }).unwrap()[..]),
+        [&good],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -531,6 +562,7 @@ fn two_witnesses_shown_different_histories_find_out_by_gossip() {
         origin: NodeKey::from_seed([1; 32]),
         witness: Witness::new(Arc::new(NodeKey::from_seed([7; 32]))),
         disk: BTreeMap::new(),
+        index: None,
     };
     let mut a = Log::new(&key);
     a.grow("c", 4);
@@ -845,10 +877,19 @@ proptest! {
     }
 
     #[test]
+    fn indexes_round_trip(origins in proptest::collection::vec(any::<[u8; 32]>(), 0..200)) {
+        let ix = WitnessIndex { origins: origins.into_iter().map(NodeId).collect() };
+        let bytes = codec::encode(&ix).unwrap();
+        prop_assert_eq!(codec::decode::<WitnessIndex>(&bytes).unwrap(), ix);
+    }
+
+    #[test]
     fn arbitrary_state_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = codec::decode::<WitnessRecord>(&bytes);
-        let w = Witness::load(Arc::new(NodeKey::from_seed([2; 32])), [&bytes]);
+        let w = Witness::load(Arc::new(NodeKey::from_seed([2; 32])), None, [&bytes]);
         prop_assert!(w.is_err());
+        let _ = codec::decode::<WitnessIndex>(&bytes);
+        prop_assert!(Witness::load(Arc::new(NodeKey::from_seed([2; 32])), Some(&bytes[..]), Vec::<Vec<u8>>::new()).map(|_| ()).is_ok() == codec::decode::<WitnessIndex>(&bytes).is_ok_and(|i| i.origins.is_empty()));
     }
 
     #[test]
@@ -865,7 +906,7 @@ proptest! {
             bytes[i % n] ^= x;
         }
         if bytes != orig {
-            let w = Witness::load(Arc::new(NodeKey::from_seed([2; 32])), [&bytes]);
+            let w = Witness::load(Arc::new(NodeKey::from_seed([2; 32])), s.index.as_deref(), [&bytes]);
             prop_assert!(w.is_err());
         }
     }
