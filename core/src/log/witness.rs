@@ -248,19 +248,19 @@ impl Witness {
         let me = key.id();
         let mut logs = BTreeMap::new();
         let mut index_of = BTreeMap::new();
-        for (index, bytes) in records.into_iter().enumerate() {
-            if index >= MAX_ORIGINS {
+        for (i, bytes) in records.into_iter().enumerate() {
+            if i >= MAX_ORIGINS {
                 return Err(StateError::TooMany {
-                    count: index + 1,
+                    count: i + 1,
                     max: MAX_ORIGINS,
                 });
             }
-            let r = state::validate(index, bytes.as_ref(), &me)?;
-            if let Some(first) = index_of.insert(r.origin, index) {
+            let r = state::validate(i, bytes.as_ref(), &me)?;
+            if let Some(first) = index_of.insert(r.origin, i) {
                 return Err(StateError::Duplicate {
                     origin: r.origin,
                     first,
-                    second: index,
+                    second: i,
                 });
             }
             logs.insert(r.origin, r);
