@@ -360,6 +360,9 @@ impl NodeKey {
     /// the note format is its own domain. It cannot be confused with
     /// keyward's tagged signatures: a note text is UTF-8 without control
     /// characters other than newline, and every tagged message holds a NUL.
+    /// Witness cosignatures (C2SP `cosignature/v1`, `log::witness::cosign`)
+    /// go through here too: their message is itself a note text starting
+    /// with the line `cosignature/v1`, which no checkpoint's origin line is.
     /// Refuses (None) any text that is not a well-formed note text.
     pub fn sign_note(&self, text: &[u8]) -> Option<Sig> {
         let s = std::str::from_utf8(text).ok()?;

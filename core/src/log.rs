@@ -29,6 +29,10 @@
 //!   tail positions and the `keyward logs write` pipe protocol.
 //! - [`verify`]: reading a spool back and saying exactly what is wrong with
 //!   it: a segment edited, truncated, reordered, replaced or missing.
+//! - [`witness`]: cosigning other nodes' checkpoints (C2SP tlog-witness),
+//!   the state that keeps a witness from cosigning a rollback across
+//!   restarts, gossip comparison, and self-verifying fork/rollback
+//!   evidence.
 //!
 //! Exception to the core's "randomness is passed in" rule: `age` draws its
 //! file keys and ephemeral X25519 keys from the OS RNG inside the crate (its
@@ -45,6 +49,7 @@ pub mod segment;
 pub mod segmenter;
 pub mod spool;
 pub mod verify;
+pub mod witness;
 
 use crate::codec::CodecError;
 use crate::identity::NodeId;

@@ -155,6 +155,20 @@ pub fn sign(
 /// Parses a checkpoint note and checks it is `origin`'s, signed by it.
 /// Other signatures (witness cosignatures) are ignored here.
 pub fn open(note: &[u8], origin: &NodeId) -> Result<(u64, Hash), CheckpointError> {
+    let (size, root, _) = parse(note, origin)?;
+    Ok((size, root))
+}
+
+/// Like [`open`], and also returns the note reduced to its text and the
+/// origin's own signature, every other line (cosignatures, unknown keys)
+/// dropped. That is what a witness keeps and what evidence carries: what
+/// matters is only the origin's word, and its size stays bounded whatever
+/// else a sender piled onto the note.
+pub fn open_bare(note: &[u8], origin: &NodeId) -> Result<(u64, Hash, Vec<u8>), CheckpointError> {
+    parse(note, origin)
+}
+
+fn parse(note: &[u8], origin: &NodeId) -> Result<(u64, Hash, Vec<u8>), CheckpointError> {
     if note.len() > MAX_NOTE {
         return Err(CheckpointError::TooLarge { len: note.len() });
     }
@@ -165,7 +179,8 @@ pub fn open(note: &[u8], origin: &NodeId) -> Result<(u64, Hash), CheckpointError
         id: key_id(&name, origin),
         name: name.clone(),
     })]);
-    n.verify(&verifiers)
+    let (mine, _) = n
+        .verify(&verifiers)
         .map_err(|e| CheckpointError::Signature {
             origin: *origin,
             why: e.to_string(),
@@ -177,7 +192,10 @@ pub fn open(note: &[u8], origin: &NodeId) -> Result<(u64, Hash), CheckpointError
             got: c.origin().chars().take(100).collect(),
         });
     }
-    Ok((c.size(), *c.hash()))
+    let bare = Note::new(n.text(), &mine)
+        .map_err(|e| CheckpointError::Note(e.to_string()))?
+        .to_bytes();
+    Ok((c.size(), *c.hash(), bare))
 }
 
 #[cfg(test)]

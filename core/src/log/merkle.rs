@@ -453,6 +453,31 @@ pub fn prove_consistency(
     .map_err(store_err)
 }
 
+/// The root of the first `old_size` leaves of the tree (`new_size`,
+/// `new_root`), and the consistency proof from it: what a peer holding the
+/// tiles answers a witness that asks whether a checkpoint it cosigned at
+/// `old_size` is a prefix of this one (see `witness::Witness::observe`).
+/// If the returned root differs from the one the origin signed at
+/// `old_size`, the two checkpoints are a fork.
+pub fn prove_prefix(
+    old_size: u64,
+    new_size: u64,
+    new_root: Hash,
+    tiles: &(impl TileStore + ?Sized),
+) -> Result<(Hash, Vec<Hash>), MerkleError> {
+    if old_size > new_size {
+        return Err(MerkleError::NotInTree {
+            index: old_size,
+            size: new_size,
+        });
+    }
+    let store = StoreReader(tiles);
+    let reader = TileHashReader::new(new_size, new_root, &store);
+    let root = tlog_tiles::tree_hash(old_size, &reader).map_err(store_err)?;
+    let proof = tlog_tiles::prove_tree(new_size, old_size, &reader).map_err(store_err)?;
+    Ok((root, proof))
+}
+
 /// Checks that the tree (`new_size`, `new_root`) extends (`old_size`,
 /// `old_root`): no rollback, no rewritten history.
 pub fn check_consistency(
