@@ -135,7 +135,7 @@ struct OriginLog {
     /// Each source's next sequence number.
     next_seq: BTreeMap<String, u64>,
     /// Segments held, with each one's leaf hash.
-    segments: BTreeMap<u64, (SegInfo, Hash)>,
+    segments: BTreeMap<u64, SegInfo>,
     acct: Account,
 }
 
@@ -151,13 +151,6 @@ impl OriginLog {
             segments: BTreeMap::new(),
             acct: Account::default(),
         }
-    }
-
-    fn infos(&self) -> BTreeMap<u64, SegInfo> {
-        self.segments
-            .iter()
-            .map(|(i, (s, _))| (*i, s.clone()))
-            .collect()
     }
 }
 
@@ -318,8 +311,7 @@ impl ReplicaStore {
         let mut writes = Vec::new();
         for s in plan.new {
             st.acct.segment_added(s.bytes.len() as u64);
-            st.segments
-                .insert(s.index, (s.info, merkle::leaf_hash(&s.leaf)));
+            st.segments.insert(s.index, s.info);
             writes.push(Write::Segment {
                 path: segment_path(&origin, s.index),
                 bytes: s.bytes,
@@ -411,13 +403,14 @@ impl ReplicaStore {
                 }));
             }
             let leaf = seg.leaf();
+            let leaf_hash = merkle::leaf_hash(&leaf);
             if index < next {
-                if let Some((_, held)) = st.segments.get(&index) {
-                    if *held != merkle::leaf_hash(&leaf) {
+                if let Some(held) = st.segments.get(&index) {
+                    if held.leaf != leaf_hash {
                         return Err(Refusal::Evidence(Finding::Equivocation {
                             origin,
                             index,
-                            held_leaf: *held,
+                            held_leaf: held.leaf,
                             pushed: bytes.to_vec(),
                         }));
                     }
@@ -446,6 +439,7 @@ impl ReplicaStore {
                     source: h.source.clone(),
                     sealed: h.sealed,
                     len: bytes.len() as u64,
+                    leaf: leaf_hash,
                 },
             });
         }
@@ -464,7 +458,7 @@ impl ReplicaStore {
                 .chain(std::iter::once(new_end))
                 .collect()
         };
-        let leaf_hashes: Vec<Hash> = new.iter().map(|s| merkle::leaf_hash(&s.leaf)).collect();
+        let leaf_hashes: Vec<Hash> = new.iter().map(|s| s.info.leaf).collect();
         let mut at = 0usize;
         for stop in stops {
             let upto = (stop - next) as usize;
@@ -525,8 +519,8 @@ impl ReplicaStore {
         let mut notices = Vec::new();
         let limits = self.limits;
         for (origin, st) in self.origins.iter_mut() {
-            for index in usage::expired(&st.infos(), st.verified.0, &limits, now) {
-                if let Some((info, _)) = st.segments.remove(&index) {
+            for index in usage::expired(&st.segments, st.verified.0, &limits, now) {
+                if let Some(info) = st.segments.remove(&index) {
                     st.acct.segment_removed(info.len);
                     writes.push(Write::Delete {
                         path: segment_path(origin, index),
@@ -547,7 +541,7 @@ impl ReplicaStore {
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.origins
             .values()
-            .filter_map(|st| usage::next_expiry(&st.infos(), st.verified.0, &self.limits))
+            .filter_map(|st| usage::next_expiry(&st.segments, st.verified.0, &self.limits))
             .min()
     }
 
@@ -611,14 +605,12 @@ impl ReplicaStore {
             st.acct.segment_added(bytes.len() as u64);
             st.segments.insert(
                 index,
-                (
-                    SegInfo {
-                        source: h.source,
-                        sealed: h.sealed,
-                        len: bytes.len() as u64,
-                    },
+                SegInfo {
+                    source: h.source,
+                    sealed: h.sealed,
+                    len: bytes.len() as u64,
                     leaf,
-                ),
+                },
             );
         }
         // The tail: contiguous, genuine, the origin's.
@@ -669,14 +661,12 @@ impl ReplicaStore {
                 st.acct.segment_added(bytes.len() as u64);
                 st.segments.insert(
                     index,
-                    (
-                        SegInfo {
-                            source: h.source,
-                            sealed: h.sealed,
-                            len: bytes.len() as u64,
-                        },
-                        merkle::leaf_hash(leaf),
-                    ),
+                    SegInfo {
+                        source: h.source,
+                        sealed: h.sealed,
+                        len: bytes.len() as u64,
+                        leaf: merkle::leaf_hash(leaf),
+                    },
                 );
             }
         }

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use super::super::merkle::Hash;
 use crate::guardian::Millis;
 use crate::identity::NodeId;
 
@@ -79,6 +80,9 @@ pub(crate) struct SegInfo {
     pub sealed: Millis,
     /// File size.
     pub len: u64,
+    /// Its Merkle leaf hash: a segment pushed again at this index must
+    /// have the same.
+    pub leaf: Hash,
 }
 
 /// Bytes held for one origin.
@@ -203,6 +207,7 @@ mod tests {
             source: source.into(),
             sealed,
             len: 10,
+            leaf: Hash([0; 32]),
         }
     }
 
