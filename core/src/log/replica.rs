@@ -74,7 +74,7 @@ pub enum Write {
 /// What a replica reports about an origin, with the evidence it holds.
 /// Each one that names a signature is transferable: anyone with the
 /// origin's node id can check it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Finding {
     /// The authenticated sender pushed in another node's name.
     #[error("{sender:?} pushed segments in the name of {claimed:?}: only an origin pushes its own log")]

@@ -46,7 +46,7 @@ use crate::identity::NodeId;
 const MAX_PENDING: usize = 8;
 
 /// Why a push was not taken. Nothing of it was written.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Refusal {
     #[error("the replica of {origin:?} is full ({used} of {quota} bytes): it takes no more of this origin's segments until retention frees room or the quota is raised")]
     Full {
@@ -80,7 +80,7 @@ impl Refusal {
 }
 
 /// A push taken.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Accepted {
     /// Perform, and make durable, before sending `held`.
     pub writes: Vec<Write>,

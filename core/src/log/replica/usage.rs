@@ -74,7 +74,7 @@ pub enum Notice {
 }
 
 /// One held segment, as the store remembers it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SegInfo {
     pub source: String,
     pub sealed: Millis,

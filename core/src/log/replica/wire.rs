@@ -112,7 +112,7 @@ impl Wire for Refused {
 }
 
 /// A message that decoded but breaks a rule of its kind.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error(transparent)]
     Codec(#[from] CodecError),
