@@ -77,7 +77,9 @@ pub enum Write {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Finding {
     /// The authenticated sender pushed in another node's name.
-    #[error("{sender:?} pushed segments in the name of {claimed:?}: only an origin pushes its own log")]
+    #[error(
+        "{sender:?} pushed segments in the name of {claimed:?}: only an origin pushes its own log"
+    )]
     NotSender { sender: NodeId, claimed: NodeId },
     /// A segment's header names another origin than the log it was pushed
     /// into (signed by `named`, if the signature verified).
@@ -120,7 +122,9 @@ pub enum Finding {
     },
     /// Two checkpoints of one size with different roots, both signed by
     /// the origin.
-    #[error("{origin:?} signed two checkpoints of size {size} with different roots: a forked history")]
+    #[error(
+        "{origin:?} signed two checkpoints of size {size} with different roots: a forked history"
+    )]
     TwoCheckpoints {
         origin: NodeId,
         size: u64,

@@ -84,7 +84,16 @@ mod tests {
     #[test]
     fn excludes_the_origin_and_auditors() {
         let ms: Vec<Member> = (1..=5)
-            .map(|i| member(i, if i == 3 { Role::Auditor } else { Role::Guardian }))
+            .map(|i| {
+                member(
+                    i,
+                    if i == 3 {
+                        Role::Auditor
+                    } else {
+                        Role::Guardian
+                    },
+                )
+            })
             .collect();
         let origin = ms[0].id;
         let got = replicas_for(&origin, &ms, 10);

@@ -63,10 +63,23 @@ pub enum Refusal {
     #[error("invalid push of {origin:?}'s log: {why}")]
     Invalid { origin: NodeId, why: String },
     #[error("push refused with evidence: {0}")]
-    Evidence(Finding),
+    Evidence(Box<Finding>),
+}
+
+/// A refusal with evidence.
+fn evidence(f: Finding) -> Refusal {
+    Refusal::Evidence(Box::new(f))
 }
 
 impl Refusal {
+    /// The evidence against the origin, if that is why.
+    pub fn finding(&self) -> Option<&Finding> {
+        match self {
+            Refusal::Evidence(f) => Some(f),
+            _ => None,
+        }
+    }
+
     /// The catch-up request a gap calls for.
     pub fn ask(&self) -> Option<Ask> {
         match self {
@@ -180,8 +193,15 @@ pub struct ReplicaStore {
     origins: BTreeMap<NodeId, OriginLog>,
 }
 
-fn fork(origin: NodeId, size: u64, note: &[u8], computed: Hash, first: u64, leaves: &[Hash]) -> Refusal {
-    Refusal::Evidence(Finding::Fork {
+fn fork(
+    origin: NodeId,
+    size: u64,
+    note: &[u8],
+    computed: Hash,
+    first: u64,
+    leaves: &[Hash],
+) -> Refusal {
+    evidence(Finding::Fork {
         origin,
         size,
         checkpoint: note.to_vec(),
@@ -256,11 +276,16 @@ impl ReplicaStore {
 
     /// Takes a push from `sender` (the peer the transport authenticated)
     /// whole, or refuses it whole. See the module doc for the rules.
-    pub fn accept(&mut self, now: Millis, sender: NodeId, push: &Push) -> Result<Accepted, Refusal> {
+    pub fn accept(
+        &mut self,
+        now: Millis,
+        sender: NodeId,
+        push: &Push,
+    ) -> Result<Accepted, Refusal> {
         let _ = now;
         let origin = push.origin;
         if sender != origin {
-            return Err(Refusal::Evidence(Finding::NotSender {
+            return Err(evidence(Finding::NotSender {
                 sender,
                 claimed: origin,
             }));
@@ -363,7 +388,7 @@ impl ReplicaStore {
         // size with different roots are a fork on their own.
         let mut pending = st.pending.clone();
         let two = |other: &[u8]| {
-            Refusal::Evidence(Finding::TwoCheckpoints {
+            evidence(Finding::TwoCheckpoints {
                 origin,
                 size: cp_size,
                 first: other.to_vec(),
@@ -388,7 +413,7 @@ impl ReplicaStore {
             let index = push.from_index + k as u64;
             let seg = Segment::decode(bytes).map_err(|e| {
                 use sha2::{Digest, Sha256};
-                Refusal::Evidence(Finding::BadSegment {
+                evidence(Finding::BadSegment {
                     origin,
                     index,
                     why: e.to_string(),
@@ -396,7 +421,7 @@ impl ReplicaStore {
                 })
             })?;
             if seg.header.origin != origin {
-                return Err(Refusal::Evidence(Finding::ForeignSegment {
+                return Err(evidence(Finding::ForeignSegment {
                     origin,
                     index,
                     named: seg.header.origin,
@@ -407,7 +432,7 @@ impl ReplicaStore {
             if index < next {
                 if let Some(held) = st.segments.get(&index) {
                     if held.leaf != leaf_hash {
-                        return Err(Refusal::Evidence(Finding::Equivocation {
+                        return Err(evidence(Finding::Equivocation {
                             origin,
                             index,
                             held_leaf: held.leaf,
@@ -492,7 +517,14 @@ impl ReplicaStore {
                 why: e.to_string(),
             })?;
             if got != cp_root {
-                return Err(fork(origin, cp_size, &push.checkpoint, got, next, &leaf_hashes));
+                return Err(fork(
+                    origin,
+                    cp_size,
+                    &push.checkpoint,
+                    got,
+                    next,
+                    &leaf_hashes,
+                ));
             }
             verified = Some((cp_size, cp_root, push.checkpoint.clone()));
         }
@@ -593,11 +625,16 @@ impl ReplicaStore {
             let bad = |why: String| LoadError::Segment { origin, index, why };
             let seg = Segment::decode(&bytes).map_err(|e| bad(e.to_string()))?;
             if seg.header.origin != origin {
-                return Err(bad(format!("it names {:?} as its origin", seg.header.origin)));
+                return Err(bad(format!(
+                    "it names {:?} as its origin",
+                    seg.header.origin
+                )));
             }
             let leaf = merkle::leaf_hash(&seg.leaf());
             if Some(&leaf) != leaves.get(index as usize) {
-                return Err(bad("its leaf hash is not the log's leaf at this index".into()));
+                return Err(bad(
+                    "its leaf hash is not the log's leaf at this index".into()
+                ));
             }
             let h = seg.header;
             let n = st.next_seq.entry(h.source.clone()).or_default();
@@ -620,7 +657,10 @@ impl ReplicaStore {
             let why = if broken.is_some() {
                 broken.clone()
             } else if index != size + again.len() as u64 {
-                Some(format!("after a hole (index {} was due)", size + again.len() as u64))
+                Some(format!(
+                    "after a hole (index {} was due)",
+                    size + again.len() as u64
+                ))
             } else {
                 match Segment::decode(&bytes) {
                     Err(e) => Some(format!("does not decode: {e}")),
@@ -644,10 +684,7 @@ impl ReplicaStore {
         if !again.is_empty() {
             let leaves: Vec<Vec<u8>> = again.iter().map(|(_, _, s)| s.leaf()).collect();
             let refs: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
-            let (_, w) = st
-                .log
-                .append_batch(&refs)
-                .map_err(tiles_err)?;
+            let (_, w) = st.log.append_batch(&refs).map_err(tiles_err)?;
             for t in w {
                 out.writes.push(Write::Tile {
                     path: tile_path(&origin, &t.path),

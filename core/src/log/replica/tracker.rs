@@ -136,9 +136,7 @@ impl ReplicationTracker {
         }
         match p.held {
             None => Some(0..0),
-            Some(h) if h < self.size => {
-                Some(h..self.size.min(h.saturating_add(MAX_BATCH as u64)))
-            }
+            Some(h) if h < self.size => Some(h..self.size.min(h.saturating_add(MAX_BATCH as u64))),
             Some(_) => None,
         }
     }
@@ -278,7 +276,13 @@ mod tests {
         assert_eq!(t.replicated_size(), 500);
         assert_eq!(t.on_held(&id(3), &held(1000)), Some(500..700));
         assert_eq!(t.next_push(&id(3)), None);
-        t.on_ask(&id(2), &Ask { origin: id(0), from_index: 300 });
+        t.on_ask(
+            &id(2),
+            &Ask {
+                origin: id(0),
+                from_index: 300,
+            },
+        );
         assert_eq!(t.next_push(&id(2)), Some(300..556));
         // a replica cannot claim more than was checkpointed
         t.on_held(&id(1), &held(5000));
@@ -286,7 +290,13 @@ mod tests {
         assert_eq!(t.replicated_size(), 1000);
         // another origin's answer is ignored
         assert_eq!(
-            t.on_held(&id(2), &Held { origin: id(7), size: 1000 }),
+            t.on_held(
+                &id(2),
+                &Held {
+                    origin: id(7),
+                    size: 1000
+                }
+            ),
             None
         );
     }
@@ -318,7 +328,11 @@ mod tests {
         let r = Refused::new(id(0), 3, RefusedCode::Full { used: 9, quota: 10 }, "full");
         assert_eq!(
             t.on_refused(&id(1), &r),
-            Some(Problem::Full { peer: id(1), used: 9, quota: 10 })
+            Some(Problem::Full {
+                peer: id(1),
+                used: 9,
+                quota: 10
+            })
         );
         assert_eq!(t.next_push(&id(1)), None);
         t.lost(&id(1));
@@ -327,7 +341,10 @@ mod tests {
         assert_eq!(t.on_refused(&id(1), &r), None);
         assert_eq!(t.next_push(&id(1)), Some(2..10));
         let r = Refused::new(id(0), 2, RefusedCode::Evidence, "fork");
-        assert!(matches!(t.on_refused(&id(1), &r), Some(Problem::Refused { .. })));
+        assert!(matches!(
+            t.on_refused(&id(1), &r),
+            Some(Problem::Refused { .. })
+        ));
     }
 
     #[test]

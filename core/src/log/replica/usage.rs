@@ -130,7 +130,8 @@ impl Account {
     /// last call.
     pub fn warning(&mut self, origin: NodeId, limits: &Limits) -> Option<Notice> {
         let used = self.used();
-        let over = (used as u128) * 100 >= (limits.quota_bytes as u128) * limits.warn_percent as u128;
+        let over =
+            (used as u128) * 100 >= (limits.quota_bytes as u128) * limits.warn_percent as u128;
         if over == self.warned {
             return None;
         }
@@ -248,12 +249,18 @@ mod tests {
         a.segment_added(40);
         assert_eq!(a.warning(o, &l), None);
         a.segment_added(10);
-        assert!(matches!(a.warning(o, &l), Some(Notice::Nearing { used: 50, .. })));
+        assert!(matches!(
+            a.warning(o, &l),
+            Some(Notice::Nearing { used: 50, .. })
+        ));
         a.tile_added("t", 5);
         assert_eq!(a.warning(o, &l), None);
         assert_eq!(a.tile_cost("t", 5), 0);
         a.segment_removed(30);
-        assert!(matches!(a.warning(o, &l), Some(Notice::Relieved { used: 25, .. })));
+        assert!(matches!(
+            a.warning(o, &l),
+            Some(Notice::Relieved { used: 25, .. })
+        ));
         assert_eq!(a.warning(o, &l), None);
     }
 }

@@ -270,7 +270,8 @@ mod tests {
 
     fn arb_code() -> impl Strategy<Value = RefusedCode> {
         prop_oneof![
-            (any::<u64>(), any::<u64>()).prop_map(|(used, quota)| RefusedCode::Full { used, quota }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(used, quota)| RefusedCode::Full { used, quota }),
             Just(RefusedCode::Gap),
             Just(RefusedCode::Invalid),
             Just(RefusedCode::Evidence),
@@ -304,7 +305,10 @@ mod tests {
             segments: vec![],
             checkpoint: vec![b'x'; MAX_NOTE + 1],
         };
-        assert!(matches!(p.check(), Err(WireError::CheckpointTooLarge { .. })));
+        assert!(matches!(
+            p.check(),
+            Err(WireError::CheckpointTooLarge { .. })
+        ));
         let r = Refused {
             origin: id(1),
             size: 0,
@@ -338,9 +342,20 @@ mod tests {
 
     #[test]
     fn kinds_are_not_confused() {
-        let h = Held { origin: id(2), size: 9 }.encode().unwrap();
-        assert!(matches!(Ask::decode(&h), Err(WireError::Codec(CodecError::Kind { .. }))));
-        assert!(matches!(Push::decode(&h), Err(WireError::Codec(CodecError::Kind { .. }))));
+        let h = Held {
+            origin: id(2),
+            size: 9,
+        }
+        .encode()
+        .unwrap();
+        assert!(matches!(
+            Ask::decode(&h),
+            Err(WireError::Codec(CodecError::Kind { .. }))
+        ));
+        assert!(matches!(
+            Push::decode(&h),
+            Err(WireError::Codec(CodecError::Kind { .. }))
+        ));
     }
 
     proptest! {
