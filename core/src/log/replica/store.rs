@@ -123,6 +123,15 @@ pub enum LoadError {
     Twice { origin: NodeId },
 }
 
+/// Replica limits that make no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("replica warn_percent {0} must be 1 to 100")]
+    WarnPercent(u8),
+    #[error("the replica quota must be more than 0 bytes (no replicas at all: set replicas = 0 on the origins instead)")]
+    NoQuota,
+}
+
 /// What loading an origin's files returns besides the store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Loaded {
@@ -213,12 +222,12 @@ fn fork(
 
 impl ReplicaStore {
     /// An empty store (first start), or one to [`ReplicaStore::load`] into.
-    pub fn new(limits: Limits) -> Result<Self, String> {
+    pub fn new(limits: Limits) -> Result<Self, LimitsError> {
         if limits.warn_percent == 0 || limits.warn_percent > 100 {
-            return Err(format!(
-                "replica warn_percent {} must be 1 to 100",
-                limits.warn_percent
-            ));
+            return Err(LimitsError::WarnPercent(limits.warn_percent));
+        }
+        if limits.quota_bytes == 0 {
+            return Err(LimitsError::NoQuota);
         }
         Ok(ReplicaStore {
             limits,
@@ -276,6 +285,9 @@ impl ReplicaStore {
 
     /// Takes a push from `sender` (the peer the transport authenticated)
     /// whole, or refuses it whole. See the module doc for the rules.
+    /// `now` decides nothing yet (retention runs in
+    /// [`ReplicaStore::expire`]); it is taken so that time-based rules can
+    /// be added without changing every caller.
     pub fn accept(
         &mut self,
         now: Millis,

@@ -160,6 +160,33 @@ impl Dir {
     }
 }
 
+#[test]
+fn limits_are_checked() {
+    use super::store::LimitsError;
+    let bad = |l| ReplicaStore::new(l).err();
+    assert_eq!(
+        bad(Limits {
+            warn_percent: 0,
+            ..Limits::default()
+        }),
+        Some(LimitsError::WarnPercent(0))
+    );
+    assert_eq!(
+        bad(Limits {
+            warn_percent: 101,
+            ..Limits::default()
+        }),
+        Some(LimitsError::WarnPercent(101))
+    );
+    assert_eq!(
+        bad(Limits {
+            quota_bytes: 0,
+            ..Limits::default()
+        }),
+        Some(LimitsError::NoQuota)
+    );
+}
+
 fn store() -> ReplicaStore {
     ReplicaStore::new(Limits::default()).unwrap()
 }
@@ -595,6 +622,7 @@ fn restart_gives_the_same_state_and_refuses_tampering() {
     assert!(loaded.writes.is_empty() && loaded.notices.is_empty());
     assert_eq!(s2.held(&o.id()), s.held(&o.id()));
     assert_eq!(s2.verified(&o.id()), s.verified(&o.id()));
+    assert_eq!(s2.usage(&o.id()), s.usage(&o.id()));
     // both go on the same way
     let a1 = s.accept(0, o.id(), &o.push(290, 300, 300)).unwrap();
     let a2 = s2.accept(0, o.id(), &o.push(290, 300, 300)).unwrap();
