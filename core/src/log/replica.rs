@@ -53,11 +53,11 @@ pub fn checkpoint_path(origin: &NodeId) -> String {
     format!("{}/checkpoint", origin_dir(origin))
 }
 
-/// A file change for the driver. Every write of one
-/// [`store::ReplicaStore::accept`] must be durable (each file fsynced, each
-/// directory whose entries changed fsynced) before the [`wire::Held`] it
-/// returned is sent: `Held` is what lets the origin acknowledge a line as
-/// "replicated", so it must never run ahead of the disk.
+/// A file change for the driver, performed in order. Every write of one
+/// [`store::ReplicaStore::accept`] must be durable before the
+/// [`wire::Held`] it returned is sent: `Held` is what lets the origin
+/// acknowledge a line as "replicated", so it must never run ahead of the
+/// disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
     /// A new segment file (tmp + rename). Never replaces a different file:
@@ -65,6 +65,12 @@ pub enum Write {
     Segment { path: String, bytes: Vec<u8> },
     /// A hash tile (tmp + rename); if it exists it has the same bytes.
     Tile { path: String, bytes: Vec<u8> },
+    /// Make every write above durable: fsync each file written and each
+    /// directory whose entries changed. It comes before a checkpoint is
+    /// replaced, so a checkpoint never names a leaf whose segment or tile
+    /// could still vanish in a crash (a restart would then take the
+    /// replica for tampered with), and at the end of a push.
+    Sync,
     /// Replace the checkpoint (tmp + fsync + rename + directory fsync).
     Checkpoint { path: String, note: Vec<u8> },
     /// Delete a segment file (retention, or a leftover found at load).

@@ -361,6 +361,9 @@ impl ReplicaStore {
                 bytes: t.bytes,
             });
         }
+        if !writes.is_empty() {
+            writes.push(Write::Sync);
+        }
         if let Some((size, root, note)) = plan.verified {
             st.acct.checkpoint_written(note.len() as u64);
             st.verified = (size, root);
@@ -369,6 +372,7 @@ impl ReplicaStore {
                 path: checkpoint_path(&origin),
                 note,
             });
+            writes.push(Write::Sync);
         }
         st.log = plan.log;
         st.next_seq = plan.next_seq;
@@ -703,6 +707,7 @@ impl ReplicaStore {
                     bytes: t.bytes,
                 });
             }
+            out.writes.push(Write::Sync);
             for ((index, bytes, s), leaf) in again.into_iter().zip(&leaves) {
                 let h = s.header;
                 let n = st.next_seq.entry(h.source.clone()).or_default();

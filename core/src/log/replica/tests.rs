@@ -114,6 +114,7 @@ impl Dir {
                 Write::Delete { path } => {
                     self.0.remove(path);
                 }
+                Write::Sync => {}
             }
         }
     }
@@ -235,6 +236,18 @@ fn accepts_in_order_in_the_origins_layout() {
     assert!(a.writes.iter().any(
         |w| matches!(w, Write::Tile { path, .. } if *path == format!("{dir}/tile/0/000.p/3"))
     ));
+    // the checkpoint is replaced only once the segments and tiles are
+    // durable, and the push ends with a barrier
+    let cp_at = a
+        .writes
+        .iter()
+        .position(|w| matches!(w, Write::Checkpoint { .. }))
+        .unwrap();
+    assert_eq!(a.writes[cp_at - 1], Write::Sync);
+    assert!(a.writes[..cp_at - 1]
+        .iter()
+        .all(|w| matches!(w, Write::Segment { .. } | Write::Tile { .. })));
+    assert_eq!(a.writes.last(), Some(&Write::Sync));
     d.apply(&a.writes);
     assert_eq!(accept(&mut s, &mut d, &o, &o.push(3, 5, 5)).unwrap(), 5);
     assert_eq!(s.verified(&o.id()), Some((5, o.log.root().unwrap())));
