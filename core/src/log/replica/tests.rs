@@ -943,3 +943,90 @@ proptest! {
         let _ = s.accept(0, o.id(), &p);
     }
 }
+
+/// A crash after any single write of a run of pushes, keeping none, all or
+/// every other one of the writes not yet synced: the replica always loads
+/// (a crash never looks like tampering), and holds at least what its last
+/// `Held` said.
+#[test]
+fn a_crash_anywhere_loses_nothing_held_was_sent_for() {
+    let o = origin_with(300);
+    let pushes = [
+        (0, 3, 3),
+        (3, 120, 200),
+        (120, 200, 200),
+        (200, 280, 300),
+        (280, 300, 300),
+    ];
+    // the whole run's writes, with the Held each push sends after them
+    let mut s = store();
+    let mut run: Vec<(Write, Option<u64>)> = Vec::new();
+    for (from, to, cp) in pushes {
+        let a = s.accept(0, o.id(), &o.push(from, to, cp)).unwrap();
+        let n = a.writes.len();
+        for (i, w) in a.writes.into_iter().enumerate() {
+            run.push((w, (i + 1 == n).then_some(a.held.size)));
+        }
+    }
+    let keeps: [fn(usize) -> bool; 3] = [|_| false, |_| true, |i| i % 2 == 0];
+    // every write around a barrier or a checkpoint, and a sample of the
+    // others (loading verifies every segment: each point costs)
+    let points: Vec<usize> = (0..=run.len())
+        .filter(|&i| {
+            i % 29 == 0
+                || i == run.len()
+                || run[i.saturating_sub(2)..(i + 2).min(run.len())]
+                    .iter()
+                    .any(|(w, _)| matches!(w, Write::Sync | Write::Checkpoint { .. }))
+        })
+        .collect();
+    for crash_at in points {
+        for keep in keeps {
+            let mut durable = Dir::default();
+            let mut pending: Vec<Write> = Vec::new();
+            let mut acked = 0;
+            for (w, held) in &run[..crash_at] {
+                if *w == Write::Sync {
+                    durable.apply(&pending);
+                    pending.clear();
+                } else {
+                    pending.push(w.clone());
+                }
+                if let Some(h) = held {
+                    acked = *h;
+                }
+            }
+            let kept: Vec<Write> = pending
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep(*i))
+                .map(|(_, w)| w)
+                .collect();
+            durable.apply(&kept);
+            let mut s2 = store();
+            let l = durable
+                .load(&mut s2, &o.id())
+                .unwrap_or_else(|e| panic!("crash at {crash_at}: {e}"));
+            durable.apply(&l.writes);
+            let held = s2.held(&o.id()).size;
+            assert!(
+                held >= acked,
+                "crash at {crash_at}: holds {held}, acked {acked}"
+            );
+            // and it catches up from there to the origin's log
+            let mut at = held;
+            while at < 300 {
+                let to = (at + 256).min(300);
+                let a = s2.accept(0, o.id(), &o.push(at, to, 300)).unwrap();
+                durable.apply(&a.writes);
+                at = a.held.size;
+            }
+            // the checkpoint, if what was held already covered it
+            let a = s2.accept(0, o.id(), &o.push(at, at, 300)).unwrap();
+            durable.apply(&a.writes);
+            assert_eq!(s2.verified(&o.id()), Some((300, o.log.root().unwrap())));
+            let mut s3 = store();
+            durable.load(&mut s3, &o.id()).unwrap();
+        }
+    }
+}

@@ -32,6 +32,10 @@ struct Peer {
     /// It refused for its quota: (used, quota). Cleared when it answers
     /// again or the driver retries ([`ReplicationTracker::lost`]).
     full: Option<(u64, u64)>,
+    /// The checkpoint size the last push to it carried: a replica that
+    /// holds every leaf but has not seen the checkpoint covering them gets
+    /// it in a probe, so it can check the root of what it holds.
+    cp_sent: u64,
 }
 
 /// Something the origin should report about a replica.
@@ -127,8 +131,9 @@ impl ReplicationTracker {
     /// [`super::wire::Push::pack`], and reports what it sent with
     /// [`ReplicationTracker::sent`]). An empty range is a probe: a push of
     /// no segment, with the checkpoint, that the replica answers with what
-    /// it holds. None: nothing to send now (up to date, a push in flight,
-    /// its quota full, or not a replica).
+    /// it holds, and what carries a newer checkpoint to a replica that
+    /// holds every leaf already. None: nothing to send now (up to date, a
+    /// push in flight, its quota full, or not a replica).
     pub fn next_push(&self, peer: &NodeId) -> Option<Range<u64>> {
         let p = self.peers.get(peer)?;
         if p.in_flight.is_some() || p.full.is_some() {
@@ -137,14 +142,18 @@ impl ReplicationTracker {
         match p.held {
             None => Some(0..0),
             Some(h) if h < self.size => Some(h..self.size.min(h.saturating_add(MAX_BATCH as u64))),
+            Some(h) if p.cp_sent < self.size => Some(h..h),
             Some(_) => None,
         }
     }
 
-    /// A push of `range` went to `peer`.
+    /// A push of `range`, with the checkpoint of the size given to
+    /// [`ReplicationTracker::checkpointed`] last, went to `peer`.
     pub fn sent(&mut self, peer: &NodeId, range: Range<u64>) {
+        let size = self.size;
         if let Some(p) = self.peers.get_mut(peer) {
             p.in_flight = Some(range);
+            p.cp_sent = size;
         }
     }
 
@@ -275,6 +284,10 @@ mod tests {
         assert_eq!(t.on_held(&id(2), &held(500)), Some(0..500));
         assert_eq!(t.replicated_size(), 500);
         assert_eq!(t.on_held(&id(3), &held(1000)), Some(500..700));
+        // it holds everything but never got the checkpoint: a probe
+        assert_eq!(t.next_push(&id(3)), Some(1000..1000));
+        t.sent(&id(3), 1000..1000);
+        t.on_held(&id(3), &held(1000));
         assert_eq!(t.next_push(&id(3)), None);
         t.on_ask(
             &id(2),
