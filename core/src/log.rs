@@ -27,6 +27,9 @@
 //! - [`ingest`]: what arrives on the wire before it is a line: syslog
 //!   messages (RFC 3164/5424), RFC 6587 TCP framing, RELP sessions, file
 //!   tail positions and the `keyward logs write` pipe protocol.
+//! - [`replica`]: logs part 2: which peers keep each origin's log, the
+//!   messages between them, the replica store (never overwrites, refuses
+//!   with evidence) and the origin's tracking of what its replicas hold.
 //! - [`verify`]: reading a spool back and saying exactly what is wrong with
 //!   it: a segment edited, truncated, reordered, replaced or missing.
 //! - [`witness`]: cosigning other nodes' checkpoints (C2SP tlog-witness),
@@ -45,6 +48,7 @@ pub mod journal;
 pub mod line;
 pub mod merkle;
 pub mod recipients;
+pub mod replica;
 pub mod segment;
 pub mod segmenter;
 pub mod spool;
