@@ -155,7 +155,69 @@ pub fn differing(roster: &Roster, prefix: &[u8], theirs: &[[u8; 32]]) -> Vec<(Ve
 
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// A 150-member mesh's operations, made once (signing is slow).
+    fn ops() -> &'static [SignedOp] {
+        static OPS: OnceLock<Vec<SignedOp>> = OnceLock::new();
+        OPS.get_or_init(|| crate::testkit::mesh(150).roster.ops())
+    }
+
+    /// The founding op and those `mask` picks.
+    fn roster_of(mask: &[bool]) -> Roster {
+        let all = ops();
+        let picked = all[1..]
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|(o, _)| o.clone());
+        let mut r = Roster::default();
+        r.merge_all(std::iter::once(all[0].clone()).chain(picked).collect());
+        r
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the two sides hold, descending from the root gives the
+        /// asker every op the answerer holds, asking only where digests
+        /// differ, each answer within its bound.
+        #[test]
+        fn a_descent_brings_every_op_the_answerer_holds(
+            a in proptest::collection::vec(any::<bool>(), 149),
+            b in proptest::collection::vec(any::<bool>(), 149),
+        ) {
+            let answerer = roster_of(&a);
+            let mut asker = roster_of(&b);
+            let mut queue = vec![(vec![], asker.digest_under(&[]))];
+            let mut asked = 0;
+            while let Some((prefix, digest)) = queue.pop() {
+                asked += 1;
+                prop_assert!(asked <= 1 + 16 * 150, "descent without end");
+                if digest == answerer.digest_under(&prefix) {
+                    continue;
+                }
+                match answer(&answerer, &prefix) {
+                    Answer::Ops(o) => {
+                        prop_assert!(o.len() <= LEAF_OPS || prefix.len() >= MAX_DEPTH);
+                        asker.merge_all(o);
+                    }
+                    Answer::Children(c) => queue.extend(differing(&asker, &prefix, &c[..])),
+                }
+            }
+            for op in answerer.ops() {
+                prop_assert!(asker.knows(&op.id()));
+            }
+            if b.iter().zip(&a).all(|(b, a)| *a || !*b) {
+                // the asker held nothing more: now the same roster
+                prop_assert_eq!(asker.digest(), answerer.digest());
+            }
+        }
+    }
 
     #[test]
     fn bounds_cover_exactly_the_prefix() {
