@@ -144,7 +144,7 @@ fn a_join_for_a_token_of_another_inviter_key_is_refused() {
 
 #[test]
 fn an_inviter_closes_its_joiners_connection_soon_after_admitting_it() {
-    use crate::node::overlay::{ring_neighbours, JOINED_GRACE, PRUNE_AFTER};
+    use crate::node::overlay::{ring_neighbours, JOINED_GRACE};
     // Ten members (more than a full mesh), and a joiner that will not be
     // a gossip neighbour of its inviter, node 0.
     let t = mesh(10);
@@ -170,7 +170,7 @@ fn an_inviter_closes_its_joiners_connection_soon_after_admitting_it() {
     let admitted = net.now;
     assert!(net.linked(0, j), "the join came over this connection");
     // the sync that follows the admission is done; the connection stays
-    // for the grace, then goes, long before PRUNE_AFTER
+    // for the grace, then goes, long before `PRUNE_AFTER` (30 s)
     net.advance(JOINED_GRACE - 500);
     assert!(net.linked(0, j), "kept for the post-admit sync");
     net.advance(1000);
@@ -179,7 +179,6 @@ fn an_inviter_closes_its_joiners_connection_soon_after_admitting_it() {
         "closed {} ms after the admission",
         net.now - admitted
     );
-    assert!(JOINED_GRACE + 500 < PRUNE_AFTER);
     // the joiner is a member everywhere it has gossip neighbours, and
     // nobody dials the connection back
     net.advance(10_000);
