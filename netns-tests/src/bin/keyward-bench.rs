@@ -463,7 +463,9 @@ fn time_lock_reach(
                     let mut last = t.elapsed();
                     while !pending.is_empty() {
                         if t.elapsed() > limit {
-                            bail!("lockdown (lift: {lift}) not seen by {pending:?} after {limit:?}");
+                            bail!(
+                                "lockdown (lift: {lift}) not seen by {pending:?} after {limit:?}"
+                            );
                         }
                         pending.retain(|&i| {
                             !m.status_direct(i)

@@ -78,7 +78,9 @@ impl Daemon {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Liveness(liveness::Event {
-                peer, result, ..
+                peer,
+                result,
+                ..
             })) => match result {
                 Ok(_) => {
                     if let Some(peer) = self.node_of(&peer) {

@@ -148,7 +148,11 @@ fn only_guardians_and_wards_are_pinged_and_the_marking_follows_bind_and_revoke()
     assert_eq!(**net.peers[1].node.liveness(), BTreeSet::from([g]));
     assert!(net.peers[2].node.liveness().is_empty());
     for i in [0, 1] {
-        let n = net.peers[i].trace.iter().filter(|k| *k == "liveness").count();
+        let n = net.peers[i]
+            .trace
+            .iter()
+            .filter(|k| *k == "liveness")
+            .count();
         assert_eq!(n, 1, "node {i} said it once: {:?}", net.peers[i].trace);
     }
     assert!(net.peers[0].node.overlay().is_gossip(&net.peers[2].id()));
@@ -164,6 +168,10 @@ fn only_guardians_and_wards_are_pinged_and_the_marking_follows_bind_and_revoke()
     assert!(matches!(r, CtlResponse::Ok(_)), "{r:?}");
     assert!(net.peers[0].node.liveness().is_empty());
     assert!(net.peers[2].node.liveness().is_empty());
-    let n = net.peers[0].trace.iter().filter(|k| *k == "liveness").count();
+    let n = net.peers[0]
+        .trace
+        .iter()
+        .filter(|k| *k == "liveness")
+        .count();
     assert_eq!(n, 2, "{:?}", net.peers[0].trace);
 }
