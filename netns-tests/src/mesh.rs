@@ -509,6 +509,57 @@ impl Mesh {
         Ok(c.output()?)
     }
 
+    /// What an initramfs in namespace `ns` runs: `keyward unlock --check`
+    /// of `image` with a config naming only `boot_key` (no state dir, no
+    /// node key, no daemon: the guardians and their addresses come from
+    /// the image's LUKS token), for up to `timeout` (`"20s"`). Prints what
+    /// it said and how long it took.
+    pub fn initramfs_unlock(
+        &self,
+        ns: usize,
+        boot_key: &Path,
+        image: &Path,
+        timeout: &str,
+    ) -> Result<Output> {
+        let dir = image
+            .parent()
+            .ok_or_else(|| anyhow!("{} has no directory", image.display()))?;
+        let cfg = dir.join(format!("initramfs-{ns}.toml"));
+        std::fs::write(&cfg, format!("boot_key = \"{}\"\n", boot_key.display()))
+            .with_context(|| format!("writing {}", cfg.display()))?;
+        let (Some(img), Some(key)) = (image.to_str(), boot_key.to_str()) else {
+            bail!("paths that are not UTF-8: {image:?}, {boot_key:?}");
+        };
+        let t = Instant::now();
+        let args = [
+            "unlock",
+            "--check",
+            "--device",
+            img,
+            "--boot-key",
+            key,
+            "--timeout",
+            timeout,
+        ];
+        let o = self.cli_with_config(ns, &cfg, &args)?;
+        println!(
+            "  unlock in ns{ns} ({}) after {} ms: {}",
+            image.display(),
+            t.elapsed().as_millis(),
+            String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .replace('\n', " | ")
+        );
+        Ok(o)
+    }
+
+    /// Node `i` reboots: its initramfs asks with its own boot key and
+    /// image ([`Mesh::initramfs_unlock`]).
+    pub fn reboot_unlock(&self, i: usize, timeout: &str) -> Result<Output> {
+        let dir = self.dir(i);
+        self.initramfs_unlock(i, &dir.join("boot.key"), &dir.join("disk.img"), timeout)
+    }
+
     /// Like [`Mesh::form`] for the listed nodes only: inits them, founds
     /// the mesh on `nodes[0]`, starts their daemons, joins the others with
     /// invites from `nodes[0]` and waits until they converge among

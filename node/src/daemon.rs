@@ -382,6 +382,10 @@ impl Daemon {
                 }
             }
             Output::Members { members, boots } => self.members_changed(&members, &boots),
+            Output::Liveness(peers) => {
+                let peers = peers.iter().filter_map(|n| n.peer_id());
+                self.swarm.behaviour_mut().liveness.set_watched(peers);
+            }
             Output::Pin { peer, addrs } => {
                 if let Some(p) = peer.peer_id() {
                     for a in addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {

@@ -11,7 +11,7 @@ use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
 #[cfg(feature = "daemon")]
 use libp2p::tcp;
 #[cfg(feature = "daemon")]
-use libp2p::{connection_limits, gossipsub, identify, mdns, ping, PeerId};
+use libp2p::{connection_limits, gossipsub, identify, mdns, PeerId};
 use libp2p::{identity::Keypair, noise, request_response, yamux, StreamProtocol, Swarm};
 
 use crate::codec::{self, Wire};
@@ -19,6 +19,9 @@ use crate::dial::DialOnlyTcp;
 #[cfg(feature = "daemon")]
 use crate::gate::{Gate, GateLimits};
 use crate::proto::{BootRequest, BootResponse, Request, Response, RPC_PROTOCOL};
+
+#[cfg(feature = "daemon")]
+pub mod liveness;
 
 /// Reads one frame of at most `T::MAX` bytes; a longer stream is an error,
 /// never an allocation.
@@ -212,7 +215,7 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub gate: Gate,
     pub identify: identify::Behaviour,
-    pub ping: ping::Behaviour,
+    pub liveness: liveness::Liveness,
     pub rpc: Rpc,
     pub gossip: gossipsub::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -220,6 +223,8 @@ pub struct Behaviour {
 
 #[cfg(feature = "daemon")]
 pub struct SwarmOptions {
+    /// Between pings on a connection to a guardian or ward (no one else
+    /// is pinged: [`liveness`]).
     pub ping_interval: Duration,
     pub mdns: bool,
     pub quic: bool,
@@ -257,11 +262,7 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
                     // a node that moved tells its peers at once
                     .with_push_listen_addr_updates(true),
             ),
-            ping: ping::Behaviour::new(
-                ping::Config::new()
-                    .with_interval(opts.ping_interval)
-                    .with_timeout(Duration::from_secs(5)),
-            ),
+            liveness: liveness::Liveness::new(opts.ping_interval, Duration::from_secs(5)),
             rpc: rpc(Duration::from_secs(10)),
             gossip,
             mdns: Toggle::from(mdns),

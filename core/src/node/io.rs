@@ -55,7 +55,8 @@ pub enum Input {
     /// comes with a sync answer, or it dials us), so that dial does not
     /// count towards skipping it as a gossip neighbour.
     NoAddress { peer: NodeId },
-    /// `peer` answered a ping on a connection.
+    /// `peer` answered a ping on a connection (pings run only to the
+    /// peers of the last [`Output::Liveness`]).
     Pinged { peer: NodeId },
     /// `peer` asks something; answer with [`Output::Respond`] `id`.
     Request {
@@ -121,6 +122,12 @@ pub enum Output {
         members: Arc<BTreeSet<NodeId>>,
         boots: Arc<BTreeSet<NodeId>>,
     },
+    /// Ping these peers on every connection to them, now and whenever
+    /// one connects, and no one else (answers come back as
+    /// [`Input::Pinged`]). Sent when the set changes; until the first,
+    /// nobody is pinged. Only guardians and wards need liveness, so a
+    /// mesh's pings do not grow with its gossip connections.
+    Liveness(Arc<BTreeSet<NodeId>>),
     /// Remember these addresses of `peer` for good (an invite's), and
     /// have them on disk before the next output.
     Pin { peer: NodeId, addrs: Vec<String> },

@@ -24,7 +24,7 @@ use super::decisions::DecisionLog;
 use super::io::{Input, Output, Write, WriteId};
 use super::notes::Note;
 use super::outbound::Outbound;
-use super::overlay::{Overlay, PRUNE_AFTER};
+use super::overlay::{Overlay, JOINED_GRACE, PRUNE_AFTER};
 use super::peers::{Peers, Strike, MAX_STRIKES};
 use super::timers::{Timer, Timers};
 
@@ -108,6 +108,13 @@ pub struct Node {
     unwanted: BTreeSet<NodeId>,
     /// Members told to disconnect whose connection has not closed yet.
     pruning: BTreeSet<NodeId>,
+    /// Connected peers that became members while connected (a joiner,
+    /// at its inviter; the inviter, at the joiner), and when: if unwanted
+    /// they go [`JOINED_GRACE`] after that, not [`PRUNE_AFTER`] after the
+    /// connection came up.
+    joined: BTreeMap<NodeId, Millis>,
+    /// The peers the transport pings ([`Output::Liveness`]).
+    liveness: Arc<BTreeSet<NodeId>>,
     pub(super) subscribed: bool,
     /// Our listen addresses as others dial them.
     pub(super) listen: Vec<String>,
@@ -158,6 +165,8 @@ impl Node {
             dirty: BTreeSet::new(),
             unwanted: BTreeSet::new(),
             pruning: BTreeSet::new(),
+            joined: BTreeMap::new(),
+            liveness: Arc::new(BTreeSet::new()),
             subscribed: false,
             listen: vec![],
             bootstrap: cfg.bootstrap,
@@ -194,6 +203,7 @@ impl Node {
                 // without one is releasable once `up_window` passed.
                 self.pruning.remove(&peer);
                 self.unwanted.remove(&peer);
+                self.joined.remove(&peer);
                 self.peers.closed(&peer)
             }
             Input::NoAddress { peer } => self.no_address(peer, now),
@@ -277,10 +287,27 @@ impl Node {
     fn prune_at(&self) -> Millis {
         self.unwanted
             .iter()
-            .filter_map(|p| self.peers.connected_since(p))
-            .map(|t| t.saturating_add(PRUNE_AFTER))
+            .filter_map(|p| self.prune_due(p))
             .min()
             .unwrap_or(Millis::MAX)
+    }
+
+    /// When the connection to `p` is closed if unwanted: [`JOINED_GRACE`]
+    /// after `p` was admitted if it came up before that, else
+    /// [`PRUNE_AFTER`] after it came up. None: not connected.
+    fn prune_due(&self, p: &NodeId) -> Option<Millis> {
+        match self.joined.get(p) {
+            Some(t) => Some(t.saturating_add(JOINED_GRACE)),
+            None => self
+                .peers
+                .connected_since(p)
+                .map(|t| t.saturating_add(PRUNE_AFTER)),
+        }
+    }
+
+    /// Connected `p` became a member at `now` (it connected before).
+    pub(super) fn joined_while_connected(&mut self, p: NodeId, now: Millis) {
+        self.joined.insert(p, now);
     }
 
     /// Whether a connection to `p` is one to prune: a member outside the
@@ -361,6 +388,12 @@ impl Node {
     /// Whom this node keeps connections to, and why.
     pub fn overlay(&self) -> &Overlay {
         &self.overlay
+    }
+
+    /// The peers whose connections the transport pings (the last
+    /// [`Output::Liveness`]): guardians and wards.
+    pub fn liveness(&self) -> &Arc<BTreeSet<NodeId>> {
+        &self.liveness
     }
 
     // --- shared by the concerns ---
@@ -484,6 +517,11 @@ impl Node {
         self.overlay.set_wards(wards);
         self.peers.set_members(self.overlay.wanted());
         self.recheck_unwanted();
+        let live = self.overlay.liveness();
+        if live != *self.liveness {
+            self.liveness = Arc::new(live);
+            self.push(Output::Liveness(self.liveness.clone()));
+        }
     }
 
     /// `g` said whether it holds shares of ours.
@@ -495,17 +533,14 @@ impl Node {
 
     /// Closes connections to members this node does not want, once they
     /// have been up for [`PRUNE_AFTER`] (long enough for the request that
-    /// opened them to be answered). Strangers and boot keys (an unlocking
-    /// owner) are the transport's to admit and close.
+    /// opened them to be answered), or [`JOINED_GRACE`] after their peer
+    /// was admitted on them. Strangers and boot keys (an unlocking owner)
+    /// are the transport's to admit and close.
     fn prune(&mut self, now: Millis) {
         let unwanted: Vec<NodeId> = self
             .unwanted
             .iter()
-            .filter(|p| {
-                self.peers
-                    .connected_since(p)
-                    .is_some_and(|t| now.saturating_sub(t) >= PRUNE_AFTER)
-            })
+            .filter(|p| self.prune_due(p).is_some_and(|t| t <= now))
             .copied()
             .collect();
         for p in unwanted {

@@ -24,7 +24,16 @@
 //!
 //! Everyone else's connections are closed once they have been up for
 //! [`PRUNE_AFTER`] (a request sent to a member outside the set, such as an
-//! approval or a drop, dials it and gets its answer first).
+//! approval or a drop, dials it and gets its answer first), or
+//! [`JOINED_GRACE`] after their peer was admitted if they came up before
+//! it was a member.
+//!
+//! Liveness pings run only to guardians and wards
+//! ([`Overlay::liveness`]): a guardian must see its wards alive, and up
+//! within `up_window`, for the release policy; an owner sees its
+//! guardians answer (its status says when each last did). Gossip
+//! neighbours and everyone else are not pinged: nothing reads their
+//! liveness.
 //!
 //! The ring keys are bytes of the node ids (public keys, so random for an
 //! honest node). A member that grinds a key to sit next to a target gains
@@ -46,6 +55,13 @@ pub const RINGS: usize = 3;
 pub const FULL_MESH_UP_TO: usize = 8;
 /// How long an unwanted connection may stay up before it is closed.
 pub const PRUNE_AFTER: Millis = 30_000;
+/// How long a connection that came up before its peer was a member (a
+/// joiner's, to its inviter) stays once the peer is admitted, if neither
+/// side wants it: the join was answered on it already, and the sync that
+/// follows an admission takes well under a second. Holding it
+/// [`PRUNE_AFTER`] instead put an inviter of a burst of joins past its
+/// connection bound for half a minute.
+pub const JOINED_GRACE: Millis = 5_000;
 /// How long a gossip neighbour that could not be reached is skipped
 /// before it is tried again (it comes back sooner by connecting).
 pub const DOWN_FOR: Millis = 600_000;
@@ -224,6 +240,22 @@ impl Overlay {
 
     pub fn is_gossip(&self, n: &NodeId) -> bool {
         self.gossip.contains(n)
+    }
+
+    /// Whether connections to `n` are pinged: a guardian of ours or a
+    /// ward (see [`Overlay::liveness`]).
+    pub fn needs_liveness(&self, n: &NodeId) -> bool {
+        self.is_guardian(n) || self.is_ward(n)
+    }
+
+    /// The peers whose liveness this node follows, so the transport pings
+    /// them and no one else: its wards (the release policy needs each
+    /// ward seen alive within `timeout`, and seen up within `up_window`
+    /// for the copied-boot-key rule) and its guardians (an owner's status
+    /// says when each last answered). A guardian a deposit is still on
+    /// its way to is not one yet.
+    pub fn liveness(&self) -> BTreeSet<NodeId> {
+        self.guardians.union(&self.wards).copied().collect()
     }
 
     /// Whether this node keeps a connection to `n`.

@@ -132,6 +132,7 @@ impl Node {
         for (id, name, role) in fresh {
             self.note(Note::MemberAdmitted { id, name, role });
             if self.peers.is_connected(&id) {
+                self.joined_while_connected(id, now);
                 self.alive(id, now);
             }
         }

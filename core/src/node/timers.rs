@@ -27,7 +27,8 @@ pub enum Timer {
     /// for what gossip missed; every new connection syncs at once too).
     AntiEntropy,
     /// Close a connection to a member outside the overlay once it has
-    /// been up `overlay::PRUNE_AFTER` (on demand).
+    /// been up `overlay::PRUNE_AFTER`, or `overlay::JOINED_GRACE` after
+    /// its peer was admitted on it (on demand).
     Prune,
     /// Strikes fade, bans end, strangers' addresses are forgotten, every
     /// address's times are written (periodic).

@@ -428,29 +428,70 @@ fn netns_unlock(rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-/// Time from starting `keyward lockdown [--lift]` on `from` until every
-/// node of `all` shows the new state.
+/// Time from starting `keyward lockdown [--lift]` on `from` until all
+/// of `all` show the new state (one poller: 6 nodes).
 fn time_lock(m: &Mesh, from: usize, lift: bool, all: &[usize]) -> Result<Duration> {
+    time_lock_reach(m, from, lift, all, 1, Duration::from_secs(10))
+}
+
+/// Runs `keyward lockdown [--lift]` on `from` and returns how long until
+/// every node of `nodes` shows the new state, as seen by `pollers`
+/// threads polling a share of the control sockets each (a sweep of 100
+/// from one thread takes tens of ms, which would be measured too); fails
+/// after `limit`.
+fn time_lock_reach(
+    m: &Mesh,
+    from: usize,
+    lift: bool,
+    nodes: &[usize],
+    pollers: usize,
+    limit: Duration,
+) -> Result<Duration> {
+    let pollers = pollers.max(1);
     let t = Instant::now();
     if lift {
         m.cli_ok(from, &["lockdown", "--lift"])?;
     } else {
         m.cli_ok(from, &["lockdown"])?;
     }
-    let mut pending = all.to_vec();
-    while !pending.is_empty() {
-        if t.elapsed() > Duration::from_secs(10) {
-            bail!("lockdown (lift: {lift}) not seen by {pending:?} after 10 s");
-        }
-        pending.retain(|&i| {
-            !m.status_direct(i)
-                .is_ok_and(|v| v.lockdown.is_none() == lift)
-        });
-        if !pending.is_empty() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    let seen: Vec<Result<Duration>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..pollers)
+            .map(|k| {
+                let mut pending: Vec<usize> =
+                    nodes.iter().copied().skip(k).step_by(pollers).collect();
+                s.spawn(move || -> Result<Duration> {
+                    let mut last = t.elapsed();
+                    while !pending.is_empty() {
+                        if t.elapsed() > limit {
+                            bail!(
+                                "lockdown (lift: {lift}) not seen by {pending:?} after {limit:?}"
+                            );
+                        }
+                        pending.retain(|&i| {
+                            !m.status_direct(i)
+                                .is_ok_and(|v| v.lockdown.is_none() == lift)
+                        });
+                        last = t.elapsed();
+                        if !pending.is_empty() {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    Ok(last)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("poller panicked")))
+            })
+            .collect()
+    });
+    let mut worst = Duration::ZERO;
+    for d in seen {
+        worst = worst.max(d?);
     }
-    Ok(t.elapsed())
+    Ok(worst)
 }
 
 fn netns_join(rows: &mut Vec<Row>) -> Result<()> {
@@ -489,48 +530,10 @@ fn sockets_max_mean(c: &[Conns]) -> (usize, f64) {
 }
 
 /// Time from starting `keyward lockdown [--lift]` on `from` until every
-/// node shows the new state; four threads poll a quarter of the control
-/// sockets each (a sweep of all 100 from one thread takes tens of ms).
+/// node of the mesh shows the new state; four pollers.
 fn time_lock_wide(m: &Mesh, from: usize, lift: bool) -> Result<Duration> {
-    let n = m.nodes.len();
-    let t = Instant::now();
-    if lift {
-        m.cli_ok(from, &["lockdown", "--lift"])?;
-    } else {
-        m.cli_ok(from, &["lockdown"])?;
-    }
-    let seen: Vec<Result<Duration>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4)
-            .map(|k| {
-                s.spawn(move || -> Result<Duration> {
-                    let mut pending: Vec<usize> = (k..n).step_by(4).collect();
-                    let mut last = Duration::ZERO;
-                    while !pending.is_empty() {
-                        if t.elapsed() > Duration::from_secs(30) {
-                            bail!("lockdown (lift: {lift}) not seen by {pending:?} after 30 s");
-                        }
-                        pending.retain(|&i| {
-                            !m.status_direct(i)
-                                .is_ok_and(|v| v.lockdown.is_none() == lift)
-                        });
-                        last = t.elapsed();
-                    }
-                    Ok(last)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("poller panicked")))
-            })
-            .collect()
-    });
-    let mut worst = Duration::ZERO;
-    for d in seen {
-        worst = worst.max(d?);
-    }
-    Ok(worst)
+    let all: Vec<usize> = (0..m.nodes.len()).collect();
+    time_lock_reach(m, from, lift, &all, 4, Duration::from_secs(30))
 }
 
 /// Microseconds since the epoch of a log line's RFC 3339 UTC timestamp
@@ -595,8 +598,8 @@ fn loopback_mesh(n: usize) -> Result<()> {
         "  formed (every roster has all {n}, equal digests) in {formed:.1?}, joins {joins:.1?}"
     );
     // Connections over the first minute: the joins' connections to their
-    // inviters are pruned after 30 s, dials of members whose address is
-    // not known yet settle.
+    // inviters are pruned 5 s after each admission (`JOINED_GRACE`), dials
+    // of members whose address is not known yet settle.
     let mut peak = 0;
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(45) {

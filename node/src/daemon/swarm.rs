@@ -3,13 +3,13 @@
 
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, identify, mdns, ping};
+use libp2p::{gossipsub, identify, mdns};
 use tracing::{debug, info};
 
 use super::Daemon;
 use crate::codec;
 use crate::identity::NodeId;
-use crate::net::{self, BehaviourEvent};
+use crate::net::{self, liveness, BehaviourEvent};
 use crate::peer::FromPeerId;
 use crate::proto::{Gossip, Request, Response, MAX_WANT_RECORDS};
 use keyward_core::node::{GossipId, InId, Input};
@@ -77,15 +77,18 @@ impl Daemon {
                     self.input(Input::Closed { peer });
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+            SwarmEvent::Behaviour(BehaviourEvent::Liveness(liveness::Event {
                 peer,
-                result: Ok(_),
+                result,
                 ..
-            })) => {
-                if let Some(peer) = self.node_of(&peer) {
-                    self.input(Input::Pinged { peer });
+            })) => match result {
+                Ok(_) => {
+                    if let Some(peer) = self.node_of(&peer) {
+                        self.input(Input::Pinged { peer });
+                    }
                 }
-            }
+                Err(e) => debug!(peer = %peer, "ping: {e}"),
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

@@ -50,7 +50,13 @@ impl World {
                     self.dial(m, t);
                 }
             }
-            Output::DialBootstrap | Output::Pin { .. } | Output::Housekeeping => {}
+            // keywardd pings only the peers of the last `Liveness`; the
+            // world still feeds and counts pings on every daemon
+            // connection (see `summary::Traffic::pings`).
+            Output::DialBootstrap
+            | Output::Pin { .. }
+            | Output::Housekeeping
+            | Output::Liveness(_) => {}
             Output::Disconnect(n) => {
                 if let Some(t) = self.idx(&n) {
                     self.close(m, t);

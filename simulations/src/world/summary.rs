@@ -10,7 +10,11 @@ pub struct Traffic {
     pub dials: u64,
     pub dials_failed: u64,
     pub connections: u64,
-    /// libp2p pings and their answers, both ways on every connection.
+    /// libp2p pings and their answers, both ways on every connection: an
+    /// upper bound since keywardd pings only guardians and wards
+    /// (`Output::Liveness`). Modelling that made two scenario tests
+    /// fail (locked nodes refused as not seen); until that is understood
+    /// the world keeps feeding pings on every connection.
     pub pings: u64,
     pub requests: u64,
     pub responses: u64,

@@ -121,3 +121,57 @@ fn identical_refusals_are_one_journal_line_per_ten_seconds() {
         ]
     );
 }
+
+#[test]
+fn only_guardians_and_wards_are_pinged_and_the_marking_follows_bind_and_revoke() {
+    let mut net = Net::mesh(mesh(3));
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.connect(1, 2);
+    let (g, owner) = (net.peers[0].id(), net.peers[1].id());
+    // connected gossip neighbours, but no one guards anyone: no pings
+    for p in &net.peers {
+        assert!(p.node.liveness().is_empty());
+        assert!(!p.trace.iter().any(|k| k == "liveness"), "{:?}", p.trace);
+    }
+    // node 1 binds with node 0 as its guardian: they ping each other,
+    // node 2 (gossip neighbour of both) pings no one
+    let env = envelope(&net);
+    let r = net.control(
+        1,
+        CtlRequest::Deposit {
+            envelopes: vec![env],
+        },
+    );
+    assert_eq!(answer(r, g), GuardianAnswer::Ok);
+    assert_eq!(**net.peers[0].node.liveness(), BTreeSet::from([owner]));
+    assert_eq!(**net.peers[1].node.liveness(), BTreeSet::from([g]));
+    assert!(net.peers[2].node.liveness().is_empty());
+    for i in [0, 1] {
+        let n = net.peers[i]
+            .trace
+            .iter()
+            .filter(|k| *k == "liveness")
+            .count();
+        assert_eq!(n, 1, "node {i} said it once: {:?}", net.peers[i].trace);
+    }
+    assert!(net.peers[0].node.overlay().is_gossip(&net.peers[2].id()));
+    // the ward is revoked: its guardian stops pinging it
+    let r = net.control(
+        0,
+        CtlRequest::Revoke {
+            who: "n1".into(),
+            cascade: false,
+            reason: "test".into(),
+        },
+    );
+    assert!(matches!(r, CtlResponse::Ok(_)), "{r:?}");
+    assert!(net.peers[0].node.liveness().is_empty());
+    assert!(net.peers[2].node.liveness().is_empty());
+    let n = net.peers[0]
+        .trace
+        .iter()
+        .filter(|k| *k == "liveness")
+        .count();
+    assert_eq!(n, 2, "{:?}", net.peers[0].trace);
+}

@@ -141,3 +141,47 @@ fn a_join_for_a_token_of_another_inviter_key_is_refused() {
         r => panic!("a forged invite admitted: {r:?}"),
     }
 }
+
+#[test]
+fn an_inviter_closes_its_joiners_connection_soon_after_admitting_it() {
+    use crate::node::overlay::{ring_neighbours, JOINED_GRACE};
+    // Ten members (more than a full mesh), and a joiner that will not be
+    // a gossip neighbour of its inviter, node 0.
+    let t = mesh(10);
+    let ops = t.roster.ops();
+    let ids: Vec<NodeId> = t.nodes.iter().map(|n| n.key.id()).collect();
+    let joiner = (0..64)
+        .map(|i| stranger(&format!("j{i}")))
+        .find(|j| {
+            let mut all = ids.clone();
+            all.push(j.key.id());
+            !ring_neighbours(&ids[0], all.iter(), &Default::default()).contains(&j.key.id())
+        })
+        .expect("a joiner outside node 0's rings");
+    let mut nodes: Vec<(TestNode, Vec<SignedOp>)> =
+        t.nodes.into_iter().map(|n| (n, ops.clone())).collect();
+    nodes.push((joiner, vec![]));
+    let mut net = Net::new(nodes);
+    net.advance(2000);
+    let token = invite(&mut net, 3600);
+    let j = net.peers.len() - 1;
+    let joined = net.control(j, CtlRequest::Join { token });
+    assert!(matches!(ok(joined), CtlReply::Joined(_)));
+    let admitted = net.now;
+    assert!(net.linked(0, j), "the join came over this connection");
+    // the sync that follows the admission is done; the connection stays
+    // for the grace, then goes, long before `PRUNE_AFTER` (30 s)
+    net.advance(JOINED_GRACE - 500);
+    assert!(net.linked(0, j), "kept for the post-admit sync");
+    net.advance(1000);
+    assert!(
+        !net.linked(0, j),
+        "closed {} ms after the admission",
+        net.now - admitted
+    );
+    // the joiner is a member everywhere it has gossip neighbours, and
+    // nobody dials the connection back
+    net.advance(10_000);
+    assert!(!net.linked(0, j));
+    assert!(net.peers[0].node.roster().is_active(&net.peers[j].id()));
+}

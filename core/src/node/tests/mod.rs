@@ -347,6 +347,7 @@ impl Net {
             | Output::Subscribe(_)
             | Output::Members { .. }
             | Output::Pin { .. }
+            | Output::Liveness(_)
             | Output::Housekeeping => {}
         }
     }
