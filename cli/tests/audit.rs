@@ -103,10 +103,16 @@ fn lab() -> Lab {
     let node = Arc::new(NodeKey::load(&root.join("state/node.key")).unwrap());
     let origin = node.id();
 
+    // `web` is not confidential: also sealed to a local admin recipient.
+    let admin = age::x25519::Identity::generate().to_public();
     let recipients = Arc::new(
-        Recipients::new(vec![Recipient::X25519(recipient.parse().unwrap())], None).unwrap(),
+        Recipients::new(
+            vec![Recipient::X25519(recipient.parse().unwrap())],
+            Some(Recipient::X25519(admin)),
+        )
+        .unwrap(),
     );
-    let mut seg = |name: &str, confidential: bool| {
+    let seg = |name: &str, confidential: bool| {
         Segmenter::new(
             node.clone(),
             recipients.clone(),
@@ -165,7 +171,9 @@ fn lab() -> Lab {
     }
     let note = log.checkpoint(T0 + 31_000, &node).unwrap().note;
     let witness = NodeKey::generate();
-    let cosigned = cosign::cosign(&witness, &note, T0 / 1000 + 32).unwrap().note;
+    let cosigned = cosign::cosign(&witness, &note, T0 / 1000 + 32)
+        .unwrap()
+        .note;
     layout::write_atomic(&spool.join(layout::CHECKPOINT), &cosigned, &mut dirs).unwrap();
 
     let out = root.join("audit");
@@ -248,7 +256,10 @@ fn a_clean_export_verifies_and_decrypts_every_line_once() {
         first.starts_with(&format!("<13>1 2025-12-02T10:00:00.000Z {id} auth 1000 - [keyward@32473 origin=\"{id}\" source=\"auth\" segment=\"")),
         "{first}"
     );
-    assert!(first.contains("pid=\"1000\" uid=\"0\" gid=\"4\"]"), "{first}");
+    assert!(
+        first.contains("pid=\"1000\" uid=\"0\" gid=\"4\"]"),
+        "{first}"
+    );
 
     // JSON, and the filters.
     let o = lab.decrypt(&["--format", "json", "--source", "web"]);
@@ -258,7 +269,9 @@ fn a_clean_export_verifies_and_decrypts_every_line_once() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(js.len(), 10);
-    assert!(js.iter().all(|j| j["source"] == "web" && j["origin"] == id.as_str()));
+    assert!(js
+        .iter()
+        .all(|j| j["source"] == "web" && j["origin"] == id.as_str()));
     assert_eq!(js[0]["msg"], "web line 1");
     // Lines 4..=9 are at T0+4s .. T0+9s: since inclusive, until exclusive.
     let o = lab.decrypt(&[
@@ -294,7 +307,9 @@ fn a_clean_export_verifies_and_decrypts_every_line_once() {
 fn the_real_age_opens_a_body_and_an_age_keygen_identity_decrypts() {
     let lab = lab();
     if Command::new("age").arg("--version").output().is_err() {
-        eprintln!("NOTE: `age` is not installed; skipping the by-hand decryption (.ci/run installs it)");
+        eprintln!(
+            "NOTE: `age` is not installed; skipping the by-hand decryption (.ci/run installs it)"
+        );
         return;
     }
     let body = lab
@@ -329,7 +344,11 @@ fn the_real_age_opens_a_body_and_an_age_keygen_identity_decrypts() {
     ]);
     assert!(!o.status.success());
     assert!(o.stdout.is_empty());
-    assert!(text(&o.stderr).contains("does not open"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("does not open"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 /// The verify output and exit status after a tamper, and the lines
@@ -340,7 +359,10 @@ fn after(lab: &Lab) -> (String, Vec<String>) {
     let v = text(&o.stdout);
     let o = lab.decrypt(&[]);
     assert!(!o.status.success());
-    (format!("{v}{}", text(&o.stderr)), messages(&text(&o.stdout)))
+    (
+        format!("{v}{}", text(&o.stderr)),
+        messages(&text(&o.stdout)),
+    )
 }
 
 #[test]
@@ -398,7 +420,10 @@ fn a_forged_cosignature_is_reported() {
     let o = lab.verify();
     assert!(!o.status.success());
     let out = text(&o.stdout);
-    assert!(out.contains(&format!("cosignature by witness {impostor}")), "{out}");
+    assert!(
+        out.contains(&format!("cosignature by witness {impostor}")),
+        "{out}"
+    );
     // The real cosignature still counts.
     let id = lab.origin.to_string();
     let row = out.lines().find(|l| l.starts_with(&id)).unwrap();

@@ -10,7 +10,9 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0} exists: keygen never overwrites an identity; choose another --out or move it aside")]
+    #[error(
+        "{0} exists: keygen never overwrites an identity; choose another --out or move it aside"
+    )]
     Exists(PathBuf),
     #[error("{path}: not an identity keyward can use ({why}); give an age X25519 identity (`keyward audit keygen`, `age-keygen`) or an unencrypted SSH key")]
     Identity { path: PathBuf, why: String },

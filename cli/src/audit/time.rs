@@ -15,7 +15,9 @@ pub fn parse_arg(s: &str) -> Result<u64, String> {
             .ok_or_else(|| format!("{s}: unix seconds out of range"));
     }
     let t = humantime::parse_rfc3339_weak(s).map_err(|_| {
-        format!("`{s}`: give a time as RFC 3339 (2026-12-02T10:00:00Z) or unix seconds (1764669600)")
+        format!(
+            "`{s}`: give a time as RFC 3339 (2026-12-02T10:00:00Z) or unix seconds (1764669600)"
+        )
     })?;
     let d = t
         .duration_since(UNIX_EPOCH)

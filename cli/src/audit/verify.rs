@@ -103,10 +103,7 @@ pub fn check_origin(origin: &NodeId, path: &Path) -> OriginReport {
 /// Runs `audit verify`: prints the table (or JSON) and the findings.
 pub fn run(dir_path: &Path, json: bool) -> Result<(), AuditError> {
     let origins = dir::origins(dir_path)?;
-    let reports: Vec<OriginReport> = origins
-        .iter()
-        .map(|(id, p)| check_origin(id, p))
-        .collect();
+    let reports: Vec<OriginReport> = origins.iter().map(|(id, p)| check_origin(id, p)).collect();
     let findings: usize = reports.iter().map(|r| r.findings.len()).sum();
     let report = AuditReport {
         clean: findings == 0,

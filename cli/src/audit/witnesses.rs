@@ -76,7 +76,12 @@ mod tests {
 
     #[test]
     fn garbage_is_never_a_panic() {
-        for n in ["", "\n\n", "\n\n\u{2014} keyward/witness/", "\n\n\u{2014} keyward/witness/zz x"] {
+        for n in [
+            "",
+            "\n\n",
+            "\n\n\u{2014} keyward/witness/",
+            "\n\n\u{2014} keyward/witness/zz x",
+        ] {
             let c = check(n.as_bytes());
             assert!(c.valid.is_empty());
         }
