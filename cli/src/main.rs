@@ -75,7 +75,8 @@ enum Cmd {
     /// This node's log spool: show (default), verify, export.
     Logs(logs::LogsArgs),
     /// The auditor's offline tools: keygen, verify and decrypt an audit
-    /// directory (what `keyward logs export` writes). Needs no config.
+    /// directory (what `keyward logs export` writes; fetching it over the
+    /// network comes later). Needs no config.
     Audit(audit::AuditArgs),
     /// Remove a node from the mesh for good.
     Revoke {

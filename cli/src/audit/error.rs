@@ -4,12 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The io error is in the message (not a `#[source]`), so it is shown
+    /// once however the caller prints the chain.
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     #[error(
         "{0} exists: keygen never overwrites an identity; choose another --out or move it aside"
     )]
@@ -29,6 +27,6 @@ pub enum AuditError {
 impl AuditError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> AuditError {
         let path = path.into();
-        move |source| AuditError::Io { path, source }
+        move |err| AuditError::Io { path, err }
     }
 }

@@ -31,7 +31,7 @@ pub fn keygen(out: &Path) -> Result<(), AuditError> {
             std::io::ErrorKind::AlreadyExists => AuditError::Exists(out.to_path_buf()),
             _ => AuditError::Io {
                 path: out.to_path_buf(),
-                source: e,
+                err: e,
             },
         })?;
     f.write_all(text.as_bytes())
@@ -41,7 +41,7 @@ pub fn keygen(out: &Path) -> Result<(), AuditError> {
         "keyward: wrote the auditor identity to {} (keep it offline; it reads every log)",
         out.display()
     );
-    eprintln!("keyward: put this recipient in the mesh's [logs] auditor:");
+    eprintln!("keyward: add this recipient to `[logs] auditors` in every node's config:");
     println!("{public}");
     Ok(())
 }

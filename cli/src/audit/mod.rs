@@ -30,7 +30,7 @@ pub struct AuditArgs {
 #[derive(Subcommand)]
 enum AuditCmd {
     /// Make the auditor's age X25519 identity (0600, never overwritten) and
-    /// print its public recipient (age1...) for the mesh's [logs] auditor.
+    /// print its public recipient (age1...) for the `[logs] auditors` of every node.
     /// An identity made by `age-keygen` works as well.
     Keygen {
         /// Where to write the identity.
@@ -46,6 +46,7 @@ enum AuditCmd {
     /// writes it on each node; `keyward audit fetch` (pulling from the
     /// mesh over the network) comes later.
     Verify {
+        /// The audit directory: one `<node id>/` per origin.
         dir: PathBuf,
         /// One JSON document instead of the table.
         #[arg(long)]
@@ -56,6 +57,7 @@ enum AuditCmd {
     /// reported on stderr and skipped (exit status 1). Plaintext goes to
     /// stdout only, never to a file.
     Decrypt {
+        /// The audit directory: one `<node id>/` per origin.
         dir: PathBuf,
         /// The auditor's identity file (age X25519 as from `keyward audit
         /// keygen` or `age-keygen`, or an unencrypted SSH key).
