@@ -251,9 +251,18 @@ fn export(
     source: Option<&str>,
 ) -> anyhow::Result<()> {
     use keyward_node::log::segment::{BodyKind, Segment};
+    use keyward_node::log::verify::Finding;
     let r = read::check(spool, origin);
+    // Segments sealed after the checkpoint are exported too (the auditor
+    // sees them as not yet verifiable); they are no finding on a live node.
     let findings: Vec<String> = match &r {
-        Ok(c) => c.report.findings.iter().map(|f| f.to_string()).collect(),
+        Ok(c) => c
+            .report
+            .findings
+            .iter()
+            .filter(|f| !matches!(f, Finding::Unlogged { .. }))
+            .map(|f| f.to_string())
+            .collect(),
         Err(_) => Vec::new(),
     };
     // The per-origin layout of an audit directory, so an export is what

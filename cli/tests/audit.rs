@@ -449,3 +449,24 @@ fn an_edited_age_copy_is_reported() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn a_segment_beyond_the_checkpoint_is_noted_not_a_finding() {
+    let lab = lab();
+    let segs = lab.origin_dir().join("segments");
+    std::fs::copy(
+        segs.join(format!("{:020}", 5)),
+        segs.join(format!("{:020}", 6)),
+    )
+    .unwrap();
+    let o = lab.verify();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    let id = lab.origin.to_string();
+    let row = out.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert_eq!(row.split_whitespace().nth(2), Some("6+1"), "{row}");
+    assert!(out.contains("not verifiable yet"), "{out}");
+    let o = lab.decrypt(&[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(messages(&text(&o.stdout)).len(), 20);
+}
