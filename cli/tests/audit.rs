@@ -75,6 +75,11 @@ impl Lab {
 /// credentials, `web` not) whose checkpoint a witness cosigned, exported
 /// to `<root>/audit` with `keyward logs export`.
 fn lab() -> Lab {
+    lab_with(Vec::new())
+}
+
+/// [`lab`], with more auditor recipients for the segments.
+fn lab_with(more: Vec<Recipient>) -> Lab {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().to_path_buf();
     let cfg = root.join("k.toml");
@@ -107,7 +112,9 @@ fn lab() -> Lab {
     let admin = age::x25519::Identity::generate().to_public();
     let recipients = Arc::new(
         Recipients::new(
-            vec![Recipient::X25519(recipient.parse().unwrap())],
+            std::iter::once(Recipient::X25519(recipient.parse().unwrap()))
+                .chain(more)
+                .collect(),
             Some(Recipient::X25519(admin)),
         )
         .unwrap(),
@@ -469,4 +476,32 @@ fn a_segment_beyond_the_checkpoint_is_noted_not_a_finding() {
     let o = lab.decrypt(&[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(messages(&text(&o.stdout)).len(), 20);
+}
+
+#[test]
+fn an_ssh_identity_decrypts() {
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()])
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("NOTE: ssh-keygen is not installed; skipping the SSH identity test");
+        return;
+    }
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let r: age::ssh::Recipient = public.trim().parse().unwrap();
+    let lab = lab_with(vec![Recipient::Ssh(r)]);
+    let dir = lab.audit_dir();
+    let o = lab.audit(&[
+        "audit",
+        "decrypt",
+        dir.to_str().unwrap(),
+        "-i",
+        key.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 20);
 }
