@@ -31,8 +31,10 @@ enum LogsCmd {
     Show(ShowArgs),
     /// Check the whole spool against its checkpoint; exit 1 on findings.
     Verify,
-    /// Copy checkpoint, tiles and segments for the auditor; each segment's
-    /// body also as `segments/<index>.age` (`age -d -i auditor.key`).
+    /// Copy checkpoint, tiles and segments for the auditor into
+    /// `OUT/<node id>/` (an audit directory: `keyward audit verify OUT`);
+    /// each segment's body also as `segments/<index>.age` (`age -d -i
+    /// auditor.key`).
     Export {
         #[arg(long)]
         out: PathBuf,
@@ -121,6 +123,7 @@ fn show(
         source: s.source.clone(),
         since: s.since.as_deref().map(parse_since).transpose()?,
         from_index: 0,
+        ..Filter::default()
     };
     let mut reported = 0usize;
     loop {
@@ -162,10 +165,15 @@ fn summary(r: &Reading) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line of `keyward logs --json`: the fields a log shipper or `jq`
-/// reads, with the sender's kernel credentials where the source has them.
+/// One line of `keyward logs --json` and `keyward audit decrypt --format
+/// json`: the fields a log shipper or `jq` reads, with the sender's kernel
+/// credentials where the source has them.
 #[derive(serde::Serialize)]
-struct JsonLine<'a> {
+pub(crate) struct JsonLine<'a> {
+    /// The origin's node id (the auditor reads many origins; a node's own
+    /// `keyward logs` has one and leaves it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<&'a str>,
     time_ms: u64,
     source: &'a str,
     segment: u64,
@@ -176,11 +184,11 @@ struct JsonLine<'a> {
     msg: &'a str,
 }
 
-fn print_line(l: &Shown, json: bool) {
-    let msg = String::from_utf8_lossy(&l.line.msg);
-    let s = &l.line.sender;
-    if json {
-        let v = JsonLine {
+impl<'a> JsonLine<'a> {
+    pub(crate) fn of(origin: Option<&'a str>, l: &'a Shown, msg: &'a str) -> Self {
+        let s = &l.line.sender;
+        JsonLine {
+            origin,
             time_ms: l.line.time,
             source: &l.source,
             segment: l.index,
@@ -188,8 +196,16 @@ fn print_line(l: &Shown, json: bool) {
             pid: s.pid,
             uid: s.uid,
             gid: s.gid,
-            msg: &msg,
-        };
+            msg,
+        }
+    }
+}
+
+fn print_line(l: &Shown, json: bool) {
+    let msg = String::from_utf8_lossy(&l.line.msg);
+    let s = &l.line.sender;
+    if json {
+        let v = JsonLine::of(None, l, &msg);
         match serde_json::to_string(&v) {
             Ok(j) => println!("{j}"),
             Err(e) => eprintln!("keyward: cannot print line as JSON: {e}"),
@@ -235,43 +251,57 @@ fn export(
     source: Option<&str>,
 ) -> anyhow::Result<()> {
     use keyward_node::log::segment::{BodyKind, Segment};
-    let id = age::x25519::Identity::generate();
-    let r = read::read(spool, origin, &id, &Filter::default());
-    let findings = r.as_ref().map(|r| r.findings.clone()).unwrap_or_default();
-    std::fs::create_dir_all(out.join(layout::SEGMENTS))
-        .with_context(|| format!("creating {}", out.display()))?;
+    use keyward_node::log::verify::Finding;
+    let r = read::check(spool, origin);
+    // Segments sealed after the checkpoint are exported too (the auditor
+    // sees them as not yet verifiable); they are no finding on a live node.
+    let findings: Vec<String> = match &r {
+        Ok(c) => c
+            .report
+            .findings
+            .iter()
+            .filter(|f| !matches!(f, Finding::Unlogged { .. }))
+            .map(|f| f.to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    // The per-origin layout of an audit directory, so an export is what
+    // `keyward audit verify` reads (docs/design.md, "Audit directory").
+    let dest = crate::audit::dir::origin_dir(out, origin);
+    std::fs::create_dir_all(dest.join(layout::SEGMENTS))
+        .with_context(|| format!("creating {}", dest.display()))?;
     let mut dirs = Default::default();
     if let Some(note) = layout::read_checkpoint(spool)? {
-        layout::write_atomic(&out.join(layout::CHECKPOINT), &note, &mut dirs)?;
+        layout::write_atomic(&dest.join(layout::CHECKPOINT), &note, &mut dirs)?;
     }
     let (tiles, _) = layout::read_tiles(spool)?;
     for (p, b) in &tiles {
-        layout::write_atomic(&out.join(p), b, &mut dirs)?;
+        layout::write_atomic(&dest.join(p), b, &mut dirs)?;
     }
     let mut n = 0;
     for i in layout::segment_indexes(spool)? {
         let b = layout::read_bounded(&layout::segment_path(spool, i))?;
         let Ok(seg) = Segment::decode(&b) else {
             eprintln!("keyward: segment {i} does not decode; exported as it is");
-            layout::write_atomic(&layout::segment_path(out, i), &b, &mut dirs)?;
+            layout::write_atomic(&layout::segment_path(&dest, i), &b, &mut dirs)?;
             continue;
         };
         if source.is_some_and(|s| s != seg.header.source) {
             continue;
         }
-        layout::write_atomic(&layout::segment_path(out, i), &b, &mut dirs)?;
+        layout::write_atomic(&layout::segment_path(&dest, i), &b, &mut dirs)?;
         let ext = match seg.header.body_kind {
             BodyKind::Age => "age",
             BodyKind::Frames => "frames",
         };
-        let body = out.join(layout::SEGMENTS).join(format!("{i:020}.{ext}"));
+        let body = dest.join(layout::SEGMENTS).join(format!("{i:020}.{ext}"));
         layout::write_atomic(&body, &seg.body, &mut dirs)?;
         n += 1;
     }
     println!(
         "exported {n} segments, {} tiles and the checkpoint to {}",
         tiles.len(),
-        out.display()
+        dest.display()
     );
     for f in &findings {
         eprintln!("keyward: FINDING: {f}");

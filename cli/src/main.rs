@@ -1,5 +1,6 @@
 //! keyward: the command line of a keyward mesh.
 
+mod audit;
 mod bind;
 mod epochs;
 mod error;
@@ -73,6 +74,10 @@ enum Cmd {
     Peers,
     /// This node's log spool: show (default), verify, export.
     Logs(logs::LogsArgs),
+    /// The auditor's offline tools: keygen, verify and decrypt an audit
+    /// directory (what `keyward logs export` writes; fetching it over the
+    /// network comes later). Needs no config.
+    Audit(audit::AuditArgs),
     /// Remove a node from the mesh for good.
     Revoke {
         node: String,
@@ -190,6 +195,10 @@ struct StatusJson {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    // The auditor's machine has no keyward config, node key or daemon.
+    if let Cmd::Audit(a) = &cli.cmd {
+        return audit::run(a).map_err(|e| CliError::Failed(e.into()));
+    }
     let mut cfg = Config::load(&cli.config).map_err(anyhow::Error::from)?;
     if let Some(d) = cli.state_dir {
         cfg.state_dir = d;
@@ -273,6 +282,7 @@ fn command(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Peers => show::peers(&client(&cfg).status()?),
         Cmd::Logs(a) => logs::logs(&cfg, &a)?,
+        Cmd::Audit(_) => unreachable!("handled before the config is loaded"),
         Cmd::Revoke {
             node,
             cascade,
