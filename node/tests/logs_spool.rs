@@ -332,8 +332,13 @@ async fn a_full_spool_refuses_and_loses_nothing_it_took() {
     let mut refused = 0;
     // Whether the warning was up at some point as the spool filled: a
     // seal right after the last refusal may bring usage back under the
-    // warning level (it did once in CI: 79.99 %), which is right.
+    // warning level (it did once in CI: 79.99 %), which is right. And
+    // admission is conservative (a batch must fit twice, beside what the
+    // open segments will add), so refusals may start before usage ever
+    // reaches the warning level (19,605 of 24,576 bytes once): the
+    // warning is owed only if a snapshot showed usage at or over it.
     let mut warned = false;
+    let mut over = false;
     for b in 0..60 {
         let m: Vec<String> = (0..4)
             .map(|i| format!("{b:03}-{i} {}", "x".repeat(100)))
@@ -343,12 +348,18 @@ async fn a_full_spool_refuses_and_loses_nothing_it_took() {
             Err(Refused::Full) => refused += 1,
             Err(e) => panic!("{e}"),
         }
-        warned |= h.usage.borrow().warning;
+        let u = h.usage.borrow().clone();
+        warned |= u.warning;
+        over |= u.used_bytes * 100 >= u.quota_bytes * u64::from(u.warn_percent);
     }
     assert!(refused > 0, "the quota was never reached");
     assert!(!acked.is_empty());
     let usage = h.usage.borrow().clone();
-    assert!(warned && usage.refused_lines > 0, "{usage:?}");
+    assert!(usage.refused_lines > 0, "{usage:?}");
+    assert!(
+        warned || !over,
+        "usage reached the warning level unwarned: {usage:?}"
+    );
     assert!(usage.used_bytes <= usage.quota_bytes);
     tokio::task::spawn_blocking(move || h.stop()).await.unwrap();
     let r = f.read(&Filter::default()).unwrap();
