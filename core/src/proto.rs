@@ -29,9 +29,9 @@ pub const RPC_PROTOCOL: &str = "/keyward/rpc/3";
 /// Most members whose peer records one sync asks for.
 pub const MAX_WANT_RECORDS: usize = 64;
 
-/// Most bytes of signed peer records in one sync answer (the answerer's,
-/// the asker's gossip neighbours' and at most [`MAX_WANT_RECORDS`] asked
-/// for: a few dozen records of a few hundred bytes), far inside the
+/// Most bytes of signed peer records in one whole-roster sync answer
+/// (the answerer's, the asker's gossip neighbours', at most
+/// [`MAX_WANT_RECORDS`] asked for, then other members'), far inside the
 /// answer's limit next to a full roster (checked in a test).
 pub const SYNC_RECORDS_BUDGET: usize = 512 * 1024;
 

@@ -199,22 +199,32 @@ impl Daemon {
 
     /// Signed peer records for a whole-roster sync answer: ours, those of
     /// the asker's gossip neighbours (so a node that joined through one
-    /// bootstrap address can dial them, however big the mesh), and those
-    /// of the members it asked for (its guardians and wards it found no
-    /// address for), each checked when it came in; within a budget, and
-    /// never every member's: a round's cost does not grow with the mesh.
+    /// bootstrap address can dial them, however big the mesh), those of
+    /// the members it asked for (wanted peers it found no address for),
+    /// then the other members' newest we hold, each checked when it came
+    /// in, within a budget. The others are still sent because `keyward
+    /// bind` picks guardians among all members and deposits at once: it
+    /// needs their addresses before it asks (until a bind asks for the
+    /// records of the guardians it picked, this part grows with the mesh
+    /// up to the budget).
     pub(super) fn sync_records(&self, asker: &NodeId, want: &[NodeId]) -> Vec<ByteBuf> {
         let me = self.peer_id();
         let roster = self.node.roster();
         let ids = roster.member_ids();
         let theirs =
             keyward_core::node::overlay::ring_neighbours(asker, ids.iter(), &Default::default());
-        let asked = want
+        let asked: Vec<NodeId> = want
             .iter()
-            .filter(|w| roster.is_active(w) && !theirs.contains(w));
+            .filter(|w| roster.is_active(w) && !theirs.contains(w))
+            .copied()
+            .collect();
         let members = theirs
             .iter()
-            .chain(asked)
+            .chain(asked.iter())
+            .chain(
+                ids.iter()
+                    .filter(|i| !theirs.contains(i) && !asked.contains(i)),
+            )
             .filter_map(|m| m.peer_id())
             .filter(|p| *p != me)
             .filter_map(|p| self.book.get(&p))
