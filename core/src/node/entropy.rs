@@ -102,17 +102,10 @@ impl Node {
         if now < self.entropy.next_round {
             return;
         }
-        let conn: Vec<NodeId> = self
-            .peers
-            .iter_connected()
-            .filter(|p| self.is_member(p))
-            .copied()
-            .collect();
-        if conn.is_empty() {
+        let Some(p) = self.random_connected_member() else {
             return;
-        }
-        let i = self.random_index(conn.len());
-        self.send_sync(conn[i], now);
+        };
+        self.send_sync(p, now);
         let period = if now < self.entropy.active_until {
             super::timers::Timer::AntiEntropy
                 .period()
@@ -174,16 +167,24 @@ impl Node {
         if recent {
             return;
         }
+        if let Some(p) = self.random_connected_member() {
+            self.send_sync(p, now);
+        }
+    }
+
+    /// One connected member, chosen at random.
+    fn random_connected_member(&mut self) -> Option<NodeId> {
         let conn: Vec<NodeId> = self
             .peers
             .iter_connected()
             .filter(|p| self.is_member(p))
             .copied()
             .collect();
-        if !conn.is_empty() {
-            let i = self.random_index(conn.len());
-            self.send_sync(conn[i], now);
+        if conn.is_empty() {
+            return None;
         }
+        let i = self.random_index(conn.len());
+        Some(conn[i])
     }
 
     /// Answers a sync from member `from`.

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use super::super::checkpoint::{self, CheckpointError};
 use super::super::merkle::{self, Hash, MerkleError, MerkleLog, TileStore};
-use super::super::segment::Segment;
+use super::super::segment::{Segment, SegmentHeader};
 use super::usage::{self, Account, Limits, Notice, SegInfo};
 use super::wire::{Ask, Held, Push, Refused, RefusedCode};
 use super::{checkpoint_path, segment_path, tile_path, Finding, Write};
@@ -173,6 +173,23 @@ impl OriginLog {
             segments: BTreeMap::new(),
             acct: Account::default(),
         }
+    }
+
+    /// Counts a held segment at `index`: its source's next sequence, the
+    /// bytes it takes, its leaf hash.
+    fn hold(&mut self, index: u64, header: SegmentHeader, len: u64, leaf: Hash) {
+        let n = self.next_seq.entry(header.source.clone()).or_default();
+        *n = (*n).max(header.seq.saturating_add(1));
+        self.acct.segment_added(len);
+        self.segments.insert(
+            index,
+            SegInfo {
+                source: header.source,
+                sealed: header.sealed,
+                len,
+                leaf,
+            },
+        );
     }
 }
 
@@ -652,19 +669,7 @@ impl ReplicaStore {
                     "its leaf hash is not the log's leaf at this index".into()
                 ));
             }
-            let h = seg.header;
-            let n = st.next_seq.entry(h.source.clone()).or_default();
-            *n = (*n).max(h.seq.saturating_add(1));
-            st.acct.segment_added(bytes.len() as u64);
-            st.segments.insert(
-                index,
-                SegInfo {
-                    source: h.source,
-                    sealed: h.sealed,
-                    len: bytes.len() as u64,
-                    leaf,
-                },
-            );
+            st.hold(index, seg.header, bytes.len() as u64, leaf);
         }
         // The tail: contiguous, genuine, the origin's.
         let mut again: Vec<(u64, Vec<u8>, Segment)> = Vec::new();
@@ -709,19 +714,7 @@ impl ReplicaStore {
             }
             out.writes.push(Write::Sync);
             for ((index, bytes, s), leaf) in again.into_iter().zip(&leaves) {
-                let h = s.header;
-                let n = st.next_seq.entry(h.source.clone()).or_default();
-                *n = (*n).max(h.seq.saturating_add(1));
-                st.acct.segment_added(bytes.len() as u64);
-                st.segments.insert(
-                    index,
-                    SegInfo {
-                        source: h.source,
-                        sealed: h.sealed,
-                        len: bytes.len() as u64,
-                        leaf: merkle::leaf_hash(leaf),
-                    },
-                );
+                st.hold(index, s.header, bytes.len() as u64, merkle::leaf_hash(leaf));
             }
         }
         out.notices.extend(st.acct.warning(origin, &self.limits));
