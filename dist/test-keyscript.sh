@@ -143,6 +143,10 @@ FAKE_OK=3 run late 0
 check "late: key delivered after the prompt" cmp -s "$T/out" "$T/key"
 check "late: three keyward calls" test "$(calls)" = 3
 check "late: refusal printed once" test "$(grep -c "refused:" "$T/err")" = 1
+check "late: first attempt says no wait" grep -qx -- \
+	"--device /dev/vda2 --print-key --timeout 60s" "$T/args"
+check "late: later attempts say how long this boot waited" grep -Eqx -- \
+	"--device /dev/vda2 --print-key --timeout 60s --quiet --waited [0-9]+s" "$T/args"
 check "late: prompt within 2 s ($(prompt_ms) ms)" test "$(prompt_ms)" -lt 2000
 no_leftovers late
 

@@ -223,6 +223,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 timeout,
                 verbose: !quiet,
                 extra_addrs: Vec::new(),
+                waited: Duration::ZERO,
             },
             boot_key,
             &guardians,

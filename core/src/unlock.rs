@@ -2,7 +2,8 @@
 //!
 //! What the initramfs decides while it asks the guardians for the shares
 //! of its disk key: whom to ask and when (every guardian at once, then
-//! per-guardian retry with backoff), which refusals are final for this
+//! per-guardian retry with backoff, slower once it has waited a while:
+//! [`PATIENT_AFTER`]), which refusals are final for this
 //! boot, what each answer means (a share is checked as it arrives, so a
 //! forged or foreign one is named at once), when the key is out of reach
 //! (hopeless: status 3, the keyscript stops asking), the console lines
@@ -38,6 +39,18 @@ pub const RETRY_FIRST: Millis = 250;
 /// Longest delay between two requests to one guardian: short, so an
 /// approval or a healed partition is picked up within seconds.
 pub const RETRY_CAP: Millis = 5_000;
+/// A guardian that keeps refusing (not seen alive, awaiting an approval)
+/// is asked every [`RETRY_CAP`] for this long after the boot began asking
+/// ([`ClientOptions::waited`] counts earlier attempts), then every
+/// [`PATIENT_RETRY`]: an admin who approves while watching
+/// the console sees the disk open within seconds, and a node left
+/// locked for hours (forgotten, or stolen) costs each guardian one
+/// signature check every 30 s instead of every 5 s.
+pub const PATIENT_AFTER: Millis = 120_000;
+/// Delay between two requests to a guardian that refused, once the
+/// unlock has waited [`PATIENT_AFTER`]. Unreachable guardians are still
+/// dialled every [`RETRY_CAP`] (a dial costs them no signature check).
+pub const PATIENT_RETRY: Millis = 30_000;
 /// How long one request to a guardian may take, dial included. The driver
 /// enforces it (libp2p's request timeout) and reports
 /// [`Failure::Timeout`]; the client names it in messages.
@@ -98,6 +111,10 @@ pub struct ClientOptions {
     /// Print each guardian's refusal or failure once, as it arrives, and a
     /// hint once every guardian has answered without a quorum.
     pub verbose: bool,
+    /// How long this boot already waited for the key before this unlock
+    /// (earlier attempts of the keyscript): counts towards
+    /// [`PATIENT_AFTER`].
+    pub waited: Millis,
 }
 
 /// Why a request got no answer, as the driver saw it.
@@ -252,6 +269,9 @@ pub struct UnlockClient<K: Borrow<BootKey>> {
     hopeless_until: Option<Millis>,
     /// Whether the "no key yet" (or the hopeless) hint was printed.
     hinted: bool,
+    /// When this boot began asking: the start minus
+    /// [`ClientOptions::waited`] (see [`PATIENT_AFTER`]).
+    started: Millis,
     /// Request nonces: they must never repeat (guardians refuse replays).
     rng: StdRng,
     out: VecDeque<Output>,
@@ -332,6 +352,7 @@ impl<K: Borrow<BootKey>> UnlockClient<K> {
             deadline: now.saturating_add(opts.timeout),
             hopeless_until: None,
             hinted: false,
+            started: now.saturating_sub(opts.waited),
             rng: StdRng::from_seed(seed),
             out: VecDeque::new(),
             done: false,
@@ -509,8 +530,10 @@ impl<K: Borrow<BootKey>> UnlockClient<K> {
             }
             Ok(Response::ShareRefused(r)) => {
                 let g = &self.guards[i];
+                let patient = now.saturating_sub(self.started) >= PATIENT_AFTER;
                 let wait = match &r {
                     Refusal::Waiting { remaining } => *remaining,
+                    _ if patient => g.backoff.max(PATIENT_RETRY),
                     _ => g.backoff,
                 };
                 let line = format!(

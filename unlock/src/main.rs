@@ -18,7 +18,7 @@ use keyward_node::unlock::{self, UnlockError};
 
 const USAGE: &str = "usage: keyward-unlock --device DEV (--print-key | --check | --probe)
                       [--timeout 60s] [--guardian IP:PORT]... [--boot-key FILE]
-                      [--config FILE] [--quiet]
+                      [--config FILE] [--quiet] [--waited D]
 
   --print-key      write the disk key to stdout (keyscript, cryptsetup --key-file=-)
   --check          only prove the key opens DEV (cryptsetup --test-passphrase)
@@ -29,6 +29,9 @@ const USAGE: &str = "usage: keyward-unlock --device DEV (--print-key | --check |
   --boot-key FILE  boot key (default: the config's boot_key)
   --config FILE    config (default $KEYWARD_CONFIG or /etc/keyward/keyward.toml)
   --quiet          print only the final error
+  --waited D       this boot already waited D for the key (the keyscript's
+                   earlier attempts); past 2min, guardians that refuse are
+                   asked every 30s instead of every 5s
 
 exit status: 0 key delivered (or --probe: bound); 3 the mesh will not give
 the key on this boot whatever happens, stop asking; 2 usage; 1 anything else";
@@ -52,6 +55,7 @@ struct Args {
     boot_key: Option<PathBuf>,
     config: PathBuf,
     quiet: bool,
+    waited: Duration,
 }
 
 /// Parses the command line by hand: clap alone would add a few hundred
@@ -66,6 +70,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| DEFAULT_PATH.into());
     let mut quiet = false;
+    let mut waited = Duration::ZERO;
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         let mut set_mode = |m: Mode| {
@@ -84,6 +89,11 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 let v = value("--timeout")?;
                 timeout = humantime::parse_duration(&v)
                     .map_err(|e| format!("--timeout {v}: {e} (examples: 60s, 2min)"))?;
+            }
+            "--waited" => {
+                let v = value("--waited")?;
+                waited = humantime::parse_duration(&v)
+                    .map_err(|e| format!("--waited {v}: {e} (examples: 0s, 125s)"))?;
             }
             "--guardian" => {
                 if guardians.len() >= MAX_GUARDIAN_ARGS {
@@ -110,6 +120,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         boot_key,
         config,
         quiet,
+        waited,
     })
 }
 
@@ -151,6 +162,7 @@ fn run(a: &Args) -> anyhow::Result<ExitCode> {
         timeout: a.timeout,
         verbose: !a.quiet,
         extra_addrs: unlock::boot_addrs(&a.guardians, &cfg.bootstrap)?,
+        waited: a.waited,
     };
     let secret = match unlock::fetch_blocking(&token, &boot_key, &opts) {
         Ok(s) => s,
@@ -203,6 +215,9 @@ mod tests {
         assert!(p(&["--device", "x", "--check", "--timeout", "soon"])
             .unwrap_err()
             .contains("--timeout soon"));
+        assert!(p(&["--device", "x", "--check", "--waited", "-5"])
+            .unwrap_err()
+            .contains("--waited -5"));
         assert!(p(&["--device"]).unwrap_err().contains("needs a value"));
         assert!(p(&["--device", "x", "--frobnicate"])
             .unwrap_err()
@@ -221,10 +236,17 @@ mod tests {
             "--guardian",
             "192.0.2.7:7300",
             "--quiet",
+            "--waited",
+            "125s",
         ])
         .unwrap();
         assert!(a.mode == Mode::PrintKey && a.quiet);
         assert_eq!(a.timeout, Duration::from_secs(120));
+        assert_eq!(a.waited, Duration::from_secs(125));
+        assert_eq!(
+            p(&["--device", "x", "--check"]).unwrap().waited,
+            Duration::ZERO
+        );
         assert_eq!(a.guardians, ["192.0.2.7:7300"]);
     }
 }

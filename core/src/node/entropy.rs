@@ -38,7 +38,7 @@ use crate::roster::SignedOp;
 use super::machine::Node;
 
 /// How long after a change rounds run every tick.
-pub const ACTIVE_FOR: Millis = 10 * 60_000;
+pub const ACTIVE_FOR: Millis = 2 * 60_000;
 /// The period of rounds in a quiet mesh.
 pub const QUIET_ROUND: Millis = 120_000;
 /// Descent requests per round and peer before the asker falls back to
@@ -174,17 +174,16 @@ impl Node {
 
     /// One connected member, chosen at random.
     fn random_connected_member(&mut self) -> Option<NodeId> {
-        let conn: Vec<NodeId> = self
-            .peers
-            .iter_connected()
-            .filter(|p| self.is_member(p))
-            .copied()
-            .collect();
-        if conn.is_empty() {
+        let n = self.connected_members().count();
+        if n == 0 {
             return None;
         }
-        let i = self.random_index(conn.len());
-        Some(conn[i])
+        let i = self.random_index(n);
+        self.connected_members().nth(i).copied()
+    }
+
+    fn connected_members(&self) -> impl Iterator<Item = &NodeId> {
+        self.peers.iter_connected().filter(|p| self.is_member(p))
     }
 
     /// Answers a sync from member `from`.

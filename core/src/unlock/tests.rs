@@ -59,7 +59,11 @@ impl World {
     }
 
     fn client_with(&self, plan: Plan, timeout: Millis, verbose: bool) -> UnlockClient<&BootKey> {
-        let opts = ClientOptions { timeout, verbose };
+        let opts = ClientOptions {
+            timeout,
+            verbose,
+            waited: 0,
+        };
         UnlockClient::new(plan, opts, &self.boot, [3; 32], 0).unwrap()
     }
 
@@ -662,6 +666,7 @@ fn damaged_plans_are_refused() {
     let opts = || ClientOptions {
         timeout: 1,
         verbose: true,
+        waited: 0,
     };
     for t in [0, 4] {
         let mut p = w.plan.clone();
@@ -680,4 +685,51 @@ fn damaged_plans_are_refused() {
         .err()
         .unwrap();
     assert!(matches!(e, UnlockError::BadToken(_)), "{e}");
+}
+
+#[test]
+fn a_guardian_that_keeps_refusing_is_asked_less_often_after_a_while() {
+    let w = world(1, 1);
+    let mut c = w.client(3_600_000);
+    drain(&mut c);
+    let not_seen = || {
+        w.refuse(
+            0,
+            Refusal::NotSeen {
+                seen_ago: None,
+                timeout: 300_000,
+            },
+        )
+    };
+    // while the boot is young: backoff up to RETRY_CAP
+    let mut now = 1;
+    let mut waits = vec![];
+    while now < PATIENT_AFTER {
+        c.handle(now, not_seen());
+        let next = c.poll_timeout().unwrap();
+        waits.push(next - now);
+        c.handle_timeout(next);
+        assert_eq!(drain(&mut c).sends.len(), 1, "asked again at {next}");
+        now = next + 1;
+    }
+    assert_eq!(waits[0], RETRY_FIRST);
+    assert!(waits.iter().all(|w| *w <= RETRY_CAP), "{waits:?}");
+    assert_eq!(*waits.last().unwrap(), RETRY_CAP);
+    // then every PATIENT_RETRY
+    for _ in 0..3 {
+        c.handle(now, not_seen());
+        let next = c.poll_timeout().unwrap();
+        assert_eq!(next - now, PATIENT_RETRY);
+        c.handle_timeout(next);
+        assert_eq!(drain(&mut c).sends.len(), 1);
+        now = next + 1;
+    }
+    // an unreachable guardian is still tried every RETRY_CAP
+    c.handle(now, w.fail(0, Failure::Timeout));
+    assert_eq!(c.poll_timeout(), Some(now + RETRY_CAP));
+    // and a share still opens the disk
+    c.handle_timeout(now + RETRY_CAP);
+    assert_eq!(drain(&mut c).sends.len(), 1);
+    c.handle(now + RETRY_CAP + 1, w.share(0));
+    assert_eq!(drain(&mut c).done.unwrap().unwrap().as_bytes(), &w.secret);
 }

@@ -49,6 +49,10 @@ pub struct Options {
     /// any other is dialled on its own first, and the noise handshake says
     /// which guardian (if any) answers there.
     pub extra_addrs: Vec<Multiaddr>,
+    /// How long this boot already waited for the key (the keyscript's
+    /// earlier attempts): past 2 minutes, guardians that refuse are asked
+    /// every 30 s, not every 5 s (`keyward_core::unlock::PATIENT_AFTER`).
+    pub waited: Duration,
 }
 
 /// Most addresses accepted from the command line, config and kernel
@@ -197,6 +201,7 @@ pub async fn fetch_key(
     let copts = ClientOptions {
         timeout: opts.timeout.as_millis().try_into().unwrap_or(Millis::MAX),
         verbose: opts.verbose,
+        waited: opts.waited.as_millis().try_into().unwrap_or(Millis::MAX),
     };
     let mut client = UnlockClient::new(plan, copts, boot, seed, 0)?;
     let mut swarm = net::boot_swarm(

@@ -60,10 +60,12 @@ impl World {
                 }
                 let grounded =
                     ground.is_some_and(|x| !matches!(x, crate::oracle::Ground::Extended { .. }));
-                self.oracle.released(g, o, now, grounded, &p);
+                // Judged on the approvals delivered so far, before the
+                // release consumes them.
                 if to != ATTACKER {
                     self.check_honest_approval(g, o, epoch);
                 }
+                self.oracle.released(g, o, now, grounded, &p);
             }
             Response::ShareRefused(r) => {
                 self.rec(Kind::Refuse, g as u64, to as u64);

@@ -141,12 +141,16 @@ impl World {
         self.stats.attempts += 1;
         let seed: [u8; 32] = self.rng.gen();
         let now = self.local(m);
+        let world_now = self.now();
         let mm = &mut self.machines[m as usize];
         mm.attempts += 1;
         mm.got.clear();
+        // the keyscript's `--waited`: since this boot's first attempt
+        let waited = mm.asking_since.map_or(0, |t| world_now.saturating_sub(t));
         let opts = ClientOptions {
             timeout: ATTEMPT,
             verbose: false,
+            waited,
         };
         match unlock::UnlockClient::new(plan, opts, mm.boot_key.clone(), seed, now) {
             Ok(c) => mm.client = Some(c),
