@@ -70,12 +70,13 @@ fn a_few_hundred_seeds_of_hostile_members() {
 
 #[test]
 fn a_flood_of_rekeys_leaves_one_per_node_and_the_revocation_clears_the_roster() {
-    // Seed 3: a run in which replicas write states after the founder's
+    // Seed 4: a run in which replicas write states after the founder's
     // revocations of both hostile members reached them, so the checks
     // below have states to judge (which seeds do moves with the run's
-    // trajectory: seed 8 did before the 2-minute anti-entropy activity
-    // and the patient unlock retries, seed 7 before the bounded overlay).
-    let mut c = Config::new(Scenario::Hostile, 12, 6.0, 3);
+    // trajectory: seed 8 did before pings were modelled on liveness
+    // connections only, the 2-minute anti-entropy activity and the
+    // patient unlock retries; seed 7 before the bounded overlay).
+    let mut c = Config::new(Scenario::Hostile, 12, 6.0, 4);
     c.revocations = 0.0;
     let s = keyward_sim::run(c).unwrap();
     let h = s.hostile.unwrap();

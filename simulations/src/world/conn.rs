@@ -76,6 +76,8 @@ impl World {
             self.net.open(id, from, to, a, b, self.now(), daemons);
             self.net.traffic.connections += 1;
             self.rec(Kind::Connect, from as u64, to as u64);
+            self.set_live(from, to);
+            self.set_live(to, from);
             self.connected_at(from, b, Some(to));
             self.connected_at(to, a, None);
             self.check_conn_bound(from);

@@ -50,13 +50,12 @@ impl World {
                     self.dial(m, t);
                 }
             }
-            // keywardd pings only the peers of the last `Liveness`; the
-            // world still feeds and counts pings on every daemon
-            // connection (see `summary::Traffic::pings`).
-            Output::DialBootstrap
-            | Output::Pin { .. }
-            | Output::Housekeeping
-            | Output::Liveness(_) => {}
+            Output::DialBootstrap | Output::Pin { .. } | Output::Housekeeping => {}
+            Output::Liveness(_) => {
+                for o in self.net.peers(m) {
+                    self.set_live(m, o);
+                }
+            }
             Output::Disconnect(n) => {
                 if let Some(t) = self.idx(&n) {
                     self.close(m, t);
@@ -134,9 +133,12 @@ impl World {
         if !c.daemons {
             return;
         }
-        let tick = c.opened + (now - c.opened) / period * period;
         let side = c.side(m);
-        if tick <= c.opened || tick <= c.fed[side] {
+        let Some(since) = c.live[side] else {
+            return;
+        };
+        let tick = since + now.saturating_sub(since) / period * period;
+        if tick <= since || tick <= c.fed[side] {
             return;
         }
         c.fed[side] = tick;
@@ -146,6 +148,40 @@ impl World {
             n.handle(t, Input::Pinged { peer });
             self.told_alive(m, o, t);
             self.drain(m);
+        }
+    }
+
+    /// Whether m pings o on their connection follows m's node's
+    /// liveness marking (keywardd switches its ping handler the same
+    /// way); the pings of a span that ends are counted.
+    pub(super) fn set_live(&mut self, m: u32, o: u32) {
+        let now = self.now();
+        let Some(c) = self.net.conn(m, o) else {
+            return;
+        };
+        let side = c.side(m);
+        let peer = c.ids[1 - side];
+        let on = c.daemons
+            && self.machines[m as usize]
+                .node
+                .as_ref()
+                .is_some_and(|n| n.liveness().contains(&peer));
+        match (c.live[side], on) {
+            (None, true) => {
+                if let Some(c) = self.net.conn_mut(m, o) {
+                    c.live[side] = Some(now);
+                    c.fed[side] = now;
+                }
+            }
+            (Some(since), false) => {
+                self.feed_pings(m, o);
+                let period = self.cfg.ping_period();
+                self.net.traffic.pings += 2 * (now.saturating_sub(since) / period);
+                if let Some(c) = self.net.conn_mut(m, o) {
+                    c.live[side] = None;
+                }
+            }
+            _ => {}
         }
     }
 

@@ -11,16 +11,18 @@
 //!   connection) opens one if the target runs keywardd and is reachable;
 //!   both ends get `Input::Connected`; a crash closes them all and the
 //!   other ends get `Input::Closed`, and requests in flight on them fail.
-//! - libp2p pings: keywardd pings every connection every
-//!   `(up_window / 3).clamp(500, interval.max(500))` and feeds each
-//!   answer as `Input::Pinged`. A full mesh of 1000 nodes pings a million
-//!   connections every 3.3 s, which no simulation can run one by one, so
-//!   pings are fed lazily and exactly: the last answer on a connection
-//!   before now is fed to a node (at its time) just before anything that
-//!   reads it: any message over that connection, a share request or an
-//!   approval naming the peer, a control request, and the connection
-//!   closing. They are counted in full (a ping and its answer each way
-//!   per period per connection) in the messages.
+//! - libp2p pings: keywardd pings its guardians and wards (the peers the
+//!   node marks for liveness, `Output::Liveness`), on every connection
+//!   to them, every `(up_window / 3).clamp(500, interval.max(500))`, and
+//!   feeds each answer as `Input::Pinged`. Thousands of nodes ping tens
+//!   of thousands of connections every 3.3 s, which no simulation can run
+//!   one by one, so pings are fed lazily and exactly: the last answer on
+//!   a connection before now is fed to a node (at its time) just before
+//!   anything that reads it: any message over that connection, a share
+//!   request or an approval naming the peer, a control request, the
+//!   marking ending, and the connection closing. They are counted in
+//!   full (a ping and its answer per period from each end that pings) in
+//!   the messages.
 //! - Gossip floods over member connections (the transport's member set,
 //!   `Output::Members`) with per-node duplicate suppression, forwarded
 //!   when the node's `Output::Verdict` accepts it.

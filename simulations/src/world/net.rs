@@ -19,6 +19,10 @@ pub struct Conn {
     pub opened: Millis,
     /// Both ends run keywardd: libp2p pings run on it.
     pub daemons: bool,
+    /// Per end: since when it pings the other (its node marks the other
+    /// for liveness, `Node::liveness`: a guardian or a ward); None: it
+    /// does not.
+    pub live: [Option<Millis>; 2],
     /// Per end: the last ping answer fed to its node.
     pub fed: [Millis; 2],
     /// Per end: it said goodbye on this connection (its pings no longer
@@ -127,6 +131,7 @@ impl Net {
                 ids,
                 opened: now,
                 daemons,
+                live: [None; 2],
                 fed: [now; 2],
                 bye: [false; 2],
             },
@@ -136,8 +141,8 @@ impl Net {
         self.adj.entry(to).or_default().insert(from);
     }
 
-    /// Closes it; its pings are counted: each end pings every `period`
-    /// and the other answers.
+    /// Closes it; its pings are counted: each end that pings the other
+    /// does so every `period`, and the other answers.
     pub fn remove(&mut self, a: u32, b: u32, now: Millis, period: Millis) -> Option<Conn> {
         let c = self.conns.remove(&key(a, b))?;
         self.open.remove(&c.id);
@@ -147,18 +152,24 @@ impl Net {
         if let Some(s) = self.adj.get_mut(&b) {
             s.remove(&a);
         }
-        if c.daemons {
-            self.traffic.pings += 4 * (now.saturating_sub(c.opened) / period);
-        }
+        self.traffic.pings += pings(&c, now, period);
         Some(c)
     }
 
     /// Counts the pings of the connections still open at the end.
     pub fn close_all_for_count(&mut self, now: Millis, period: Millis) {
         for c in self.conns.values() {
-            if c.daemons {
-                self.traffic.pings += 4 * (now.saturating_sub(c.opened) / period);
-            }
+            self.traffic.pings += pings(c, now, period);
         }
     }
+}
+
+/// The pings and answers on `c` until `now`: two per `period` for each
+/// end that pings the other.
+pub fn pings(c: &Conn, now: Millis, period: Millis) -> u64 {
+    c.live
+        .iter()
+        .flatten()
+        .map(|since| 2 * (now.saturating_sub(*since) / period))
+        .sum()
 }

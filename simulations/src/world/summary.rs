@@ -10,11 +10,9 @@ pub struct Traffic {
     pub dials: u64,
     pub dials_failed: u64,
     pub connections: u64,
-    /// libp2p pings and their answers, both ways on every connection: an
-    /// upper bound since keywardd pings only guardians and wards
-    /// (`Output::Liveness`). Modelling that made two scenario tests
-    /// fail (locked nodes refused as not seen); until that is understood
-    /// the world keeps feeding pings on every connection.
+    /// libp2p pings and their answers, on connections whose end marks the
+    /// other for liveness (a guardian or a ward, `Node::liveness`), from
+    /// each such end.
     pub pings: u64,
     pub requests: u64,
     pub responses: u64,
