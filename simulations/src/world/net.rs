@@ -16,7 +16,6 @@ pub struct Conn {
     pub ends: [u32; 2],
     /// Who each end is on this connection (node key or boot key).
     pub ids: [NodeId; 2],
-    pub opened: Millis,
     /// Both ends run keywardd: libp2p pings run on it.
     pub daemons: bool,
     /// Per end: since when it pings the other (its node marks the other
@@ -129,7 +128,6 @@ impl Net {
                 id,
                 ends,
                 ids,
-                opened: now,
                 daemons,
                 live: [None; 2],
                 fed: [now; 2],
