@@ -269,6 +269,23 @@ impl AdminState {
         })
     }
 
+    /// Records an alert about a log (a finding of a replica or a
+    /// witness), once per text and minute. Whether it was recorded.
+    pub fn record_log_alert(&mut self, at: Millis, text: String) -> bool {
+        if self
+            .alerts
+            .iter()
+            .any(|(t, s)| t.abs_diff(at) < ALERT_DEDUP && *s == text)
+        {
+            return false;
+        }
+        self.alerts.push_back((at, text));
+        while self.alerts.len() > MAX_ALERTS {
+            self.alerts.pop_front();
+        }
+        true
+    }
+
     /// What a sync answer carries: the lock state and the approvals and
     /// denials still within `window`.
     pub fn for_sync(&self, now: Millis, window: Millis) -> Vec<AdminMsg> {
