@@ -32,6 +32,7 @@ fn fx() -> Fx {
         input: SourceInput::Pipe,
         confidential,
         retention_days: 0,
+        ack: None,
     };
     let cfg = LogsConfig {
         auditors: vec![auditor.to_public().to_string()],

@@ -50,9 +50,7 @@ impl super::Daemon {
 
     /// Waits for the spool's next durable checkpoint (never, without a
     /// spool).
-    pub(super) async fn next_checkpoint(
-        rx: &mut Option<tokio::sync::watch::Receiver<Option<(u64, Vec<u8>)>>>,
-    ) {
+    pub(super) async fn next_checkpoint(rx: &mut Option<crate::logs::spool::Checkpoints>) {
         match rx {
             Some(rx) => {
                 if rx.changed().await.is_err() {

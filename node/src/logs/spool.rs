@@ -30,13 +30,16 @@ use super::config::{self, LogsConfig};
 use super::layout;
 use super::{admin_key, Batch, Inbox, Refused, INBOX_BATCHES};
 
+/// The latest durable checkpoint of this node's log: (size, note).
+pub type Checkpoints = watch::Receiver<Option<(u64, Vec<u8>)>>;
+
 /// The running spool task.
 pub struct SpoolHandle {
     pub inbox: Inbox,
     /// The spool's disk use, for `keyward status`.
     pub usage: watch::Receiver<Usage>,
     /// The latest durable checkpoint (size, note), for replication.
-    pub checkpoints: watch::Receiver<Option<(u64, Vec<u8>)>>,
+    pub checkpoints: Checkpoints,
     /// What R replicas hold (logs part 2), told by the daemon.
     replicated: watch::Sender<u64>,
     stop: Option<oneshot::Sender<bool>>,
