@@ -36,6 +36,23 @@ impl super::Daemon {
         };
         self.node.set_logs(setup, super::now_ms());
         self.drain();
+        // the checkpoint the spool resumed from is durable: replicate up
+        // to it now, not only after the spool's next one
+        if self.logs.is_some() {
+            match crate::logs::layout::read_checkpoint(&dir) {
+                Ok(Some(note)) => {
+                    let me = self.key.id();
+                    if let Ok((size, _)) = keyward_core::log::checkpoint::open(&note, &me) {
+                        self.input(Input::LogCheckpointed {
+                            size,
+                            checkpoint: note,
+                        });
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!("reading the spool's checkpoint: {e}"),
+            }
+        }
         self.checkpoint_to_node();
     }
 
