@@ -412,6 +412,29 @@ mod tests {
     }
 
     #[test]
+    fn replication_settings_are_read_per_node_and_per_source() {
+        let c = Config::parse(
+            "[logs]\nauditors = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n\
+             replicas = 3\nack = \"replicated\"\n\
+             [[logs.source]]\nname = \"a\"\nkind = \"pipe\"\nack = \"durable\"\n\
+             [[logs.source]]\nname = \"b\"\nkind = \"pipe\"\n",
+            Path::new("k"),
+        )
+        .unwrap();
+        assert_eq!(c.logs.replicas, 3);
+        assert_eq!(c.logs.ack_of("a"), AckPolicy::Durable);
+        assert_eq!(c.logs.ack_of("b"), AckPolicy::Replicated);
+        assert_eq!(c.logs.ack_of("keyward"), AckPolicy::Replicated);
+        let e = Config::parse(
+            "[logs]\nreplicas = 0\n[[logs.source]]\nname = \"a\"\nkind = \"pipe\"\nack = \"replicated\"\n",
+            Path::new("k"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs logs.replicas"), "{e}");
+    }
+
+    #[test]
     fn bad_logs_tables_are_explained() {
         let cases = [
             (
