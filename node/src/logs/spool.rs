@@ -354,7 +354,8 @@ struct Replication {
     held: Vec<(AckToken, String, u64)>,
     /// Since when acks wait for an open segment (it is sealed early).
     waiting_since: Option<u64>,
-    /// Leaf index of each sealed segment some held ack waits for.
+    /// Leaf index of each sealed segment of those sources not yet
+    /// replicated.
     sealed: BTreeMap<(String, u64), u64>,
     /// Segments under this size are on R peers.
     replicated: u64,
@@ -470,16 +471,14 @@ impl Driver {
             match o {
                 Output::AppendJournal(w) => self.io.append(&w.source, w.seq, w.create, &w.bytes),
                 Output::WriteSegment { index, bytes } => {
-                    if !self.repl.held.is_empty() {
+                    if !self.repl.sources.is_empty() {
+                        // where a replicated ack's lines landed (the ack
+                        // may come after the segment, in the same commit)
                         if let Ok(s) = keyward_core::log::segment::Segment::decode(&bytes) {
-                            let k = (s.header.source, s.header.seq);
-                            if self
-                                .repl
-                                .held
-                                .iter()
-                                .any(|(_, src, q)| (src, q) == (&k.0, &k.1))
-                            {
-                                self.repl.sealed.insert(k, index);
+                            if self.repl.sources.contains(&s.header.source) {
+                                self.repl
+                                    .sealed
+                                    .insert((s.header.source, s.header.seq), index);
                             }
                         }
                     }
@@ -580,8 +579,9 @@ impl Driver {
                 let _ = w.send(Ok(()));
             }
         }
+        // a segment R peers hold has no ack left waiting for it
+        self.repl.sealed.retain(|_, i| *i >= r);
         if self.repl.held.is_empty() {
-            self.repl.sealed.clear();
             self.repl.waiting_since = None;
         }
     }
