@@ -378,7 +378,7 @@ impl Node {
                 t.lost(&peer);
                 o.backoff.insert(peer, now.saturating_add(RETRY_FULL));
                 let why = match other {
-                    Response::Refused { reason } => reason,
+                    Response::Refused { reason } => short(&reason),
                     _ => "an unexpected answer".into(),
                 };
                 Some(format!(
@@ -391,7 +391,7 @@ impl Node {
                 if matches!(e.as_str(), "no route" | "connection refused") {
                     None
                 } else {
-                    Some(format!("push to replica {peer}: {e}"))
+                    Some(format!("push to replica {peer}: {}", short(&e)))
                 }
             }
         };
@@ -435,6 +435,7 @@ impl Node {
                 self.logs_ask_witness(peer);
             }
             Ok(Response::WitnessRefused { reason, .. }) | Ok(Response::Refused { reason }) => {
+                let reason = short(&reason);
                 let why = format!("witness {peer} did not cosign size {size}: {reason}");
                 self.note(Note::LogProblem(why));
             }
@@ -453,4 +454,17 @@ impl Node {
             self.push(Output::Replicated(r));
         }
     }
+}
+
+/// A peer's words, cut to what a journal line should carry.
+fn short(s: &str) -> String {
+    const MAX: usize = 1024;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
