@@ -240,6 +240,17 @@ pub enum AdminKind {
         owner: NodeId,
         evidence: ShareRequest,
     },
+    /// A witness holds evidence that `origin` forked or rolled back its
+    /// log: the `log-evidence` frame (`log::witness::evidence`), which
+    /// every receiver checks on its own (`Evidence::check`), so a member
+    /// cannot raise it about an honest origin. Spread only when the
+    /// message fits its 1 KiB limit (two notes do; a long proof does
+    /// not, and stays with the witness that found it).
+    LogAlert {
+        origin: NodeId,
+        #[serde(with = "serde_bytes")]
+        evidence: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,9 +6,11 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::codec::{self, Wire};
 use crate::guardian::Millis;
 use crate::identity::NodeId;
 use crate::log::replica::Finding;
+use crate::proto::{AdminBody, AdminKind, AdminMsg, Gossip};
 
 use super::super::io::Output;
 use super::super::machine::Node;
@@ -57,6 +59,35 @@ impl Node {
         let text = format!("logs of {origin}: {text}");
         if self.admin.record_log_alert(now, text.clone()) {
             self.note(Note::LogAlert { text });
+        }
+    }
+}
+
+impl Node {
+    /// Spreads a witness's evidence against `origin` to the mesh as a
+    /// signed admin alert, which every member checks on its own; evidence
+    /// too large for an admin message stays here (with its file).
+    pub(in crate::node) fn spread_log_evidence(
+        &mut self,
+        origin: NodeId,
+        evidence: Vec<u8>,
+        now: Millis,
+    ) {
+        let Some(mesh) = self.roster.mesh() else {
+            return;
+        };
+        if !self.admin.first_log_evidence(&origin, &evidence) {
+            return;
+        }
+        let body = AdminBody {
+            mesh,
+            kind: AdminKind::LogAlert { origin, evidence },
+            by: self.me.id,
+            at: now,
+        };
+        let m = AdminMsg::sign(body, &self.key);
+        if codec::encode(&m).is_ok_and(|b| b.len() <= <AdminMsg as Wire>::MAX) {
+            self.publish(Gossip::Admin(m));
         }
     }
 }

@@ -128,7 +128,15 @@ impl Node {
                             crate::log::witness::evidence::Evidence::Rollback(_) => "rollback",
                         };
                         let bytes = evidence.encode().ok();
-                        self.log_finding(from, reason.clone(), bytes.map(|b| (what, b)), now);
+                        self.log_finding(
+                            from,
+                            reason.clone(),
+                            bytes.clone().map(|b| (what, b)),
+                            now,
+                        );
+                        if let Some(b) = bytes {
+                            self.spread_log_evidence(from, b, now);
+                        }
                     }
                     _ => {}
                 }

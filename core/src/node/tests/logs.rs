@@ -505,3 +505,51 @@ fn a_witness_whose_state_write_fails_releases_nothing_and_stops() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_witnessed_fork_is_spread_as_an_alert_every_member_checks() {
+    let mut net = Net::mesh(mesh(3));
+    net.logs_on(2);
+    for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+        net.connect(a, b);
+    }
+    let origin = net.peers[0].id();
+    let key = NodeKey::from_secret(&net.peers[0].key.secret());
+    let mut honest = OwnLog::new(&key);
+    honest.seal(3, T0);
+    let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
+    assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+    let mut fork = OwnLog::forked(&key, 1);
+    fork.seal(3, T0);
+    let r = net.ask(1, origin, add_checkpoint(3, &fork.note));
+    assert!(matches!(r, Some(Response::WitnessRefused { .. })), "{r:?}");
+    // node 2 never saw the fork itself: it checked the evidence it got
+    let alerts = net.alerts(2);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.contains("two histories") && a.contains("proven by evidence")),
+        "{alerts:?}"
+    );
+    // a member's "alert" whose evidence proves nothing is refused
+    let (_, _, ev) = net.peers[1].evidence[0].clone();
+    let other = net.peers[2].id();
+    let forged = crate::proto::AdminMsg::sign(
+        crate::proto::AdminBody {
+            mesh: net.peers[2].node.roster().mesh().unwrap(),
+            kind: crate::proto::AdminKind::LogAlert {
+                origin: other,
+                evidence: ev,
+            },
+            by: net.peers[1].id(),
+            at: net.now,
+        },
+        &net.peers[1].key,
+    );
+    assert!(crate::node::admin::AdminState::check_alert(
+        &forged,
+        net.peers[2].node.roster(),
+        net.now
+    )
+    .is_err());
+}
