@@ -10,6 +10,7 @@ pub type Secret32 = ByteArray<32>;
 use crate::codec::{self, Wire};
 use crate::guardian::{Millis, Refusal, ShareRequest};
 use crate::identity::{NodeId, NodeKey, Sig};
+use crate::log::replica::wire::{Ask, Held, Push, Refused, MAX_PUSH};
 use crate::roster::{Member, MeshId, Role, SignedOp};
 use crate::shares::ShareEnvelope;
 
@@ -24,7 +25,9 @@ use crate::shares::ShareEnvelope;
 /// copied-boot-key alerts carry the signed request as evidence.
 /// 3: anti-entropy descends a trie of op ids (`prefix`, `children`),
 /// admin messages and peer records travel only when asked for.
-pub const RPC_PROTOCOL: &str = "/keyward/rpc/3";
+/// 4: log replication (`LogPush` and its answers) and witnessing
+/// (`AddCheckpoint`, `Cosigned`, `WitnessRefused`).
+pub const RPC_PROTOCOL: &str = "/keyward/rpc/4";
 
 /// Most members whose peer records one sync asks for.
 pub const MAX_WANT_RECORDS: usize = 64;
@@ -77,6 +80,18 @@ pub enum Request {
     /// An owner asks which epochs of its envelopes this guardian holds
     /// (`keyward epochs`: finding shares an interrupted bind left behind).
     Held,
+    /// An origin pushes segments of its own log to one of its replicas
+    /// (`log::replica::wire::Push`, checked again by the replica). The
+    /// largest request: one segment of the largest size and a note.
+    LogPush(Box<Push>),
+    /// An origin asks one of its replicas, as a witness, to cosign its
+    /// checkpoint: the C2SP tlog-witness add-checkpoint body
+    /// (`log::witness::request::AddCheckpoint`, at most
+    /// `request::MAX_BODY` bytes). The origin is the sender.
+    AddCheckpoint {
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
     /// Never on the wire: what the codec hands up when a peer's request
     /// did not decode (too large, malformed, unknown version), so the
     /// daemon can name and count the peer. libp2p drops failed reads
@@ -87,7 +102,9 @@ pub enum Request {
 
 impl Wire for Request {
     const KIND: &'static str = "rpc-request";
-    const MAX: usize = 16 * 1024;
+    /// A log push ([`MAX_PUSH`]) and its framing; every other request is
+    /// at most 16 KiB ([`BootRequest`] keeps that limit).
+    const MAX: usize = MAX_PUSH + 1024;
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -125,6 +142,25 @@ pub enum Response {
         #[serde(default)]
         children: Vec<ByteArray<32>>,
     },
+    /// A replica holds this much of the origin's log, durably.
+    LogHeld(Held),
+    /// A replica asks the origin to push from an index (a gap).
+    LogAsk(Ask),
+    /// A replica refused a push (checked with `Refused::check`).
+    LogRefused(Refused),
+    /// A witness cosigned: the checkpoint note with its `cosignature/v1`
+    /// line (at most `checkpoint::MAX_NOTE` bytes), released only once
+    /// the witness's state behind it is durable.
+    Cosigned {
+        #[serde(with = "serde_bytes")]
+        note: Vec<u8>,
+    },
+    /// A witness did not cosign. `last_size`: a conflict, the size it last
+    /// cosigned (the origin retries with a proof from there).
+    WitnessRefused {
+        last_size: Option<u64>,
+        reason: String,
+    },
 }
 
 impl Wire for Response {
@@ -144,7 +180,8 @@ pub enum BootRequest {
 
 impl Wire for BootRequest {
     const KIND: &'static str = <Request as Wire>::KIND;
-    const MAX: usize = <Request as Wire>::MAX;
+    /// Every request but a log push fits 16 KiB, a share request far less.
+    const MAX: usize = 16 * 1024;
 }
 
 /// The answers a guardian gives to a share request, as the boot client
@@ -202,6 +239,17 @@ pub enum AdminKind {
     Alert {
         owner: NodeId,
         evidence: ShareRequest,
+    },
+    /// A witness holds evidence that `origin` forked or rolled back its
+    /// log: the `log-evidence` frame (`log::witness::evidence`), which
+    /// every receiver checks on its own (`Evidence::check`), so a member
+    /// cannot raise it about an honest origin. Spread only when the
+    /// message fits its 1 KiB limit (two notes do; a long proof does
+    /// not, and stays with the witness that found it).
+    LogAlert {
+        origin: NodeId,
+        #[serde(with = "serde_bytes")]
+        evidence: Vec<u8>,
     },
 }
 
@@ -495,7 +543,64 @@ mod tests {
         ));
     }
 
+    /// The log messages round-trip, and a push keeps its bound: a
+    /// request over the limit is refused before anything is decoded.
+    #[test]
+    fn log_messages_round_trip_and_are_bounded() {
+        assert!(matches!(
+            codec::decode::<Request>(&vec![0; <Request as Wire>::MAX + 1]),
+            Err(codec::CodecError::TooLarge { .. })
+        ));
+        // a share request's client still stops at 16 KiB
+        assert_eq!(<BootRequest as Wire>::MAX, 16 * 1024);
+    }
+
+    fn node_id() -> impl Strategy<Value = NodeId> {
+        any::<[u8; 32]>().prop_map(|s| NodeKey::from_seed(s).id())
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn log_requests_and_responses_round_trip(
+            origin in node_id(),
+            from in any::<u64>(),
+            size in any::<u64>(),
+            segs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..4),
+            note in proptest::collection::vec(any::<u8>(), 0..256),
+            detail in ".{0,64}",
+            last in proptest::option::of(any::<u64>()),
+        ) {
+            use crate::log::replica::wire::RefusedCode;
+            let reqs = [
+                Request::LogPush(Box::new(Push {
+                    origin,
+                    from_index: from,
+                    segments: segs.iter().cloned().map(serde_bytes::ByteBuf::from).collect(),
+                    checkpoint: note.clone(),
+                })),
+                Request::AddCheckpoint { body: note.clone() },
+            ];
+            for r in reqs {
+                let b = codec::encode(&r).unwrap();
+                let back: Request = codec::decode(&b).unwrap();
+                prop_assert_eq!(format!("{back:?}"), format!("{r:?}"));
+            }
+            let resps = [
+                Response::LogHeld(Held { origin, size }),
+                Response::LogAsk(Ask { origin, from_index: from }),
+                Response::LogRefused(Refused::new(origin, size, RefusedCode::Full { used: from, quota: size }, &detail)),
+                Response::LogRefused(Refused::new(origin, size, RefusedCode::Evidence, &detail)),
+                Response::Cosigned { note: note.clone() },
+                Response::WitnessRefused { last_size: last, reason: detail.clone() },
+            ];
+            for r in resps {
+                let b = codec::encode(&r).unwrap();
+                let back: Response = codec::decode(&b).unwrap();
+                prop_assert_eq!(format!("{back:?}"), format!("{r:?}"));
+            }
+        }
+
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
             let _ = codec::decode::<Request>(&bytes);

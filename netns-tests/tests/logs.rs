@@ -473,3 +473,68 @@ fn journald_forwards_to_the_socket_of_the_docs() {
         j.pid()
     );
 }
+
+/// Logs part 2 on real daemons: three nodes form a mesh; lines sent with
+/// `logger` to one origin end up in both other nodes' replicas of its log
+/// (`replicas/<origin>/`, the spool's layout), decrypted there with the
+/// auditor's key, and both witnesses cosigned its checkpoint.
+#[test]
+fn lines_sent_to_one_origin_end_up_on_two_replicas_disks() {
+    let auditor = age::x25519::Identity::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("log");
+    let mut m = Mesh::loopback(3, &MeshOptions::default()).unwrap();
+    m.append_config(
+        0,
+        &format!(
+            "[logs]\nauditors = [\"{}\"]\nsegment_secs = 1\ncheckpoint_secs = 1\nwitness_secs = 2\n\n[[logs.source]]\nname = \"syslog\"\nkind = \"unix\"\npath = \"{}\"\n",
+            auditor.to_public(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    m.form().unwrap();
+    m.wait_for(Duration::from_secs(10), || Ok(sock.exists()))
+        .unwrap();
+    let origin = m.status(0).unwrap().node.id;
+    for i in 0..5 {
+        let st = Command::new("logger")
+            .arg("-u")
+            .arg(&sock)
+            .args(["-t", "probe", &format!("replicated line {i}")])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    for j in [1, 2] {
+        let replica = m.dir(j).join("state/logs/replicas").join(&origin);
+        let ok = m.wait_for(Duration::from_secs(60), || {
+            let lines = decrypt_source(&replica, "syslog", &auditor).unwrap_or_default();
+            Ok((0..5).all(|i| has(&lines, &format!("replicated line {i}"))))
+        });
+        if ok.is_err() {
+            panic!(
+                "node {j} never held the lines in {}\norigin's log:\n{}\nnode {j}'s log:\n{}",
+                replica.display(),
+                m.log(0),
+                m.log(j)
+            );
+        }
+        assert!(replica.join("checkpoint").exists());
+    }
+    // both replicas witnessed the origin's checkpoint
+    let cosigned = spool(&m).join("cosigned");
+    m.wait_for(Duration::from_secs(30), || {
+        Ok(std::fs::read_dir(&cosigned).map_or(0, |d| d.count()) == 2)
+    })
+    .unwrap_or_else(|_| panic!("no cosignatures in {}:\n{}", cosigned.display(), m.log(0)));
+    for j in [1, 2] {
+        assert!(
+            m.dir(j).join("state/logs/witness/index").exists(),
+            "node {j} kept its witness state"
+        );
+    }
+    for i in 0..3 {
+        m.stop(i).unwrap();
+    }
+}

@@ -6,6 +6,7 @@
 mod addresses;
 mod events;
 mod journal;
+mod replicas;
 mod socket;
 mod swarm;
 mod transport;
@@ -165,6 +166,7 @@ impl Daemon {
             events_dropped: 0,
         };
         d.drain();
+        d.start_replication();
         Ok(d)
     }
 
@@ -201,6 +203,7 @@ impl Daemon {
         let me = self.node.me();
         info!(node = %me.id, name = %me.name, mesh = ?self.node.roster().mesh_name(), "keywardd started");
         let mut verified_rx = self.verified_rx.take().expect("run once");
+        let mut checkpoints = self.logs.as_ref().map(|h| h.checkpoints.clone());
         loop {
             // Timers are checked after every event, not only when the
             // sleep below ends: a busy swarm would otherwise starve them.
@@ -215,6 +218,7 @@ impl Daemon {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 Some(vs) = verified_rx.recv() => self.input(Input::Verified(vs)),
+                _ = Self::next_checkpoint(&mut checkpoints) => self.checkpoint_to_node(),
                 Some((req, reply)) = ctl_rx.recv() => {
                     let id = CtlId(self.fresh_id());
                     self.controls.insert(id, reply);
@@ -417,12 +421,19 @@ impl Daemon {
                 self.log_event(&n);
                 journal::write(n)
             }
+            o @ (Output::ReadLog { .. }
+            | Output::Replicated(_)
+            | Output::Cosigned { .. }
+            | Output::Evidence { .. }) => self.logs_output(o),
         }
     }
 
     /// Commits a write durably; the node hears how it went if it asked.
     fn commit(&mut self, id: Option<keyward_core::node::WriteId>, write: Write) {
-        let result = self.store.write(&write).map_err(|e| e.to_string());
+        let result = match self.commit_logs(&write) {
+            Some(r) => r,
+            None => self.store.write(&write).map_err(|e| e.to_string()),
+        };
         match id {
             Some(id) => self.node.handle(now_ms(), Input::Written { id, result }),
             None => {

@@ -292,6 +292,14 @@ impl Store {
             }
             W::Lock(m) => b.put(TreeName::Approvals, LOCK_KEY, m.as_ref())?,
             W::Invite { id, record } => b.put(TreeName::Invites, id, record)?,
+            // files under the logs directory, not database records: the
+            // daemon writes them (`daemon::replicas`)
+            W::Replica(_) | W::Witness(_) => {
+                return Err(StoreError::Db(format!(
+                    "{} is not a state database write",
+                    w.what()
+                )))
+            }
         }
         self.commit(b)
     }

@@ -32,6 +32,7 @@ fn fx() -> Fx {
         input: SourceInput::Pipe,
         confidential,
         retention_days: 0,
+        ack: None,
     };
     let cfg = LogsConfig {
         auditors: vec![auditor.to_public().to_string()],
@@ -369,4 +370,54 @@ async fn a_full_spool_refuses_and_loses_nothing_it_took() {
         acked,
         "every line taken is there, none refused is"
     );
+}
+
+/// `ack = "replicated"`: a batch is answered only once the daemon says R
+/// peers hold its segment; the spool seals the open segment for it
+/// instead of waiting for its time cut, and hands the daemon its durable
+/// checkpoint to replicate.
+#[tokio::test]
+async fn a_replicated_ack_waits_until_peers_hold_the_segment() {
+    use keyward_node::logs::config::AckPolicy;
+    let mut f = fx();
+    f.cfg.sources[1].ack = Some(AckPolicy::Replicated);
+    f.cfg.segment_secs = 3600;
+    let h = spool::start(&f.cfg, &f.key, f.dir.path()).unwrap();
+    // a durable-ack source is answered at once
+    send(&h, "web", &msgs("GET /", 2)).await.unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    h.inbox
+        .send(Batch {
+            source: "auth".into(),
+            lines: vec![line("sshd login")],
+            ack: Some(tx),
+        })
+        .await
+        .unwrap();
+    // the segment is sealed for it within about a second, and its
+    // checkpoint comes out durable
+    let mut cps = h.checkpoints.clone();
+    let size = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            cps.changed().await.unwrap();
+            let cp = cps.borrow_and_update().clone();
+            if let Some((size, note)) = cp {
+                let (s, _) = keyward_node::log::checkpoint::open(&note, &f.key.id()).unwrap();
+                assert_eq!(s, size);
+                if size >= 1 {
+                    return size;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a checkpoint covering the sealed segment");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err(), "not acked before replication");
+    h.replicated(size);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), rx)
+        .await
+        .expect("acked once replicated");
+    assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+    tokio::task::spawn_blocking(move || h.stop()).await.unwrap();
 }

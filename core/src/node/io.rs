@@ -10,8 +10,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::control::{CtlRequest, CtlResponse};
-use crate::guardian::OwnerState;
+use crate::guardian::{Millis, OwnerState};
 use crate::identity::NodeId;
+use crate::log::merkle::Hash;
+use crate::log::replica::Write as ReplicaWrite;
+use crate::log::witness::WitnessWrite;
 use crate::proto::{AdminMsg, Gossip, InviteRecord, Request, Response};
 use crate::roster::{MeshId, OpId, SignedOp, Verified};
 
@@ -38,6 +41,34 @@ pub struct WriteId(pub u64);
 /// it on ([`Output::Verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GossipId(pub u64);
+
+/// A read of this node's own log the node waits for
+/// ([`Output::ReadLog`], answered by [`Input::LogRead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
+
+/// What the driver reads from this node's own log (its spool's files),
+/// so the node never holds the log in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogRead {
+    /// The encoded segments at leaf indices `from..to`, in order, as many
+    /// as fit `max_bytes` (at least the first, whatever its size).
+    Segments {
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+    },
+    /// The consistency proof from size `old` to the tree of `size` with
+    /// `root` (`merkle::prove_consistency` over the spool's tiles).
+    Proof { old: u64, size: u64, root: Hash },
+}
+
+/// What a [`LogRead`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogData {
+    Segments(Vec<Vec<u8>>),
+    Proof(Vec<Hash>),
+}
 
 /// An event for the node. Every one is handled at a `now` the driver
 /// passes with it.
@@ -93,6 +124,15 @@ pub enum Input {
         id: WriteId,
         result: Result<(), String>,
     },
+    /// This node's own log has a durable checkpoint of `size` leaves: the
+    /// signed note, as the spool wrote it (after its barrier 2, so every
+    /// segment under it is on disk). Its segments may now be replicated.
+    LogCheckpointed { size: u64, checkpoint: Vec<u8> },
+    /// The answer to [`Output::ReadLog`] `id`.
+    LogRead {
+        id: ReadId,
+        result: Result<LogData, String>,
+    },
 }
 
 /// Something the driver must do, in the order polled. A [`Output::Write`]
@@ -144,6 +184,28 @@ pub enum Output {
     Housekeeping,
     /// Something the journal should say.
     Note(Note),
+    /// Read from this node's own log and answer with [`Input::LogRead`].
+    ReadLog { id: ReadId, read: LogRead },
+    /// This many leaves of this node's own log are held durably by R
+    /// replicas (it only grows while the replicas stay): what an `ack =
+    /// "replicated"` waits for and what `drop-oldest-replicated` may drop.
+    Replicated(u64),
+    /// A witness cosigned this node's checkpoint: the note with its
+    /// cosignature line, for the driver to keep (`cosigned/<witness>`).
+    Cosigned {
+        witness: NodeId,
+        size: u64,
+        note: Vec<u8>,
+    },
+    /// Evidence against `origin`, to keep as a file (`evidence/<origin>/
+    /// <at>-<what>`): `bytes` are self-contained (a `log-evidence` frame,
+    /// or the push that carried the offence).
+    Evidence {
+        origin: NodeId,
+        at: Millis,
+        what: &'static str,
+        bytes: Vec<u8>,
+    },
 }
 
 /// Everything the node writes, in one place: the state directory's
@@ -162,6 +224,13 @@ pub enum Write {
     Lock(Box<AdminMsg>),
     /// An invite issued or spent (`invites` tree, key: invite id).
     Invite { id: [u8; 32], record: InviteRecord },
+    /// Files of the replicas this node keeps, in order, with their
+    /// barriers (`log::replica::Write`), under the logs directory.
+    Replica(Vec<ReplicaWrite>),
+    /// The witness's state files, in order (an origin's record before the
+    /// index), each replaced durably (tmp, fsync, rename, directory
+    /// fsync), under the logs directory's `witness/`.
+    Witness(Vec<WitnessWrite>),
 }
 
 impl Write {
@@ -172,6 +241,8 @@ impl Write {
             Write::Roster { .. } => "roster operations",
             Write::Lock(_) => "lock state",
             Write::Invite { .. } => "invite",
+            Write::Replica(_) => "replica files",
+            Write::Witness(_) => "witness state",
         }
     }
 }

@@ -76,6 +76,13 @@ pub(super) enum Then {
         /// The joiner's id and name, for the journal.
         who: (NodeId, String),
     },
+    /// A replica's or the witness's files are durable: answer the push or
+    /// the add-checkpoint with `ok`.
+    Kept {
+        id: super::io::InId,
+        ok: Box<crate::proto::Response>,
+        kept: super::logs::Kept,
+    },
     /// An invite was written: hand it to the admin.
     Invited {
         ctl: super::io::CtlId,
@@ -130,6 +137,9 @@ pub struct Node {
     pub(super) entropy: super::entropy::Entropy,
     out: VecDeque<Output>,
     merges: Option<Arc<MergeMemo>>,
+    /// Logs part 2: this node's log replicated and witnessed, other
+    /// origins' logs kept and witnessed.
+    pub(super) logs: super::logs::Logs,
 }
 
 impl Node {
@@ -177,6 +187,7 @@ impl Node {
             rng: StdRng::from_seed(cfg.seed),
             entropy: Default::default(),
             out: VecDeque::new(),
+            logs: Default::default(),
         };
         for e in loaded.errors {
             n.note(Note::StoredOpIgnored(e.to_string()));
@@ -192,6 +203,7 @@ impl Node {
 
     /// Takes one event.
     pub fn handle(&mut self, now: Millis, input: Input) {
+        self.logs.now = now;
         match input {
             Input::Listening(addrs) => self.listen = addrs,
             Input::Connected { peer } => self.on_connected(peer, now),
@@ -229,6 +241,10 @@ impl Node {
             }
             Input::Control { id, req } => self.command(id, req, now),
             Input::Written { id, result } => self.written(id, result, now),
+            Input::LogCheckpointed { size, checkpoint } => {
+                self.logs_checkpointed(size, checkpoint, now)
+            }
+            Input::LogRead { id, result } => self.logs_read(id, result, now),
         }
     }
 
@@ -246,10 +262,12 @@ impl Node {
             .next_deadline()
             .min(self.reconnect_at())
             .min(self.prune_at())
+            .min(self.logs.next_deadline())
     }
 
     /// Runs the timed work that is due.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.logs.now = now;
         for t in self.timers.due(now) {
             match t {
                 Timer::PersistOwners => self.persist_dirty(),
@@ -261,8 +279,11 @@ impl Node {
                     }
                     self.push(Output::Housekeeping);
                 }
-                Timer::Reconnect | Timer::Prune => {}
+                Timer::Reconnect | Timer::Prune | Timer::Logs => {}
             }
+        }
+        if self.logs.next_deadline() <= now {
+            self.logs_timeout(now);
         }
         if self.reconnect_at() <= now {
             self.reconnect(now);
@@ -501,6 +522,7 @@ impl Node {
         self.refresh_wanted();
         let boots = self.roster.member_boots();
         self.push(Output::Members { members, boots });
+        self.logs_roster_changed(self.logs.now);
     }
 
     /// Whom to keep connected changed (wards taken or dropped, a guardian
@@ -574,6 +596,7 @@ impl Node {
             self.refresh_wanted();
         }
         self.alive(peer, now);
+        self.logs_connected(peer, now);
         if self.is_member(&peer) {
             self.peers.reset_bootstrap();
             self.entropy.found(&peer);
@@ -634,6 +657,7 @@ impl Node {
                     response: crate::proto::Response::Refused { reason },
                 });
             }
+            (Then::Kept { id, ok, kept }, result) => self.logs_kept(id, *ok, kept, result),
             (Then::Admit { id, op, who }, Ok(())) => self.admit_spent(id, *op, who, now),
             (Then::Admit { id, .. }, Err(e)) => {
                 let reason = format!("could not write the spent invite: {e}");

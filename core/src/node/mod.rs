@@ -20,6 +20,8 @@
 //! - `spread`: gossip and sync answers in, merges, admin messages applied.
 //! - `commands`: the admin's control requests.
 //! - `outbound`: requests this node sends and what waits on them.
+//! - [`logs`]: this node's log replicated to its replica peers and
+//!   witnessed by them; other members' logs kept and witnessed.
 //! - `entropy`: anti-entropy rounds, their answers and the descent into
 //!   differing parts of the roster.
 
@@ -28,6 +30,7 @@ mod commands;
 pub mod decisions;
 mod entropy;
 mod io;
+pub mod logs;
 mod machine;
 pub mod members;
 mod notes;
@@ -39,7 +42,10 @@ mod spread;
 pub mod timers;
 
 pub use commands::MAX_INVITE_ADDRS;
-pub use io::{CtlId, GossipId, InId, Input, OutId, Output, Write, WriteId};
+pub use io::{
+    CtlId, GossipId, InId, Input, LogData, LogRead, OutId, Output, ReadId, Write, WriteId,
+};
+pub use logs::{LogsSetup, LogsView};
 pub use machine::{Node, NodeConfig, Stored};
 pub use notes::Note;
 pub use spread::VERIFY_INLINE;

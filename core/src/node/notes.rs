@@ -111,6 +111,16 @@ pub enum Note {
     },
     BootKeyReplaced,
     PeerGoingDown(NodeId),
+    /// Something about logs replication or witnessing the admin should
+    /// know (a replica full or refusing, a witness refusing).
+    LogProblem(String),
+    /// A replica's quota warning or retention.
+    Replica(crate::log::replica::usage::Notice),
+    /// A finding against an origin's log, recorded as an alert (its
+    /// evidence goes out as `Output::Evidence`).
+    LogAlert {
+        text: String,
+    },
     /// A write the node asked for failed.
     WriteFailed {
         what: &'static str,

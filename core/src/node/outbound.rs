@@ -34,6 +34,8 @@ enum Pending {
         prefix: Vec<u8>,
     },
     GoingDown,
+    /// A log push or an add-checkpoint.
+    Logs(super::logs::Sent),
 }
 
 /// A control request fanned out to several guardians.
@@ -78,6 +80,10 @@ impl Node {
 
     pub(super) fn send_sync_request(&mut self, p: NodeId, req: Request, prefix: Vec<u8>) {
         self.send(p, req, Pending::Sync { prefix });
+    }
+
+    pub(super) fn send_log(&mut self, p: NodeId, req: Request, sent: super::logs::Sent) {
+        self.send(p, req, Pending::Logs(sent));
     }
 
     pub(super) fn say_goodbye(&mut self, p: NodeId) {
@@ -192,6 +198,7 @@ impl Node {
                 Err(why) => self.note(Note::SyncFailed { peer: from, why }),
             },
             Pending::GoingDown => {}
+            Pending::Logs(sent) => self.on_log_response(sent, r, now),
         }
     }
 

@@ -106,11 +106,20 @@ impl Node {
                 }
                 Answer::Now(Response::Ack)
             }
+            Request::LogPush(push) if member => return self.serve_push(id, from, *push, now),
+            Request::AddCheckpoint { body } if member => {
+                return self.serve_add_checkpoint(id, from, &body, now)
+            }
             Request::Malformed(why) => {
                 self.strike(from, why.clone(), now);
                 Answer::Now(Response::Refused { reason: why })
             }
-            Request::Deposit(_) | Request::Drop { .. } | Request::Sync { .. } | Request::Held => {
+            Request::Deposit(_)
+            | Request::Drop { .. }
+            | Request::Sync { .. }
+            | Request::Held
+            | Request::LogPush(_)
+            | Request::AddCheckpoint { .. } => {
                 let reason = "only active mesh members may send this request".to_string();
                 Answer::Now(Response::Refused { reason })
             }

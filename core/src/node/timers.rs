@@ -33,6 +33,9 @@ pub enum Timer {
     /// Strikes fade, bans end, strangers' addresses are forgotten, every
     /// address's times are written (periodic).
     Housekeeping,
+    /// Logs part 2 (on demand, `node::logs`): a push tried again after
+    /// its backoff, the witness interval, a replica's retention.
+    Logs,
 }
 
 impl Timer {
@@ -49,7 +52,7 @@ impl Timer {
             Timer::PersistOwners => Some(30_000),
             Timer::AntiEntropy => Some(30_000),
             Timer::Housekeeping => Some(60_000),
-            Timer::Reconnect | Timer::Prune => None,
+            Timer::Reconnect | Timer::Prune | Timer::Logs => None,
         }
     }
 }

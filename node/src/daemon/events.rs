@@ -46,6 +46,7 @@ pub(super) fn text(n: &Note) -> Option<String> {
                 .map_or("this node".to_string(), |b| b.to_string()),
             a.text
         ),
+        Note::LogAlert { text } => format!("ALERT {text}"),
         Note::DepositRefused { from, reason } => format!("deposit refused from={from}: {reason}"),
         Note::ClockBehind { by } => format!("clock behind by {by} ms: releases refused"),
         _ => return None,

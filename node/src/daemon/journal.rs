@@ -93,5 +93,8 @@ pub(super) fn write(n: Note) {
         Note::BootKeyReplaced => info!("boot key replaced in the roster"),
         Note::PeerGoingDown(n) => info!(node = %n, "peer going down cleanly"),
         Note::WriteFailed { what, why } => warn!("persisting {what}: {why}"),
+        Note::LogProblem(why) => warn!("logs: {why}"),
+        Note::Replica(n) => info!("log replica: {n:?}"),
+        Note::LogAlert { text } => tracing::error!("ALERT {text}"),
     }
 }

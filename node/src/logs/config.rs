@@ -45,6 +45,35 @@ pub struct LogsConfig {
     pub events_confidential: bool,
     #[serde(rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// Peers that keep a copy of this node's log (0: none); chosen from
+    /// the roster's guardians.
+    pub replicas: usize,
+    /// Seconds between asking those peers to cosign (witness) this node's
+    /// checkpoint.
+    pub witness_secs: u64,
+    /// When a line with acknowledgement (RELP, pipe) is acknowledged, for
+    /// every source that does not say: once durable here, or once
+    /// `replicas` peers hold it.
+    pub ack: AckPolicy,
+    /// Bytes this node keeps of each other origin's log (0: it keeps no
+    /// replicas and witnesses nothing).
+    pub replica_quota_bytes: u64,
+    /// Days this node keeps other origins' segments; 0 = until the
+    /// quota is full (then it takes no more of that origin).
+    pub replica_retention_days: u32,
+}
+
+/// When a line is acknowledged to its sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckPolicy {
+    /// Once its group commit is durable on this node's disk.
+    #[default]
+    Durable,
+    /// Once `replicas` peers hold its segment durably (after it is
+    /// sealed, checkpointed and pushed): a RELP `rsp 200` then means the
+    /// line survives the loss of this host.
+    Replicated,
 }
 
 /// What to do when the spool reaches its quota. Never silent loss of a
@@ -71,6 +100,8 @@ pub struct SourceConfig {
     pub confidential: bool,
     /// Days to keep sealed segments locally; 0 = until the quota needs room.
     pub retention_days: u32,
+    /// This source's acknowledgement policy (default: `[logs] ack`).
+    pub ack: Option<AckPolicy>,
 }
 
 /// Where a source's lines come from.
@@ -121,6 +152,8 @@ struct RawSource {
     confidential: bool,
     #[serde(default)]
     retention_days: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ack: Option<AckPolicy>,
 }
 
 fn yes() -> bool {
@@ -187,6 +220,7 @@ impl TryFrom<RawSource> for SourceConfig {
             input,
             confidential: r.confidential,
             retention_days: r.retention_days,
+            ack: r.ack,
         })
     }
 }
@@ -208,6 +242,7 @@ impl From<SourceConfig> for RawSource {
             listen,
             confidential: s.confidential,
             retention_days: s.retention_days,
+            ack: s.ack,
         }
     }
 }
@@ -229,11 +264,25 @@ impl Default for LogsConfig {
             events_source: "keyward".into(),
             events_confidential: true,
             sources: vec![],
+            replicas: 2,
+            witness_secs: 60,
+            ack: AckPolicy::Durable,
+            replica_quota_bytes: 1 << 30,
+            replica_retention_days: 0,
         }
     }
 }
 
 impl LogsConfig {
+    /// The acknowledgement policy of `source`.
+    pub fn ack_of(&self, source: &str) -> AckPolicy {
+        self.sources
+            .iter()
+            .find(|s| s.name == source)
+            .and_then(|s| s.ack)
+            .unwrap_or(self.ack)
+    }
+
     /// Logging runs only with an auditor to seal to.
     pub fn enabled(&self) -> bool {
         !self.auditors.is_empty()
@@ -279,6 +328,21 @@ impl LogsConfig {
                 "logs.commit_ms {} must be 1 to 10000",
                 self.commit_ms
             ));
+        }
+        if self.replicas > 16 {
+            return Err(format!("logs.replicas {} must be 0 to 16", self.replicas));
+        }
+        if self.witness_secs == 0 {
+            return Err("logs.witness_secs must be positive".into());
+        }
+        if self.replicas == 0
+            && (self.ack == AckPolicy::Replicated
+                || self
+                    .sources
+                    .iter()
+                    .any(|s| s.ack == Some(AckPolicy::Replicated)))
+        {
+            return Err("ack = \"replicated\" needs logs.replicas of at least 1".into());
         }
         if self.checkpoint_secs == 0 {
             return Err("logs.checkpoint_secs must be positive".into());
@@ -345,6 +409,29 @@ mod tests {
         assert!(c.logs.sources[0].confidential);
         assert_eq!(c.logs.sources[1].input, SourceInput::Pipe);
         assert!(!c.logs.sources[1].confidential);
+    }
+
+    #[test]
+    fn replication_settings_are_read_per_node_and_per_source() {
+        let c = Config::parse(
+            "[logs]\nauditors = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n\
+             replicas = 3\nack = \"replicated\"\n\
+             [[logs.source]]\nname = \"a\"\nkind = \"pipe\"\nack = \"durable\"\n\
+             [[logs.source]]\nname = \"b\"\nkind = \"pipe\"\n",
+            Path::new("k"),
+        )
+        .unwrap();
+        assert_eq!(c.logs.replicas, 3);
+        assert_eq!(c.logs.ack_of("a"), AckPolicy::Durable);
+        assert_eq!(c.logs.ack_of("b"), AckPolicy::Replicated);
+        assert_eq!(c.logs.ack_of("keyward"), AckPolicy::Replicated);
+        let e = Config::parse(
+            "[logs]\nreplicas = 0\n[[logs.source]]\nname = \"a\"\nkind = \"pipe\"\nack = \"replicated\"\n",
+            Path::new("k"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs logs.replicas"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod layout;
 pub mod listen;
 pub mod read;
 #[cfg(feature = "daemon")]
+pub mod replicas;
+#[cfg(feature = "daemon")]
 pub mod spool;
 #[cfg(feature = "daemon")]
 pub use inbox::{Batch, Inbox, Refused, INBOX_BATCHES};

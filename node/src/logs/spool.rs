@@ -30,16 +30,34 @@ use super::config::{self, LogsConfig};
 use super::layout;
 use super::{admin_key, Batch, Inbox, Refused, INBOX_BATCHES};
 
+/// The latest durable checkpoint of this node's log: (size, note).
+pub type Checkpoints = watch::Receiver<Option<(u64, Vec<u8>)>>;
+
 /// The running spool task.
 pub struct SpoolHandle {
     pub inbox: Inbox,
     /// The spool's disk use, for `keyward status`.
     pub usage: watch::Receiver<Usage>,
+    /// The latest durable checkpoint (size, note), for replication.
+    pub checkpoints: Checkpoints,
+    /// What R replicas hold (logs part 2), told by the daemon.
+    replicated: watch::Sender<u64>,
     stop: Option<oneshot::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SpoolHandle {
+    /// R replicas hold the first `size` leaves of this node's log: acks
+    /// that wait for replication are released, and `drop-oldest-replicated`
+    /// may drop those segments.
+    pub fn replicated(&self, size: u64) {
+        self.replicated.send_if_modified(|r| {
+            let grew = size > *r;
+            *r = (*r).max(size);
+            grew
+        });
+    }
+
     /// Seals every open segment, commits, checkpoints, and waits for the
     /// task to end.
     pub fn stop(mut self) {
@@ -126,10 +144,19 @@ pub fn start(cfg: &LogsConfig, key: &NodeKey, state_dir: &Path) -> anyhow::Resul
     )?);
     drop(admin);
     let key = Arc::new(NodeKey::from_secret(&key.secret()));
+    let me = key.id();
     let spool = open(&dir, key, recipients, spool_config(cfg))?;
     let (tx, rx) = mpsc::channel(INBOX_BATCHES);
     let (stop_tx, stop_rx) = oneshot::channel();
     let (usage_tx, usage_rx) = watch::channel(spool.usage());
+    let (cp_tx, cp_rx) = watch::channel(None);
+    let (repl_tx, repl_rx) = watch::channel(0u64);
+    let replicated_acks: BTreeSet<String> = spool
+        .sources()
+        .into_iter()
+        .filter(|s| cfg.ack_of(s) == config::AckPolicy::Replicated)
+        .map(String::from)
+        .collect();
     let commit = Duration::from_millis(cfg.commit_ms);
     let thread = std::thread::Builder::new()
         .name("keyward-spool".into())
@@ -147,12 +174,26 @@ pub fn start(cfg: &LogsConfig, key: &NodeKey, state_dir: &Path) -> anyhow::Resul
                 waiting: BTreeMap::new(),
                 next_token: 0,
                 usage: usage_tx,
+                repl: Replication {
+                    me,
+                    sources: replicated_acks,
+                    tokens: BTreeMap::new(),
+                    held: Vec::new(),
+                    waiting_since: None,
+                    sealed: BTreeMap::new(),
+                    replicated: 0,
+                    marked: 0,
+                    checkpoint: None,
+                    checkpoints: cp_tx,
+                },
             };
-            rt.block_on(d.run(rx, stop_rx, commit));
+            rt.block_on(d.run(rx, stop_rx, repl_rx, commit));
         })?;
     Ok(SpoolHandle {
         inbox: tx,
         usage: usage_rx,
+        checkpoints: cp_rx,
+        replicated: repl_tx,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
@@ -296,13 +337,45 @@ struct Driver {
     waiting: BTreeMap<AckToken, oneshot::Sender<Result<(), Refused>>>,
     next_token: AckToken,
     usage: watch::Sender<Usage>,
+    repl: Replication,
 }
+
+/// The spool task's part of logs part 2: durable checkpoints out to the
+/// daemon, the replicated size in, and the acks of `ack = "replicated"`
+/// sources held until R peers hold their segment.
+struct Replication {
+    me: keyward_core::identity::NodeId,
+    /// Sources whose acks wait for replication.
+    sources: BTreeSet<String>,
+    /// Tokens of batches of those sources, with their source.
+    tokens: BTreeMap<AckToken, String>,
+    /// Acks durable here, waiting: (token, source, the segment seq that
+    /// holds the lines at the latest).
+    held: Vec<(AckToken, String, u64)>,
+    /// Since when acks wait for an open segment (it is sealed early).
+    waiting_since: Option<u64>,
+    /// Leaf index of each sealed segment of those sources not yet
+    /// replicated.
+    sealed: BTreeMap<(String, u64), u64>,
+    /// Segments under this size are on R peers.
+    replicated: u64,
+    /// The spool was told `replicated(i)` for every i below this.
+    marked: u64,
+    /// A checkpoint written, durable at the next barrier.
+    checkpoint: Option<Vec<u8>>,
+    checkpoints: watch::Sender<Option<(u64, Vec<u8>)>>,
+}
+
+/// An ack held this long for a segment still open seals it, so a
+/// replicated ack does not wait for the segment's time cut.
+const SEAL_FOR_REPLICATION_MS: u64 = 1000;
 
 impl Driver {
     async fn run(
         &mut self,
         mut rx: mpsc::Receiver<Batch>,
         mut stop: oneshot::Receiver<bool>,
+        mut replicated: watch::Receiver<u64>,
         commit: Duration,
     ) {
         info!(
@@ -317,10 +390,16 @@ impl Driver {
                 self.spool.handle_timeout(now);
                 self.perform();
             }
+            self.seal_for_replication(now);
             let wait = self
                 .spool
                 .poll_timeout()
                 .map_or(60_000, |t| t.saturating_sub(crate::clock::now()))
+                .min(if self.repl.held.is_empty() {
+                    60_000
+                } else {
+                    SEAL_FOR_REPLICATION_MS
+                })
                 .clamp(1, 60_000);
             tokio::select! {
                 b = rx.recv() => match b {
@@ -341,6 +420,10 @@ impl Driver {
                     None => break true,
                 },
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                Ok(()) = replicated.changed() => {
+                    let r = *replicated.borrow_and_update();
+                    self.on_replicated(r);
+                }
                 s = &mut stop => break s.unwrap_or(true),
             }
         };
@@ -365,6 +448,9 @@ impl Driver {
         let token = b.ack.map(|a| {
             self.next_token += 1;
             self.waiting.insert(self.next_token, a);
+            if self.repl.sources.contains(&b.source) {
+                self.repl.tokens.insert(self.next_token, b.source.clone());
+            }
             self.next_token
         });
         self.spool.lines(
@@ -385,16 +471,32 @@ impl Driver {
             match o {
                 Output::AppendJournal(w) => self.io.append(&w.source, w.seq, w.create, &w.bytes),
                 Output::WriteSegment { index, bytes } => {
+                    if !self.repl.sources.is_empty() {
+                        // where a replicated ack's lines landed (the ack
+                        // may come after the segment, in the same commit)
+                        if let Ok(s) = keyward_core::log::segment::Segment::decode(&bytes) {
+                            if self.repl.sources.contains(&s.header.source) {
+                                self.repl
+                                    .sealed
+                                    .insert((s.header.source, s.header.seq), index);
+                            }
+                        }
+                    }
                     self.io.write(&layout::segment_path(&dir, index), &bytes)
                 }
                 Output::WriteTile(t) => self.io.write(&dir.join(&t.path), &t.bytes),
                 Output::ReplaceCheckpoint { note } => {
-                    self.io.write(&dir.join(layout::CHECKPOINT), &note)
+                    self.io.write(&dir.join(layout::CHECKPOINT), &note);
+                    self.repl.checkpoint = Some(note);
                 }
                 Output::Sync { id } => match self.io.sync() {
-                    Ok(()) => self.spool.written(crate::clock::now(), id),
+                    Ok(()) => {
+                        self.spool.written(crate::clock::now(), id);
+                        self.checkpoint_durable();
+                    }
                     Err(e) => {
                         error!("log spool: {e}");
+                        self.repl.checkpoint = None;
                         self.spool.write_failed(id, &e)
                     }
                 },
@@ -412,11 +514,20 @@ impl Driver {
                     self.io.remove(&layout::segment_path(&dir, index))
                 }
                 Output::Ack(t) => {
-                    if let Some(w) = self.waiting.remove(&t) {
+                    if let Some(source) = self.repl.tokens.remove(&t) {
+                        // the lines are in the source's open segment or
+                        // an earlier one: wait for the open one
+                        let seq = self.spool.next_seq(&source).unwrap_or(1).saturating_sub(1);
+                        if self.repl.held.is_empty() {
+                            self.repl.waiting_since = Some(crate::clock::now());
+                        }
+                        self.repl.held.push((t, source, seq));
+                    } else if let Some(w) = self.waiting.remove(&t) {
                         let _ = w.send(Ok(()));
                     }
                 }
                 Output::Refuse { token, why } => {
+                    self.repl.tokens.remove(&token);
                     if let Some(w) = self.waiting.remove(&token) {
                         let _ = w.send(Err(refused(why)));
                     }
@@ -425,6 +536,72 @@ impl Driver {
             }
         }
         self.usage.send_replace(self.spool.usage());
+        self.release_replicated();
+    }
+
+    /// The checkpoint written before the barrier that just completed is
+    /// durable: the daemon may replicate up to it.
+    fn checkpoint_durable(&mut self) {
+        if let Some(note) = self.repl.checkpoint.take() {
+            match keyward_core::log::checkpoint::open(&note, &self.repl.me) {
+                Ok((size, _)) => {
+                    self.repl.checkpoints.send_replace(Some((size, note)));
+                }
+                Err(e) => warn!("log spool: its own checkpoint does not open: {e}"),
+            }
+        }
+    }
+
+    /// R peers hold the first `size` leaves.
+    fn on_replicated(&mut self, size: u64) {
+        self.repl.replicated = self.repl.replicated.max(size);
+        while self.repl.marked < self.repl.replicated {
+            self.spool.replicated(self.repl.marked);
+            self.repl.marked += 1;
+        }
+        self.release_replicated();
+    }
+
+    /// Answers the held acks whose segment R peers hold.
+    fn release_replicated(&mut self) {
+        let r = self.repl.replicated;
+        let sealed = &self.repl.sealed;
+        let mut done = Vec::new();
+        self.repl.held.retain(|(t, source, seq)| {
+            let ok = sealed.get(&(source.clone(), *seq)).is_some_and(|i| *i < r);
+            if ok {
+                done.push(*t);
+            }
+            !ok
+        });
+        for t in done {
+            if let Some(w) = self.waiting.remove(&t) {
+                let _ = w.send(Ok(()));
+            }
+        }
+        // a segment R peers hold has no ack left waiting for it
+        self.repl.sealed.retain(|_, i| *i >= r);
+        if self.repl.held.is_empty() {
+            self.repl.waiting_since = None;
+        }
+    }
+
+    /// Acks waiting on a segment still open for a while: seal it now, so
+    /// replication does not wait for the segment's time or size cut.
+    fn seal_for_replication(&mut self, now: u64) {
+        let Some(since) = self.repl.waiting_since else {
+            return;
+        };
+        let open = self
+            .repl
+            .held
+            .iter()
+            .any(|(_, src, q)| !self.repl.sealed.contains_key(&(src.clone(), *q)));
+        if open && now.saturating_sub(since) >= SEAL_FOR_REPLICATION_MS {
+            self.repl.waiting_since = Some(now);
+            self.spool.seal_all(now);
+            self.perform();
+        }
     }
 }
 

@@ -112,6 +112,13 @@ impl AdminState {
     /// carries the signed share request that triggered it: signed by the
     /// named owner's boot key and addressed to the alert's author.
     pub fn check_alert(m: &AdminMsg, roster: &Roster, now: Millis) -> Result<(), AdminRefusal> {
+        if let AdminKind::LogAlert { origin, evidence } = &m.body.kind {
+            log_evidence_text(origin, evidence)?;
+            if now.saturating_sub(m.body.at) > MAX_ALERT_AGE {
+                return Err(AdminRefusal::BadAlert("it is older than 10 minutes".into()));
+            }
+            return Ok(());
+        }
         let AdminKind::Alert { owner, evidence } = &m.body.kind else {
             return Ok(());
         };
@@ -186,6 +193,22 @@ impl AdminState {
             },
             AdminKind::Lockdown => Event::Lockdown { by, at },
             AdminKind::Lift => Event::Lift { by, at },
+            AdminKind::LogAlert { origin, evidence } => {
+                Self::check_alert(&m, roster, now)?;
+                if !self.first_log_evidence(origin, evidence) {
+                    return Ok(Applied::AlertRepeat);
+                }
+                let text = log_evidence_text(origin, evidence)?;
+                if !self.record_log_alert(at, text.clone()) {
+                    return Ok(Applied::AlertRepeat);
+                }
+                return Ok(Applied::Alert(RecordedAlert {
+                    owner: *origin,
+                    at,
+                    reported_by: Some(by),
+                    text,
+                }));
+            }
             AdminKind::Alert { owner, evidence } => {
                 Self::check_alert(&m, roster, now)?;
                 if !self.first_evidence(evidence) {
@@ -217,8 +240,26 @@ impl AdminState {
                 }
                 Ok(Applied::Decision { owner, by })
             }
-            AdminKind::Alert { .. } => unreachable!("handled above"),
+            AdminKind::Alert { .. } | AdminKind::LogAlert { .. } => unreachable!("handled above"),
         }
+    }
+
+    /// Whether this log evidence was not yet the evidence of a recorded
+    /// alert (by its hash, with the origin).
+    pub fn first_log_evidence(&mut self, origin: &NodeId, evidence: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        let h: [u8; 32] = Sha256::digest(evidence).into();
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&h[..16]);
+        let k = (*origin, k);
+        if self.evidence.contains(&k) {
+            return false;
+        }
+        self.evidence.push_back(k);
+        while self.evidence.len() > MAX_EVIDENCE {
+            self.evidence.pop_front();
+        }
+        true
     }
 
     /// Whether this request was not yet the evidence of a recorded alert.
@@ -269,6 +310,23 @@ impl AdminState {
         })
     }
 
+    /// Records an alert about a log (a finding of a replica or a
+    /// witness), once per text and minute. Whether it was recorded.
+    pub fn record_log_alert(&mut self, at: Millis, text: String) -> bool {
+        if self
+            .alerts
+            .iter()
+            .any(|(t, s)| t.abs_diff(at) < ALERT_DEDUP && *s == text)
+        {
+            return false;
+        }
+        self.alerts.push_back((at, text));
+        while self.alerts.len() > MAX_ALERTS {
+            self.alerts.pop_front();
+        }
+        true
+    }
+
     /// What a sync answer carries: the lock state and the approvals and
     /// denials still within `window`.
     pub fn for_sync(&self, now: Millis, window: Millis) -> Vec<AdminMsg> {
@@ -292,6 +350,28 @@ impl AdminState {
     pub fn alerts(&self) -> impl Iterator<Item = &(Millis, String)> {
         self.alerts.iter()
     }
+}
+
+/// What checked log evidence against `origin` proves, as an alert's
+/// text; a refusal if it proves nothing (forged, damaged, another origin).
+pub fn log_evidence_text(origin: &NodeId, evidence: &[u8]) -> Result<String, AdminRefusal> {
+    use crate::log::witness::evidence::{Evidence, EvidenceKind};
+    let bad = |s: String| AdminRefusal::BadAlert(s);
+    let e = Evidence::decode(evidence).map_err(|e| bad(e.to_string()))?;
+    let kind = e.check().map_err(|e| bad(e.to_string()))?;
+    Ok(match kind {
+        EvidenceKind::Fork { origin: o, a, b } if o == *origin => format!(
+            "logs of {origin}: it signed two histories (checkpoints of sizes {a} and {b} that cannot both be true): a fork, proven by evidence a witness holds"
+        ),
+        EvidenceKind::Rollback {
+            origin: o,
+            cosigned,
+            offered,
+        } if o == *origin => format!(
+            "logs of {origin}: it offered a checkpoint of size {offered} after signing size {cosigned}: a rollback, proven by evidence a witness holds"
+        ),
+        _ => return Err(bad("its evidence is against another origin".into())),
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod admin;
 mod entropy;
 mod guardian;
+mod logs;
 mod membership;
 mod peers;
 
@@ -45,6 +46,14 @@ pub struct Peer {
     pub dials: Vec<(Millis, NodeId)>,
     /// Switched off: dials to it fail, requests get no answer.
     pub down: bool,
+    /// Its own log, as its spool would hold it (the driver's files).
+    pub own: logs::OwnLog,
+    /// Every replicated size it reported.
+    pub replicated: Vec<Millis>,
+    /// Cosignatures it got: (witness, size).
+    pub cosigned: Vec<(NodeId, u64)>,
+    /// Evidence it kept: (against, what, bytes).
+    pub evidence: Vec<(NodeId, &'static str, Vec<u8>)>,
 }
 
 impl Peer {
@@ -96,6 +105,7 @@ impl Net {
                     roster: ops,
                     ..Stored::default()
                 };
+                let own = logs::OwnLog::new(&t.key);
                 Peer {
                     node: Node::new(cfg, stored, T0),
                     key: t.key,
@@ -109,6 +119,10 @@ impl Net {
                     trace: vec![],
                     dials: vec![],
                     down: false,
+                    own,
+                    replicated: vec![],
+                    cosigned: vec![],
+                    evidence: vec![],
                 }
             })
             .collect();
@@ -342,6 +356,21 @@ impl Net {
                 self.peers[i].replies.insert(id, response);
             }
             Output::Note(n) => self.peers[i].notes.push(n),
+            Output::ReadLog { id, read } => {
+                let result = self.peers[i].own.read(&read);
+                let now = self.clock(i);
+                self.peers[i]
+                    .node
+                    .handle(now, Input::LogRead { id, result });
+            }
+            Output::Replicated(n) => self.peers[i].replicated.push(n),
+            Output::Cosigned { witness, size, .. } => self.peers[i].cosigned.push((witness, size)),
+            Output::Evidence {
+                origin,
+                what,
+                bytes,
+                ..
+            } => self.peers[i].evidence.push((origin, what, bytes)),
             Output::DialBootstrap
             | Output::Verdict { .. }
             | Output::Subscribe(_)
@@ -379,6 +408,11 @@ fn response_kind(r: &Response) -> &'static str {
         Response::Share(_) => "share",
         Response::ShareRefused(_) => "share-refused",
         Response::Held { .. } => "held",
+        Response::LogHeld(_) => "log-held",
+        Response::LogAsk(_) => "log-ask",
+        Response::LogRefused(_) => "log-refused",
+        Response::Cosigned { .. } => "cosigned",
+        Response::WitnessRefused { .. } => "witness-refused",
     }
 }
 
@@ -392,6 +426,8 @@ fn request_kind(r: &Request) -> &'static str {
         Request::Held => "held",
         Request::GoingDown => "going-down",
         Request::Malformed(_) => "malformed",
+        Request::LogPush(_) => "log-push",
+        Request::AddCheckpoint { .. } => "add-checkpoint",
     }
 }
 

@@ -1,0 +1,555 @@
+//! Logs part 2 between real nodes: an origin's sealed segments reach its
+//! replicas, a replica that was away catches up by index, pushes in
+//! another's name and forked or rolled-back checkpoints are refused with
+//! evidence and an alert, and a witness never cosigns two inconsistent
+//! checkpoints, even across a restart of its state.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::control::CtlRequest;
+use crate::log::merkle::{self, MerkleLog};
+use crate::log::replica::store::ReplicaStore;
+use crate::log::replica::usage::Limits;
+use crate::log::replica::wire::{Push, RefusedCode};
+use crate::log::replica::Write as RWrite;
+use crate::log::segment::{BodyKind, Segment};
+use crate::log::witness::evidence::{Evidence, EvidenceKind};
+use crate::log::witness::request::AddCheckpoint;
+use crate::log::witness::{Witness, WitnessFile};
+use crate::node::logs::{LogsSetup, RETRY_AFTER, WITNESS_INTERVAL};
+use crate::node::{LogData, LogRead};
+use crate::testkit::mesh;
+
+/// A node's own log as its spool's files hold it.
+pub struct OwnLog {
+    key: NodeKey,
+    log: MerkleLog,
+    segs: Vec<Vec<u8>>,
+    tiles: BTreeMap<String, Vec<u8>>,
+    /// Makes a different history of the same key (a forking origin).
+    salt: u8,
+    pub note: Vec<u8>,
+}
+
+impl OwnLog {
+    pub fn new(key: &NodeKey) -> Self {
+        let key = NodeKey::from_secret(&key.secret());
+        OwnLog {
+            log: MerkleLog::new(key.id()),
+            key,
+            segs: vec![],
+            tiles: BTreeMap::new(),
+            salt: 0,
+            note: vec![],
+        }
+    }
+
+    fn forked(key: &NodeKey, salt: u8) -> Self {
+        OwnLog {
+            salt,
+            ..OwnLog::new(key)
+        }
+    }
+
+    /// Seals `n` more segments and signs a checkpoint: (size, note).
+    pub fn seal(&mut self, n: usize, now: Millis) -> (u64, Vec<u8>) {
+        for _ in 0..n {
+            let seq = self.segs.len() as u64;
+            let s = Segment::seal(
+                &self.key,
+                "app",
+                seq,
+                (now, now, 1),
+                true,
+                now,
+                BodyKind::Age,
+                vec![self.salt, seq as u8, 7, 7],
+            )
+            .unwrap();
+            let (_, tiles) = self.log.append(&s.leaf).unwrap();
+            for t in tiles {
+                self.tiles.insert(t.path, t.bytes);
+            }
+            self.segs.push(s.bytes);
+        }
+        let c = self.log.checkpoint(now, &self.key).unwrap();
+        self.note = c.note.clone();
+        (c.size, c.note)
+    }
+
+    /// What the driver reads for the node.
+    pub fn read(&self, r: &LogRead) -> Result<LogData, String> {
+        match r {
+            LogRead::Segments {
+                from,
+                to,
+                max_bytes,
+            } => {
+                let mut out = vec![];
+                let mut used = 0;
+                for i in *from..*to {
+                    let s = self.segs.get(i as usize).ok_or("no such segment")?;
+                    if !out.is_empty() && used + s.len() > *max_bytes {
+                        break;
+                    }
+                    used += s.len();
+                    out.push(s.clone());
+                }
+                Ok(LogData::Segments(out))
+            }
+            LogRead::Proof { old, size, root } => {
+                merkle::prove_consistency(*old, *size, *root, &self.tiles)
+                    .map(LogData::Proof)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+fn arc_key(k: &NodeKey) -> Arc<NodeKey> {
+    Arc::new(NodeKey::from_secret(&k.secret()))
+}
+
+fn setup(key: &NodeKey, replicas: usize, witness: Option<Witness>) -> LogsSetup {
+    LogsSetup {
+        replicas,
+        witness_interval: WITNESS_INTERVAL,
+        store: Some(ReplicaStore::new(Limits::default()).unwrap()),
+        witness: Some(witness.unwrap_or_else(|| Witness::new(arc_key(key)))),
+    }
+}
+
+impl Net {
+    /// Logs on at every node, each replicating its log to `r` peers.
+    fn logs_on(&mut self, r: usize) {
+        for i in 0..self.peers.len() {
+            let s = setup(&self.peers[i].key, r, None);
+            let now = self.clock(i);
+            self.peers[i].node.set_logs(s, now);
+        }
+        self.drive();
+    }
+
+    /// Node `i` seals `n` segments and its checkpoint is durable.
+    fn seal(&mut self, i: usize, n: usize) -> u64 {
+        let now = self.clock(i);
+        let (size, checkpoint) = self.peers[i].own.seal(n, now);
+        self.input(i, Input::LogCheckpointed { size, checkpoint });
+        size
+    }
+
+    /// The size node `j` holds of `i`'s log.
+    fn held(&self, j: usize, i: usize) -> u64 {
+        let o = self.peers[i].id();
+        let v = self.peers[j].node.logs_view();
+        v.held.iter().find(|(x, _)| *x == o).map_or(0, |(_, n)| *n)
+    }
+
+    fn replicas_of(&self, i: usize) -> Vec<usize> {
+        let v = self.peers[i].node.logs_view();
+        v.replicas
+            .iter()
+            .map(|(p, _, _)| self.index(p).unwrap())
+            .collect()
+    }
+
+    fn alerts(&mut self, i: usize) -> Vec<String> {
+        match ok(self.control(i, CtlRequest::Status)) {
+            CtlReply::Status(s) => s.alerts.into_iter().map(|a| a.text).collect(),
+            r => panic!("{r:?}"),
+        }
+    }
+}
+
+/// The segment files a node wrote for replicas, in order.
+fn segment_writes(p: &Peer) -> Vec<String> {
+    p.disk
+        .iter()
+        .filter_map(|w| match w {
+            Write::Replica(ws) => Some(ws),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|w| match w {
+            RWrite::Segment { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The witness's files as its writes left them: (index, records).
+fn witness_files(p: &Peer) -> (Option<Vec<u8>>, BTreeMap<NodeId, Vec<u8>>) {
+    let mut index = None;
+    let mut records = BTreeMap::new();
+    for w in &p.disk {
+        if let Write::Witness(ws) = w {
+            for w in ws {
+                match w.file {
+                    WitnessFile::Index => index = Some(w.bytes.clone()),
+                    WitnessFile::Origin(o) => {
+                        records.insert(o, w.bytes.clone());
+                    }
+                }
+            }
+        }
+    }
+    (index, records)
+}
+
+fn add_checkpoint(old: u64, note: &[u8]) -> Request {
+    let body = AddCheckpoint {
+        old_size: old,
+        proof: vec![],
+        note: note.to_vec(),
+    }
+    .to_body()
+    .unwrap();
+    Request::AddCheckpoint { body }
+}
+
+#[test]
+fn sealed_segments_reach_two_replicas_and_the_replicated_size_advances() {
+    let mut net = Net::mesh(mesh(4));
+    net.logs_on(2);
+    let reps = net.replicas_of(0);
+    assert_eq!(reps.len(), 2, "two replicas chosen among three guardians");
+    assert_eq!(net.seal(0, 3), 3);
+    for j in 1..4 {
+        let want = if reps.contains(&j) { 3 } else { 0 };
+        assert_eq!(net.held(j, 0), want, "node {j}");
+    }
+    assert_eq!(net.peers[0].replicated.last(), Some(&3));
+    net.seal(0, 2);
+    assert_eq!(net.peers[0].replicated.last(), Some(&5));
+    assert!(
+        net.peers[0].replicated.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        net.peers[0].replicated
+    );
+    for &j in &reps {
+        assert_eq!(net.held(j, 0), 5);
+        // the answer that lets the origin ack as replicated comes only
+        // after the replica's files were written
+        let t = &net.peers[j].trace;
+        let writes: Vec<usize> = (0..t.len())
+            .filter(|w| t[*w] == "write:replica files")
+            .collect();
+        assert!(!writes.is_empty(), "{t:?}");
+        for w in writes {
+            assert_eq!(
+                t.get(w + 1).map(String::as_str),
+                Some("respond:log-held"),
+                "{t:?}"
+            );
+        }
+        let segs = segment_writes(&net.peers[j]);
+        assert_eq!(segs.len(), 5, "each segment written once: {segs:?}");
+    }
+    // every interval, the replicas cosign the latest checkpoint
+    net.advance(WITNESS_INTERVAL + 1000);
+    for &j in &reps {
+        let w = net.peers[j].id();
+        assert!(
+            net.peers[0].cosigned.contains(&(w, 5)),
+            "{:?}",
+            net.peers[0].cosigned
+        );
+    }
+    // a later checkpoint is cosigned with a proof from the last one
+    net.seal(0, 4);
+    net.advance(WITNESS_INTERVAL + 1000);
+    for &j in &reps {
+        let w = net.peers[j].id();
+        assert!(
+            net.peers[0].cosigned.contains(&(w, 9)),
+            "{:?}",
+            net.peers[0].cosigned
+        );
+        assert_eq!(net.held(j, 0), 9);
+    }
+    let v = net.peers[0].node.logs_view();
+    assert_eq!((v.size, v.replicated), (9, 9));
+    assert!(
+        v.replicas
+            .iter()
+            .all(|(_, h, c)| *h == Some(9) && *c == Some(9)),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_replica_that_was_offline_catches_up_by_index() {
+    let mut net = Net::mesh(mesh(3));
+    net.logs_on(2);
+    let reps = net.replicas_of(0);
+    assert_eq!(reps.len(), 2);
+    let (a, b) = (reps[0], reps[1]);
+    net.seal(0, 3);
+    assert_eq!((net.held(a, 0), net.held(b, 0)), (3, 3));
+    net.peers[b].down = true;
+    net.seal(0, 2);
+    assert_eq!(net.held(a, 0), 5);
+    assert_eq!(net.held(b, 0), 3, "away");
+    assert_eq!(
+        net.peers[0].replicated.last(),
+        Some(&3),
+        "R = 2: only what both hold is replicated"
+    );
+    net.advance(3 * RETRY_AFTER);
+    assert_eq!(net.held(b, 0), 3, "still away");
+    net.peers[b].down = false;
+    net.advance(2 * RETRY_AFTER);
+    assert_eq!(net.held(b, 0), 5, "caught up");
+    assert_eq!(net.peers[0].replicated.last(), Some(&5));
+    let segs = segment_writes(&net.peers[b]);
+    assert_eq!(segs.len(), 5, "nothing it held was sent again: {segs:?}");
+    let mut sorted = segs.clone();
+    sorted.dedup();
+    assert_eq!(sorted, segs);
+}
+
+#[test]
+fn a_push_in_another_nodes_name_is_refused_with_a_finding() {
+    let mut net = Net::mesh(mesh(3));
+    net.logs_on(2);
+    let (victim, liar) = (net.peers[0].id(), net.peers[1].id());
+    // node 1 signs segments with its own key and pushes them as node 0's
+    let mut own = OwnLog::new(&net.peers[1].key);
+    own.seal(2, T0);
+    let push = Push::pack(victim, 0, own.note.clone(), own.segs.clone());
+    let r = net.ask(2, liar, Request::LogPush(Box::new(push)));
+    match r {
+        Some(Response::LogRefused(r)) => assert_eq!(r.code, RefusedCode::Evidence, "{r:?}"),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(net.held(2, 0), 0, "nothing of it kept");
+    let ev = &net.peers[2].evidence;
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].0, ev[0].1), (liar, "push"));
+    assert_eq!(
+        Push::decode(&ev[0].2).unwrap().origin,
+        victim,
+        "the push is kept"
+    );
+    let alerts = net.alerts(2);
+    assert!(
+        alerts.iter().any(|a| a.contains("in the name of")),
+        "{alerts:?}"
+    );
+    // a stranger's push is refused without looking at it
+    let stranger = NodeKey::generate().id();
+    let push = Push::pack(stranger, 0, own.note.clone(), own.segs.clone());
+    let r = net.ask(2, stranger, Request::LogPush(Box::new(push)));
+    assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
+}
+
+#[test]
+fn a_fork_or_a_rollback_is_refused_with_evidence_and_an_alert() {
+    let mut net = Net::mesh(mesh(2));
+    net.logs_on(1);
+    let origin = net.peers[0].id();
+    let key = NodeKey::from_secret(&net.peers[0].key.secret());
+    let mut honest = OwnLog::new(&key);
+    honest.seal(3, T0);
+    let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
+    assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+    // the same size, another history
+    let mut fork = OwnLog::forked(&key, 1);
+    fork.seal(3, T0);
+    let r = net.ask(1, origin, add_checkpoint(3, &fork.note));
+    assert!(
+        matches!(
+            r,
+            Some(Response::WitnessRefused {
+                last_size: None,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // a smaller checkpoint: a rollback
+    let mut old = OwnLog::new(&key);
+    old.seal(2, T0);
+    let r = net.ask(1, origin, add_checkpoint(2, &old.note));
+    assert!(matches!(r, Some(Response::WitnessRefused { .. })), "{r:?}");
+    let ev = net.peers[1].evidence.clone();
+    let kinds: Vec<&str> = ev.iter().map(|e| e.1).collect();
+    assert_eq!(kinds, ["fork", "rollback"]);
+    for (against, _, bytes) in &ev {
+        assert_eq!(*against, origin);
+        // self-verifying: anyone with the origin's id checks it
+        let e = Evidence::decode(bytes).unwrap();
+        match e.check().unwrap() {
+            EvidenceKind::Fork { a, b, .. } => assert_eq!((a, b), (3, 3)),
+            EvidenceKind::Rollback {
+                cosigned, offered, ..
+            } => assert_eq!((cosigned, offered), (3, 2)),
+        }
+    }
+    let alerts = net.alerts(1);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.contains("fork") || a.contains("two histories")),
+        "{alerts:?}"
+    );
+    assert!(alerts.iter().any(|a| a.contains("rollback")), "{alerts:?}");
+    // a checkpoint in the name of another node is not cosigned
+    let r = net.ask(1, net.peers[1].id(), add_checkpoint(0, &honest.note));
+    assert!(matches!(r, Some(Response::WitnessRefused { .. })), "{r:?}");
+}
+
+#[test]
+fn a_witness_never_cosigns_two_inconsistent_checkpoints_across_a_restart() {
+    let mut net = Net::mesh(mesh(2));
+    net.logs_on(1);
+    let origin = net.peers[0].id();
+    let key = NodeKey::from_secret(&net.peers[0].key.secret());
+    let mut honest = OwnLog::new(&key);
+    honest.seal(3, T0);
+    let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
+    assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+    let t = &net.peers[1].trace;
+    let w = t.iter().position(|k| k == "write:witness state").unwrap();
+    assert!(
+        t[w..].iter().any(|k| k == "respond:cosigned"),
+        "written first: {t:?}"
+    );
+    // the witness restarts from its files
+    let (index, records) = witness_files(&net.peers[1]);
+    let loaded = Witness::load(
+        arc_key(&net.peers[1].key),
+        index.as_deref(),
+        records.values(),
+    )
+    .expect("the state loads");
+    let me = net.peers[1].node.me().clone();
+    let cfg = NodeConfig {
+        key: NodeKey::from_secret(&net.peers[1].key.secret()),
+        me,
+        policy: Policy::default(),
+        clock_floor: 0,
+        bootstrap: false,
+        seed: [9; 32],
+        merges: None,
+    };
+    let stored = Stored {
+        roster: net.peers[1].node.roster().ops(),
+        ..Stored::default()
+    };
+    let now = net.clock(1);
+    net.peers[1].node = Node::new(cfg, stored, now);
+    let s = setup(&net.peers[1].key, 1, Some(loaded));
+    net.peers[1].node.set_logs(s, now);
+    net.drive();
+    // neither another history of size 3, from any old size, nor a
+    // smaller one, nor a larger one on another history
+    let mut fork = OwnLog::forked(&key, 1);
+    fork.seal(3, T0);
+    let mut old = OwnLog::new(&key);
+    old.seal(2, T0);
+    let mut fork5 = OwnLog::forked(&key, 2);
+    fork5.seal(5, T0);
+    for (o, note) in [
+        (0, &fork.note),
+        (3, &fork.note),
+        (0, &old.note),
+        (3, &old.note),
+        (0, &fork5.note),
+        (3, &fork5.note),
+    ] {
+        let r = net.ask(1, origin, add_checkpoint(o, note));
+        assert!(
+            matches!(r, Some(Response::WitnessRefused { .. })),
+            "old {o}: {r:?}"
+        );
+    }
+    // the honest log goes on, with its proof
+    let (size, note) = honest.seal(2, T0);
+    let LogData::Proof(proof) = honest
+        .read(&LogRead::Proof {
+            old: 3,
+            size,
+            root: crate::log::checkpoint::open(&note, &origin).unwrap().1,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    let body = AddCheckpoint {
+        old_size: 3,
+        proof,
+        note,
+    }
+    .to_body()
+    .unwrap();
+    let r = net.ask(1, origin, Request::AddCheckpoint { body });
+    assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+}
+
+#[test]
+fn a_witness_whose_state_write_fails_releases_nothing_and_stops() {
+    let mut net = Net::mesh(mesh(2));
+    net.logs_on(1);
+    let origin = net.peers[0].id();
+    let mut honest = OwnLog::new(&net.peers[0].key);
+    honest.seal(1, T0);
+    net.peers[1].fail_writes = true;
+    let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
+    assert!(matches!(r, Some(Response::WitnessRefused { .. })), "{r:?}");
+    net.peers[1].fail_writes = false;
+    let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
+    assert!(
+        matches!(&r, Some(Response::WitnessRefused { reason, .. }) if reason.contains("restart")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_witnessed_fork_is_spread_as_an_alert_every_member_checks() {
+    let mut net = Net::mesh(mesh(3));
+    net.logs_on(2);
+    for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+        net.connect(a, b);
+    }
+    let origin = net.peers[0].id();
+    let key = NodeKey::from_secret(&net.peers[0].key.secret());
+    let mut honest = OwnLog::new(&key);
+    honest.seal(3, T0);
+    let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
+    assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+    let mut fork = OwnLog::forked(&key, 1);
+    fork.seal(3, T0);
+    let r = net.ask(1, origin, add_checkpoint(3, &fork.note));
+    assert!(matches!(r, Some(Response::WitnessRefused { .. })), "{r:?}");
+    // node 2 never saw the fork itself: it checked the evidence it got
+    let alerts = net.alerts(2);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.contains("two histories") && a.contains("proven by evidence")),
+        "{alerts:?}"
+    );
+    // a member's "alert" whose evidence proves nothing is refused
+    let (_, _, ev) = net.peers[1].evidence[0].clone();
+    let other = net.peers[2].id();
+    let forged = crate::proto::AdminMsg::sign(
+        crate::proto::AdminBody {
+            mesh: net.peers[2].node.roster().mesh().unwrap(),
+            kind: crate::proto::AdminKind::LogAlert {
+                origin: other,
+                evidence: ev,
+            },
+            by: net.peers[1].id(),
+            at: net.now,
+        },
+        &net.peers[1].key,
+    );
+    assert!(crate::node::admin::AdminState::check_alert(
+        &forged,
+        net.peers[2].node.roster(),
+        net.now
+    )
+    .is_err());
+}

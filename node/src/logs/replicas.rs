@@ -1,0 +1,307 @@
+//! keywardd's files of logs part 2, under the logs directory (the spool
+//! directory, default `<state_dir>/logs`):
+//!
+//! - `replicas/<origin>/`: other origins' logs in their own layout
+//!   (`checkpoint`, `tile/...`, `segments/<index>`), written as
+//!   `log::replica::Write`s say, with their barriers;
+//! - `witness/index` and `witness/<origin>`: the witness's state, each
+//!   file replaced durably (tmp, fsync, rename, directory fsync);
+//! - `evidence/<origin>/<ms>-<what>`: evidence against an origin;
+//! - `cosigned/<witness>`: this node's latest checkpoint as each witness
+//!   cosigned it.
+//!
+//! Loading refuses what does not verify (the store and the witness check
+//! every file), and reading this node's own log (segments for a push, a
+//! consistency proof for a witness) is bounded by the spool's limits.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keyward_core::identity::{NodeId, NodeKey};
+use keyward_core::log::merkle;
+use keyward_core::log::replica::store::ReplicaStore;
+use keyward_core::log::replica::usage::Limits;
+use keyward_core::log::replica::Write as ReplicaWrite;
+use keyward_core::log::witness::{Witness, WitnessFile, WitnessWrite};
+use keyward_core::node::{LogData, LogRead};
+
+use super::config::LogsConfig;
+use super::layout;
+
+pub const REPLICAS: &str = "replicas";
+pub const WITNESS: &str = "witness";
+pub const EVIDENCE: &str = "evidence";
+pub const COSIGNED: &str = "cosigned";
+
+/// Most other origins read at start (the witness's own bound).
+const MAX_ORIGINS: usize = keyward_core::log::witness::MAX_ORIGINS;
+
+/// What the node keeps of other origins' logs, as loaded.
+pub struct Loaded {
+    pub store: Option<ReplicaStore>,
+    pub witness: Option<Witness>,
+}
+
+/// Loads the replicas and the witness's state from `dir`. Anything that
+/// does not verify turns that part off, with the reason logged as an
+/// error: a replica built on tampered files, or a witness that forgot
+/// what it cosigned, must not run.
+pub fn load(cfg: &LogsConfig, key: &NodeKey, dir: &Path) -> Loaded {
+    if cfg.replica_quota_bytes == 0 {
+        return Loaded {
+            store: None,
+            witness: None,
+        };
+    }
+    let store = match load_store(cfg, dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("log replicas are OFF: {e}");
+            None
+        }
+    };
+    let had_replicas = origins_in(&dir.join(REPLICAS))
+        .map(|o| !o.is_empty())
+        .unwrap_or(false);
+    let witness = match load_witness(key, dir, had_replicas) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!("the log witness is OFF: {e}");
+            None
+        }
+    };
+    Loaded { store, witness }
+}
+
+fn origins_in(dir: &Path) -> std::io::Result<Vec<(NodeId, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let Some(id) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<NodeId>().ok())
+        else {
+            continue;
+        };
+        out.push((id, e.path()));
+        if out.len() > MAX_ORIGINS {
+            return Err(std::io::Error::other(format!(
+                "{} holds more than {MAX_ORIGINS} origins",
+                dir.display()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn load_store(cfg: &LogsConfig, dir: &Path) -> anyhow::Result<ReplicaStore> {
+    let limits = Limits {
+        quota_bytes: cfg.replica_quota_bytes,
+        warn_percent: cfg.warn_percent,
+        retention_ms: u64::from(cfg.replica_retention_days) * 86_400_000,
+    };
+    let mut store = ReplicaStore::new(limits)?;
+    for (origin, odir) in origins_in(&dir.join(REPLICAS))? {
+        let cp = layout::read_checkpoint(&odir)?;
+        let (tiles, tiles_bytes) = layout::read_tiles(&odir)?;
+        let mut segs = Vec::new();
+        for i in layout::segment_indexes(&odir)? {
+            segs.push((i, layout::read_bounded(&layout::segment_path(&odir, i))?));
+        }
+        let loaded = store.load(origin, cp.as_deref(), &tiles, tiles_bytes, segs)?;
+        apply_replica(dir, &loaded.writes).map_err(anyhow::Error::msg)?;
+        for n in loaded.notices {
+            tracing::info!("replica of {origin}: {n:?}");
+        }
+    }
+    Ok(store)
+}
+
+fn load_witness(key: &NodeKey, dir: &Path, had_replicas: bool) -> anyhow::Result<Witness> {
+    let key = Arc::new(NodeKey::from_secret(&key.secret()));
+    let wdir = dir.join(WITNESS);
+    if !wdir.is_dir() {
+        anyhow::ensure!(
+            !had_replicas,
+            "{} is missing while {} holds other origins' logs: a witness that forgot what it cosigned could cosign a rollback; restore it from a backup (or re-seed it) and restart",
+            wdir.display(),
+            dir.join(REPLICAS).display()
+        );
+        return Ok(Witness::new(key));
+    }
+    let index = match layout::read_bounded(&wdir.join("index")) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut records = Vec::new();
+    for (_, p) in origins_in(&wdir)? {
+        records.push(layout::read_bounded(&p)?);
+    }
+    Witness::load(key, index.as_deref(), records).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: keep {} aside as evidence and restore it from a backup",
+            wdir.display()
+        )
+    })
+}
+
+/// A relative path from the core, joined to `dir` only if it stays inside
+/// it (no `..`, not absolute).
+fn inside(dir: &Path, rel: &str) -> Result<PathBuf, String> {
+    let p = Path::new(rel);
+    if p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "refusing the path {rel}: outside the logs directory"
+        ));
+    }
+    Ok(dir.join(p))
+}
+
+/// Performs a replica's writes in order, with their barriers.
+pub fn apply_replica(dir: &Path, writes: &[ReplicaWrite]) -> Result<(), String> {
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let ctx = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    for w in writes {
+        match w {
+            ReplicaWrite::Segment { path, bytes } | ReplicaWrite::Tile { path, bytes } => {
+                let p = inside(dir, path)?;
+                layout::write_atomic(&p, bytes, &mut dirs).map_err(|e| ctx("writing", &p, e))?;
+            }
+            ReplicaWrite::Sync => sync_dirs(&mut dirs)?,
+            ReplicaWrite::Checkpoint { path, note } => {
+                let p = inside(dir, path)?;
+                layout::write_atomic(&p, note, &mut dirs).map_err(|e| ctx("writing", &p, e))?;
+                sync_dirs(&mut dirs)?;
+            }
+            ReplicaWrite::Delete { path } => {
+                let p = inside(dir, path)?;
+                match fs::remove_file(&p) {
+                    Ok(()) => {
+                        if let Some(d) = p.parent() {
+                            dirs.insert(d.to_path_buf());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(ctx("deleting", &p, e)),
+                }
+            }
+        }
+    }
+    sync_dirs(&mut dirs)
+}
+
+/// fsyncs every directory whose entries changed, and the parents of
+/// those created.
+fn sync_dirs(dirs: &mut BTreeSet<PathBuf>) -> Result<(), String> {
+    let mut all = std::mem::take(dirs);
+    let parents: Vec<PathBuf> = all
+        .iter()
+        .filter_map(|d| d.parent().map(Path::to_path_buf))
+        .collect();
+    all.extend(parents);
+    for d in all {
+        layout::sync_dir(&d).map_err(|e| format!("fsync {}: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// Replaces the witness's files in order, each durable before the next.
+pub fn apply_witness(dir: &Path, writes: &[WitnessWrite]) -> Result<(), String> {
+    let wdir = dir.join(WITNESS);
+    for w in writes {
+        let name = match w.file {
+            WitnessFile::Index => "index".to_string(),
+            WitnessFile::Origin(o) => o.to_string(),
+        };
+        let p = wdir.join(name);
+        let mut dirs = BTreeSet::new();
+        layout::write_atomic(&p, &w.bytes, &mut dirs)
+            .map_err(|e| format!("writing {}: {e}", p.display()))?;
+        sync_dirs(&mut dirs)?;
+    }
+    Ok(())
+}
+
+/// Reads what the node asked of this node's own log (`spool`: the spool
+/// directory).
+pub fn read_log(spool: &Path, read: &LogRead) -> Result<LogData, String> {
+    match read {
+        LogRead::Segments {
+            from,
+            to,
+            max_bytes,
+        } => {
+            let mut out = Vec::new();
+            let mut used = 0usize;
+            for i in *from..*to {
+                let p = layout::segment_path(spool, i);
+                let b = layout::read_bounded(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                if !out.is_empty() && used.saturating_add(b.len()) > *max_bytes {
+                    break;
+                }
+                used = used.saturating_add(b.len());
+                out.push(b);
+            }
+            Ok(LogData::Segments(out))
+        }
+        LogRead::Proof { old, size, root } => {
+            let (tiles, _) = layout::read_tiles(spool).map_err(|e| e.to_string())?;
+            merkle::prove_consistency(*old, *size, *root, &tiles)
+                .map(LogData::Proof)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Keeps a file under `dir/<sub>/<name>` durably (evidence, cosigned
+/// checkpoints).
+pub fn keep(dir: &Path, sub: &str, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let p = dir.join(sub).join(name);
+    let mut dirs = BTreeSet::new();
+    layout::write_atomic(&p, bytes, &mut dirs).map_err(|e| format!("{}: {e}", p.display()))?;
+    sync_dirs(&mut dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_from_the_core_stay_inside_the_logs_directory() {
+        let d = Path::new("/x/logs");
+        assert!(inside(d, "replicas/a/segments/1").is_ok());
+        assert!(inside(d, "../etc/passwd").is_err());
+        assert!(inside(d, "/etc/passwd").is_err());
+        assert!(inside(d, "replicas/../../x").is_err());
+    }
+
+    #[test]
+    fn replica_and_witness_files_round_trip_through_load() {
+        let t = tempfile::tempdir().unwrap();
+        let key = NodeKey::generate();
+        let cfg = LogsConfig::default();
+        // a fresh node: both on, empty
+        let l = load(&cfg, &key, t.path());
+        assert!(l.store.is_some() && l.witness.is_some());
+        // replicas without a witness state: the witness stays off
+        fs::create_dir_all(t.path().join(REPLICAS).join(key.id().to_string())).unwrap();
+        let l = load(&cfg, &key, t.path());
+        assert!(l.store.is_some());
+        assert!(
+            l.witness.is_none(),
+            "a forgotten witness must not start fresh"
+        );
+    }
+}
