@@ -1,6 +1,6 @@
 //! Human-readable views of `keyward status`.
 
-use keyward_node::control::{MemberStatus, Status};
+use keyward_node::control::{MemberStatus, ReplicationStatus, Status};
 use keyward_node::roster::Role;
 
 fn ago(ms: Option<u64>) -> String {
@@ -72,6 +72,45 @@ fn summary(v: &Status) {
     );
 }
 
+/// Logs part 2: who holds and witnesses this node's log, and whose logs
+/// this node keeps.
+fn replication(r: &ReplicationStatus) {
+    if r.size > 0 || !r.replicas.is_empty() {
+        let behind = r.size.saturating_sub(r.replicated);
+        println!(
+            "log      {} segments, {} held by the replicas{}",
+            r.size,
+            r.replicated,
+            if behind > 0 {
+                format!(" ({behind} not yet)")
+            } else {
+                String::new()
+            }
+        );
+        if r.replicas.is_empty() {
+            println!("log      NO REPLICA: no other guardian to hold this node's log");
+        }
+        for p in &r.replicas {
+            let who = p.name.clone().unwrap_or_else(|| p.id.clone());
+            let held = p
+                .held
+                .map_or("not heard from".into(), |h| format!("holds {h}"));
+            let cosigned = match p.cosigned {
+                Some(s) => format!("cosigned {s} {}", ago(p.cosigned_ms_ago)),
+                None => "cosigned nothing yet".into(),
+            };
+            println!("replica  {who}: {held}, {cosigned}");
+        }
+    }
+    for k in &r.kept {
+        let who = k.name.clone().unwrap_or_else(|| k.origin.clone());
+        let witnessed = k
+            .witnessed
+            .map_or("not witnessed".into(), |s| format!("witnessed at {s}"));
+        println!("keeps    {who}'s log: {} segments, {witnessed}", k.held);
+    }
+}
+
 pub fn status(v: &Status, all: bool) {
     let n = &v.node;
     println!("node     {} ({})", n.name, n.id);
@@ -109,6 +148,9 @@ pub fn status(v: &Status, all: bool) {
         if let Some(w) = &l.warning {
             println!("logs     WARNING: {w}");
         }
+    }
+    if let Some(r) = &v.replication {
+        replication(r);
     }
     println!();
     summary(v);

@@ -534,6 +534,30 @@ fn lines_sent_to_one_origin_end_up_on_two_replicas_disks() {
             "node {j} kept its witness state"
         );
     }
+    // `keyward status` says the same: at the origin, both replicas hold
+    // the whole log and cosigned it; at each replica, the origin's log
+    m.wait_for(Duration::from_secs(30), || {
+        let r = m
+            .status(0)?
+            .replication
+            .ok_or_else(|| anyhow::anyhow!("no replication status"))?;
+        Ok(r.size > 0
+            && r.replicated == r.size
+            && r.replicas.len() == 2
+            && r.replicas
+                .iter()
+                .all(|p| p.cosigned.is_some() && p.cosigned_ms_ago.is_some()))
+    })
+    .unwrap_or_else(|_| panic!("origin's status: {:?}", m.status(0).map(|s| s.replication)));
+    for j in [1, 2] {
+        let r = m.status(j).unwrap().replication.unwrap();
+        let k = r
+            .kept
+            .iter()
+            .find(|k| k.origin == origin)
+            .unwrap_or_else(|| panic!("node {j}: {r:?}"));
+        assert!(k.held > 0 && k.witnessed.is_some(), "node {j}: {k:?}");
+    }
     for i in 0..3 {
         m.stop(i).unwrap();
     }

@@ -12,8 +12,9 @@ mod status;
 pub use error::CtlError;
 pub use reply::{AdminSent, CtlReply, GuardianAnswer, GuardianResults, Invited, Joined, Revoked};
 pub use status::{
-    AlertStatus, ClockStatus, DecisionStatus, LockdownStatus, LogsStatus, MemberStatus, MeshStatus,
-    NodeStatus, Status, StrangersStatus,
+    AlertStatus, ClockStatus, DecisionStatus, KeptLogStatus, LockdownStatus, LogsStatus,
+    MemberStatus, MeshStatus, NodeStatus, ReplicaStatus, ReplicationStatus, Status,
+    StrangersStatus,
 };
 
 use serde::{Deserialize, Serialize};

@@ -26,6 +26,11 @@ pub struct Status {
     pub mesh: Option<MeshStatus>,
     pub node: NodeStatus,
     pub policy: Policy,
+    /// Logs part 2: this node's own log as its replicas hold and witness
+    /// it, and the other origins' logs kept here; absent when this node
+    /// neither logs nor keeps replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationStatus>,
     /// Ids of the revoked nodes.
     pub revoked: Vec<String>,
     pub strangers: StrangersStatus,
@@ -72,6 +77,43 @@ pub struct LockdownStatus {
     pub by: String,
     pub by_name: Option<String>,
     pub since_ms_ago: u64,
+}
+
+/// Logs part 2 as this node sees it (`Status::replication`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// Leaves in this node's own log (its latest durable checkpoint), and
+    /// how many of them R replicas hold (what `ack = "replicated"` waits
+    /// for).
+    pub size: u64,
+    pub replicated: u64,
+    /// This node's replicas (which are also its witnesses).
+    pub replicas: Vec<ReplicaStatus>,
+    /// Other origins' logs this node keeps or witnesses.
+    pub kept: Vec<KeptLogStatus>,
+}
+
+/// One replica of this node's own log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: String,
+    pub name: Option<String>,
+    /// Leaves it said it holds (None: not heard from yet).
+    pub held: Option<u64>,
+    /// The size of the checkpoint it last cosigned, and how long ago.
+    pub cosigned: Option<u64>,
+    pub cosigned_ms_ago: Option<u64>,
+}
+
+/// Another origin's log kept or witnessed here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptLogStatus {
+    pub origin: String,
+    pub name: Option<String>,
+    /// Leaves held here (0: witnessed only).
+    pub held: u64,
+    /// The size of its checkpoint this node last cosigned.
+    pub witnessed: Option<u64>,
 }
 
 /// The log spool against its quota (keywardd fills it in).

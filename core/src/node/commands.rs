@@ -80,6 +80,50 @@ impl Node {
 
     /// What `keyward status` shows. The transport's part (addresses per
     /// member, the gate's stranger counts) is the driver's to fill in.
+    /// Logs part 2 for `keyward status`: None when this node neither
+    /// logs nor keeps or witnesses other logs.
+    fn replication_status(&self, now: Millis) -> Option<control::ReplicationStatus> {
+        if self.logs.origin.is_none() && self.logs.store.is_none() && self.logs.witness.is_none() {
+            return None;
+        }
+        let v = self.logs_view();
+        let name = |id: &NodeId| self.roster.member(id).map(|m| m.name.clone());
+        let replicas = v
+            .replicas
+            .iter()
+            .map(|(id, held, cosigned)| control::ReplicaStatus {
+                id: id.to_string(),
+                name: name(id),
+                held: *held,
+                cosigned: *cosigned,
+                cosigned_ms_ago: cosigned
+                    .and(v.cosigned_at.get(id))
+                    .map(|t| now.saturating_sub(*t)),
+            })
+            .collect();
+        let mut kept: BTreeMap<NodeId, (u64, Option<u64>)> = BTreeMap::new();
+        for (o, held) in &v.held {
+            kept.entry(*o).or_default().0 = *held;
+        }
+        for (o, size) in &v.witnessed {
+            kept.entry(*o).or_default().1 = Some(*size);
+        }
+        Some(control::ReplicationStatus {
+            size: v.size,
+            replicated: v.replicated,
+            replicas,
+            kept: kept
+                .into_iter()
+                .map(|(o, (held, witnessed))| control::KeptLogStatus {
+                    origin: o.to_string(),
+                    name: name(&o),
+                    held,
+                    witnessed,
+                })
+                .collect(),
+        })
+    }
+
     pub fn status(&self, now: Millis) -> Status {
         let texts = self.roster.member_texts();
         let members = self
@@ -136,6 +180,7 @@ impl Node {
             listen: self.listen.clone(),
             lockdown,
             logs: None,
+            replication: self.replication_status(now),
             members,
             revoked: self.roster.revoked().map(|r| r.to_string()).collect(),
             strangers,

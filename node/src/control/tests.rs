@@ -83,6 +83,7 @@ fn status() -> Status {
         },
         policy: Policy::default(),
         logs: None,
+        replication: None,
         revoked: vec!["c-id".into()],
         strangers: StrangersStatus {
             connections: 2,

@@ -66,8 +66,10 @@ pub struct LogsSetup {
 pub(crate) struct WitnessPeer {
     /// The size it last cosigned (or said it did, in a conflict).
     pub last: Option<u64>,
-    /// The note it last cosigned, with its cosignature line.
+    /// The note it last cosigned, with its cosignature line, and when
+    /// this node got it.
     pub note: Vec<u8>,
+    pub cosigned_at: Option<Millis>,
     pub in_flight: bool,
     pub conflicts: u8,
 }
@@ -162,4 +164,6 @@ pub struct LogsView {
     pub held: Vec<(NodeId, u64)>,
     /// Origins witnessed here: origin, size last cosigned.
     pub witnessed: Vec<(NodeId, u64)>,
+    /// When each replica's last cosignature came in (this node's clock).
+    pub cosigned_at: BTreeMap<NodeId, Millis>,
 }

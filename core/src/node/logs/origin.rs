@@ -56,6 +56,11 @@ impl Node {
                     (*p, o.tracker.held_by(p), w)
                 })
                 .collect();
+            v.cosigned_at = o
+                .witnesses
+                .iter()
+                .filter_map(|(p, w)| w.cosigned_at.map(|t| (*p, t)))
+                .collect();
         }
         if let Some(s) = &self.logs.store {
             v.held = s.origins().map(|o| (*o, s.held(o).size)).collect();
@@ -402,6 +407,7 @@ impl Node {
 
     fn on_witness_answer(&mut self, peer: NodeId, size: u64, r: Result<Response, String>) {
         let me = self.me.id;
+        let now = self.logs.now;
         let Some(o) = &mut self.logs.origin else {
             return;
         };
@@ -418,6 +424,7 @@ impl Node {
                 }
                 w.last = Some(size);
                 w.note = note.clone();
+                w.cosigned_at = Some(now);
                 w.conflicts = 0;
                 self.push(Output::Cosigned {
                     witness: peer,
@@ -432,6 +439,7 @@ impl Node {
                 w.conflicts += 1;
                 w.last = Some(last);
                 w.note.clear();
+                w.cosigned_at = None;
                 self.logs_ask_witness(peer);
             }
             Ok(Response::WitnessRefused { reason, .. }) | Ok(Response::Refused { reason }) => {

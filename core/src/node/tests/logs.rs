@@ -276,6 +276,27 @@ fn sealed_segments_reach_two_replicas_and_the_replicated_size_advances() {
             .all(|(_, h, c)| *h == Some(9) && *c == Some(9)),
         "{v:?}"
     );
+    // `keyward status` at the origin: its log, each replica by name with
+    // what it holds and when it last cosigned
+    let now = net.now;
+    let r = net.peers[0].node.status(now).replication.unwrap();
+    assert_eq!((r.size, r.replicated, r.replicas.len()), (9, 9, 2));
+    for p in &r.replicas {
+        assert!(p.name.is_some(), "{p:?}");
+        assert_eq!((p.held, p.cosigned), (Some(9), Some(9)), "{p:?}");
+        assert!(
+            p.cosigned_ms_ago
+                .is_some_and(|a| a <= WITNESS_INTERVAL + 1000),
+            "{p:?}"
+        );
+    }
+    assert!(r.kept.is_empty(), "the origin keeps no one's log: {r:?}");
+    // and at a replica: the origin's log it keeps and witnessed
+    let r = net.peers[reps[0]].node.status(now).replication.unwrap();
+    let origin = net.peers[0].id().to_string();
+    let k = r.kept.iter().find(|k| k.origin == origin).unwrap();
+    assert_eq!((k.held, k.witnessed), (9, Some(9)), "{k:?}");
+    assert!(k.name.is_some());
 }
 
 #[test]
