@@ -149,3 +149,27 @@ pub enum Finding {
         got: u64,
     },
 }
+
+impl Finding {
+    /// The log it is about: for a push in another's name, the node named.
+    pub fn origin(&self) -> NodeId {
+        match self {
+            Finding::NotSender { claimed, .. } => *claimed,
+            _ => self.against(),
+        }
+    }
+
+    /// Whom it is evidence against: for a push in another's name, the
+    /// sender that pushed it; otherwise the origin that signed.
+    pub fn against(&self) -> NodeId {
+        match self {
+            Finding::NotSender { sender, .. } => *sender,
+            Finding::ForeignSegment { origin, .. }
+            | Finding::BadSegment { origin, .. }
+            | Finding::Equivocation { origin, .. }
+            | Finding::Fork { origin, .. }
+            | Finding::TwoCheckpoints { origin, .. }
+            | Finding::Sequence { origin, .. } => *origin,
+        }
+    }
+}

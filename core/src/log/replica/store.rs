@@ -295,7 +295,7 @@ impl ReplicaStore {
             ),
             Refusal::Gap { origin, .. } => (*origin, RefusedCode::Gap),
             Refusal::Invalid { origin, .. } => (*origin, RefusedCode::Invalid),
-            Refusal::Evidence(f) => (finding_origin(f), RefusedCode::Evidence),
+            Refusal::Evidence(f) => (f.origin(), RefusedCode::Evidence),
         };
         Refused::new(origin, self.held(&origin).size, code, &r.to_string())
     }
@@ -720,17 +720,5 @@ impl ReplicaStore {
         out.notices.extend(st.acct.warning(origin, &self.limits));
         self.origins.insert(origin, st);
         Ok(out)
-    }
-}
-
-fn finding_origin(f: &Finding) -> NodeId {
-    match f {
-        Finding::NotSender { claimed, .. } => *claimed,
-        Finding::ForeignSegment { origin, .. }
-        | Finding::BadSegment { origin, .. }
-        | Finding::Equivocation { origin, .. }
-        | Finding::Fork { origin, .. }
-        | Finding::TwoCheckpoints { origin, .. }
-        | Finding::Sequence { origin, .. } => *origin,
     }
 }

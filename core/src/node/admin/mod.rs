@@ -251,20 +251,17 @@ impl AdminState {
         let h: [u8; 32] = Sha256::digest(evidence).into();
         let mut k = [0u8; 16];
         k.copy_from_slice(&h[..16]);
-        let k = (*origin, k);
-        if self.evidence.contains(&k) {
-            return false;
-        }
-        self.evidence.push_back(k);
-        while self.evidence.len() > MAX_EVIDENCE {
-            self.evidence.pop_front();
-        }
-        true
+        self.first_key((*origin, k))
     }
 
     /// Whether this request was not yet the evidence of a recorded alert.
     pub fn first_evidence(&mut self, r: &ShareRequest) -> bool {
-        let k = (r.owner, r.nonce);
+        self.first_key((r.owner, r.nonce))
+    }
+
+    /// Remembers evidence key `k` (the last [`MAX_EVIDENCE`]); false if
+    /// it was already there.
+    fn first_key(&mut self, k: (NodeId, [u8; 16])) -> bool {
         if self.evidence.contains(&k) {
             return false;
         }

@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 use crate::codec::{self, Wire};
 use crate::guardian::Millis;
 use crate::identity::NodeId;
-use crate::log::replica::Finding;
 use crate::proto::{AdminBody, AdminKind, AdminMsg, Gossip};
 
 use super::super::io::Output;
@@ -89,19 +88,5 @@ impl Node {
         if codec::encode(&m).is_ok_and(|b| b.len() <= <AdminMsg as Wire>::MAX) {
             self.publish(Gossip::Admin(m));
         }
-    }
-}
-
-/// Whom a replica's finding is against: the sender that pushed in
-/// another's name, or the origin.
-pub(super) fn against(f: &Finding) -> NodeId {
-    match f {
-        Finding::NotSender { sender, .. } => *sender,
-        Finding::ForeignSegment { origin, .. }
-        | Finding::BadSegment { origin, .. }
-        | Finding::Equivocation { origin, .. }
-        | Finding::Fork { origin, .. }
-        | Finding::TwoCheckpoints { origin, .. }
-        | Finding::Sequence { origin, .. } => *origin,
     }
 }

@@ -35,7 +35,7 @@ impl Node {
                     self.note(Note::Replica(n));
                 }
                 for f in acc.findings {
-                    self.log_finding(super::findings::against(&f), f.to_string(), None, now);
+                    self.log_finding(f.against(), f.to_string(), None, now);
                 }
                 let ok = Response::LogHeld(acc.held);
                 if acc.writes.is_empty() {
@@ -61,7 +61,7 @@ impl Node {
                 if let Some(f) = refusal.finding() {
                     let text = f.to_string();
                     let bytes = push.encode().ok();
-                    let against = super::findings::against(f);
+                    let against = f.against();
                     self.log_finding(against, text, bytes.map(|b| ("push", b)), now);
                 }
                 self.push(Output::Respond { id, response });

@@ -365,8 +365,9 @@ fn a_push_in_another_nodes_name_is_refused_with_a_finding() {
     assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
 }
 
-#[test]
-fn a_fork_or_a_rollback_is_refused_with_evidence_and_an_alert() {
+/// Two nodes with logs on; node 1 cosigned node 0's first checkpoint
+/// (3 leaves): the net, the origin, its key and its honest log.
+fn cosigned_once() -> (Net, NodeId, NodeKey, OwnLog) {
     let mut net = Net::mesh(mesh(2));
     net.logs_on(1);
     let origin = net.peers[0].id();
@@ -375,6 +376,12 @@ fn a_fork_or_a_rollback_is_refused_with_evidence_and_an_alert() {
     honest.seal(3, T0);
     let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
     assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+    (net, origin, key, honest)
+}
+
+#[test]
+fn a_fork_or_a_rollback_is_refused_with_evidence_and_an_alert() {
+    let (mut net, origin, key, honest) = cosigned_once();
     // the same size, another history
     let mut fork = OwnLog::forked(&key, 1);
     fork.seal(3, T0);
@@ -423,14 +430,7 @@ fn a_fork_or_a_rollback_is_refused_with_evidence_and_an_alert() {
 
 #[test]
 fn a_witness_never_cosigns_two_inconsistent_checkpoints_across_a_restart() {
-    let mut net = Net::mesh(mesh(2));
-    net.logs_on(1);
-    let origin = net.peers[0].id();
-    let key = NodeKey::from_secret(&net.peers[0].key.secret());
-    let mut honest = OwnLog::new(&key);
-    honest.seal(3, T0);
-    let r = net.ask(1, origin, add_checkpoint(0, &honest.note));
-    assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+    let (mut net, origin, key, mut honest) = cosigned_once();
     let t = &net.peers[1].trace;
     let w = t.iter().position(|k| k == "write:witness state").unwrap();
     assert!(
