@@ -137,8 +137,12 @@ pub enum Output {
     /// `create`).
     AppendJournal(JournalWrite),
     /// Write `segments/<index>` (a new file, atomically: tmp + rename).
+    /// `source` and `seq` are the segment's, from its header, so a driver
+    /// need not decode the bytes to know what it writes.
     WriteSegment {
         index: u64,
+        source: String,
+        seq: u64,
         bytes: Vec<u8>,
     },
     /// Write a tile at its C2SP path (atomically; same bytes if it exists).
@@ -485,6 +489,8 @@ impl Spool {
                 .segment_written(index, &s.header, s.bytes.len() as u64);
             self.out.push_back(Output::WriteSegment {
                 index,
+                source: s.header.source,
+                seq: s.header.seq,
                 bytes: s.bytes,
             });
         }

@@ -470,17 +470,16 @@ impl Driver {
             let dir = self.io.dir.clone();
             match o {
                 Output::AppendJournal(w) => self.io.append(&w.source, w.seq, w.create, &w.bytes),
-                Output::WriteSegment { index, bytes } => {
-                    if !self.repl.sources.is_empty() {
-                        // where a replicated ack's lines landed (the ack
-                        // may come after the segment, in the same commit)
-                        if let Ok(s) = keyward_core::log::segment::Segment::decode(&bytes) {
-                            if self.repl.sources.contains(&s.header.source) {
-                                self.repl
-                                    .sealed
-                                    .insert((s.header.source, s.header.seq), index);
-                            }
-                        }
+                Output::WriteSegment {
+                    index,
+                    source,
+                    seq,
+                    bytes,
+                } => {
+                    // where a replicated ack's lines landed (the ack may
+                    // come after the segment, in the same commit)
+                    if self.repl.sources.contains(&source) {
+                        self.repl.sealed.insert((source, seq), index);
                     }
                     self.io.write(&layout::segment_path(&dir, index), &bytes)
                 }

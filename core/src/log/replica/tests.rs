@@ -775,7 +775,7 @@ fn a_spools_log_replicates_to_its_chosen_peers() {
         sp.commit(1000 + i);
         while let Some(o) = sp.poll_output() {
             match o {
-                Output::WriteSegment { index, bytes } => {
+                Output::WriteSegment { index, bytes, .. } => {
                     segs.insert(index, bytes);
                 }
                 Output::WriteTile(t) => {

@@ -252,6 +252,8 @@ impl Spool {
                     .segment_written(index, &s.header, s.bytes.len() as u64);
                 spool.out.push_back(Output::WriteSegment {
                     index,
+                    source: s.header.source,
+                    seq: s.header.seq,
                     bytes: s.bytes,
                 });
             }

@@ -172,7 +172,7 @@ impl Run {
                     }
                     p.push((path, Some(w.bytes), true));
                 }
-                Output::WriteSegment { index, bytes } => {
+                Output::WriteSegment { index, bytes, .. } => {
                     p.push((seg_path(index), Some(bytes), false))
                 }
                 Output::WriteTile(t) => p.push((t.path, Some(t.bytes), false)),
