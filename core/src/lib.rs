@@ -45,4 +45,5 @@ pub mod roster;
 pub mod shares;
 #[cfg(test)]
 mod testkit;
+pub mod text;
 pub mod unlock;

@@ -226,15 +226,11 @@ impl Refused {
     /// A refusal; the detail is cut to [`MAX_DETAIL`] bytes (on a
     /// character boundary).
     pub fn new(origin: NodeId, size: u64, code: RefusedCode, detail: &str) -> Refused {
-        let mut end = detail.len().min(MAX_DETAIL);
-        while !detail.is_char_boundary(end) {
-            end -= 1;
-        }
         Refused {
             origin,
             size,
             code,
-            detail: detail[..end].to_string(),
+            detail: crate::text::prefix(detail, MAX_DETAIL).to_string(),
         }
     }
 

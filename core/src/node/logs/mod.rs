@@ -88,6 +88,16 @@ pub(crate) struct OriginSide {
     pub reported: u64,
 }
 
+impl OriginSide {
+    /// No add-checkpoint to `peer` is under way any more (it was
+    /// dropped before it went out): the next round asks again.
+    pub fn witness_idle(&mut self, peer: &NodeId) {
+        if let Some(w) = self.witnesses.get_mut(peer) {
+            w.in_flight = false;
+        }
+    }
+}
+
 /// A read of the own log the node waits for, and what it is for.
 #[derive(Debug, Clone)]
 pub(crate) enum Read {

@@ -202,10 +202,7 @@ impl Node {
             (Read::Proof { peer, old, size }, Ok(LogData::Proof(proof))) => {
                 if o.checkpoint.as_ref().map(|c| c.0) != Some(size) {
                     // a newer checkpoint came meanwhile: the next round
-                    if let Some(w) = o.witnesses.get_mut(&peer) {
-                        w.in_flight = false;
-                    }
-                    return;
+                    return o.witness_idle(&peer);
                 }
                 self.send_add_checkpoint(peer, old, proof, note, size);
             }
@@ -220,9 +217,7 @@ impl Node {
                         peer
                     }
                     Read::Proof { peer, .. } => {
-                        if let Some(w) = o.witnesses.get_mut(&peer) {
-                            w.in_flight = false;
-                        }
+                        o.witness_idle(&peer);
                         peer
                     }
                 };
@@ -252,13 +247,8 @@ impl Node {
                 Sent::Witness { peer, size },
             ),
             Err(e) => {
-                if let Some(w) = self
-                    .logs
-                    .origin
-                    .as_mut()
-                    .and_then(|o| o.witnesses.get_mut(&peer))
-                {
-                    w.in_flight = false;
+                if let Some(o) = &mut self.logs.origin {
+                    o.witness_idle(&peer);
                 }
                 self.note(Note::LogProblem(e.to_string()));
             }
@@ -470,9 +460,5 @@ fn short(s: &str) -> String {
     if s.len() <= MAX {
         return s.to_string();
     }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    format!("{}...", crate::text::prefix(s, MAX))
 }
