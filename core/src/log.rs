@@ -32,6 +32,8 @@
 //!   with evidence) and the origin's tracking of what its replicas hold.
 //! - [`verify`]: reading a spool back and saying exactly what is wrong with
 //!   it: a segment edited, truncated, reordered, replaced or missing.
+//! - [`fetch`]: what an auditor member asks a node for to copy the logs
+//!   it holds into an audit directory, piece by bounded piece.
 //! - [`witness`]: cosigning other nodes' checkpoints (C2SP tlog-witness),
 //!   the state that keeps a witness from cosigning a rollback across
 //!   restarts, gossip comparison, and self-verifying fork/rollback
@@ -43,6 +45,7 @@
 //! caller passes.
 
 pub mod checkpoint;
+pub mod fetch;
 pub mod ingest;
 pub mod journal;
 pub mod line;

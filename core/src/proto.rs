@@ -10,6 +10,7 @@ pub type Secret32 = ByteArray<32>;
 use crate::codec::{self, Wire};
 use crate::guardian::{Millis, Refusal, ShareRequest};
 use crate::identity::{NodeId, NodeKey, Sig};
+use crate::log::fetch::{FetchItem, Holding};
 use crate::log::replica::wire::{Ask, Held, Push, Refused, MAX_PUSH};
 use crate::roster::{Member, MeshId, Role, SignedOp};
 use crate::shares::ShareEnvelope;
@@ -92,6 +93,13 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
+    /// An auditor member asks which origins' logs this node holds
+    /// (`keyward audit fetch`); answered with [`Response::LogHolding`].
+    LogHolding,
+    /// An auditor member asks for one piece of an origin's log this node
+    /// holds; answered with [`Response::LogFile`] or
+    /// [`Response::LogNotes`] (for [`FetchItem::Cosigned`]).
+    LogFetch { origin: NodeId, item: FetchItem },
     /// Never on the wire: what the codec hands up when a peer's request
     /// did not decode (too large, malformed, unknown version), so the
     /// daemon can name and count the peer. libp2p drops failed reads
@@ -161,6 +169,19 @@ pub enum Response {
         last_size: Option<u64>,
         reason: String,
     },
+    /// The origins whose logs this node holds (at most
+    /// `fetch::MAX_HOLDING`).
+    LogHolding(Vec<Holding>),
+    /// A piece of a file (at most `fetch::CHUNK` bytes from the asked
+    /// offset) and the file's whole length.
+    LogFile {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        total: u64,
+    },
+    /// Notes of the origin with witness cosignatures (at most
+    /// `fetch::MAX_NOTES`, each at most `checkpoint::MAX_NOTE` bytes).
+    LogNotes(Vec<serde_bytes::ByteBuf>),
 }
 
 impl Wire for Response {

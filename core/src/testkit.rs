@@ -9,6 +9,7 @@ pub struct TestNode {
     pub key: NodeKey,
     pub boot: BootKey,
     pub name: String,
+    pub role: Role,
 }
 
 impl TestNode {
@@ -17,7 +18,7 @@ impl TestNode {
             id: self.key.id(),
             boot: self.boot.public(),
             name: self.name.clone(),
-            role: Role::Guardian,
+            role: self.role,
         }
     }
 }
@@ -31,12 +32,23 @@ pub struct TestMesh {
 
 /// A mesh of `n` guardians named n0, n1, ...
 pub fn mesh(n: usize) -> TestMesh {
+    mesh_with_auditors(n, 0)
+}
+
+/// A mesh of `n` members named n0, n1, ..., the last `auditors` of them
+/// auditors, the others guardians.
+pub fn mesh_with_auditors(n: usize, auditors: usize) -> TestMesh {
     let mesh = MeshId([7; 16]);
     let nodes: Vec<TestNode> = (0..n)
         .map(|i| TestNode {
             key: NodeKey::generate(),
             boot: BootKey::generate(),
             name: format!("n{i}"),
+            role: if i + auditors >= n && i > 0 {
+                Role::Auditor
+            } else {
+                Role::Guardian
+            },
         })
         .collect();
     let (mut roster, _) = Roster::found("test", mesh, nodes[0].member(), &nodes[0].key);

@@ -422,6 +422,7 @@ impl Daemon {
                 journal::write(n)
             }
             o @ (Output::ReadLog { .. }
+            | Output::ServeLog { .. }
             | Output::Replicated(_)
             | Output::Cosigned { .. }
             | Output::Evidence { .. }) => self.logs_output(o),

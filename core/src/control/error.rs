@@ -86,6 +86,14 @@ pub enum CtlError {
     #[error("unexpected answer from the inviter")]
     InviterConfused,
 
+    // --- asking one member (audit fetch) ---
+    #[error("could not reach {peer}: {reason}")]
+    PeerUnreachable { peer: String, reason: String },
+    #[error("{peer} refused: {reason}")]
+    PeerRefused { peer: String, reason: String },
+    #[error("{peer} answered with something else than was asked")]
+    PeerConfused { peer: String },
+
     // --- revoking ---
     /// The daemon's database failed.
     #[error("{0}")]

@@ -10,7 +10,10 @@ mod reply;
 mod status;
 
 pub use error::CtlError;
-pub use reply::{AdminSent, CtlReply, GuardianAnswer, GuardianResults, Invited, Joined, Revoked};
+pub use reply::{
+    AdminSent, CtlReply, GuardianAnswer, GuardianResults, HeldLog, Invited, Joined, LogPiece,
+    Revoked,
+};
 pub use status::{
     AlertStatus, ClockStatus, DecisionStatus, KeptLogStatus, LockdownStatus, LogsStatus,
     MemberStatus, MeshStatus, NodeStatus, ReplicaStatus, ReplicationStatus, Status,
@@ -19,6 +22,7 @@ pub use status::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::log::fetch::FetchItem;
 use crate::roster::Role;
 
 /// Longest request or response line.
@@ -66,6 +70,18 @@ pub enum CtlRequest {
     /// Ask every active guardian which epochs of this node's envelopes it
     /// holds; each answers with its epochs or why not.
     Held,
+    /// `keyward audit fetch`: ask member `from` (a node id) which origins'
+    /// logs it holds. Only an auditor member is answered.
+    LogHolding {
+        from: String,
+    },
+    /// `keyward audit fetch`: ask member `from` for one piece of
+    /// `origin`'s log (both node ids).
+    LogFetch {
+        from: String,
+        origin: String,
+        item: FetchItem,
+    },
 }
 
 impl CtlRequest {
@@ -84,6 +100,8 @@ impl CtlRequest {
             CtlRequest::Rekey { .. } => "rekey",
             CtlRequest::Drop { .. } => "drop",
             CtlRequest::Held => "held",
+            CtlRequest::LogHolding { .. } => "log_holding",
+            CtlRequest::LogFetch { .. } => "log_fetch",
         }
     }
 }

@@ -20,6 +20,8 @@ use crate::roster::Role;
 /// | `Approve`, `Deny`, `Lockdown`, `Lift`| `Admin`                 |
 /// | `Rekey`                              | `Rekeyed`               |
 /// | `Deposit`, `Drop`, `Held`            | `Guardians`             |
+/// | `LogHolding`                         | `LogHolding`            |
+/// | `LogFetch`                           | `LogPiece`              |
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CtlReply {
@@ -30,6 +32,8 @@ pub enum CtlReply {
     Admin(AdminSent),
     Rekeyed,
     Guardians(GuardianResults),
+    LogHolding(Vec<HeldLog>),
+    LogPiece(LogPiece),
 }
 
 impl CtlReply {
@@ -43,6 +47,8 @@ impl CtlReply {
             CtlReply::Admin(_) => "admin",
             CtlReply::Rekeyed => "rekeyed",
             CtlReply::Guardians(_) => "guardians",
+            CtlReply::LogHolding(_) => "log_holding",
+            CtlReply::LogPiece(_) => "log_piece",
         }
     }
 }
@@ -143,4 +149,25 @@ impl GuardianResults {
             Some(a) => a.to_string(),
         }
     }
+}
+
+/// One origin whose log a member holds (`keyward audit fetch`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLog {
+    /// The origin's node id.
+    pub origin: String,
+    /// Leaves held: `0..size`.
+    pub size: u64,
+}
+
+/// One piece of an origin's log, as a member sent it: nothing in it is
+/// trusted before `keyward audit verify` checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogPiece {
+    /// Bytes of a file from the asked offset (base64), and the file's
+    /// whole length.
+    File { data: String, total: u64 },
+    /// Notes with witness cosignatures (base64 each).
+    Notes { notes: Vec<String> },
 }

@@ -74,6 +74,16 @@ impl Node {
                     .collect();
                 return self.fan_out(id, requests, BTreeMap::new());
             }
+            CtlRequest::LogHolding { from } => {
+                return self.audit_ask(id, &from, Request::LogHolding)
+            }
+            CtlRequest::LogFetch { from, origin, item } => {
+                let Ok(origin) = origin.parse::<NodeId>() else {
+                    let e = CtlError::BadRequest(format!("`{origin}` is not a node id"));
+                    return self.reply(id, Err(e));
+                };
+                return self.audit_ask(id, &from, Request::LogFetch { origin, item });
+            }
         };
         self.reply(id, r);
     }

@@ -197,6 +197,22 @@ pub enum Output {
         size: u64,
         note: Vec<u8>,
     },
+    /// Answer peer request `id` (an auditor's fetch the node allowed)
+    /// with a piece of a log file: `path` ([`FetchItem::path`]) under the
+    /// own spool (`own`) or the origin's replica directory, at most
+    /// `fetch::CHUNK` bytes from `offset`, as [`Response::LogFile`]; a
+    /// file missing or unreadable is [`Response::Refused`] saying so.
+    ///
+    /// [`FetchItem::path`]: crate::log::fetch::FetchItem::path
+    /// [`Response::LogFile`]: crate::proto::Response::LogFile
+    /// [`Response::Refused`]: crate::proto::Response::Refused
+    ServeLog {
+        id: InId,
+        origin: NodeId,
+        own: bool,
+        path: String,
+        offset: u64,
+    },
     /// Evidence against `origin`, to keep as a file (`evidence/<origin>/
     /// <at>-<what>`): `bytes` are self-contained (a `log-evidence` frame,
     /// or the push that carried the offence).

@@ -36,6 +36,10 @@ enum Pending {
     GoingDown,
     /// A log push or an add-checkpoint.
     Logs(super::logs::Sent),
+    /// An auditor's question to a member, for control request `ctl`.
+    Audit {
+        ctl: CtlId,
+    },
 }
 
 /// A control request fanned out to several guardians.
@@ -84,6 +88,10 @@ impl Node {
 
     pub(super) fn send_log(&mut self, p: NodeId, req: Request, sent: super::logs::Sent) {
         self.send(p, req, Pending::Logs(sent));
+    }
+
+    pub(super) fn send_audit(&mut self, p: NodeId, req: Request, ctl: CtlId) {
+        self.send(p, req, Pending::Audit { ctl });
     }
 
     pub(super) fn say_goodbye(&mut self, p: NodeId) {
@@ -199,6 +207,7 @@ impl Node {
             },
             Pending::GoingDown => {}
             Pending::Logs(sent) => self.on_log_response(sent, r, now),
+            Pending::Audit { ctl } => self.audit_answer(ctl, from, r),
         }
     }
 

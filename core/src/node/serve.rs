@@ -110,6 +110,10 @@ impl Node {
             Request::AddCheckpoint { body } if member => {
                 return self.serve_add_checkpoint(id, from, &body, now)
             }
+            Request::LogHolding => return self.serve_log_holding(id, from),
+            Request::LogFetch { origin, item } => {
+                return self.serve_log_fetch(id, from, origin, item)
+            }
             Request::Malformed(why) => {
                 self.strike(from, why.clone(), now);
                 Answer::Now(Response::Refused { reason: why })

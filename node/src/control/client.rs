@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    AdminSent, CtlError, CtlReply, CtlRequest, CtlResponse, GuardianResults, Invited, Joined,
-    Revoked, Status, MAX_LINE,
+    AdminSent, CtlError, CtlReply, CtlRequest, CtlResponse, GuardianResults, HeldLog, Invited,
+    Joined, LogPiece, Revoked, Status, MAX_LINE,
 };
 use crate::roster::Role;
+use keyward_core::log::fetch::FetchItem;
 
 /// Talks to the keywardd listening on one control socket.
 #[derive(Clone, Debug)]
@@ -110,6 +111,27 @@ impl Client {
 
     pub fn held(&self) -> Result<GuardianResults, CtlError> {
         expect!("held", self.call(&CtlRequest::Held)?, CtlReply::Guardians(r) => r)
+    }
+
+    /// Which origins' logs member `from` holds (`keyward audit fetch`).
+    pub fn log_holding(&self, from: &str) -> Result<Vec<HeldLog>, CtlError> {
+        let req = CtlRequest::LogHolding { from: from.into() };
+        expect!("log_holding", self.call(&req)?, CtlReply::LogHolding(r) => r)
+    }
+
+    /// One piece of `origin`'s log from member `from`.
+    pub fn log_fetch(
+        &self,
+        from: &str,
+        origin: &str,
+        item: FetchItem,
+    ) -> Result<LogPiece, CtlError> {
+        let req = CtlRequest::LogFetch {
+            from: from.into(),
+            origin: origin.into(),
+            item,
+        };
+        expect!("log_fetch", self.call(&req)?, CtlReply::LogPiece(r) => r)
     }
 
     /// Sends one request and waits for its answer.

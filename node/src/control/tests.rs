@@ -143,6 +143,17 @@ fn replies() -> Vec<CtlReply> {
         }),
         CtlReply::Rekeyed,
         CtlReply::Guardians(GuardianResults { results }),
+        CtlReply::LogHolding(vec![HeldLog {
+            origin: "a-id".into(),
+            size: 7,
+        }]),
+        CtlReply::LogPiece(LogPiece::File {
+            data: "AAEC".into(),
+            total: 3,
+        }),
+        CtlReply::LogPiece(LogPiece::Notes {
+            notes: vec!["bm90ZQo=".into()],
+        }),
     ]
 }
 
@@ -198,6 +209,17 @@ fn errors() -> Vec<CtlError> {
         CtlError::InviterWrongMesh,
         CtlError::NotAdmitted,
         CtlError::InviterConfused,
+        CtlError::PeerUnreachable {
+            peer: "12D3".into(),
+            reason: "dial failed".into(),
+        },
+        CtlError::PeerRefused {
+            peer: "12D3".into(),
+            reason: "only an active auditor member may fetch logs".into(),
+        },
+        CtlError::PeerConfused {
+            peer: "12D3".into(),
+        },
         CtlError::Revoke(RevokeError::NotInMesh),
         CtlError::Revoke(RevokeError::FounderIrrevocable),
         CtlError::Revoke(RevokeError::AlreadyRevoked { who: "c".into() }),
@@ -236,6 +258,9 @@ fn errors() -> Vec<CtlError> {
             | CtlError::InviterWrongMesh
             | CtlError::NotAdmitted
             | CtlError::InviterConfused
+            | CtlError::PeerUnreachable { .. }
+            | CtlError::PeerRefused { .. }
+            | CtlError::PeerConfused { .. }
             | CtlError::Store(_) => {}
         }
     }

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use keyward_core::node::{Input, LogsSetup, Output, Write};
+use keyward_core::proto::Response;
 use tracing::{error, warn};
 
 use crate::logs::replicas;
@@ -101,6 +102,22 @@ impl super::Daemon {
                 let result = replicas::read_log(&dir, &read);
                 self.node
                     .handle(super::now_ms(), Input::LogRead { id, result });
+            }
+            Output::ServeLog {
+                id,
+                origin,
+                own,
+                path,
+                offset,
+            } => {
+                let response =
+                    match crate::logs::serve::read_piece(&dir, &origin, own, &path, offset) {
+                        Ok((bytes, total)) => Response::LogFile { bytes, total },
+                        Err(e) => Response::Refused {
+                            reason: format!("cannot read {path} of {origin}'s log: {e}"),
+                        },
+                    };
+                self.output(Output::Respond { id, response });
             }
             Output::Replicated(size) => {
                 if let Some(h) = &self.logs {

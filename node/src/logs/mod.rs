@@ -19,6 +19,8 @@ pub mod read;
 #[cfg(feature = "daemon")]
 pub mod replicas;
 #[cfg(feature = "daemon")]
+pub mod serve;
+#[cfg(feature = "daemon")]
 pub mod spool;
 #[cfg(feature = "daemon")]
 pub use inbox::{Batch, Inbox, Refused, INBOX_BATCHES};

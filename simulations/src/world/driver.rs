@@ -107,6 +107,7 @@ impl World {
             // logs part 2 is not simulated yet: no node turns it on, so
             // none of these comes
             Output::ReadLog { .. }
+            | Output::ServeLog { .. }
             | Output::Replicated(_)
             | Output::Cosigned { .. }
             | Output::Evidence { .. } => {}

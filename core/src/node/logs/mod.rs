@@ -17,7 +17,11 @@
 //!   answered only once what they change is durable.
 //! - `findings`: what a replica or witness finds against an origin,
 //!   as an alert (`keyward status`, the journal) with its evidence kept.
+//! - `audit`: serving auditor members the logs this node holds (its own
+//!   and its replicas) for `keyward audit fetch`, and this node's side
+//!   of a fetch when it is the auditor's.
 
+mod audit;
 mod findings;
 mod keep;
 mod origin;
@@ -126,6 +130,9 @@ pub(crate) struct Logs {
     /// changes start, which is not handed the time).
     pub now: Millis,
     pub origin: Option<OriginSide>,
+    /// The size of this node's own log at its latest durable checkpoint
+    /// (whether or not it is replicated), for auditors' fetches.
+    pub own_size: Option<u64>,
     pub store: Option<ReplicaStore>,
     pub witness: Option<Witness>,
     /// Why keeping replicas stopped (a write failed: memory is ahead of

@@ -102,15 +102,18 @@ impl Node {
     /// The driver's durable checkpoint of this node's own log.
     pub(in crate::node) fn logs_checkpointed(&mut self, size: u64, note: Vec<u8>, now: Millis) {
         let me = self.me.id;
-        let Some(o) = &mut self.logs.origin else {
-            return;
-        };
         let (sz, root) = match checkpoint::open(&note, &me) {
             Ok(x) => x,
             Err(e) => {
                 let why = format!("the spool's checkpoint is not this node's: {e}");
                 return self.note(Note::LogProblem(why));
             }
+        };
+        if sz == size {
+            self.logs.own_size = Some(self.logs.own_size.unwrap_or(0).max(sz));
+        }
+        let Some(o) = &mut self.logs.origin else {
+            return;
         };
         if sz != size || o.checkpoint.as_ref().is_some_and(|c| c.0 > sz) {
             return;

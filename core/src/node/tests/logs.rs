@@ -7,19 +7,24 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::control::CtlRequest;
+use base64::Engine;
+
+use crate::control::{CtlError, CtlRequest, LogPiece};
+use crate::log::fetch::FetchItem;
 use crate::log::merkle::{self, MerkleLog};
 use crate::log::replica::store::ReplicaStore;
 use crate::log::replica::usage::Limits;
 use crate::log::replica::wire::{Push, RefusedCode};
 use crate::log::replica::Write as RWrite;
 use crate::log::segment::{BodyKind, Segment};
+use crate::log::witness::cosign;
 use crate::log::witness::evidence::{Evidence, EvidenceKind};
 use crate::log::witness::request::AddCheckpoint;
 use crate::log::witness::{Witness, WitnessFile};
 use crate::node::logs::{LogsSetup, RETRY_AFTER, WITNESS_INTERVAL};
 use crate::node::{LogData, LogRead};
 use crate::testkit::mesh;
+use crate::testkit::mesh_with_auditors;
 
 /// A node's own log as its spool's files hold it.
 pub struct OwnLog {
@@ -76,6 +81,17 @@ impl OwnLog {
         let c = self.log.checkpoint(now, &self.key).unwrap();
         self.note = c.note.clone();
         (c.size, c.note)
+    }
+
+    /// A file of the spool's layout, by its path in it.
+    pub fn file(&self, path: &str) -> Option<Vec<u8>> {
+        if path == "checkpoint" {
+            return (!self.note.is_empty()).then(|| self.note.clone());
+        }
+        if let Some(i) = path.strip_prefix("segments/") {
+            return self.segs.get(i.parse::<usize>().ok()?).cloned();
+        }
+        self.tiles.get(path).cloned()
     }
 
     /// What the driver reads for the node.
@@ -573,4 +589,172 @@ fn a_witnessed_fork_is_spread_as_an_alert_every_member_checks() {
         net.now
     )
     .is_err());
+}
+
+/// What auditor `a` got from member `from` for one fetch item.
+fn fetch(net: &mut Net, a: usize, from: usize, origin: usize, item: FetchItem) -> CtlResponse {
+    let req = CtlRequest::LogFetch {
+        from: net.peers[from].id().to_string(),
+        origin: net.peers[origin].id().to_string(),
+        item,
+    };
+    net.control(a, req)
+}
+
+fn file(r: CtlResponse) -> Vec<u8> {
+    match ok(r) {
+        CtlReply::LogPiece(LogPiece::File { data, total }) => {
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
+            assert_eq!(b.len() as u64, total, "small files come whole");
+            b
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn an_auditor_fetches_an_origins_log_from_the_origin_and_from_its_replicas() {
+    use crate::log::fetch::level0_tiles;
+    let mut net = Net::mesh(mesh_with_auditors(4, 1));
+    let aud = 3;
+    net.logs_on(2);
+    let reps = net.replicas_of(0);
+    assert_eq!(reps.len(), 2);
+    assert!(!reps.contains(&aud), "an auditor keeps no copies");
+    net.seal(0, 3);
+    net.advance(WITNESS_INTERVAL + RETRY_AFTER);
+    let want = net.peers[0].own.file("checkpoint").unwrap();
+    let origin = net.peers[0].id();
+    for holder in [0, reps[0], reps[1]] {
+        let r = net.control(
+            aud,
+            CtlRequest::LogHolding {
+                from: net.peers[holder].id().to_string(),
+            },
+        );
+        let CtlReply::LogHolding(h) = ok(r) else {
+            panic!()
+        };
+        assert!(
+            h.iter()
+                .any(|h| h.origin == origin.to_string() && h.size == 3),
+            "{holder}: {h:?}"
+        );
+        assert_eq!(
+            file(fetch(&mut net, aud, holder, 0, FetchItem::Checkpoint)),
+            want
+        );
+        for (index, width) in level0_tiles(3) {
+            let t = file(fetch(
+                &mut net,
+                aud,
+                holder,
+                0,
+                FetchItem::Tile { index, width },
+            ));
+            assert_eq!(t.len(), 32 * usize::from(width));
+        }
+        for index in 0..3 {
+            let s = file(fetch(
+                &mut net,
+                aud,
+                holder,
+                0,
+                FetchItem::Segment { index, offset: 0 },
+            ));
+            assert_eq!(
+                Some(s),
+                net.peers[0].own.file(&format!("segments/{index:020}"))
+            );
+        }
+        // a segment beyond what the holder has is refused, not invented
+        let r = fetch(
+            &mut net,
+            aud,
+            holder,
+            0,
+            FetchItem::Segment {
+                index: 3,
+                offset: 0,
+            },
+        );
+        assert!(
+            matches!(r, CtlResponse::Err(CtlError::PeerRefused { .. })),
+            "{r:?}"
+        );
+        // cosigned notes: each a valid cosignature by a replica
+        let CtlReply::LogPiece(LogPiece::Notes { notes }) =
+            ok(fetch(&mut net, aud, holder, 0, FetchItem::Cosigned))
+        else {
+            panic!()
+        };
+        assert!(!notes.is_empty(), "holder {holder} knows cosignatures");
+        for n in notes {
+            let n = base64::engine::general_purpose::STANDARD.decode(n).unwrap();
+            assert!(reps
+                .iter()
+                .any(|&w| cosign::verify(&n, &net.peers[w].id()).is_ok()));
+        }
+    }
+    // the origin is gone: its replicas still serve its log
+    net.peers[0].down = true;
+    let r = fetch(&mut net, aud, 0, 0, FetchItem::Checkpoint);
+    assert!(
+        matches!(r, CtlResponse::Err(CtlError::PeerUnreachable { .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        file(fetch(&mut net, aud, reps[0], 0, FetchItem::Checkpoint)),
+        want
+    );
+}
+
+#[test]
+fn only_an_active_auditor_fetches_logs() {
+    let mut net = Net::mesh(mesh_with_auditors(4, 1));
+    net.logs_on(2);
+    net.seal(0, 2);
+    let origin = net.peers[0].id();
+    let item = FetchItem::Segment {
+        index: 0,
+        offset: 0,
+    };
+    let fetch_req = Request::LogFetch { origin, item };
+    // a guardian, a stranger: refused, nothing read
+    for asker in [net.peers[1].id(), stranger("x").key.id()] {
+        for req in [Request::LogHolding, fetch_req.clone()] {
+            let r = net.ask(0, asker, req);
+            assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
+        }
+    }
+    assert!(!net.peers[0].trace.iter().any(|t| t.starts_with("serve")));
+    // the auditor, once revoked, is refused too
+    let aud = net.peers[3].id();
+    assert!(matches!(
+        net.ask(0, aud, fetch_req.clone()),
+        Some(Response::LogFile { .. })
+    ));
+    let revoke = CtlRequest::Revoke {
+        who: aud.to_string(),
+        cascade: false,
+        reason: "left".into(),
+    };
+    ok(net.control(0, revoke));
+    net.drive();
+    for req in [Request::LogHolding, fetch_req] {
+        let r = net.ask(0, aud, req);
+        assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
+    }
+    // a bad tile width is refused, not read
+    let r = net.ask(
+        1,
+        net.peers[2].id(),
+        Request::LogFetch {
+            origin,
+            item: FetchItem::Tile { index: 0, width: 0 },
+        },
+    );
+    assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
 }

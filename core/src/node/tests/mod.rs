@@ -60,6 +60,28 @@ impl Peer {
     pub fn id(&self) -> NodeId {
         self.key.id()
     }
+
+    /// A file of `origin`'s replica as its writes left it, by its path
+    /// in the origin's layout.
+    pub fn replica_file(&self, origin: &NodeId, path: &str) -> Option<Vec<u8>> {
+        use crate::log::replica::{self, Write as RW};
+        let full = format!("{}/{path}", replica::origin_dir(origin));
+        let mut found = None;
+        for w in &self.disk {
+            let Write::Replica(ws) = w else { continue };
+            for w in ws {
+                match w {
+                    RW::Segment { path, bytes } | RW::Tile { path, bytes } if *path == full => {
+                        found = Some(bytes.clone())
+                    }
+                    RW::Checkpoint { path, note } if *path == full => found = Some(note.clone()),
+                    RW::Delete { path } if *path == full => found = None,
+                    _ => {}
+                }
+            }
+        }
+        found
+    }
 }
 
 pub struct Net {
@@ -77,6 +99,7 @@ pub fn stranger(name: &str) -> TestNode {
         key: NodeKey::generate(),
         boot: BootKey::generate(),
         name: name.into(),
+        role: crate::roster::Role::Guardian,
     }
 }
 
@@ -363,6 +386,33 @@ impl Net {
                     .node
                     .handle(now, Input::LogRead { id, result });
             }
+            Output::ServeLog {
+                id,
+                origin,
+                own,
+                path,
+                offset,
+            } => {
+                let file = if own {
+                    self.peers[i].own.file(&path)
+                } else {
+                    self.peers[i].replica_file(&origin, &path)
+                };
+                let response = match file {
+                    Some(b) => {
+                        let from = (offset as usize).min(b.len());
+                        let to = b.len().min(from + crate::log::fetch::CHUNK);
+                        Response::LogFile {
+                            bytes: b[from..to].to_vec(),
+                            total: b.len() as u64,
+                        }
+                    }
+                    None => Response::Refused {
+                        reason: format!("no file {path}"),
+                    },
+                };
+                self.carry(i, Output::Respond { id, response });
+            }
             Output::Replicated(n) => self.peers[i].replicated.push(n),
             Output::Cosigned { witness, size, .. } => self.peers[i].cosigned.push((witness, size)),
             Output::Evidence {
@@ -413,6 +463,9 @@ fn response_kind(r: &Response) -> &'static str {
         Response::LogRefused(_) => "log-refused",
         Response::Cosigned { .. } => "cosigned",
         Response::WitnessRefused { .. } => "witness-refused",
+        Response::LogHolding(_) => "log-holding",
+        Response::LogFile { .. } => "log-file",
+        Response::LogNotes(_) => "log-notes",
     }
 }
 
@@ -428,6 +481,8 @@ fn request_kind(r: &Request) -> &'static str {
         Request::Malformed(_) => "malformed",
         Request::LogPush(_) => "log-push",
         Request::AddCheckpoint { .. } => "add-checkpoint",
+        Request::LogHolding => "log-holding",
+        Request::LogFetch { .. } => "log-fetch",
     }
 }
 
