@@ -74,9 +74,9 @@ enum Cmd {
     Peers,
     /// This node's log spool: show (default), verify, export.
     Logs(logs::LogsArgs),
-    /// The auditor's offline tools: keygen, verify and decrypt an audit
-    /// directory (what `keyward logs export` writes; fetching it over the
-    /// network comes later). Needs no config.
+    /// The auditor's tools: fetch every origin's log from the mesh into an
+    /// audit directory (on the auditor's node), and keygen, verify and
+    /// decrypt (offline, no config needed).
     Audit(audit::AuditArgs),
     /// Remove a node from the mesh for good.
     Revoke {
@@ -195,9 +195,10 @@ struct StatusJson {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    // The auditor's machine has no keyward config, node key or daemon.
+    // The auditor's offline machine has no keyward config, node key or
+    // daemon (only `audit fetch` reads the config, on the auditor's node).
     if let Cmd::Audit(a) = &cli.cmd {
-        return audit::run(a).map_err(|e| CliError::Failed(e.into()));
+        return audit::run(a, &cli.config).map_err(|e| CliError::Failed(e.into()));
     }
     let mut cfg = Config::load(&cli.config).map_err(anyhow::Error::from)?;
     if let Some(d) = cli.state_dir {

@@ -20,6 +20,20 @@ pub enum AuditError {
     NoSuchOrigin { dir: PathBuf, wanted: String },
     #[error("{0} findings: the logs above do not verify as they should")]
     Findings(usize),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Daemon(keyward_node::control::CtlError),
+    #[error("{0}: only an auditor member may fetch logs; run `keyward audit fetch` on the auditor's node (joined with a token from `keyward invite --role auditor`)")]
+    NotAuditor(String),
+    #[error("none of the {0} members asked holds any log (are they reachable, and do they log? see `keyward status` on them)")]
+    NothingHeld(usize),
+    #[error("no active member is `{0}` (give its node id, its name, or the id's last characters)")]
+    NoSuchMember(String),
+    #[error("no holder gave a checkpoint signed by the origin: {0}")]
+    NoCheckpoint(String),
+    #[error("{0} origins or segments could not be fetched from any holder (above); run the fetch again to resume, or `keyward audit verify` what came")]
+    Incomplete(usize),
     #[error("cannot print the report as JSON: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -1,14 +1,16 @@
 //! `keyward audit`: the auditor's offline tools. The auditor is a roster
 //! member that holds no shares and releases nothing; its age identity is
-//! the recipient every segment body is encrypted to. These commands run on
-//! the auditor's own machine, need no keyward config, no node key and no
-//! daemon: they read an audit directory (docs/design.md, "Audit
-//! directory"), which today is what `keyward logs export --out DIR` writes
-//! on each node (fetching over the network comes later).
+//! the recipient every segment body is encrypted to. `fetch` copies every
+//! origin's log from the mesh into an audit directory (docs/design.md,
+//! "Audit directory") through the auditor's own keywardd (an auditor
+//! member); the others run on the auditor's offline machine and need no
+//! keyward config, node key or daemon: they read an audit directory, as
+//! `fetch` or `keyward logs export --out DIR` (on each node) writes it.
 
 pub mod decrypt;
 pub mod dir;
 pub mod error;
+pub mod fetch;
 pub mod identity;
 pub mod keygen;
 pub mod time;
@@ -37,14 +39,32 @@ enum AuditCmd {
         #[arg(long, default_value = "auditor.key")]
         out: PathBuf,
     },
+    /// Copy every origin's log the mesh holds into DIR (resumable: run it
+    /// again to go on), through this node's keywardd, which must be an
+    /// auditor member. An origin's log comes from itself or, when it is
+    /// gone, from its replicas.
+    Fetch {
+        /// The audit directory to fill (one `<node id>/` per origin).
+        #[arg(long)]
+        out: PathBuf,
+        /// Ask only this member (node id, name, or the id's last
+        /// characters); repeatable. Default: every active guardian.
+        #[arg(long)]
+        from: Vec<String>,
+        /// Only this origin (its node id, or the id's last characters).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Segments fetched at once.
+        #[arg(long, default_value_t = fetch::DEFAULT_JOBS)]
+        jobs: usize,
+    },
     /// Check every origin of an audit directory: checkpoint signature,
     /// tiles, every segment's inclusion and signature, sequence gaps and
     /// witness cosignatures. Exits 0 only when every origin is clean.
     ///
     /// DIR holds one directory per origin (`<node id>/checkpoint`,
-    /// `tile/...`, `segments/...`), as `keyward logs export --out DIR`
-    /// writes it on each node; `keyward audit fetch` (pulling from the
-    /// mesh over the network) comes later.
+    /// `tile/...`, `segments/...`), as `keyward audit fetch` or
+    /// `keyward logs export --out DIR` writes it.
     Verify {
         /// The audit directory: one `<node id>/` per origin.
         dir: PathBuf,
@@ -90,10 +110,29 @@ pub enum Format {
 }
 
 /// Runs an audit command. Findings are printed and returned as
-/// [`AuditError::Findings`], so the exit status is non-zero.
-pub fn run(a: &AuditArgs) -> Result<(), AuditError> {
+/// [`AuditError::Findings`], so the exit status is non-zero. Only `fetch`
+/// reads the config (`config`: its path), for keywardd's control socket.
+pub fn run(a: &AuditArgs, config: &std::path::Path) -> Result<(), AuditError> {
     match &a.cmd {
         AuditCmd::Keygen { out } => keygen::keygen(out),
+        AuditCmd::Fetch {
+            out,
+            from,
+            origin,
+            jobs,
+        } => {
+            let cfg = keyward_node::config::Config::load(config)
+                .map_err(|e| AuditError::Config(e.to_string()))?;
+            fetch::run(
+                &crate::client(&cfg),
+                &fetch::Fetch {
+                    out,
+                    from,
+                    origin: origin.as_deref(),
+                    jobs: *jobs,
+                },
+            )
+        }
         AuditCmd::Verify { dir, json } => verify::run(dir, *json),
         AuditCmd::Decrypt {
             dir,

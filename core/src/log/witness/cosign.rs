@@ -204,3 +204,32 @@ pub fn verify(note: &[u8], witness: &NodeId) -> Result<u64, CosignError> {
         Err(_) => Err(CosignError::Invalid { witness: *witness }),
     }
 }
+
+/// `note` with the signature lines of `other` it lacks, when both carry
+/// the same text (a checkpoint and a cosigned copy of it): how an auditor
+/// gathers every witness's cosignature on one checkpoint. None when the
+/// texts differ, either is not a note, or the result would exceed
+/// [`MAX_NOTE`]. Nothing is verified here (`verify` checks each line).
+pub fn merge(note: &[u8], other: &[u8]) -> Option<Vec<u8>> {
+    fn split(n: &[u8]) -> Option<(&str, &str)> {
+        if n.len() > MAX_NOTE || Note::from_bytes(n).is_err() {
+            return None;
+        }
+        let s = std::str::from_utf8(n).ok()?;
+        let i = s.rfind("\n\n")?;
+        Some((&s[..=i], &s[i + 2..]))
+    }
+    let (text, sigs) = split(note)?;
+    let (other_text, other_sigs) = split(other)?;
+    if text != other_text {
+        return None;
+    }
+    let mut out = note.to_vec();
+    for line in other_sigs.lines() {
+        if !sigs.lines().any(|l| l == line) {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    (out.len() <= MAX_NOTE && Note::from_bytes(&out).is_ok()).then_some(out)
+}

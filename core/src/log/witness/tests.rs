@@ -182,6 +182,29 @@ fn cosignature_key_id_and_vkey_follow_c2sp() {
 }
 
 #[test]
+fn cosignatures_of_one_checkpoint_merge_and_others_do_not() {
+    let key = NodeKey::from_seed([1; 32]);
+    let mut a = Log::new(&key);
+    a.grow("a", 3);
+    let note = a.note(&key);
+    let (w1, w2) = (NodeKey::from_seed([5; 32]), NodeKey::from_seed([6; 32]));
+    let c1 = cosign::cosign(&w1, &note, 10).unwrap().note;
+    let c2 = cosign::cosign(&w2, &note, 11).unwrap().note;
+    let m = cosign::merge(&c1, &c2).unwrap();
+    assert_eq!(cosign::verify(&m, &w1.id()).unwrap(), 10);
+    assert_eq!(cosign::verify(&m, &w2.id()).unwrap(), 11);
+    assert!(crate::log::checkpoint::open(&m, &key.id()).is_ok());
+    assert_eq!(cosign::merge(&m, &c2).unwrap(), m, "nothing twice");
+    assert_eq!(cosign::merge(&note, &c1).unwrap(), c1);
+    // another checkpoint's cosignature is not carried over
+    a.grow("a", 1);
+    let later = cosign::cosign(&w2, &a.note(&key), 12).unwrap().note;
+    assert_eq!(cosign::merge(&c1, &later), None);
+    assert_eq!(cosign::merge(&c1, b"not a note"), None);
+    assert_eq!(cosign::merge(b"", &c1), None);
+}
+
+#[test]
 fn an_edited_or_misattributed_cosignature_is_refused() {
     let mut s = setup();
     let key = NodeKey::from_seed([1; 32]);
