@@ -26,6 +26,7 @@ mod lab;
 pub mod mesh;
 mod nft;
 mod ns;
+pub mod relp;
 pub mod rsyslog;
 pub mod spool;
 mod stale;

@@ -562,3 +562,153 @@ fn lines_sent_to_one_origin_end_up_on_two_replicas_disks() {
         m.stop(i).unwrap();
     }
 }
+
+/// The headline of logs part 2: five real keywardd (four guardians, one
+/// auditor member). Lines stream into the origin over RELP with `ack =
+/// "replicated"`; the origin is killed with SIGKILL mid-stream and its
+/// whole state directory deleted, as if the host were destroyed. The
+/// auditor's `keyward audit fetch` takes the origin's log from the
+/// survivors, `keyward audit verify` finds it clean, and `keyward audit
+/// decrypt` with the auditor's key shows every line keyward acknowledged,
+/// exactly once.
+#[test]
+fn a_destroyed_origins_acknowledged_lines_are_fetched_from_its_replicas_exactly_once() {
+    use keyward_netns_tests::relp::RelpClient;
+    const AUD: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Mesh::loopback(5, &MeshOptions::default()).unwrap();
+    let key = dir.path().join("auditor.key");
+    let out = m
+        .cli_ok(AUD, &["audit", "keygen", "--out", key.to_str().unwrap()])
+        .unwrap();
+    let recipient = out
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .unwrap_or_else(|| panic!("no recipient in {out}"))
+        .to_string();
+    let relp = free_port().unwrap();
+    m.append_config(
+        0,
+        &format!(
+            "[logs]\nauditors = [\"{recipient}\"]\nsegment_secs = 1\ncheckpoint_secs = 1\nwitness_secs = 2\nack = \"replicated\"\n\n[[logs.source]]\nname = \"relp\"\nkind = \"relp\"\nlisten = \"127.0.0.1:{relp}\"\n"
+        ),
+    )
+    .unwrap();
+    m.init(0, Some("test")).unwrap();
+    for i in 1..5 {
+        m.init(i, None).unwrap();
+    }
+    for i in 0..5 {
+        m.start(i).unwrap();
+    }
+    for i in 1..4 {
+        m.join(i, 0).unwrap();
+    }
+    let token = m.cli_ok(0, &["invite", "--role", "auditor"]).unwrap();
+    m.cli_ok(AUD, &["join", token.trim()]).unwrap();
+    m.converge(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", m.log(0)));
+    let origin = m.status(0).unwrap().node.id;
+
+    // stream until a good part is acknowledged, then destroy the origin
+    // while lines are still in flight
+    let mut client = None;
+    m.wait_for(Duration::from_secs(20), || {
+        client = RelpClient::connect(&format!("127.0.0.1:{relp}")).ok();
+        Ok(client.is_some())
+    })
+    .unwrap_or_else(|_| panic!("RELP source never listened:\n{}", m.log(0)));
+    let mut client = client.unwrap();
+    let mut killed = false;
+    let mut sent = 0u64;
+    for i in 0..20_000u64 {
+        if client.send(i, &numbered(i)).is_err() {
+            break;
+        }
+        sent += 1;
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !killed && client.acked_count() >= 1500 {
+            m.kill(0);
+            killed = true;
+        }
+    }
+    assert!(
+        killed,
+        "only {} of {sent} lines were acknowledged as replicated:\n{}",
+        client.acked_count(),
+        m.log(0)
+    );
+    let acked = client.finish(Duration::from_secs(2));
+    assert!(acked.len() >= 1500, "{} acked", acked.len());
+    std::fs::remove_dir_all(m.dir(0).join("state")).unwrap();
+
+    // the auditor fetches from the survivors, verifies, decrypts
+    let audit = dir.path().join("audit");
+    let a = audit.to_str().unwrap();
+    let o = m.cli(AUD, &["audit", "fetch", "--out", a]).unwrap();
+    let fetched = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "fetch: {fetched}");
+    assert!(fetched.contains(&origin), "{fetched}");
+    let v = m.cli(AUD, &["audit", "verify", a]).unwrap();
+    let verified = String::from_utf8_lossy(&v.stdout).into_owned();
+    assert!(
+        v.status.success(),
+        "verify: {verified}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(verified.contains("ok: every origin verifies"), "{verified}");
+    let d = m
+        .cli(
+            AUD,
+            &[
+                "audit",
+                "decrypt",
+                a,
+                "-i",
+                key.to_str().unwrap(),
+                "--origin",
+                &origin,
+            ],
+        )
+        .unwrap();
+    assert!(
+        d.status.success(),
+        "decrypt: {}",
+        String::from_utf8_lossy(&d.stderr)
+    );
+    let mut count: BTreeMap<u64, u32> = BTreeMap::new();
+    for l in String::from_utf8_lossy(&d.stdout).lines() {
+        if let Some(n) = number_of(l.as_bytes()) {
+            *count.entry(n).or_default() += 1;
+        }
+    }
+    let lost: Vec<u64> = acked
+        .iter()
+        .filter(|n| !count.contains_key(n))
+        .copied()
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged lines are not in the replicas' copy: {:?}...",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+    let twice: Vec<_> = count.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "lines more than once: {twice:?}");
+    println!(
+        "  {} lines sent, {} acknowledged, {} in the fetched log",
+        sent,
+        acked.len(),
+        count.len()
+    );
+    for i in 1..5 {
+        m.stop(i).unwrap();
+    }
+}
