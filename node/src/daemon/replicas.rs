@@ -34,6 +34,7 @@ impl super::Daemon {
             witness_interval: self.cfg.logs.witness_secs.saturating_mul(1000),
             store: loaded.store,
             witness: loaded.witness,
+            silence_after: self.cfg.logs.silence_secs.saturating_mul(1000),
         };
         self.node.set_logs(setup, super::now_ms());
         self.drain();

@@ -61,6 +61,9 @@ pub struct LogsConfig {
     /// Days this node keeps other origins' segments; 0 = until the
     /// quota is full (then it takes no more of that origin).
     pub replica_retention_days: u32,
+    /// An origin whose log this node keeps, that is up but whose log has
+    /// not grown for this many seconds, is reported silent (0: never).
+    pub silence_secs: u64,
 }
 
 /// When a line is acknowledged to its sender.
@@ -266,6 +269,7 @@ impl Default for LogsConfig {
             sources: vec![],
             replicas: 2,
             witness_secs: 60,
+            silence_secs: keyward_core::node::logs::SILENCE_AFTER / 1000,
             ack: AckPolicy::Durable,
             replica_quota_bytes: 1 << 30,
             replica_retention_days: 0,

@@ -37,6 +37,7 @@ impl Node {
                 for f in acc.findings {
                     self.log_finding(f.against(), f.to_string(), None, now);
                 }
+                self.log_grew(from, acc.held.size, now);
                 let ok = Response::LogHeld(acc.held);
                 if acc.writes.is_empty() {
                     return self.push(Output::Respond { id, response: ok });
@@ -102,6 +103,7 @@ impl Node {
                 let writes = pending.writes().to_vec();
                 // released only once `writes` are durable (Then::Kept)
                 let cosigned = pending.committed();
+                self.log_grew(from, cosigned.size, now);
                 let ok = Response::Cosigned {
                     note: cosigned.cosignature.note,
                 };

@@ -17,6 +17,7 @@
 //!   answered only once what they change is durable.
 //! - `findings`: what a replica or witness finds against an origin,
 //!   as an alert (`keyward status`, the journal) with its evidence kept.
+//! - `silence`: an origin that is up but whose log stopped growing.
 //! - `audit`: serving auditor members the logs this node holds (its own
 //!   and its replicas) for `keyward audit fetch`, and this node's side
 //!   of a fetch when it is the auditor's.
@@ -25,6 +26,9 @@ mod audit;
 mod findings;
 mod keep;
 mod origin;
+mod silence;
+
+pub use silence::SILENCE_AFTER;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,6 +67,9 @@ pub struct LogsSetup {
     /// nothing). A driver that finds no state where the node already had
     /// some must not hand a fresh one (see `log::witness::state`).
     pub witness: Option<Witness>,
+    /// An origin kept here that is up but whose log has not grown for
+    /// this long is reported silent (0: never).
+    pub silence_after: Millis,
 }
 
 /// One replica's witness exchange, as the origin sees it.
@@ -144,6 +151,12 @@ pub(crate) struct Logs {
     pub next_read: u64,
     /// Evidence already kept, by its hash, so each is reported once.
     pub reported: BTreeSet<[u8; 32]>,
+    /// Origins kept here, watched for silence.
+    pub silence: silence::Silence,
+    /// How many replicas an origin has (this node's `[logs] replicas`,
+    /// at least the default 2): whether this node is still one of an
+    /// origin's replicas, for silence.
+    pub origin_replicas: usize,
 }
 
 impl Logs {
@@ -163,7 +176,7 @@ impl Logs {
                 t = t.min(e);
             }
         }
-        t
+        t.min(self.silence.next_deadline())
     }
 }
 

@@ -26,6 +26,18 @@ impl Node {
     pub fn set_logs(&mut self, setup: LogsSetup, now: Millis) {
         self.logs.store = setup.store;
         self.logs.witness = setup.witness;
+        self.logs.origin_replicas = setup.replicas.max(2);
+        self.logs.silence = super::silence::Silence::new(setup.silence_after);
+        let mut kept: Vec<(NodeId, u64)> = Vec::new();
+        if let Some(s) = &self.logs.store {
+            kept.extend(s.origins().map(|o| (*o, s.held(o).size)));
+        }
+        if let Some(w) = &self.logs.witness {
+            kept.extend(w.origins().filter_map(|o| w.last(o).map(|r| (*o, r.size))));
+        }
+        for (o, size) in kept {
+            self.log_grew(o, size, now);
+        }
         self.logs.origin = (setup.replicas > 0).then(|| OriginSide {
             tracker: ReplicationTracker::new(self.me.id, setup.replicas),
             checkpoint: None,
@@ -287,6 +299,7 @@ impl Node {
             self.logs_ask_witness(p);
         }
         self.logs_pump(now);
+        self.check_silence(now);
         if let Some(s) = &mut self.logs.store {
             if s.poll_timeout().is_some_and(|t| t <= now) {
                 let (writes, notices) = s.expire(now);

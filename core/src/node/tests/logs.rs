@@ -21,7 +21,7 @@ use crate::log::witness::cosign;
 use crate::log::witness::evidence::{Evidence, EvidenceKind};
 use crate::log::witness::request::AddCheckpoint;
 use crate::log::witness::{Witness, WitnessFile};
-use crate::node::logs::{LogsSetup, RETRY_AFTER, WITNESS_INTERVAL};
+use crate::node::logs::{LogsSetup, RETRY_AFTER, SILENCE_AFTER, WITNESS_INTERVAL};
 use crate::node::{LogData, LogRead};
 use crate::testkit::mesh;
 use crate::testkit::mesh_with_auditors;
@@ -133,6 +133,7 @@ fn setup(key: &NodeKey, replicas: usize, witness: Option<Witness>) -> LogsSetup 
         witness_interval: WITNESS_INTERVAL,
         store: Some(ReplicaStore::new(Limits::default()).unwrap()),
         witness: Some(witness.unwrap_or_else(|| Witness::new(arc_key(key)))),
+        silence_after: SILENCE_AFTER,
     }
 }
 
@@ -757,4 +758,68 @@ fn only_an_active_auditor_fetches_logs() {
         },
     );
     assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
+}
+
+#[test]
+fn an_origin_that_is_up_but_whose_log_stopped_growing_is_reported_silent_once() {
+    const AFTER: Millis = 10 * 60_000;
+    let mut net = Net::mesh(mesh(4));
+    for i in 0..4 {
+        let mut s = setup(&net.peers[i].key, 2, None);
+        s.silence_after = AFTER;
+        let now = net.clock(i);
+        net.peers[i].node.set_logs(s, now);
+    }
+    net.drive();
+    let reps = net.replicas_of(0);
+    let other = (1..4).find(|j| !reps.contains(j)).unwrap();
+    let silent = |net: &mut Net, j: usize| {
+        net.alerts(j)
+            .iter()
+            .filter(|a| a.contains("silent"))
+            .count()
+    };
+    net.seal(0, 3);
+    net.advance(AFTER / 2);
+    net.seal(0, 1);
+    net.advance(AFTER * 3 / 4);
+    for j in 1..4 {
+        assert_eq!(
+            silent(&mut net, j),
+            0,
+            "node {j}: it grew {} min ago",
+            AFTER * 3 / 4 / 60_000
+        );
+    }
+    net.advance(AFTER / 2);
+    for &j in &reps {
+        assert_eq!(silent(&mut net, j), 1, "replica {j}: {:?}", net.alerts(j));
+    }
+    assert_eq!(
+        silent(&mut net, other),
+        0,
+        "not its replica: not its business"
+    );
+    // reported once, however long it lasts
+    net.advance(AFTER * 2);
+    for &j in &reps {
+        assert_eq!(silent(&mut net, j), 1, "replica {j}");
+    }
+    // it grows again: the journal says so, and a new silence is new
+    net.seal(0, 1);
+    for &j in &reps {
+        assert!(net.peers[j]
+            .notes
+            .iter()
+            .any(|n| format!("{n:?}").contains("growing again")));
+    }
+    // a machine that is off is down, not silent
+    net.peers[0].down = true;
+    for j in 1..4 {
+        net.unlink(0, j);
+    }
+    net.advance(AFTER * 2);
+    for &j in &reps {
+        assert_eq!(silent(&mut net, j), 1, "replica {j}: {:?}", net.alerts(j));
+    }
 }
