@@ -712,3 +712,74 @@ fn a_destroyed_origins_acknowledged_lines_are_fetched_from_its_replicas_exactly_
         m.stop(i).unwrap();
     }
 }
+
+/// An origin whose logging stopped while it stays up (an intruder cut
+/// its syslog feed) is reported silent by its replicas in `keyward
+/// status`; it grows again, and no new alert comes.
+#[test]
+fn an_origin_that_stops_logging_while_up_is_reported_silent_by_its_replicas() {
+    let auditor = age::x25519::Identity::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("log");
+    let mut m = Mesh::loopback(3, &MeshOptions::default()).unwrap();
+    m.append_config(
+        0,
+        &format!(
+            "[logs]\nauditors = [\"{}\"]\nsegment_secs = 1\ncheckpoint_secs = 1\nwitness_secs = 1\n\n[[logs.source]]\nname = \"syslog\"\nkind = \"unix\"\npath = \"{}\"\n",
+            auditor.to_public(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    for j in [1, 2] {
+        m.append_config(j, "[logs]\nsilence_secs = 6\n").unwrap();
+    }
+    m.form().unwrap();
+    m.wait_for(Duration::from_secs(10), || Ok(sock.exists()))
+        .unwrap();
+    let origin = m.status(0).unwrap().node.id;
+    let log = |text: &str| {
+        let st = Command::new("logger")
+            .arg("-u")
+            .arg(&sock)
+            .args(["-t", "probe", text])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    let silent = |j: usize| -> usize {
+        m.status(j)
+            .map(|s| {
+                s.alerts
+                    .iter()
+                    .filter(|a| a.text.contains(&origin) && a.text.contains("silent"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // lines keep coming: not silent
+    for i in 0..8 {
+        log(&format!("busy line {i}"));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_eq!((silent(1), silent(2)), (0, 0), "it was logging");
+    // the feed stops; the origin stays up
+    m.wait_for(Duration::from_secs(40), || {
+        Ok(silent(1) == 1 && silent(2) == 1)
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "no silence alert:\nnode 1:\n{}\nnode 2:\n{}",
+            m.log(1),
+            m.log(2)
+        )
+    });
+    assert!(m.status(0).unwrap().node.active);
+    // logging again ends it; no second alert for the same silence
+    log("back");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((silent(1), silent(2)), (1, 1));
+    for i in 0..3 {
+        m.stop(i).unwrap();
+    }
+}
