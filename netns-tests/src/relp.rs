@@ -3,11 +3,11 @@
 //! rsyslogd cannot tell from outside (it forgets an acked line). Frames
 //! are keyward's own RELP frame type, so the bytes are what omrelp sends.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use keyward_core::log::ingest::relp::{Frame, FrameParser};
@@ -16,9 +16,10 @@ use keyward_core::log::ingest::relp::{Frame, FrameParser};
 pub struct RelpClient {
     stream: TcpStream,
     next: u32,
-    /// TXNRs of the lines sent, by line number.
-    sent: Vec<(u32, u64)>,
-    acked: Arc<Mutex<BTreeSet<u32>>>,
+    /// TXNRs of the lines sent, with their numbers and when they left.
+    sent: Vec<(u32, u64, Instant)>,
+    /// When each TXNR's `200 OK` came.
+    acked: Arc<Mutex<BTreeMap<u32, Instant>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -51,7 +52,7 @@ impl RelpClient {
         if f.txnr != 1 || f.command != b"rsp" || !f.data.starts_with(b"200") {
             bail!("RELP open refused: {}", String::from_utf8_lossy(&f.data));
         }
-        let acked: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
+        let acked: Arc<Mutex<BTreeMap<u32, Instant>>> = Arc::default();
         let reader = {
             let mut s = stream.try_clone()?;
             let acked = acked.clone();
@@ -63,7 +64,7 @@ impl RelpClient {
                     }
                     while let Ok(Some(f)) = parser.next_frame() {
                         if f.command == b"rsp" && f.data.starts_with(b"200") {
-                            acked.lock().unwrap().insert(f.txnr);
+                            acked.lock().unwrap().insert(f.txnr, Instant::now());
                         }
                     }
                 }
@@ -88,7 +89,7 @@ impl RelpClient {
         }
         .encode(&mut out);
         self.stream.write_all(&out)?;
-        self.sent.push((self.next, n));
+        self.sent.push((self.next, n, Instant::now()));
         self.next += 1;
         Ok(())
     }
@@ -96,6 +97,20 @@ impl RelpClient {
     /// How many lines were acknowledged so far.
     pub fn acked_count(&self) -> usize {
         self.acked.lock().unwrap().len()
+    }
+
+    /// Waits up to `wait` until every line sent is acknowledged; how
+    /// long each acknowledged one took (send to `200 OK`), in send order.
+    pub fn latencies(&self, wait: Duration) -> Vec<Duration> {
+        let end = Instant::now() + wait;
+        while self.acked_count() < self.sent.len() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let acked = self.acked.lock().unwrap();
+        self.sent
+            .iter()
+            .filter_map(|(t, _, at)| acked.get(t).map(|a| a.duration_since(*at)))
+            .collect()
     }
 
     /// Drops the connection and returns the numbers of the lines the
@@ -115,8 +130,8 @@ impl RelpClient {
         let acked = self.acked.lock().unwrap();
         self.sent
             .iter()
-            .filter(|(t, _)| acked.contains(t))
-            .map(|(_, n)| *n)
+            .filter(|(t, _, _)| acked.contains_key(t))
+            .map(|(_, n, _)| *n)
             .collect()
     }
 }
