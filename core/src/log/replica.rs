@@ -84,12 +84,12 @@ pub enum Write {
 pub enum Finding {
     /// The authenticated sender pushed in another node's name.
     #[error(
-        "{sender:?} pushed segments in the name of {claimed:?}: only an origin pushes its own log"
+        "{sender} pushed segments in the name of {claimed}: only an origin pushes its own log"
     )]
     NotSender { sender: NodeId, claimed: NodeId },
     /// A segment's header names another origin than the log it was pushed
     /// into (signed by `named`, if the signature verified).
-    #[error("segment at index {index} of {origin:?}'s log names {named:?} as its origin")]
+    #[error("segment at index {index} of {origin}'s log names {named} as its origin")]
     ForeignSegment {
         origin: NodeId,
         index: u64,
@@ -97,7 +97,7 @@ pub enum Finding {
     },
     /// A segment that does not decode, or whose body hash or signature
     /// fails. `sha256` names the bytes received.
-    #[error("segment at index {index} of {origin:?}'s log is not genuine: {why}")]
+    #[error("segment at index {index} of {origin}'s log is not genuine: {why}")]
     BadSegment {
         origin: NodeId,
         index: u64,
@@ -106,7 +106,7 @@ pub enum Finding {
     },
     /// Two different segments, both signed by the origin, at one index:
     /// the held one (its file, and its leaf hash here) and `pushed`.
-    #[error("{origin:?} signed two different segments at index {index}: equivocation")]
+    #[error("{origin} signed two different segments at index {index}: equivocation")]
     Equivocation {
         origin: NodeId,
         index: u64,
@@ -117,7 +117,7 @@ pub enum Finding {
     /// segments it pushed build: it showed this replica a different
     /// history. `leaves` are the leaf hashes from `first` on, up to the
     /// checkpoint's size, as this replica holds and was pushed them.
-    #[error("{origin:?}'s checkpoint of size {size} does not match the segments it pushed: a forked history")]
+    #[error("{origin}'s checkpoint of size {size} does not match the segments it pushed: a forked history")]
     Fork {
         origin: NodeId,
         size: u64,
@@ -129,7 +129,7 @@ pub enum Finding {
     /// Two checkpoints of one size with different roots, both signed by
     /// the origin.
     #[error(
-        "{origin:?} signed two checkpoints of size {size} with different roots: a forked history"
+        "{origin} signed two checkpoints of size {size} with different roots: a forked history"
     )]
     TwoCheckpoints {
         origin: NodeId,
@@ -140,7 +140,7 @@ pub enum Finding {
     /// A source's sequence skips or repeats a number: lines the origin
     /// lost (a damaged journal is one honest cause) or logged twice. The
     /// segment is kept: it is part of the origin's signed log.
-    #[error("{origin:?}, source {source_name}: segment #{got} at index {index} where #{expected} was due")]
+    #[error("{origin}, source {source_name}: segment #{got} at index {index} where #{expected} was due")]
     Sequence {
         origin: NodeId,
         index: u64,

@@ -48,19 +48,19 @@ const MAX_PENDING: usize = 8;
 /// Why a push was not taken. Nothing of it was written.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Refusal {
-    #[error("the replica of {origin:?} is full ({used} of {quota} bytes): it takes no more of this origin's segments until retention frees room or the quota is raised")]
+    #[error("the replica of {origin} is full ({used} of {quota} bytes): it takes no more of this origin's segments until retention frees room or the quota is raised")]
     Full {
         origin: NodeId,
         used: u64,
         quota: u64,
     },
-    #[error("the push of {origin:?}'s log starts at index {from_index} but this replica holds only {held} leaves: push from {held}")]
+    #[error("the push of {origin}'s log starts at index {from_index} but this replica holds only {held} leaves: push from {held}")]
     Gap {
         origin: NodeId,
         held: u64,
         from_index: u64,
     },
-    #[error("invalid push of {origin:?}'s log: {why}")]
+    #[error("invalid push of {origin}'s log: {why}")]
     Invalid { origin: NodeId, why: String },
     #[error("push refused with evidence: {0}")]
     Evidence(Box<Finding>),
@@ -106,20 +106,20 @@ pub struct Accepted {
 /// Why an origin's replica cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("the replica of {origin:?}: its checkpoint does not verify ({why}): the files were tampered with or belong to another origin; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
+    #[error("the replica of {origin}: its checkpoint does not verify ({why}): the files were tampered with or belong to another origin; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
     Checkpoint {
         origin: NodeId,
         why: CheckpointError,
     },
-    #[error("the replica of {origin:?}: its tiles do not match its checkpoint ({why}): the Merkle log was tampered with; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
+    #[error("the replica of {origin}: its tiles do not match its checkpoint ({why}): the Merkle log was tampered with; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
     Tiles { origin: NodeId, why: MerkleError },
-    #[error("the replica of {origin:?}: segment {index} is not the one its log holds ({why}): it was tampered with; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
+    #[error("the replica of {origin}: segment {index} is not the one its log holds ({why}): it was tampered with; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
     Segment {
         origin: NodeId,
         index: u64,
         why: String,
     },
-    #[error("the replica of {origin:?} was loaded twice")]
+    #[error("the replica of {origin} was loaded twice")]
     Twice { origin: NodeId },
 }
 
@@ -659,7 +659,7 @@ impl ReplicaStore {
             let seg = Segment::decode(&bytes).map_err(|e| bad(e.to_string()))?;
             if seg.header.origin != origin {
                 return Err(bad(format!(
-                    "it names {:?} as its origin",
+                    "it names {} as its origin",
                     seg.header.origin
                 )));
             }
@@ -686,7 +686,7 @@ impl ReplicaStore {
                 match Segment::decode(&bytes) {
                     Err(e) => Some(format!("does not decode: {e}")),
                     Ok(s) if s.header.origin != origin => {
-                        Some(format!("names {:?} as its origin", s.header.origin))
+                        Some(format!("names {} as its origin", s.header.origin))
                     }
                     Ok(s) => {
                         again.push((index, bytes, s));
