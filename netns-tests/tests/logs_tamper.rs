@@ -449,7 +449,7 @@ fn a_replica_copy_edited_or_cut_on_disk_is_reported_by_the_auditor_and_never_acc
     m.stop(r).unwrap();
     m.start(r).unwrap();
     let refused = format!(
-        "log replicas are OFF: the replica of {origin_id:?}: segment {edited} is not the one its log holds"
+        "log replicas are OFF: the replica of {origin_id}: segment {edited} is not the one its log holds"
     );
     m.wait_for(Duration::from_secs(10), || Ok(m.log(r).contains(&refused)))
         .unwrap_or_else(|_| panic!("node {r} took its edited copy:\n{}", m.log(r)));
@@ -466,6 +466,14 @@ fn a_replica_copy_edited_or_cut_on_disk_is_reported_by_the_auditor_and_never_acc
         st.replication, st.alerts
     );
     assert_eq!(kept(&m, r, &origin).map_or(0, |k| k.0), 0, "node {r}");
+    assert!(
+        st.alerts.iter().any(
+            |a| a.text.contains("keeps no log replicas until it restarts")
+                && a.text.contains(&format!("segment {edited}"))
+        ),
+        "node {r}: `keyward status` says why replicas are off: {:?}",
+        st.alerts
+    );
     for i in 0..N {
         m.stop(i).unwrap();
     }

@@ -140,7 +140,9 @@ pub enum Finding {
     /// A source's sequence skips or repeats a number: lines the origin
     /// lost (a damaged journal is one honest cause) or logged twice. The
     /// segment is kept: it is part of the origin's signed log.
-    #[error("{origin}, source {source_name}: segment #{got} at index {index} where #{expected} was due")]
+    #[error(
+        "{origin}, source {source_name}: segment #{got} at index {index} where #{expected} was due"
+    )]
     Sequence {
         origin: NodeId,
         index: u64,

@@ -35,6 +35,7 @@ impl super::Daemon {
             store: loaded.store,
             witness: loaded.witness,
             silence_after: self.cfg.logs.silence_secs.saturating_mul(1000),
+            problems: loaded.problems,
         };
         self.node.set_logs(setup, super::now_ms());
         self.drain();

@@ -42,6 +42,8 @@ const MAX_ORIGINS: usize = keyward_core::log::witness::MAX_ORIGINS;
 pub struct Loaded {
     pub store: Option<ReplicaStore>,
     pub witness: Option<Witness>,
+    /// Why a part is off, for `keyward status` (also logged as errors).
+    pub problems: Vec<String>,
 }
 
 /// Loads the replicas and the witness's state from `dir`. Anything that
@@ -53,12 +55,17 @@ pub fn load(cfg: &LogsConfig, key: &NodeKey, dir: &Path) -> Loaded {
         return Loaded {
             store: None,
             witness: None,
+            problems: Vec::new(),
         };
     }
+    let mut problems = Vec::new();
     let store = match load_store(cfg, dir) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!("log replicas are OFF: {e}");
+            problems.push(format!(
+                "this node keeps no log replicas until it restarts: {e}"
+            ));
             None
         }
     };
@@ -69,10 +76,17 @@ pub fn load(cfg: &LogsConfig, key: &NodeKey, dir: &Path) -> Loaded {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::error!("the log witness is OFF: {e}");
+            problems.push(format!(
+                "this node witnesses no logs until it restarts: {e}"
+            ));
             None
         }
     };
-    Loaded { store, witness }
+    Loaded {
+        store,
+        witness,
+        problems,
+    }
 }
 
 fn origins_in(dir: &Path) -> std::io::Result<Vec<(NodeId, PathBuf)>> {

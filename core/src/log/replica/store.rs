@@ -658,10 +658,7 @@ impl ReplicaStore {
             let bad = |why: String| LoadError::Segment { origin, index, why };
             let seg = Segment::decode(&bytes).map_err(|e| bad(e.to_string()))?;
             if seg.header.origin != origin {
-                return Err(bad(format!(
-                    "it names {} as its origin",
-                    seg.header.origin
-                )));
+                return Err(bad(format!("it names {} as its origin", seg.header.origin)));
             }
             let leaf = merkle::leaf_hash(&seg.leaf());
             if Some(&leaf) != leaves.get(index as usize) {

@@ -70,6 +70,9 @@ pub struct LogsSetup {
     /// An origin kept here that is up but whose log has not grown for
     /// this long is reported silent (0: never).
     pub silence_after: Millis,
+    /// Why the driver could not turn a part on (a replica or the
+    /// witness state that does not verify): alerts in `keyward status`.
+    pub problems: Vec<String>,
 }
 
 /// One replica's witness exchange, as the origin sees it.

@@ -38,6 +38,11 @@ impl Node {
         for (o, size) in kept {
             self.log_grew(o, size, now);
         }
+        for text in setup.problems {
+            if self.admin.record_log_alert(now, text.clone()) {
+                self.note(Note::LogAlert { text });
+            }
+        }
         self.logs.origin = (setup.replicas > 0).then(|| OriginSide {
             tracker: ReplicationTracker::new(self.me.id, setup.replicas),
             checkpoint: None,

@@ -134,6 +134,7 @@ fn setup(key: &NodeKey, replicas: usize, witness: Option<Witness>) -> LogsSetup 
         store: Some(ReplicaStore::new(Limits::default()).unwrap()),
         witness: Some(witness.unwrap_or_else(|| Witness::new(arc_key(key)))),
         silence_after: SILENCE_AFTER,
+        problems: Vec::new(),
     }
 }
 
