@@ -663,6 +663,25 @@ fn a_destroyed_origins_acknowledged_lines_are_fetched_from_its_replicas_exactly_
         String::from_utf8_lossy(&v.stderr)
     );
     assert!(verified.contains("ok: every origin verifies"), "{verified}");
+    // the survivors witnessed the log: their cosignatures came with it,
+    // on its last checkpoint or on an earlier one it extends
+    #[derive(serde::Deserialize)]
+    struct Report {
+        origins: Vec<OriginReport>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OriginReport {
+        cosigned_by: Vec<String>,
+        cosigned_earlier: Vec<String>,
+    }
+    let j = m.cli(AUD, &["audit", "verify", a, "--json"]).unwrap();
+    let r: Report = serde_json::from_slice(&j.stdout).unwrap();
+    assert!(
+        r.origins
+            .iter()
+            .all(|o| !o.cosigned_by.is_empty() || !o.cosigned_earlier.is_empty()),
+        "no cosignature came with the log: {verified}"
+    );
     let d = m
         .cli(
             AUD,

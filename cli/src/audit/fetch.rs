@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use keyward_node::control::{Client, LogPiece};
 use keyward_node::identity::NodeId;
 use keyward_node::log::checkpoint;
-use keyward_node::log::fetch::{level0_tiles, tile_path, FetchItem, TILE_WIDTH};
+use keyward_node::log::fetch::{tile_path, tiles, FetchItem, TILE_WIDTH};
 use keyward_node::log::segment::{BodyKind, Segment};
 use keyward_node::log::witness::cosign;
 use keyward_node::logs::layout;
@@ -222,13 +222,43 @@ fn file(
     Err(why.join("; "))
 }
 
+/// Cosigned checkpoints of other sizes than the fetched one, under each
+/// origin's directory (`keyward audit verify` checks each against the log).
+pub const COSIGNED: &str = "cosigned";
+
+/// The file name of a cosigned note: its size and the start of its hash,
+/// so the same note fetched twice is one file.
+fn cosigned_name(note: &[u8]) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(note);
+    let size = String::from_utf8_lossy(note)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse::<u64>().ok())
+        .unwrap_or(0);
+    format!("{size}-{}", hex::encode(&h[..8]))
+}
+
+/// An origin's checkpoint as fetched.
+struct Checkpoint {
+    /// With every cosignature of the same checkpoint merged in.
+    note: Vec<u8>,
+    size: u64,
+    holder: String,
+    /// Cosignature lines merged in.
+    cosigned: usize,
+    /// Cosigned notes of other sizes (each signed by the origin).
+    others: Vec<Vec<u8>>,
+}
+
 /// The origin's checkpoint: the first holder's that the origin signed,
-/// with every cosignature the holders know of it merged in.
+/// with every cosignature the holders know of it merged in; cosigned
+/// notes of other sizes are kept too.
 fn checkpoint_of(
     client: &Client,
     origin: &NodeId,
     holders: &[(String, u64)],
-) -> Result<(Vec<u8>, u64, String, usize), String> {
+) -> Result<Checkpoint, String> {
     let mut why = Vec::new();
     for (i, h) in holders.iter().enumerate() {
         let note = match file(client, std::slice::from_ref(h), origin, |_| {
@@ -249,6 +279,7 @@ fn checkpoint_of(
         };
         let mut merged = note;
         let mut cosigned = 0;
+        let mut others = Vec::new();
         for (other, _) in &holders[i..] {
             let Ok(LogPiece::Notes { notes }) =
                 client.log_fetch(other, &origin.to_string(), FetchItem::Cosigned)
@@ -259,15 +290,27 @@ fn checkpoint_of(
                 let Ok(n) = base64::engine::general_purpose::STANDARD.decode(n) else {
                     continue;
                 };
-                if let Some(m) = cosign::merge(&merged, &n) {
-                    if m.len() > merged.len() {
-                        cosigned += 1;
+                match cosign::merge(&merged, &n) {
+                    Some(m) => {
+                        if m.len() > merged.len() {
+                            cosigned += 1;
+                        }
+                        merged = m;
                     }
-                    merged = m;
+                    None if checkpoint::open(&n, origin).is_ok() && !others.contains(&n) => {
+                        others.push(n)
+                    }
+                    None => {}
                 }
             }
         }
-        return Ok((merged, size, h.0.clone(), cosigned));
+        return Ok(Checkpoint {
+            note: merged,
+            size,
+            holder: h.0.clone(),
+            cosigned,
+            others,
+        });
     }
     Err(why.join("; "))
 }
@@ -279,25 +322,36 @@ fn fetch_origin(
     holders: &[(String, u64)],
 ) -> Result<Fetched, AuditError> {
     let dest = dir::origin_dir(f.out, origin);
-    let (note, size, holder, cosigned) =
-        checkpoint_of(client, origin, holders).map_err(AuditError::NoCheckpoint)?;
+    let Checkpoint {
+        note,
+        size,
+        holder,
+        cosigned,
+        others,
+    } = checkpoint_of(client, origin, holders).map_err(AuditError::NoCheckpoint)?;
     let mut dirs = BTreeSet::new();
     let cp = dest.join(layout::CHECKPOINT);
     keep_larger_old(&cp, origin, size);
     let io = |p: &Path| AuditError::io(p.to_path_buf());
     layout::write_atomic(&cp, &note, &mut dirs).map_err(io(&cp))?;
-    for (index, width) in level0_tiles(size) {
-        let p = dest.join(tile_path(index, width));
+    for (level, index, width) in tiles(size) {
+        let p = dest.join(tile_path(level, index, width));
         if width == TILE_WIDTH && p.exists() {
             continue;
         }
-        match file(client, holders, origin, |_| FetchItem::Tile {
+        let item = FetchItem::Tile {
+            level,
             index,
             width,
-        }) {
+        };
+        match file(client, holders, origin, |_| item) {
             Ok(b) => layout::write_atomic(&p, &b, &mut dirs).map_err(io(&p))?,
-            Err(e) => eprintln!("keyward: {origin}: tile {index} (width {width}): {e}"),
+            Err(e) => eprintln!("keyward: {origin}: tile {level}/{index} (width {width}): {e}"),
         }
+    }
+    for n in &others {
+        let p = dest.join(COSIGNED).join(cosigned_name(n));
+        layout::write_atomic(&p, n, &mut dirs).map_err(io(&p))?;
     }
     let todo: Vec<u64> = (0..size)
         .filter(|i| !layout::segment_path(&dest, *i).exists())

@@ -11,10 +11,11 @@ use std::path::Path;
 
 use keyward_node::identity::NodeId;
 use keyward_node::log::segment::{BodyKind, Segment};
-use keyward_node::log::verify::Finding;
+use keyward_node::log::verify::{Finding, Report};
+use keyward_node::log::{checkpoint, merkle};
 use keyward_node::logs::{layout, read};
 
-use super::{dir, witnesses, AuditError};
+use super::{dir, fetch, witnesses, AuditError};
 
 /// `audit verify --json`: the whole directory.
 #[derive(Debug, serde::Serialize)]
@@ -37,6 +38,12 @@ pub struct OriginReport {
     pub sources: Vec<String>,
     /// Witnesses whose cosignature on the checkpoint verifies.
     pub cosigned_by: Vec<String>,
+    /// Witnesses that cosigned an earlier checkpoint this log extends
+    /// (`cosigned/` files): "<witness id> at <size>".
+    pub cosigned_earlier: Vec<String>,
+    /// Worth knowing, not wrong (a witness cosigned more than this
+    /// directory holds: fetch again).
+    pub notes: Vec<String>,
     pub findings: Vec<String>,
 }
 
@@ -72,6 +79,13 @@ pub fn check_origin(origin: &NodeId, path: &Path) -> OriginReport {
     let w = witnesses::check(&c.note);
     r.cosigned_by = w.valid.iter().map(|(id, _)| id.to_string()).collect();
     r.findings.extend(w.invalid);
+    if c.report
+        .findings
+        .iter()
+        .all(|f| matches!(f, Finding::Unlogged { .. }))
+    {
+        check_cosigned(origin, path, &c.report, &mut r);
+    }
     for (&i, h) in &c.report.verified {
         if h.body_kind != BodyKind::Age {
             continue;
@@ -98,6 +112,71 @@ pub fn check_origin(origin: &NodeId, path: &Path) -> OriginReport {
         }
     }
     r
+}
+
+/// Most `cosigned/` files read per origin.
+const MAX_COSIGNED: usize = 1024;
+
+/// Each cosigned checkpoint kept beside the log (`cosigned/<file>`, as
+/// `keyward audit fetch` writes them) against the log: signed by the
+/// origin, its cosignatures valid, and the log's first `size` leaves
+/// having its root (`merkle::prove_prefix` over the tiles). Another root
+/// is a fork: the origin signed two histories.
+fn check_cosigned(origin: &NodeId, path: &Path, report: &Report, r: &mut OriginReport) {
+    let dir = path.join(fetch::COSIGNED);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let tiles = match layout::read_tiles(path) {
+        Ok((t, _)) => t,
+        Err(e) => return r.findings.push(format!("reading the tiles: {e}")),
+    };
+    for e in rd.take(MAX_COSIGNED).flatten() {
+        let p = e.path();
+        let name = p.display();
+        let note = match layout::read_bounded(&p) {
+            Ok(n) => n,
+            Err(e) => {
+                r.findings.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let (size, root) = match checkpoint::open(&note, origin) {
+            Ok(x) => x,
+            Err(e) => {
+                r.findings
+                    .push(format!("{name}: not a checkpoint of this origin: {e}"));
+                continue;
+            }
+        };
+        let w = witnesses::check(&note);
+        r.findings
+            .extend(w.invalid.into_iter().map(|f| format!("{name}: {f}")));
+        if w.valid.is_empty() || size == 0 {
+            continue;
+        }
+        let who: Vec<String> = w.valid.iter().map(|(id, _)| id.to_string()).collect();
+        if size > report.size {
+            r.notes.push(format!(
+                "{} cosigned size {size}, more than the {} leaves here: fetch again from other holders",
+                who.join(", "),
+                report.size
+            ));
+            continue;
+        }
+        match merkle::prove_prefix(size, report.size, report.root, &tiles) {
+            Ok((prefix, _)) if prefix == root => r
+                .cosigned_earlier
+                .extend(who.into_iter().map(|id| format!("{id} at {size}"))),
+            Ok(_) => r.findings.push(format!(
+                "fork: the origin signed a checkpoint of size {size} (cosigned by {}, {name}) whose root is not the root of this log's first {size} leaves: it signed two histories",
+                who.join(", ")
+            )),
+            Err(e) => r.notes.push(format!(
+                "{name}: cannot check size {size} against the log: {e}"
+            )),
+        }
+    }
 }
 
 /// Runs `audit verify`: prints the table (or JSON) and the findings.
@@ -137,13 +216,16 @@ fn print_table(report: &AuditReport) {
             r.size,
             segs,
             r.sources.join(","),
-            r.cosigned_by.len(),
+            r.cosigned_by.len() + r.cosigned_earlier.len(),
             r.findings.len()
         );
     }
     for r in &report.origins {
         for f in &r.findings {
             println!("FINDING {}: {f}", r.origin);
+        }
+        for n in &r.notes {
+            println!("note {}: {n}", r.origin);
         }
         if r.unlogged > 0 {
             println!(

@@ -43,9 +43,10 @@ pub enum FetchItem {
     /// (an origin's own: each witness's latest; a replica's: its own
     /// cosignature), for the auditor to merge into the checkpoint.
     Cosigned,
-    /// The level-0 hash tile `index` of `width` hashes (256: full). The
-    /// higher levels follow from it (`merkle::read_log`).
-    Tile { index: u64, width: u16 },
+    /// The hash tile `index` of `level` with `width` hashes (256: full).
+    /// Level 0 alone authenticates the log (`merkle::read_log`); proofs
+    /// (a cosigned earlier checkpoint against the log) read the others.
+    Tile { level: u8, index: u64, width: u16 },
     /// The encoded segment at leaf `index`, from byte `offset` on.
     Segment { index: u64, offset: u64 },
 }
@@ -55,7 +56,12 @@ pub enum FetchItem {
 pub enum FetchError {
     #[error("tile width {0} is not 1 to 256")]
     Width(u16),
+    #[error("tile level {0} is beyond {MAX_LEVEL}")]
+    Level(u8),
 }
+
+/// Highest tile level of a tree of at most 2^64 leaves (8 bits a level).
+pub const MAX_LEVEL: u8 = 7;
 
 impl FetchItem {
     /// Checks the fields a holder uses to name a file.
@@ -64,6 +70,7 @@ impl FetchItem {
             FetchItem::Tile { width, .. } if *width == 0 || *width > TILE_WIDTH => {
                 Err(FetchError::Width(*width))
             }
+            FetchItem::Tile { level, .. } if *level > MAX_LEVEL => Err(FetchError::Level(*level)),
             _ => Ok(()),
         }
     }
@@ -76,7 +83,11 @@ impl FetchItem {
         match *self {
             FetchItem::Checkpoint => Some("checkpoint".into()),
             FetchItem::Cosigned => None,
-            FetchItem::Tile { index, width } => Some(tile_path(index, width)),
+            FetchItem::Tile {
+                level,
+                index,
+                width,
+            } => Some(tile_path(level, index, width)),
             FetchItem::Segment { index, .. } => Some(format!("segments/{index:020}")),
         }
     }
@@ -90,23 +101,26 @@ impl FetchItem {
     }
 }
 
-/// The C2SP path of level-0 tile `index` of `width` hashes.
-pub fn tile_path(index: u64, width: u16) -> String {
+/// The C2SP path of tile `index` of `level` with `width` hashes.
+pub fn tile_path(level: u8, index: u64, width: u16) -> String {
     merkle::c2sp_path(&tlog_tiles::Tile::new(
         TILE_HEIGHT,
-        0,
+        level,
         index,
         width.into(),
         false,
     ))
 }
 
-/// The level-0 tiles of a tree of `size` leaves: (index, width), the
-/// last one partial unless `size` is a multiple of 256.
-pub fn level0_tiles(size: u64) -> impl Iterator<Item = (u64, u16)> {
+/// The tiles of a tree of `size` leaves: (level, index, width). Level
+/// `L` holds the `size >> 8L` hashes of its complete 256^L-leaf subtrees,
+/// 256 to a tile, the last one partial unless they fill it.
+pub fn tiles(size: u64) -> impl Iterator<Item = (u8, u64, u16)> {
     let full = u64::from(TILE_WIDTH);
-    let n = size.div_ceil(full);
-    (0..n).map(move |i| (i, (size - i * full).min(full) as u16))
+    (0..=MAX_LEVEL).flat_map(move |level| {
+        let n = size.checked_shr(u32::from(level) * 8).unwrap_or(0);
+        (0..n.div_ceil(full)).map(move |i| (level, i, (n - i * full).min(full) as u16))
+    })
 }
 
 /// One origin whose log a node holds: leaves `0..size`.
@@ -123,49 +137,56 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_tree() {
-        assert_eq!(level0_tiles(0).count(), 0);
-        assert_eq!(level0_tiles(1).collect::<Vec<_>>(), vec![(0, 1)]);
-        assert_eq!(level0_tiles(256).collect::<Vec<_>>(), vec![(0, 256)]);
+        assert_eq!(tiles(0).count(), 0);
+        assert_eq!(tiles(1).collect::<Vec<_>>(), vec![(0, 0, 1)]);
+        assert_eq!(tiles(256).collect::<Vec<_>>(), vec![(0, 0, 256), (1, 0, 1)]);
         assert_eq!(
-            level0_tiles(600).collect::<Vec<_>>(),
-            vec![(0, 256), (1, 256), (2, 88)]
+            tiles(600).collect::<Vec<_>>(),
+            vec![(0, 0, 256), (0, 1, 256), (0, 2, 88), (1, 0, 2)]
         );
-        assert_eq!(tile_path(0, 256), "tile/0/000");
-        assert_eq!(tile_path(2, 88), "tile/0/002.p/88");
-        assert_eq!(tile_path(1234, 256), "tile/0/x001/234");
+        assert_eq!(tile_path(0, 0, 256), "tile/0/000");
+        assert_eq!(tile_path(0, 2, 88), "tile/0/002.p/88");
+        assert_eq!(tile_path(0, 1234, 256), "tile/0/x001/234");
+        assert_eq!(tile_path(1, 0, 2), "tile/1/000.p/2");
     }
 
     #[test]
-    fn widths_are_checked() {
-        assert_eq!(
-            FetchItem::Tile { index: 0, width: 0 }.check(),
-            Err(FetchError::Width(0))
-        );
-        assert_eq!(
-            FetchItem::Tile {
-                index: 0,
-                width: 257
+    fn tiles_are_the_ones_the_log_writes() {
+        let key = crate::identity::NodeKey::generate();
+        let mut log = merkle::MerkleLog::new(key.id());
+        let mut written = std::collections::BTreeSet::new();
+        for size in 1..=700u64 {
+            let (_, ws) = log.append(&size.to_be_bytes()).unwrap();
+            written.extend(ws.into_iter().map(|w| w.path));
+            for (l, i, w) in tiles(size) {
+                let p = tile_path(l, i, w);
+                assert!(written.contains(&p), "size {size}: {p} was never written");
             }
-            .check(),
-            Err(FetchError::Width(257))
-        );
-        assert!(FetchItem::Tile {
-            index: 0,
-            width: 256
         }
-        .check()
-        .is_ok());
+    }
+
+    #[test]
+    fn widths_and_levels_are_checked() {
+        let t = |level, width| FetchItem::Tile {
+            level,
+            index: 0,
+            width,
+        };
+        assert_eq!(t(0, 0).check(), Err(FetchError::Width(0)));
+        assert_eq!(t(0, 257).check(), Err(FetchError::Width(257)));
+        assert_eq!(t(8, 1).check(), Err(FetchError::Level(8)));
+        assert!(t(7, 256).check().is_ok());
     }
 
     proptest! {
         #[test]
         fn items_round_trip_and_name_files_under_the_origin(
-            index: u64, offset: u64, width in 1u16..=256, which in 0u8..4,
+            index: u64, offset: u64, width in 1u16..=256, level in 0u8..=7, which in 0u8..4,
         ) {
             let item = match which {
                 0 => FetchItem::Checkpoint,
                 1 => FetchItem::Cosigned,
-                2 => FetchItem::Tile { index, width },
+                2 => FetchItem::Tile { level, index, width },
                 _ => FetchItem::Segment { index, offset },
             };
             let b = crate::codec::encode(&crate::proto::Request::LogFetch { origin: NodeId([1; 32]), item })
@@ -180,8 +201,11 @@ mod tests {
         }
 
         #[test]
-        fn tiles_add_up(size in 0u64..100_000) {
-            let total: u64 = level0_tiles(size).map(|(_, w)| u64::from(w)).sum();
+        fn tiles_add_up(size in 0u64..100_000_000) {
+            let total: u64 = tiles(size)
+                .filter(|(l, _, _)| *l == 0)
+                .map(|(_, _, w)| u64::from(w))
+                .sum();
             prop_assert_eq!(total, size);
         }
     }

@@ -618,7 +618,7 @@ fn file(r: CtlResponse) -> Vec<u8> {
 
 #[test]
 fn an_auditor_fetches_an_origins_log_from_the_origin_and_from_its_replicas() {
-    use crate::log::fetch::level0_tiles;
+    use crate::log::fetch::tiles;
     let mut net = Net::mesh(mesh_with_auditors(4, 1));
     let aud = 3;
     net.logs_on(2);
@@ -648,14 +648,13 @@ fn an_auditor_fetches_an_origins_log_from_the_origin_and_from_its_replicas() {
             file(fetch(&mut net, aud, holder, 0, FetchItem::Checkpoint)),
             want
         );
-        for (index, width) in level0_tiles(3) {
-            let t = file(fetch(
-                &mut net,
-                aud,
-                holder,
-                0,
-                FetchItem::Tile { index, width },
-            ));
+        for (level, index, width) in tiles(3) {
+            let item = FetchItem::Tile {
+                level,
+                index,
+                width,
+            };
+            let t = file(fetch(&mut net, aud, holder, 0, item));
             assert_eq!(t.len(), 32 * usize::from(width));
         }
         for index in 0..3 {
@@ -755,7 +754,11 @@ fn only_an_active_auditor_fetches_logs() {
         net.peers[2].id(),
         Request::LogFetch {
             origin,
-            item: FetchItem::Tile { index: 0, width: 0 },
+            item: FetchItem::Tile {
+                level: 0,
+                index: 0,
+                width: 0,
+            },
         },
     );
     assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
