@@ -385,6 +385,24 @@ impl Mesh {
         Ok(())
     }
 
+    /// Node `i` joins as an auditor member, invited by `inviter`.
+    pub fn join_as_auditor(&self, i: usize, inviter: usize) -> Result<()> {
+        let token = self.cli_ok(inviter, &["invite", "--role", "auditor"])?;
+        self.cli_ok(i, &["join", token.trim()])?;
+        Ok(())
+    }
+
+    /// `keyward audit keygen --out key` on node `i`'s side; the auditor's
+    /// age recipient (age1...) it printed.
+    pub fn auditor_keygen(&self, i: usize, key: &Path) -> Result<String> {
+        let path = key.to_str().context("auditor key path is not UTF-8")?;
+        let out = self.cli_ok(i, &["audit", "keygen", "--out", path])?;
+        out.split_whitespace()
+            .find(|w| w.starts_with("age1"))
+            .map(String::from)
+            .with_context(|| format!("no age1 recipient in {out}"))
+    }
+
     /// Waits until every running node sees every node of the mesh as a
     /// member and connected.
     pub fn converge(&self, timeout: Duration) -> Result<()> {

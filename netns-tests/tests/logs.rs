@@ -478,21 +478,27 @@ fn journald_forwards_to_the_socket_of_the_docs() {
 /// `logger` to one origin end up in both other nodes' replicas of its log
 /// (`replicas/<origin>/`, the spool's layout), decrypted there with the
 /// auditor's key, and both witnesses cosigned its checkpoint.
+/// Node 0 logs a unix socket source at `sock` for `auditor`, sealing and
+/// checkpointing every second, witnessed every `witness_secs`.
+fn log_to_unix_socket(m: &Mesh, auditor: &age::x25519::Identity, sock: &Path, witness_secs: u64) {
+    m.append_config(
+        0,
+        &format!(
+            "[logs]\nauditors = [\"{}\"]\nsegment_secs = 1\ncheckpoint_secs = 1\nwitness_secs = {witness_secs}\n\n[[logs.source]]\nname = \"syslog\"\nkind = \"unix\"\npath = \"{}\"\n",
+            auditor.to_public(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+}
+
 #[test]
 fn lines_sent_to_one_origin_end_up_on_two_replicas_disks() {
     let auditor = age::x25519::Identity::generate();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("log");
     let mut m = Mesh::loopback(3, &MeshOptions::default()).unwrap();
-    m.append_config(
-        0,
-        &format!(
-            "[logs]\nauditors = [\"{}\"]\nsegment_secs = 1\ncheckpoint_secs = 1\nwitness_secs = 2\n\n[[logs.source]]\nname = \"syslog\"\nkind = \"unix\"\npath = \"{}\"\n",
-            auditor.to_public(),
-            sock.display()
-        ),
-    )
-    .unwrap();
+    log_to_unix_socket(&m, &auditor, &sock, 2);
     m.form().unwrap();
     m.wait_for(Duration::from_secs(10), || Ok(sock.exists()))
         .unwrap();
@@ -578,14 +584,7 @@ fn a_destroyed_origins_acknowledged_lines_are_fetched_from_its_replicas_exactly_
     let dir = tempfile::tempdir().unwrap();
     let mut m = Mesh::loopback(5, &MeshOptions::default()).unwrap();
     let key = dir.path().join("auditor.key");
-    let out = m
-        .cli_ok(AUD, &["audit", "keygen", "--out", key.to_str().unwrap()])
-        .unwrap();
-    let recipient = out
-        .split_whitespace()
-        .find(|w| w.starts_with("age1"))
-        .unwrap_or_else(|| panic!("no recipient in {out}"))
-        .to_string();
+    let recipient = m.auditor_keygen(AUD, &key).unwrap();
     let relp = free_port().unwrap();
     m.append_config(
         0,
@@ -604,8 +603,7 @@ fn a_destroyed_origins_acknowledged_lines_are_fetched_from_its_replicas_exactly_
     for i in 1..4 {
         m.join(i, 0).unwrap();
     }
-    let token = m.cli_ok(0, &["invite", "--role", "auditor"]).unwrap();
-    m.cli_ok(AUD, &["join", token.trim()]).unwrap();
+    m.join_as_auditor(AUD, 0).unwrap();
     m.converge(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}\n{}", m.log(0)));
     let origin = m.status(0).unwrap().node.id;
@@ -741,15 +739,7 @@ fn an_origin_that_stops_logging_while_up_is_reported_silent_by_its_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("log");
     let mut m = Mesh::loopback(3, &MeshOptions::default()).unwrap();
-    m.append_config(
-        0,
-        &format!(
-            "[logs]\nauditors = [\"{}\"]\nsegment_secs = 1\ncheckpoint_secs = 1\nwitness_secs = 1\n\n[[logs.source]]\nname = \"syslog\"\nkind = \"unix\"\npath = \"{}\"\n",
-            auditor.to_public(),
-            sock.display()
-        ),
-    )
-    .unwrap();
+    log_to_unix_socket(&m, &auditor, &sock, 1);
     for j in [1, 2] {
         m.append_config(j, "[logs]\nsilence_secs = 6\n").unwrap();
     }

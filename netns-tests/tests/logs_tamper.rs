@@ -135,8 +135,7 @@ fn form_logging_mesh(m: &mut Mesh, n: usize, auditor: Option<usize>, recipient: 
         m.join(i, 0).unwrap();
     }
     if let Some(a) = auditor {
-        let token = m.cli_ok(0, &["invite", "--role", "auditor"]).unwrap();
-        m.cli_ok(a, &["join", token.trim()]).unwrap();
+        m.join_as_auditor(a, 0).unwrap();
     }
     m.converge(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}\n{}", m.log(0)));
@@ -195,14 +194,7 @@ fn a_replica_copy_edited_or_cut_on_disk_is_reported_by_the_auditor_and_never_acc
     let sock = dir.path().join("log");
     let key = dir.path().join("auditor.key");
     let mut m = Mesh::loopback(N, &MeshOptions::default()).unwrap();
-    let out = m
-        .cli_ok(AUD, &["audit", "keygen", "--out", key.to_str().unwrap()])
-        .unwrap();
-    let recipient = out
-        .split_whitespace()
-        .find(|w| w.starts_with("age1"))
-        .unwrap_or_else(|| panic!("no recipient in {out}"))
-        .to_string();
+    let recipient = m.auditor_keygen(AUD, &key).unwrap();
     let id = load_identity(&key);
     form_logging_mesh(&mut m, N, Some(AUD), &recipient, &sock);
     let _logs = LogsOnPanic::of(&m, N, 40);

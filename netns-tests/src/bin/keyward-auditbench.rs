@@ -116,15 +116,7 @@ fn main() -> Result<()> {
     let dir = tmp.path();
     let mut m = Mesh::loopback(4, &MeshOptions::default())?;
     let key = dir.join("auditor.key");
-    let out = m.cli_ok(
-        3,
-        &["audit", "keygen", "--out", key.to_str().context("path")?],
-    )?;
-    let recipient = out
-        .split_whitespace()
-        .find(|w| w.starts_with("age1"))
-        .context("no recipient")?
-        .to_string();
+    let recipient = m.auditor_keygen(3, &key)?;
     let sock = m.dir(0).join("log.sock");
     let (relp_r, relp_d) = (free_port()?, free_port()?);
     m.append_config(
@@ -150,8 +142,7 @@ fn main() -> Result<()> {
     for i in 1..3 {
         m.join(i, 0)?;
     }
-    let token = m.cli_ok(0, &["invite", "--role", "auditor"])?;
-    m.cli_ok(3, &["join", token.trim()])?;
+    m.join_as_auditor(3, 0)?;
     m.converge(Duration::from_secs(30))?;
     let spool = m.dir(0).join("state/logs");
     let origin = m.status(0)?.node.id;
