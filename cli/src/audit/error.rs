@@ -16,7 +16,7 @@ pub enum AuditError {
     Identity { path: PathBuf, why: String },
     #[error("{0} holds no origin directory (named by a node id, as `keyward logs export --out DIR` writes them)")]
     NoOrigins(PathBuf),
-    #[error("no origin in {dir} matches --origin {wanted}")]
+    #[error("no origin in {dir} (or held by the members asked) matches --origin {wanted}")]
     NoSuchOrigin { dir: PathBuf, wanted: String },
     #[error("{0} findings: the logs above do not verify as they should")]
     Findings(usize),

@@ -101,6 +101,12 @@ pub fn run(client: &Client, f: &Fetch) -> Result<(), AuditError> {
             }
         }
     }
+    if let (Some(w), true, 0) = (f.origin, results.is_empty(), failed) {
+        return Err(AuditError::NoSuchOrigin {
+            dir: f.out.to_path_buf(),
+            wanted: w.to_string(),
+        });
+    }
     print_summary(&results, f.out);
     if failed > 0 {
         return Err(AuditError::Incomplete(failed));
