@@ -306,3 +306,125 @@ fn strangers_share_requests_do_not_flush_the_decision_history() {
         .count();
     assert!((1..=3).contains(&lines), "{lines} lines");
 }
+
+/// Logs part 2: a member whose node key an attacker holds pushes its own
+/// genuine segments (signed by itself) in another member's name. The
+/// replica takes none of it: it holds nothing of the named origin, raises
+/// an alert naming the sender, and keeps the push as evidence.
+#[test]
+fn a_member_pushing_its_own_segments_in_another_nodes_name_is_refused_with_evidence() {
+    use keyward_node::log::replica::wire::Push;
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port(false);
+    let a = Node::start(
+        &d.path().join("a"),
+        &format!("/ip4/127.0.0.1/tcp/{port}"),
+        false,
+        Some("m"),
+    );
+    let b = Node::start(
+        &d.path().join("b"),
+        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
+        false,
+        None,
+    );
+    // c logs (a unix source), so it has genuine segments of its own
+    let sock = d.path().join("c-log.sock");
+    let auditor = age::x25519::Identity::generate();
+    let mut c = Node::start_with_policy(
+        &d.path().join("c"),
+        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
+        false,
+        None,
+        &format!(
+            "interval = 1\ntimeout = 6\nup_window = 3\n[logs]\nauditors = [\"{}\"]\nsegment_secs = 1\ncheckpoint_secs = 1\n[[logs.source]]\nname = \"syslog\"\nkind = \"unix\"\npath = \"{}\"\n",
+            auditor.to_public(),
+            sock.display()
+        ),
+    );
+    for n in [&b, &c] {
+        n.join(&a);
+    }
+    for n in [&a, &b, &c] {
+        n.wait_for(Duration::from_secs(20), "3 members", |v| members(v) == 3);
+    }
+    let (a_id, b_id, c_id) = (id_of(&a), id_of(&b), id_of(&c));
+    let spool = d.path().join("c/state/logs");
+    let s = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let sealed = || {
+        std::fs::read(spool.join("checkpoint"))
+            .ok()
+            .and_then(|n| keyward_node::log::checkpoint::open(&n, &c_id).ok())
+            .is_some_and(|(size, _)| size > 0)
+    };
+    while !sealed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "c never sealed a segment:\n{}",
+            c.log()
+        );
+        let _ = s.send_to(b"<13>Dec  3 18:00:00 probe[1]: a line of c", &sock);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.stop();
+    let checkpoint = std::fs::read(spool.join("checkpoint")).unwrap();
+    let (size, _) = keyward_node::log::checkpoint::open(&checkpoint, &c_id).unwrap();
+    let segs: Vec<Vec<u8>> = (0..size)
+        .map(|i| std::fs::read(spool.join(format!("segments/{i:020}"))).unwrap())
+        .collect();
+    assert!(!segs.is_empty());
+    let c_key = NodeKey::load(&c.cfg.node_key_path()).unwrap();
+    let push = Push::pack(b_id, 0, checkpoint, segs);
+    let r = ask_as(
+        c_key.libp2p_keypair(),
+        port,
+        a_id.peer_id().unwrap(),
+        vec![Request::LogPush(Box::new(push))],
+        1,
+    );
+    assert!(
+        matches!(
+            &r[0],
+            Ok(Response::LogRefused(_)) | Ok(Response::Refused { .. })
+        ),
+        "{r:?}"
+    );
+    let want = format!("{c_id} pushed segments in the name of {b_id}");
+    a.wait_for(Duration::from_secs(5), "the alert", |v| {
+        json(&v.alerts).contains(&want)
+    });
+    let kept = a.status().replication.map(|r| r.kept).unwrap_or_default();
+    assert!(
+        kept.iter()
+            .all(|k| k.origin != b_id.to_string() || k.held == 0),
+        "a took something in b's name: {kept:?}"
+    );
+    let evidence = d.path().join("a/state/logs/evidence");
+    let files: Vec<_> = walk(&evidence);
+    assert!(
+        !files.is_empty(),
+        "no evidence kept under {}",
+        evidence.display()
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
