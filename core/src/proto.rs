@@ -100,6 +100,17 @@ pub enum Request {
     /// holds; answered with [`Response::LogFile`] or
     /// [`Response::LogNotes`] (for [`FetchItem::Cosigned`]).
     LogFetch { origin: NodeId, item: FetchItem },
+    /// A witness tells a fellow witness of `origin` (another of its
+    /// replicas) the checkpoint it last cosigned: the note with its
+    /// cosignature (at most `checkpoint::MAX_NOTE` bytes). Answered with
+    /// [`Response::LogSeen`]. Only the origin's signature matters: each
+    /// side compares the other's note with what it cosigned, so two
+    /// witnesses shown different histories find the fork.
+    LogSeen {
+        origin: NodeId,
+        #[serde(with = "serde_bytes")]
+        note: Vec<u8>,
+    },
     /// Never on the wire: what the codec hands up when a peer's request
     /// did not decode (too large, malformed, unknown version), so the
     /// daemon can name and count the peer. libp2p drops failed reads
@@ -172,6 +183,12 @@ pub enum Response {
     /// The origins whose logs this node holds (at most
     /// `fetch::MAX_HOLDING`).
     LogHolding(Vec<Holding>),
+    /// Answer to [`Request::LogSeen`]: the checkpoint of that origin this
+    /// witness last cosigned, if any, for the asker to compare in turn.
+    LogSeen {
+        #[serde(with = "serde_bytes")]
+        note: Option<Vec<u8>>,
+    },
     /// A piece of a file (at most `fetch::CHUNK` bytes from the asked
     /// offset) and the file's whole length.
     LogFile {
@@ -292,7 +309,12 @@ const ADMIN_DOMAIN: &str = "admin message";
 
 impl Wire for AdminMsg {
     const KIND: &'static str = "admin";
-    const MAX: usize = 1024;
+    /// The largest is a log alert: a witness's fork evidence (two signed
+    /// checkpoint notes and a consistency proof of up to
+    /// `witness::MAX_PROOF` hashes) must fit, so every member can check
+    /// a fork found between witnesses of a long log. Still well inside a
+    /// gossip message ([`Gossip`]'s 4 KiB).
+    const MAX: usize = 3072;
 }
 
 impl AdminMsg {
@@ -454,15 +476,15 @@ mod tests {
             .max()
             .unwrap();
         // admin messages (the lockdown and at most 256 recent decisions)
-        // and members' signed peer records ride along: a MiB for them
+        // and members' signed peer records ride along: 1.5 MiB for them
         const {
             assert!(
-                SYNC_RECORDS_BUDGET + 257 * <AdminMsg as Wire>::MAX <= 1 << 20,
-                "signed peer records and admin messages outgrew their MiB"
+                SYNC_RECORDS_BUDGET + 257 * <AdminMsg as Wire>::MAX <= 3 << 19,
+                "signed peer records and admin messages outgrew their 1.5 MiB"
             )
         };
         assert!(
-            MAX_OPS * largest + (1 << 20) <= <Response as Wire>::MAX,
+            MAX_OPS * largest + (3 << 19) <= <Response as Wire>::MAX,
             "{MAX_OPS} ops of {largest} bytes do not fit {} bytes",
             <Response as Wire>::MAX
         );
@@ -601,6 +623,7 @@ mod tests {
                     checkpoint: note.clone(),
                 })),
                 Request::AddCheckpoint { body: note.clone() },
+                Request::LogSeen { origin, note: note.clone() },
             ];
             for r in reqs {
                 let b = codec::encode(&r).unwrap();
@@ -614,6 +637,8 @@ mod tests {
                 Response::LogRefused(Refused::new(origin, size, RefusedCode::Evidence, &detail)),
                 Response::Cosigned { note: note.clone() },
                 Response::WitnessRefused { last_size: last, reason: detail.clone() },
+                Response::LogSeen { note: Some(note.clone()) },
+                Response::LogSeen { note: None },
             ];
             for r in resps {
                 let b = codec::encode(&r).unwrap();

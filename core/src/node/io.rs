@@ -14,7 +14,7 @@ use crate::guardian::{Millis, OwnerState};
 use crate::identity::NodeId;
 use crate::log::merkle::Hash;
 use crate::log::replica::Write as ReplicaWrite;
-use crate::log::witness::WitnessWrite;
+use crate::log::witness::{PrefixProof, WitnessWrite};
 use crate::proto::{AdminMsg, Gossip, InviteRecord, Request, Response};
 use crate::roster::{MeshId, OpId, SignedOp, Verified};
 
@@ -61,6 +61,17 @@ pub enum LogRead {
     /// The consistency proof from size `old` to the tree of `size` with
     /// `root` (`merkle::prove_consistency` over the spool's tiles).
     Proof { old: u64, size: u64, root: Hash },
+    /// Not this node's own log but its replica of `origin`'s: the root of
+    /// the first `from` leaves of the tree of `size` with `root`, and the
+    /// consistency proof from it (`merkle::prove_prefix` over the
+    /// replica's tiles). What a witness answers a fellow witness's
+    /// checkpoint with (`Witness::observe_with_proof`).
+    Prefix {
+        origin: NodeId,
+        from: u64,
+        size: u64,
+        root: Hash,
+    },
 }
 
 /// What a [`LogRead`] read.
@@ -68,6 +79,7 @@ pub enum LogRead {
 pub enum LogData {
     Segments(Vec<Vec<u8>>),
     Proof(Vec<Hash>),
+    Prefix(PrefixProof),
 }
 
 /// An event for the node. Every one is handled at a `now` the driver

@@ -110,6 +110,9 @@ impl Node {
             Request::AddCheckpoint { body } if member => {
                 return self.serve_add_checkpoint(id, from, &body, now)
             }
+            Request::LogSeen { origin, note } if member => {
+                return self.serve_log_seen(id, from, origin, note, now)
+            }
             Request::LogHolding => return self.serve_log_holding(id, from),
             Request::LogFetch { origin, item } => {
                 return self.serve_log_fetch(id, from, origin, item)
@@ -123,7 +126,8 @@ impl Node {
             | Request::Sync { .. }
             | Request::Held
             | Request::LogPush(_)
-            | Request::AddCheckpoint { .. } => {
+            | Request::AddCheckpoint { .. }
+            | Request::LogSeen { .. } => {
                 let reason = "only active mesh members may send this request".to_string();
                 Answer::Now(Response::Refused { reason })
             }

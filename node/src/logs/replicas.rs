@@ -24,7 +24,7 @@ use keyward_core::log::merkle;
 use keyward_core::log::replica::store::ReplicaStore;
 use keyward_core::log::replica::usage::Limits;
 use keyward_core::log::replica::Write as ReplicaWrite;
-use keyward_core::log::witness::{Witness, WitnessFile, WitnessWrite};
+use keyward_core::log::witness::{PrefixProof, Witness, WitnessFile, WitnessWrite};
 use keyward_core::node::{LogData, LogRead};
 
 use super::config::LogsConfig;
@@ -274,6 +274,19 @@ pub fn read_log(spool: &Path, read: &LogRead) -> Result<LogData, String> {
             let (tiles, _) = layout::read_tiles(spool).map_err(|e| e.to_string())?;
             merkle::prove_consistency(*old, *size, *root, &tiles)
                 .map(LogData::Proof)
+                .map_err(|e| e.to_string())
+        }
+        LogRead::Prefix {
+            origin,
+            from,
+            size,
+            root,
+        } => {
+            let odir = spool.join(REPLICAS).join(origin.to_string());
+            let (tiles, _) =
+                layout::read_tiles(&odir).map_err(|e| format!("{}: {e}", odir.display()))?;
+            merkle::prove_prefix(*from, *size, *root, &tiles)
+                .map(|(prefix_root, proof)| LogData::Prefix(PrefixProof { prefix_root, proof }))
                 .map_err(|e| e.to_string())
         }
     }

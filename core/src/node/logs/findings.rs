@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::codec::{self, Wire};
 use crate::guardian::Millis;
 use crate::identity::NodeId;
+use crate::log::witness::evidence::Evidence;
 use crate::proto::{AdminBody, AdminKind, AdminMsg, Gossip};
 
 use super::super::io::Output;
@@ -63,6 +64,28 @@ impl Node {
 }
 
 impl Node {
+    /// A witness's self-verifying evidence against `origin` (a fork or a
+    /// rollback, found by an add-checkpoint or by a fellow witness's
+    /// gossip): an alert with `text`, the evidence kept, and spread to the
+    /// mesh for every member to check.
+    pub(in crate::node) fn report_witness_evidence(
+        &mut self,
+        origin: NodeId,
+        text: String,
+        evidence: &Evidence,
+        now: Millis,
+    ) {
+        let what = match evidence {
+            Evidence::Fork(_) => "fork",
+            Evidence::Rollback(_) => "rollback",
+        };
+        let bytes = evidence.encode().ok();
+        self.log_finding(origin, text, bytes.clone().map(|b| (what, b)), now);
+        if let Some(b) = bytes {
+            self.spread_log_evidence(origin, b, now);
+        }
+    }
+
     /// Spreads a witness's evidence against `origin` to the mesh as a
     /// signed admin alert, which every member checks on its own; evidence
     /// too large for an admin message stays here (with its file).

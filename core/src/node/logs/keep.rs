@@ -112,7 +112,7 @@ impl Node {
                     Then::Kept {
                         id,
                         ok: Box::new(ok),
-                        kept: Kept::Witness,
+                        kept: Kept::Witness(from),
                     },
                 );
             }
@@ -125,20 +125,7 @@ impl Node {
                 match e {
                     WitnessRefusal::Rollback { evidence, .. }
                     | WitnessRefusal::Fork { evidence, .. } => {
-                        let what = match *evidence {
-                            crate::log::witness::evidence::Evidence::Fork(_) => "fork",
-                            crate::log::witness::evidence::Evidence::Rollback(_) => "rollback",
-                        };
-                        let bytes = evidence.encode().ok();
-                        self.log_finding(
-                            from,
-                            reason.clone(),
-                            bytes.clone().map(|b| (what, b)),
-                            now,
-                        );
-                        if let Some(b) = bytes {
-                            self.spread_log_evidence(from, b, now);
-                        }
+                        self.report_witness_evidence(from, reason.clone(), &evidence, now);
                     }
                     _ => {}
                 }
@@ -159,14 +146,25 @@ impl Node {
         result: Result<(), String>,
     ) {
         match result {
-            Ok(()) => self.push(Output::Respond { id, response: ok }),
+            Ok(()) => {
+                let gossip = match (&kept, &ok) {
+                    (Kept::Witness(origin), Response::Cosigned { note }) => {
+                        Some((*origin, note.clone()))
+                    }
+                    _ => None,
+                };
+                self.push(Output::Respond { id, response: ok });
+                if let Some((origin, note)) = gossip {
+                    self.gossip_cosigned(origin, note);
+                }
+            }
             Err(e) => {
                 let what = match kept {
                     Kept::Replica => {
                         self.logs.store_off = Some(e.clone());
                         "keeping replicas"
                     }
-                    Kept::Witness => {
+                    Kept::Witness(_) => {
                         self.logs.witness_off = Some(e.clone());
                         "witnessing"
                     }
@@ -178,7 +176,7 @@ impl Node {
                     Kept::Replica => Response::Refused {
                         reason: format!("the replica's write failed: {e}"),
                     },
-                    Kept::Witness => Response::WitnessRefused {
+                    Kept::Witness(_) => Response::WitnessRefused {
                         last_size: None,
                         reason: format!("the witness's state write failed: {e}"),
                     },

@@ -15,6 +15,9 @@
 //!   size it last cosigned.
 //! - `keep`: pushes and add-checkpoint requests from other origins,
 //!   answered only once what they change is durable.
+//! - `gossip`: witnesses of the same origin tell each other what they
+//!   cosigned, so an origin that showed them different histories is
+//!   found out (the C2SP tlog-witness gossip the issue asks for).
 //! - `findings`: what a replica or witness finds against an origin,
 //!   as an alert (`keyward status`, the journal) with its evidence kept.
 //! - `silence`: an origin that is up but whose log stopped growing.
@@ -24,6 +27,7 @@
 
 mod audit;
 mod findings;
+mod gossip;
 mod keep;
 mod origin;
 mod silence;
@@ -115,22 +119,47 @@ impl OriginSide {
 /// A read of the own log the node waits for, and what it is for.
 #[derive(Debug, Clone)]
 pub(crate) enum Read {
-    Push { peer: NodeId, from: u64 },
-    Proof { peer: NodeId, old: u64, size: u64 },
+    Push {
+        peer: NodeId,
+        from: u64,
+    },
+    Proof {
+        peer: NodeId,
+        old: u64,
+        size: u64,
+    },
+    /// A prefix proof from this node's replica of `origin`, to compare
+    /// with the checkpoint `note` that `peer` said it cosigned.
+    Prefix {
+        origin: NodeId,
+        peer: NodeId,
+        note: Vec<u8>,
+    },
 }
 
 /// A request sent for the logs, and what its answer is for.
 #[derive(Debug, Clone)]
 pub(crate) enum Sent {
-    Push { peer: NodeId },
-    Witness { peer: NodeId, size: u64 },
+    Push {
+        peer: NodeId,
+    },
+    Witness {
+        peer: NodeId,
+        size: u64,
+    },
+    /// This witness told `peer` what it cosigned of `origin`.
+    Seen {
+        peer: NodeId,
+        origin: NodeId,
+    },
 }
 
 /// What a write of the logs' files is for, when durable.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kept {
     Replica,
-    Witness,
+    /// A cosignature of this origin's checkpoint.
+    Witness(NodeId),
 }
 
 /// The node's logs state.
@@ -152,6 +181,9 @@ pub(crate) struct Logs {
     pub witness_off: Option<String>,
     pub reads: BTreeMap<ReadId, Read>,
     pub next_read: u64,
+    /// Origins whose prefix proof (`Read::Prefix`) is being read: one at
+    /// a time each, so a peer's gossip cannot queue up disk reads.
+    pub proving: BTreeSet<NodeId>,
     /// Evidence already kept, by its hash, so each is reported once.
     pub reported: BTreeSet<[u8; 32]>,
     /// Origins kept here, watched for silence.

@@ -190,7 +190,7 @@ impl Node {
         }
     }
 
-    fn read_log(&mut self, read: LogRead, what: Read) {
+    pub(super) fn read_log(&mut self, read: LogRead, what: Read) {
         let id = ReadId(self.logs.next_read);
         self.logs.next_read += 1;
         self.logs.reads.insert(id, what);
@@ -207,6 +207,9 @@ impl Node {
         let Some(what) = self.logs.reads.remove(&id) else {
             return;
         };
+        if let Read::Prefix { origin, peer, note } = what {
+            return self.prefix_read(origin, peer, note, result, now);
+        }
         let me = self.me.id;
         let Some(o) = &mut self.logs.origin else {
             return;
@@ -240,6 +243,8 @@ impl Node {
                         o.witness_idle(&peer);
                         peer
                     }
+                    // answered above, before the origin side is looked at
+                    Read::Prefix { .. } => return,
                 };
                 o.backoff.insert(peer, now.saturating_add(RETRY_FULL));
                 self.note(Note::LogProblem(why));
@@ -359,6 +364,7 @@ impl Node {
         match sent {
             Sent::Push { peer } => self.on_push_answer(peer, r, now),
             Sent::Witness { peer, size } => self.on_witness_answer(peer, size, r),
+            Sent::Seen { peer, origin } => return self.on_seen_answer(peer, origin, r, now),
         }
         self.logs_report_replicated();
         self.logs_pump(now);

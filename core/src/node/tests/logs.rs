@@ -83,6 +83,11 @@ impl OwnLog {
         (c.size, c.note)
     }
 
+    /// The latest checkpoint note.
+    fn clone_note(&self) -> Vec<u8> {
+        self.note.clone()
+    }
+
     /// A file of the spool's layout, by its path in it.
     pub fn file(&self, path: &str) -> Option<Vec<u8>> {
         if path == "checkpoint" {
@@ -119,6 +124,7 @@ impl OwnLog {
                     .map(LogData::Proof)
                     .map_err(|e| e.to_string())
             }
+            LogRead::Prefix { .. } => Err("a replica's read, not the own log's".into()),
         }
     }
 }
@@ -826,4 +832,160 @@ fn an_origin_that_is_up_but_whose_log_stopped_growing_is_reported_silent_once() 
     for &j in &reps {
         assert_eq!(silent(&mut net, j), 1, "replica {j}: {:?}", net.alerts(j));
     }
+}
+
+/// A hostile origin (node 0, its key in the attacker's hands) with two
+/// witnesses (nodes 1 and 2) that know each other: what node 1 and node 2
+/// hold and cosigned of each history is up to the test.
+fn two_witnesses() -> (Net, NodeId, NodeKey) {
+    let mut net = Net::mesh(mesh(3));
+    net.logs_on(2);
+    for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+        net.connect(a, b);
+    }
+    let origin = net.peers[0].id();
+    let key = NodeKey::from_secret(&net.peers[0].key.secret());
+    (net, origin, key)
+}
+
+/// Node `j` holds `log`'s segments (pushed by the origin) and cosigns
+/// its checkpoint, from size 0.
+fn show(net: &mut Net, j: usize, origin: NodeId, log: &OwnLog) {
+    let push = Push::pack(origin, 0, log.note.clone(), log.segs.clone());
+    let r = net.ask(j, origin, Request::LogPush(Box::new(push)));
+    assert!(matches!(r, Some(Response::LogHeld(_))), "{r:?}");
+    let r = net.ask(j, origin, add_checkpoint(0, &log.note));
+    assert!(matches!(r, Some(Response::Cosigned { .. })), "{r:?}");
+    net.drive();
+}
+
+fn fork_alerts(net: &mut Net, j: usize) -> Vec<String> {
+    net.alerts(j)
+        .into_iter()
+        .filter(|a| a.contains("shown to different witnesses"))
+        .collect()
+}
+
+/// An origin shows one history to one witness and another to the other,
+/// each consistent on its own. The witnesses tell each other what they
+/// cosigned and both report the fork, with evidence anyone re-checks.
+#[test]
+fn witnesses_shown_different_histories_of_one_size_find_the_fork() {
+    let (mut net, origin, key) = two_witnesses();
+    let mut h1 = OwnLog::new(&key);
+    h1.seal(3, T0);
+    let mut h2 = OwnLog::forked(&key, 1);
+    h2.seal(3, T0);
+    show(&mut net, 1, origin, &h1);
+    show(&mut net, 2, origin, &h2);
+    for j in [1, 2] {
+        let found = fork_alerts(&mut net, j);
+        assert!(!found.is_empty(), "node {j}: {:?}", net.alerts(j));
+        let ev: Vec<_> = net.peers[j]
+            .evidence
+            .iter()
+            .filter(|(o, what, _)| *o == origin && *what == "fork")
+            .collect();
+        assert!(!ev.is_empty(), "node {j} kept no evidence");
+        let e = Evidence::decode(&ev[0].2).unwrap();
+        assert!(
+            matches!(e.check(), Ok(EvidenceKind::Fork { .. })),
+            "{:?}",
+            e.check()
+        );
+    }
+    // the origin (and so every member) hears of it, checked
+    let alerts = net.alerts(0);
+    assert!(
+        alerts.iter().any(|a| a.contains("proven by evidence")),
+        "{alerts:?}"
+    );
+}
+
+/// The same, where the histories have different sizes: the witness with
+/// the larger one proves the other's size from its replica's tiles.
+#[test]
+fn witnesses_shown_different_histories_of_different_sizes_find_the_fork() {
+    let (mut net, origin, key) = two_witnesses();
+    let mut h1 = OwnLog::new(&key);
+    h1.seal(3, T0);
+    let mut h2 = OwnLog::forked(&key, 1);
+    h2.seal(5, T0);
+    show(&mut net, 1, origin, &h1);
+    show(&mut net, 2, origin, &h2);
+    let found = fork_alerts(&mut net, 2);
+    assert!(
+        found.iter().any(|a| a.contains("different history")),
+        "node 2 (the larger) proves it: {:?}",
+        net.alerts(2)
+    );
+    let ev = net.peers[2]
+        .evidence
+        .iter()
+        .find(|(o, what, _)| *o == origin && *what == "fork")
+        .expect("evidence kept");
+    let e = Evidence::decode(&ev.2).unwrap();
+    assert!(matches!(e.check(), Ok(EvidenceKind::Fork { .. })));
+    // node 1 learns it through the spread alert, which it checks
+    let alerts = net.alerts(1);
+    assert!(
+        alerts.iter().any(|a| a.contains("proven by evidence")),
+        "{alerts:?}"
+    );
+}
+
+/// An honest origin whose witnesses cosigned different sizes of one
+/// history, and a member replaying an old genuine checkpoint: nothing
+/// is reported, and nothing more than the replica holds is read.
+#[test]
+fn witnesses_of_one_history_at_different_sizes_report_nothing() {
+    let (mut net, origin, key) = two_witnesses();
+    let mut h = OwnLog::new(&key);
+    h.seal(2, T0);
+    let old = h.clone_note();
+    h.seal(1, T0);
+    show(&mut net, 1, origin, &h);
+    h.seal(3, T0);
+    show(&mut net, 2, origin, &h);
+    let r = net.ask(
+        2,
+        net.peers[1].id(),
+        Request::LogSeen {
+            origin,
+            note: old.clone(),
+        },
+    );
+    assert!(
+        matches!(r, Some(Response::LogSeen { note: Some(_) })),
+        "{r:?}"
+    );
+    net.drive();
+    for j in 0..3 {
+        let alerts = net.alerts(j);
+        assert!(
+            !alerts.iter().any(|a| a.contains("fork")),
+            "node {j}: {alerts:?}"
+        );
+        assert!(net.peers[j].evidence.is_empty(), "node {j}");
+    }
+    // a note its origin did not sign is ignored with a note, not an alert
+    let mut other = OwnLog::new(&net.peers[1].key);
+    other.seal(1, T0);
+    let r = net.ask(
+        2,
+        net.peers[1].id(),
+        Request::LogSeen {
+            origin,
+            note: other.note.clone(),
+        },
+    );
+    assert!(matches!(r, Some(Response::LogSeen { .. })), "{r:?}");
+    assert!(net.peers[2].evidence.is_empty());
+    // a stranger is not answered
+    let r = net.ask(
+        2,
+        NodeKey::generate().id(),
+        Request::LogSeen { origin, note: old },
+    );
+    assert!(matches!(r, Some(Response::Refused { .. })), "{r:?}");
 }

@@ -21,7 +21,10 @@ use crate::proto::{Request, Response};
 use crate::roster::{Member, Role, SignedOp};
 use crate::testkit::TestNode;
 
-use super::{CtlId, GossipId, InId, Input, Node, NodeConfig, Note, OutId, Output, Stored, Write};
+use super::{
+    CtlId, GossipId, InId, Input, LogData, LogRead, Node, NodeConfig, Note, OutId, Output, Stored,
+    Write,
+};
 
 /// The world's clock at the start of every test (Unix ms, 2033).
 pub const T0: Millis = 2_000_000_000_000;
@@ -81,6 +84,26 @@ impl Peer {
             }
         }
         found
+    }
+
+    /// The tiles of `origin`'s replica as its writes left them, by their
+    /// paths in the origin's layout (what the driver's `LogRead::Prefix`
+    /// reads).
+    pub fn replica_tiles(&self, origin: &NodeId) -> BTreeMap<String, Vec<u8>> {
+        use crate::log::replica::{self, Write as RW};
+        let prefix = format!("{}/", replica::origin_dir(origin));
+        let mut tiles = BTreeMap::new();
+        for w in &self.disk {
+            let Write::Replica(ws) = w else { continue };
+            for w in ws {
+                if let RW::Tile { path, bytes } = w {
+                    if let Some(p) = path.strip_prefix(&prefix) {
+                        tiles.insert(p.to_string(), bytes.clone());
+                    }
+                }
+            }
+        }
+        tiles
     }
 }
 
@@ -380,7 +403,24 @@ impl Net {
             }
             Output::Note(n) => self.peers[i].notes.push(n),
             Output::ReadLog { id, read } => {
-                let result = self.peers[i].own.read(&read);
+                let result = match read {
+                    LogRead::Prefix {
+                        origin,
+                        from,
+                        size,
+                        root,
+                    } => crate::log::merkle::prove_prefix(
+                        from,
+                        size,
+                        root,
+                        &self.peers[i].replica_tiles(&origin),
+                    )
+                    .map(|(prefix_root, proof)| {
+                        LogData::Prefix(crate::log::witness::PrefixProof { prefix_root, proof })
+                    })
+                    .map_err(|e| e.to_string()),
+                    read => self.peers[i].own.read(&read),
+                };
                 let now = self.clock(i);
                 self.peers[i]
                     .node
@@ -466,6 +506,7 @@ fn response_kind(r: &Response) -> &'static str {
         Response::LogHolding(_) => "log-holding",
         Response::LogFile { .. } => "log-file",
         Response::LogNotes(_) => "log-notes",
+        Response::LogSeen { .. } => "log-seen",
     }
 }
 
@@ -483,6 +524,7 @@ fn request_kind(r: &Request) -> &'static str {
         Request::AddCheckpoint { .. } => "add-checkpoint",
         Request::LogHolding => "log-holding",
         Request::LogFetch { .. } => "log-fetch",
+        Request::LogSeen { .. } => "log-seen",
     }
 }
 
