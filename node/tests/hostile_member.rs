@@ -428,3 +428,98 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Logs part 2: a member whose node key an attacker holds shows one
+/// history of its log to one witness and another to the other, each
+/// consistent on its own, so neither witness can refuse it. The
+/// witnesses tell each other what they cosigned; both report the fork
+/// with evidence that re-verifies, and keep it.
+#[test]
+fn an_origin_showing_two_witnesses_different_histories_is_found_out() {
+    use keyward_node::log::merkle::MerkleLog;
+    use keyward_node::log::witness::evidence::{Evidence, EvidenceKind};
+    use keyward_node::log::witness::request::AddCheckpoint;
+    let d = tempfile::tempdir().unwrap();
+    let (port_a, port_b) = (free_port(false), free_port(false));
+    let a = Node::start(
+        &d.path().join("a"),
+        &format!("/ip4/127.0.0.1/tcp/{port_a}"),
+        false,
+        Some("m"),
+    );
+    let b = Node::start(
+        &d.path().join("b"),
+        &format!("/ip4/127.0.0.1/tcp/{port_b}"),
+        false,
+        None,
+    );
+    let mut c = Node::start(
+        &d.path().join("c"),
+        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
+        false,
+        None,
+    );
+    for n in [&b, &c] {
+        n.join(&a);
+    }
+    for n in [&a, &b, &c] {
+        n.wait_for(Duration::from_secs(20), "3 members", |v| members(v) == 3);
+    }
+    let (a_id, b_id, c_id) = (id_of(&a), id_of(&b), id_of(&c));
+    c.stop();
+    let c_key = NodeKey::load(&c.cfg.node_key_path()).unwrap();
+    // two histories of three leaves, both signed by c
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let history = |salt: u8| {
+        let mut log = MerkleLog::new(c_id);
+        // a witness sees only the signed checkpoint: any leaves do
+        for seq in 0..3u64 {
+            log.append(format!("segment {seq} of history {salt}").as_bytes())
+                .unwrap();
+        }
+        log.checkpoint(now, &c_key).unwrap().note
+    };
+    for (port, peer, note) in [(port_a, a_id, history(0)), (port_b, b_id, history(1))] {
+        let body = AddCheckpoint {
+            old_size: 0,
+            proof: vec![],
+            note,
+        }
+        .to_body()
+        .unwrap();
+        let r = ask_as(
+            c_key.libp2p_keypair(),
+            port,
+            peer.peer_id().unwrap(),
+            vec![Request::AddCheckpoint { body }],
+            1,
+        );
+        assert!(matches!(&r[0], Ok(Response::Cosigned { .. })), "{r:?}");
+    }
+    for (n, name) in [(&a, "a"), (&b, "b")] {
+        n.wait_for(Duration::from_secs(20), "the fork alert", |v| {
+            v.alerts
+                .iter()
+                .any(|al| al.text.contains(&c_id.to_string()) && al.text.contains("fork"))
+        });
+        let dir = d.path().join(format!("{name}/state/logs/evidence/{c_id}"));
+        let forks: Vec<_> = walk(&dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with("-fork"))
+            .collect();
+        assert!(
+            !forks.is_empty(),
+            "{name} kept no fork evidence:\n{}",
+            n.log()
+        );
+        let e = Evidence::decode(&std::fs::read(&forks[0]).unwrap()).unwrap();
+        assert!(
+            matches!(e.check(), Ok(EvidenceKind::Fork { .. })),
+            "{:?}",
+            e.check()
+        );
+    }
+}
