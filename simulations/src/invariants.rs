@@ -55,6 +55,16 @@ pub const HOSTILE_OUT: &str = "hostile.out-after-revocation";
 /// node's rekeys once (a flood of rekeys leaves one).
 pub const ROSTER_BOUNDED: &str = "roster.bounded";
 
+/// Logs: an origin told that R replicas hold its log up to a size has it
+/// on R other machines' disks, committed (`world::logs`).
+pub const LOG_REPLICATED: &str = "logs.replicated-on-disk";
+/// Logs: a witness's committed state never moves an origin to another
+/// history: no honest witness cosigns two inconsistent checkpoints.
+pub const LOG_WITNESS: &str = "logs.witness-one-history";
+/// Logs: an origin restored from an old backup (its log rolled back, then
+/// forked) is reported with evidence by an honest node.
+pub const LOG_REPORTED: &str = "logs.rollback-reported";
+
 /// Strict: the extended timeout is not renewed by a release that was
 /// itself granted only by the extended timeout.
 pub const STRICT_EXT_CHAIN: &str = "strict.extended-chain";
@@ -72,7 +82,7 @@ pub const CONN_BOUND: &str = "net.connection-bound";
 /// kept running, on the admin's side of any partition, before its lift.
 pub const LOCK_REACHES_ALL: &str = "lockdown.reaches-all";
 
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 23] = [
     CONN_BOUND,
     LOCK_REACHES_ALL,
     RELEASE_MEMBER,
@@ -90,6 +100,9 @@ pub const ALL: [&str; 20] = [
     MINTED_NEVER_ACTIVE,
     HOSTILE_OUT,
     ROSTER_BOUNDED,
+    LOG_REPLICATED,
+    LOG_WITNESS,
+    LOG_REPORTED,
     STRICT_EXT_CHAIN,
     STRICT_OWNER_UP,
     STRICT_DELAY,

@@ -35,6 +35,11 @@ pub enum Scenario {
     /// and admin messages of their own making, until an admin on the
     /// founder revokes them (see `world::hostile`).
     Hostile,
+    /// Churn with every node logging (logs part 2): each seals a segment
+    /// every few minutes, replicated to 2 peers that witness it; two
+    /// origins are restored from an old backup (a rollback, then a
+    /// forked history). See `world::logs`.
+    Logs,
 }
 
 impl Scenario {
@@ -57,6 +62,7 @@ impl Scenario {
             Scenario::Outage => "outage",
             Scenario::Lockdown => "lockdown",
             Scenario::Hostile => "hostile",
+            Scenario::Logs => "logs",
         }
     }
 }

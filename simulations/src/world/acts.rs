@@ -98,6 +98,17 @@ impl World {
             | Act::Review { .. }
             | Act::RevokeNode(_) => self.admin_act(a),
             Act::Hostile | Act::HostileBurst | Act::RevokeHostile => self.hostile_act(a),
+            Act::RestoreLog => {
+                let running: Vec<u32> = (0..self.machines.len() as u32)
+                    .filter(|&m| {
+                        self.machines[m as usize].running() && self.machines[m as usize].legit()
+                    })
+                    .collect();
+                if !running.is_empty() {
+                    let i = self.uniform(0, running.len() as Millis - 1) as usize;
+                    self.restore_from_backup(running[i]);
+                }
+            }
             Act::Copy => {
                 self.copy_attack();
                 self.next_churn(Act::Copy);

@@ -249,4 +249,7 @@ pub enum Act {
     Hostile,
     HostileBurst,
     RevokeHostile,
+    /// The logs scenario: a running machine whose witnesses cosigned a
+    /// few checkpoints is restored from an old backup (see `world::logs`).
+    RestoreLog,
 }

@@ -28,6 +28,12 @@ pub struct Disk {
     owners: BTreeMap<NodeId, OwnerState>,
     lock: Option<AdminMsg>,
     invites: BTreeMap<[u8; 32], InviteRecord>,
+    /// Replica files (logs part 2), by their path under the logs
+    /// directory, as `Write::Replica` left them.
+    pub replica: BTreeMap<String, Vec<u8>>,
+    /// The witness's files: its index and one record per origin.
+    pub witness_index: Option<Vec<u8>>,
+    pub witness: BTreeMap<NodeId, Vec<u8>>,
     /// Writes committed, for the summary.
     pub commits: u64,
 }
@@ -56,8 +62,34 @@ impl Disk {
             Write::Invite { id, record } => {
                 self.invites.insert(id, record);
             }
-            // logs part 2 is not simulated yet: no node turns it on
-            Write::Replica(_) | Write::Witness(_) => {}
+            Write::Replica(ws) => {
+                use keyward_core::log::replica::Write as RW;
+                for w in ws {
+                    match w {
+                        RW::Segment { path, bytes } | RW::Tile { path, bytes } => {
+                            self.replica.insert(path, bytes);
+                        }
+                        RW::Checkpoint { path, note } => {
+                            self.replica.insert(path, note);
+                        }
+                        RW::Delete { path } => {
+                            self.replica.remove(&path);
+                        }
+                        RW::Sync => {}
+                    }
+                }
+            }
+            Write::Witness(ws) => {
+                use keyward_core::log::witness::WitnessFile;
+                for w in ws {
+                    match w.file {
+                        WitnessFile::Index => self.witness_index = Some(w.bytes),
+                        WitnessFile::Origin(o) => {
+                            self.witness.insert(o, w.bytes);
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -104,13 +104,13 @@ impl World {
             }
             Output::Reply { id, response } => self.on_reply(m, id, response),
             Output::Note(n) => self.note(m, n),
-            // logs part 2 is not simulated yet: no node turns it on, so
-            // none of these comes
-            Output::ReadLog { .. }
-            | Output::ServeLog { .. }
-            | Output::Replicated(_)
-            | Output::Cosigned { .. }
-            | Output::Evidence { .. } => {}
+            // logs part 2 (the logs scenario, see `logs`)
+            Output::ReadLog { id, read } => self.log_read(m, id, read),
+            Output::Replicated(size) => self.log_replicated(m, size),
+            Output::Evidence { origin, what, .. } => self.log_evidence(m, origin, what),
+            // no auditor fetches in the world; a cosignature's note is
+            // only kept by keywardd for them
+            Output::ServeLog { .. } | Output::Cosigned { .. } => {}
         }
     }
 
@@ -122,7 +122,14 @@ impl World {
         let Some((id, write)) = mm.committing.take() else {
             return;
         };
+        let witness = match &write {
+            keyward_core::node::Write::Witness(ws) => Some(ws.clone()),
+            _ => None,
+        };
         mm.disk.apply(write, &mut self.disks);
+        if let Some(ws) = witness {
+            self.log_witness_committed(m, &ws);
+        }
         match id {
             Some(id) => self.input(m, Input::Written { id, result: Ok(()) }),
             None => self.drain(m),

@@ -27,6 +27,7 @@ impl World {
         mm.asking_since = None;
         self.rec(Kind::DaemonUp, m as u64, 0);
         self.watch.dirty.insert(m);
+        self.logs_up(m);
         self.input(m, Input::Listening(vec![format!("/sim/{m}")]));
     }
 

@@ -117,6 +117,9 @@ pub struct Machine {
     pub got: BTreeSet<u32>,
     /// The digest of the node's roster, as of its last change.
     pub digest: [u8; 32],
+    /// Its own log as its spool holds it (the logs scenario): the spool
+    /// fsyncs its own files, so a crash keeps it.
+    pub own: Option<super::logs::OwnLog>,
 }
 
 impl Machine {
@@ -157,6 +160,7 @@ impl Machine {
             approved: false,
             got: BTreeSet::new(),
             digest: [0; 32],
+            own: None,
         }
     }
 

@@ -49,6 +49,7 @@ mod gossip;
 pub mod hostile;
 mod hostile_checks;
 mod life;
+pub mod logs;
 pub mod machine;
 mod net;
 mod notes;
@@ -157,6 +158,11 @@ enum Ev {
     Act(Act),
     /// The periodic look of the time-based invariants.
     Watch,
+    /// Machine m's spool seals a segment (the logs scenario).
+    LogSeal {
+        m: u32,
+        inc: u32,
+    },
 }
 
 /// Who waits on a request's answer.
@@ -222,6 +228,8 @@ pub struct World {
     merges: std::sync::Arc<keyward_core::roster::MergeMemo>,
     /// Roster writes shared by every disk ([`disk::SharedRosters`]).
     disks: disk::SharedRosters,
+    /// The logs scenario's view of every log ([`logs`]).
+    pub logs: logs::LogsWorld,
 }
 
 impl World {
@@ -297,6 +305,7 @@ impl World {
             seizures: BTreeMap::new(),
             hostile: None,
             watch: watch::Watch::default(),
+            logs: logs::LogsWorld::default(),
             memo: BTreeMap::new(),
             merges: Default::default(),
             disks: Default::default(),
@@ -500,8 +509,10 @@ impl World {
                 }
             }
             Ev::Act(a) => self.act(a),
+            Ev::LogSeal { m, inc } => self.log_seal(m, inc),
             Ev::Watch => {
                 self.watch_tick();
+                self.check_restores_reported();
                 self.q.after(watch::TICK, Ev::Watch);
             }
         }

@@ -41,6 +41,11 @@ impl World {
                 let r = self.uniform(2 * MIN, p.timeout + 5 * MIN);
                 self.q.at(seize_at + r, Ev::Act(Act::RevokeHostile));
             }
+            Scenario::Logs => {
+                for at in [end / 3, end / 2] {
+                    self.q.at(at, Ev::Act(Act::RestoreLog));
+                }
+            }
             Scenario::Steady | Scenario::Churn | Scenario::Partitions => {}
         }
         if self.cfg.admin_review > 0 {

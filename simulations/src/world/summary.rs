@@ -198,6 +198,9 @@ pub struct WorldSummary {
     /// What the hostile members did (hostile scenario only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostile: Option<super::hostile::HostileStats>,
+    /// What the logs did (logs scenario only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<super::logs::LogStats>,
 }
 
 fn pct(v: &mut [Millis], q: f64) -> Millis {
@@ -268,7 +271,10 @@ impl World {
             s.max_roster_ops = s.max_roster_ops.max(self.watch.max_ops);
             s
         });
+        let logs =
+            (self.cfg.scenario == crate::scenario::Scenario::Logs).then(|| self.logs.stats.clone());
         Ok(WorldSummary {
+            logs,
             scenario: self.cfg.scenario.name().into(),
             nodes: self.cfg.nodes,
             nodes_at_end: self.machines.len(),
