@@ -537,6 +537,7 @@ impl Node {
             .map(|(o, _)| *o)
             .collect();
         self.overlay.set_wards(wards);
+        self.overlay.set_logs(self.logs.peers.clone());
         self.peers.set_members(self.overlay.wanted());
         self.recheck_unwanted();
         let live = self.overlay.liveness();

@@ -18,6 +18,12 @@
 //!   connected graph of small diameter (an expander with high
 //!   probability): gossip crosses 5,000 nodes in a handful of hops.
 //!
+//! With logs on, it also wants its log peers (see `node::logs`): its
+//! own log's replicas, the origins it keeps a replica of, and those
+//! origins' other replicas (its fellow witnesses). The relation is
+//! symmetric: an origin wants its replicas, a replica wants the origins
+//! it holds and the other replicas of them.
+//!
 //! A neighbour that cannot be reached is skipped for [`DOWN_FOR`] (or
 //! until it connects) and the next member around its ring takes its
 //! place; meshes of up to [`FULL_MESH_UP_TO`] members are fully connected.
@@ -126,6 +132,8 @@ pub struct Overlay {
     gossip: BTreeSet<NodeId>,
     /// Owners whose shares this node holds.
     wards: BTreeSet<NodeId>,
+    /// Log peers: replicas, origins kept here, fellow witnesses.
+    logs: BTreeSet<NodeId>,
     /// Active members, this node included (the rings are recomputed from
     /// them when a neighbour goes down or comes back).
     members: Arc<BTreeSet<NodeId>>,
@@ -200,6 +208,15 @@ impl Overlay {
         self.wards = wards.into_iter().collect();
     }
 
+    /// The log peers now (`node::logs`).
+    pub fn set_logs(&mut self, peers: BTreeSet<NodeId>) {
+        self.logs = peers;
+    }
+
+    pub fn is_log_peer(&self, n: &NodeId) -> bool {
+        self.logs.contains(n)
+    }
+
     /// `g` said whether it holds shares of ours. True if that changed
     /// what this node wants.
     pub fn guardian_says(&mut self, g: NodeId, holds: bool) -> bool {
@@ -264,6 +281,7 @@ impl Overlay {
             || self.depositing.contains_key(n)
             || self.is_ward(n)
             || self.is_gossip(n)
+            || self.is_log_peer(n)
     }
 
     /// Everyone this node keeps connections to.
@@ -273,6 +291,7 @@ impl Overlay {
             .chain(self.depositing.keys())
             .chain(&self.wards)
             .chain(&self.gossip)
+            .chain(&self.logs)
             .copied()
             .collect()
     }

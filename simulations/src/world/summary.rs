@@ -558,6 +558,20 @@ impl WorldSummary {
                 ),
             );
         }
+        if let Some(l) = &self.logs {
+            row(
+                "logs: segments sealed / replicated checks",
+                format!("{} / {}", l.segments, l.replicated_checks),
+            );
+            row(
+                "logs: witness records / evidence kept",
+                format!("{} / {}", l.witness_records, l.evidence),
+            );
+            row(
+                "logs: restored from old backups / reported",
+                format!("{} / {}", l.restores, l.reported),
+            );
+        }
         row(
             "roster ops: most on a replica / bound",
             format!("{} / {}", self.max_roster_ops, self.roster_bound),

@@ -47,7 +47,7 @@ impl Node {
                     Then::Kept {
                         id,
                         ok: Box::new(ok),
-                        kept: Kept::Replica,
+                        kept: Kept::Replica(from),
                     },
                 );
             }
@@ -154,13 +154,19 @@ impl Node {
                     _ => None,
                 };
                 self.push(Output::Respond { id, response: ok });
+                let origin = match kept {
+                    Kept::Replica(o) | Kept::Witness(o) => o,
+                };
+                if !self.logs.peers.contains(&origin) {
+                    self.logs_peers_changed();
+                }
                 if let Some((origin, note)) = gossip {
                     self.gossip_cosigned(origin, note);
                 }
             }
             Err(e) => {
                 let what = match kept {
-                    Kept::Replica => {
+                    Kept::Replica(_) => {
                         self.logs.store_off = Some(e.clone());
                         "keeping replicas"
                     }
@@ -173,7 +179,7 @@ impl Node {
                     "{what} stopped until a restart reloads the files: a write failed: {e}"
                 )));
                 let response = match kept {
-                    Kept::Replica => Response::Refused {
+                    Kept::Replica(_) => Response::Refused {
                         reason: format!("the replica's write failed: {e}"),
                     },
                     Kept::Witness(_) => Response::WitnessRefused {

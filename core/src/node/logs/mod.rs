@@ -18,6 +18,9 @@
 //! - `gossip`: witnesses of the same origin tell each other what they
 //!   cosigned, so an origin that showed them different histories is
 //!   found out (the C2SP tlog-witness gossip the issue asks for).
+//! - `peers`: whom the logs keep connections to (the overlay's log
+//!   peers): this node's replicas, the origins it keeps, their other
+//!   replicas.
 //! - `findings`: what a replica or witness finds against an origin,
 //!   as an alert (`keyward status`, the journal) with its evidence kept.
 //! - `silence`: an origin that is up but whose log stopped growing.
@@ -30,6 +33,7 @@ mod findings;
 mod gossip;
 mod keep;
 mod origin;
+mod peers;
 mod silence;
 
 pub use silence::SILENCE_AFTER;
@@ -157,7 +161,8 @@ pub(crate) enum Sent {
 /// What a write of the logs' files is for, when durable.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kept {
-    Replica,
+    /// A replica of this origin's log.
+    Replica(NodeId),
     /// A cosignature of this origin's checkpoint.
     Witness(NodeId),
 }
@@ -184,6 +189,8 @@ pub(crate) struct Logs {
     /// Origins whose prefix proof (`Read::Prefix`) is being read: one at
     /// a time each, so a peer's gossip cannot queue up disk reads.
     pub proving: BTreeSet<NodeId>,
+    /// The log peers, as last computed (`peers`).
+    pub peers: BTreeSet<NodeId>,
     /// Evidence already kept, by its hash, so each is reported once.
     pub reported: BTreeSet<[u8; 32]>,
     /// Origins kept here, watched for silence.

@@ -93,16 +93,18 @@ impl Node {
 
     /// The roster moved: choose this node's replicas again.
     pub(in crate::node) fn logs_roster_changed(&mut self, now: Millis) {
-        let Some(o) = &mut self.logs.origin else {
-            return;
-        };
-        let (_, dropped) = o.tracker.set_members(self.roster.members());
-        for p in dropped {
-            o.witnesses.remove(&p);
-            o.backoff.remove(&p);
+        if let Some(o) = &mut self.logs.origin {
+            let (_, dropped) = o.tracker.set_members(self.roster.members());
+            for p in dropped {
+                o.witnesses.remove(&p);
+                o.backoff.remove(&p);
+            }
         }
-        self.logs_report_replicated();
-        self.logs_pump(now);
+        self.logs_peers_changed();
+        if self.logs.origin.is_some() {
+            self.logs_report_replicated();
+            self.logs_pump(now);
+        }
     }
 
     /// A replica connected: try it again now.
