@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keyward_core::identity::{NodeId, NodeKey};
-use keyward_core::log::merkle;
 use keyward_core::log::replica::store::ReplicaStore;
 use keyward_core::log::replica::usage::Limits;
 use keyward_core::log::replica::Write as ReplicaWrite;
-use keyward_core::log::witness::{PrefixProof, Witness, WitnessFile, WitnessWrite};
+use keyward_core::log::witness::{Witness, WitnessFile, WitnessWrite};
+use keyward_core::node::logs::reads;
 use keyward_core::node::{LogData, LogRead};
 
 use super::config::LogsConfig;
@@ -251,45 +251,22 @@ pub fn apply_witness(dir: &Path, writes: &[WitnessWrite]) -> Result<(), String> 
 /// Reads what the node asked of this node's own log (`spool`: the spool
 /// directory).
 pub fn read_log(spool: &Path, read: &LogRead) -> Result<LogData, String> {
-    match read {
+    let dir = match read {
         LogRead::Segments {
             from,
             to,
             max_bytes,
         } => {
-            let mut out = Vec::new();
-            let mut used = 0usize;
-            for i in *from..*to {
+            return reads::read_segments(*from, *to, *max_bytes, |i| {
                 let p = layout::segment_path(spool, i);
-                let b = layout::read_bounded(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-                if !out.is_empty() && used.saturating_add(b.len()) > *max_bytes {
-                    break;
-                }
-                used = used.saturating_add(b.len());
-                out.push(b);
-            }
-            Ok(LogData::Segments(out))
+                layout::read_bounded(&p).map_err(|e| format!("{}: {e}", p.display()))
+            })
         }
-        LogRead::Proof { old, size, root } => {
-            let (tiles, _) = layout::read_tiles(spool).map_err(|e| e.to_string())?;
-            merkle::prove_consistency(*old, *size, *root, &tiles)
-                .map(LogData::Proof)
-                .map_err(|e| e.to_string())
-        }
-        LogRead::Prefix {
-            origin,
-            from,
-            size,
-            root,
-        } => {
-            let odir = spool.join(REPLICAS).join(origin.to_string());
-            let (tiles, _) =
-                layout::read_tiles(&odir).map_err(|e| format!("{}: {e}", odir.display()))?;
-            merkle::prove_prefix(*from, *size, *root, &tiles)
-                .map(|(prefix_root, proof)| LogData::Prefix(PrefixProof { prefix_root, proof }))
-                .map_err(|e| e.to_string())
-        }
-    }
+        LogRead::Proof { .. } => spool.to_path_buf(),
+        LogRead::Prefix { origin, .. } => spool.join(REPLICAS).join(origin.to_string()),
+    };
+    let (tiles, _) = layout::read_tiles(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    reads::prove(read, &tiles)
 }
 
 /// Keeps a file under `dir/<sub>/<name>` durably (evidence, cosigned

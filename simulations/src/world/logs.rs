@@ -32,15 +32,15 @@ use std::sync::Arc;
 use keyward_core::guardian::Millis;
 use keyward_core::identity::{NodeId, NodeKey};
 use keyward_core::log::line::{Line, Sender};
-use keyward_core::log::merkle::{self, MerkleLog};
+use keyward_core::log::merkle::MerkleLog;
 use keyward_core::log::recipients::Recipients;
 use keyward_core::log::replica;
 use keyward_core::log::replica::store::ReplicaStore;
 use keyward_core::log::replica::usage::Limits;
 use keyward_core::log::segmenter::{Limits as SegLimits, Segmenter, Source};
 use keyward_core::log::witness::state::WitnessRecord;
-use keyward_core::log::witness::{PrefixProof, Witness, WitnessWrite};
-use keyward_core::node::logs::{SILENCE_AFTER, WITNESS_INTERVAL};
+use keyward_core::log::witness::{Witness, WitnessWrite};
+use keyward_core::node::logs::{reads, SILENCE_AFTER, WITNESS_INTERVAL};
 use keyward_core::node::{Input, LogData, LogRead, LogsSetup, ReadId, Write};
 use rand_chacha::ChaCha8Rng;
 
@@ -164,25 +164,13 @@ impl OwnLog {
                 from,
                 to,
                 max_bytes,
-            } => {
-                let mut out = vec![];
-                let mut used = 0;
-                for i in *from..*to {
-                    let s = self.segs.get(i as usize).ok_or("no such segment")?;
-                    if !out.is_empty() && used + s.len() > *max_bytes {
-                        break;
-                    }
-                    used += s.len();
-                    out.push(s.clone());
-                }
-                Ok(LogData::Segments(out))
-            }
-            LogRead::Proof { old, size, root } => {
-                merkle::prove_consistency(*old, *size, *root, &self.tiles)
-                    .map(LogData::Proof)
-                    .map_err(|e| e.to_string())
-            }
-            LogRead::Prefix { .. } => Err("a replica's read, not the own log's".into()),
+            } => reads::read_segments(*from, *to, *max_bytes, |i| {
+                self.segs
+                    .get(i as usize)
+                    .cloned()
+                    .ok_or_else(|| format!("no segment {i}"))
+            }),
+            r => reads::prove(r, &self.tiles),
         }
     }
 }
@@ -357,12 +345,7 @@ impl World {
     pub(super) fn log_read(&mut self, m: u32, id: ReadId, read: LogRead) {
         let mm = &self.machines[m as usize];
         let result = match &read {
-            LogRead::Prefix {
-                origin,
-                from,
-                size,
-                root,
-            } => {
+            LogRead::Prefix { origin, .. } => {
                 let dir = format!("{}/", replica::origin_dir(origin));
                 let tiles: BTreeMap<String, Vec<u8>> = mm
                     .disk
@@ -371,9 +354,7 @@ impl World {
                     .take_while(|(p, _)| p.starts_with(&dir))
                     .map(|(p, b)| (p[dir.len()..].to_string(), b.clone()))
                     .collect();
-                merkle::prove_prefix(*from, *size, *root, &tiles)
-                    .map(|(prefix_root, proof)| LogData::Prefix(PrefixProof { prefix_root, proof }))
-                    .map_err(|e| e.to_string())
+                reads::prove(&read, &tiles)
             }
             r => match &mm.own {
                 Some(o) => o.read(r),

@@ -34,6 +34,7 @@ mod gossip;
 mod keep;
 mod origin;
 mod peers;
+pub mod reads;
 mod silence;
 
 pub use silence::SILENCE_AFTER;

@@ -11,7 +11,7 @@ use base64::Engine;
 
 use crate::control::{CtlError, CtlRequest, LogPiece};
 use crate::log::fetch::FetchItem;
-use crate::log::merkle::{self, MerkleLog};
+use crate::log::merkle::MerkleLog;
 use crate::log::replica::store::ReplicaStore;
 use crate::log::replica::usage::Limits;
 use crate::log::replica::wire::{Push, RefusedCode};
@@ -21,7 +21,7 @@ use crate::log::witness::cosign;
 use crate::log::witness::evidence::{Evidence, EvidenceKind};
 use crate::log::witness::request::AddCheckpoint;
 use crate::log::witness::{Witness, WitnessFile};
-use crate::node::logs::{LogsSetup, RETRY_AFTER, SILENCE_AFTER, WITNESS_INTERVAL};
+use crate::node::logs::{reads, LogsSetup, RETRY_AFTER, SILENCE_AFTER, WITNESS_INTERVAL};
 use crate::node::{LogData, LogRead};
 use crate::testkit::mesh;
 use crate::testkit::mesh_with_auditors;
@@ -106,24 +106,13 @@ impl OwnLog {
                 from,
                 to,
                 max_bytes,
-            } => {
-                let mut out = vec![];
-                let mut used = 0;
-                for i in *from..*to {
-                    let s = self.segs.get(i as usize).ok_or("no such segment")?;
-                    if !out.is_empty() && used + s.len() > *max_bytes {
-                        break;
-                    }
-                    used += s.len();
-                    out.push(s.clone());
-                }
-                Ok(LogData::Segments(out))
-            }
-            LogRead::Proof { old, size, root } => {
-                merkle::prove_consistency(*old, *size, *root, &self.tiles)
-                    .map(LogData::Proof)
-                    .map_err(|e| e.to_string())
-            }
+            } => reads::read_segments(*from, *to, *max_bytes, |i| {
+                self.segs
+                    .get(i as usize)
+                    .cloned()
+                    .ok_or_else(|| "no such segment".into())
+            }),
+            LogRead::Proof { .. } => reads::prove(r, &self.tiles),
             LogRead::Prefix { .. } => Err("a replica's read, not the own log's".into()),
         }
     }

@@ -22,8 +22,7 @@ use crate::roster::{Member, Role, SignedOp};
 use crate::testkit::TestNode;
 
 use super::{
-    CtlId, GossipId, InId, Input, LogData, LogRead, Node, NodeConfig, Note, OutId, Output, Stored,
-    Write,
+    CtlId, GossipId, InId, Input, LogRead, Node, NodeConfig, Note, OutId, Output, Stored, Write,
 };
 
 /// The world's clock at the start of every test (Unix ms, 2033).
@@ -404,21 +403,10 @@ impl Net {
             Output::Note(n) => self.peers[i].notes.push(n),
             Output::ReadLog { id, read } => {
                 let result = match read {
-                    LogRead::Prefix {
-                        origin,
-                        from,
-                        size,
-                        root,
-                    } => crate::log::merkle::prove_prefix(
-                        from,
-                        size,
-                        root,
+                    LogRead::Prefix { origin, .. } => crate::node::logs::reads::prove(
+                        &read,
                         &self.peers[i].replica_tiles(&origin),
-                    )
-                    .map(|(prefix_root, proof)| {
-                        LogData::Prefix(crate::log::witness::PrefixProof { prefix_root, proof })
-                    })
-                    .map_err(|e| e.to_string()),
+                    ),
                     read => self.peers[i].own.read(&read),
                 };
                 let now = self.clock(i);
