@@ -440,31 +440,13 @@ fn an_origin_showing_two_witnesses_different_histories_is_found_out() {
     use keyward_node::log::witness::evidence::{Evidence, EvidenceKind};
     use keyward_node::log::witness::request::AddCheckpoint;
     let d = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(false), free_port(false));
-    let a = Node::start(
-        &d.path().join("a"),
-        &format!("/ip4/127.0.0.1/tcp/{port_a}"),
-        false,
-        Some("m"),
-    );
-    let b = Node::start(
-        &d.path().join("b"),
-        &format!("/ip4/127.0.0.1/tcp/{port_b}"),
-        false,
-        None,
-    );
-    let mut c = Node::start(
-        &d.path().join("c"),
-        &format!("/ip4/127.0.0.1/tcp/{}", free_port(false)),
-        false,
-        None,
-    );
-    for n in [&b, &c] {
-        n.join(&a);
-    }
-    for n in [&a, &b, &c] {
-        n.wait_for(Duration::from_secs(20), "3 members", |v| members(v) == 3);
-    }
+    let port_a = free_port(false);
+    let (a, b, mut c) = trio(d.path(), port_a);
+    let port_b: u16 = b.cfg.listen[0]
+        .rsplit('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("b listens on a tcp port");
     let (a_id, b_id, c_id) = (id_of(&a), id_of(&b), id_of(&c));
     c.stop();
     let c_key = NodeKey::load(&c.cfg.node_key_path()).unwrap();

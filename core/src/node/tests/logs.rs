@@ -848,6 +848,30 @@ fn show(net: &mut Net, j: usize, origin: NodeId, log: &OwnLog) {
     net.drive();
 }
 
+/// Node `j` kept fork evidence against `origin` that re-verifies.
+fn assert_fork_evidence(net: &Net, j: usize, origin: NodeId) {
+    let ev = net.peers[j]
+        .evidence
+        .iter()
+        .find(|(o, what, _)| *o == origin && *what == "fork")
+        .unwrap_or_else(|| panic!("node {j} kept no fork evidence"));
+    let e = Evidence::decode(&ev.2).unwrap();
+    assert!(
+        matches!(e.check(), Ok(EvidenceKind::Fork { .. })),
+        "{:?}",
+        e.check()
+    );
+}
+
+/// Node `j` recorded the spread alert, after checking its evidence.
+fn assert_heard(net: &mut Net, j: usize) {
+    let alerts = net.alerts(j);
+    assert!(
+        alerts.iter().any(|a| a.contains("proven by evidence")),
+        "node {j}: {alerts:?}"
+    );
+}
+
 fn fork_alerts(net: &mut Net, j: usize) -> Vec<String> {
     net.alerts(j)
         .into_iter()
@@ -870,25 +894,10 @@ fn witnesses_shown_different_histories_of_one_size_find_the_fork() {
     for j in [1, 2] {
         let found = fork_alerts(&mut net, j);
         assert!(!found.is_empty(), "node {j}: {:?}", net.alerts(j));
-        let ev: Vec<_> = net.peers[j]
-            .evidence
-            .iter()
-            .filter(|(o, what, _)| *o == origin && *what == "fork")
-            .collect();
-        assert!(!ev.is_empty(), "node {j} kept no evidence");
-        let e = Evidence::decode(&ev[0].2).unwrap();
-        assert!(
-            matches!(e.check(), Ok(EvidenceKind::Fork { .. })),
-            "{:?}",
-            e.check()
-        );
+        assert_fork_evidence(&net, j, origin);
     }
     // the origin (and so every member) hears of it, checked
-    let alerts = net.alerts(0);
-    assert!(
-        alerts.iter().any(|a| a.contains("proven by evidence")),
-        "{alerts:?}"
-    );
+    assert_heard(&mut net, 0);
 }
 
 /// The same, where the histories have different sizes: the witness with
@@ -908,24 +917,14 @@ fn witnesses_shown_different_histories_of_different_sizes_find_the_fork() {
         "node 2 (the larger) proves it: {:?}",
         net.alerts(2)
     );
-    let ev = net.peers[2]
-        .evidence
-        .iter()
-        .find(|(o, what, _)| *o == origin && *what == "fork")
-        .expect("evidence kept");
-    let e = Evidence::decode(&ev.2).unwrap();
-    assert!(matches!(e.check(), Ok(EvidenceKind::Fork { .. })));
+    assert_fork_evidence(&net, 2, origin);
     // node 1 learns it through the spread alert, which it checks
-    let alerts = net.alerts(1);
-    assert!(
-        alerts.iter().any(|a| a.contains("proven by evidence")),
-        "{alerts:?}"
-    );
+    assert_heard(&mut net, 1);
 }
 
 /// An honest origin whose witnesses cosigned different sizes of one
-/// history, and a member replaying an old genuine checkpoint: nothing
-/// is reported, and nothing more than the replica holds is read.
+/// history, a member replaying an old genuine checkpoint, a note its
+/// origin did not sign, a stranger: nothing is reported.
 #[test]
 fn witnesses_of_one_history_at_different_sizes_report_nothing() {
     let (mut net, origin, key) = two_witnesses();
