@@ -631,7 +631,7 @@ mod tests {
                 prop_assert_eq!(format!("{back:?}"), format!("{r:?}"));
             }
             let resps = [
-                Response::LogHeld(Held { origin, size }),
+                Response::LogHeld(Held { origin, size, matches: from }),
                 Response::LogAsk(Ask { origin, from_index: from }),
                 Response::LogRefused(Refused::new(origin, size, RefusedCode::Full { used: from, quota: size }, &detail)),
                 Response::LogRefused(Refused::new(origin, size, RefusedCode::Evidence, &detail)),

@@ -70,7 +70,7 @@ fn recipients() -> Arc<Recipients> {
 pub struct OwnLog {
     seg: Segmenter,
     log: MerkleLog,
-    segs: Vec<Vec<u8>>,
+    pub segs: Vec<Vec<u8>>,
     leaves: Vec<Vec<u8>>,
     tiles: BTreeMap<String, Vec<u8>>,
     note: Vec<u8>,
@@ -189,6 +189,8 @@ pub struct LogsWorld {
     restored: BTreeMap<u32, Option<Millis>>,
     /// Origins an honest node kept fork or rollback evidence against.
     reported: BTreeSet<NodeId>,
+    /// Per origin, the size below which `LOG_REPLICATED` was checked.
+    checked: BTreeMap<NodeId, u64>,
     pub stats: LogStats,
 }
 
@@ -364,27 +366,38 @@ impl World {
         self.input(m, Input::LogRead { id, result });
     }
 
-    /// The node says R replicas hold its log up to `size`: check it.
+    /// The node says R replicas hold its log up to `size`: check that
+    /// every segment below it not checked yet is, byte for byte, on R
+    /// other machines' disks (a restored origin's new history is checked
+    /// again from where it forked).
     pub(super) fn log_replicated(&mut self, m: u32, size: u64) {
         self.logs.stats.replicated_checks += 1;
         let origin = self.machines[m as usize].id;
-        let holders: Vec<u32> = (0..self.machines.len() as u32)
-            .filter(|&j| j != m)
-            .filter(|&j| {
-                let d = &self.machines[j as usize].disk;
-                (0..size).all(|i| d.replica.contains_key(&replica::segment_path(&origin, i)))
-            })
-            .collect();
-        self.checks.check(
-            inv::LOG_REPLICATED,
-            holders.len() >= REPLICAS,
-            &[m],
-            || {
+        let from = self.logs.checked.get(&origin).copied().unwrap_or(0);
+        let Some(own) = &self.machines[m as usize].own else {
+            return;
+        };
+        let mut short = None;
+        for i in from..size {
+            let want = own.segs.get(i as usize);
+            let path = replica::segment_path(&origin, i);
+            let holders = (0..self.machines.len())
+                .filter(|&j| j != m as usize)
+                .filter(|&j| want.is_some() && self.machines[j].disk.replica.get(&path) == want)
+                .count();
+            if holders < REPLICAS {
+                short = Some((i, holders));
+                break;
+            }
+        }
+        self.logs.checked.insert(origin, size.max(from));
+        self.checks
+            .check(inv::LOG_REPLICATED, short.is_none(), &[m], || {
+                let (i, n) = short.unwrap_or_default();
                 format!(
-                    "n{m} was told {REPLICAS} replicas hold its log up to {size}, but only {holders:?} hold it on disk"
+                    "n{m} was told {REPLICAS} replicas hold its log up to {size}, but segment {i} (as n{m} holds it) is on {n} other disks"
                 )
-            },
-        );
+            });
     }
 
     /// A witness's state write committed: it must stay on one history of
@@ -453,6 +466,9 @@ impl World {
         h.truncate(back + 1);
         hs.push(h);
         let restored = own.restored(&key, back, history, now);
+        if let Some(c) = self.logs.checked.get_mut(&id) {
+            *c = (*c).min(back as u64);
+        }
         self.machines[m as usize].own = Some(restored);
         self.logs.stats.restores += 1;
         self.logs.restored.insert(m, None);

@@ -257,6 +257,7 @@ impl ReplicaStore {
         Held {
             origin: *origin,
             size: self.origins.get(origin).map_or(0, |o| o.log.size()),
+            matches: 0,
         }
     }
 
@@ -400,6 +401,11 @@ impl ReplicaStore {
             held: Held {
                 origin,
                 size: st.log.size(),
+                matches: if st.verified == (cp_size, cp_root) {
+                    cp_size
+                } else {
+                    0
+                },
             },
             findings: plan.findings,
             notices,

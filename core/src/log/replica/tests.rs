@@ -217,7 +217,8 @@ fn accepts_in_order_in_the_origins_layout() {
         a.held,
         wire::Held {
             origin: o.id(),
-            size: 3
+            size: 3,
+            matches: 3
         }
     );
     assert!(a.findings.is_empty());

@@ -28,6 +28,10 @@ use crate::roster::Member;
 struct Peer {
     /// What it said it holds; None until it answers.
     held: Option<u64>,
+    /// How much of it is known to be this log as it is now: the largest
+    /// checkpoint of this run a push carried and the replica's tree
+    /// matched (`Held::matches`). Only that counts as replicated.
+    confirmed: u64,
     in_flight: Option<Range<u64>>,
     /// It refused for its quota: (used, quota). Cleared when it answers
     /// again or the driver retries ([`ReplicationTracker::lost`]).
@@ -185,8 +189,10 @@ impl ReplicationTracker {
             return None;
         }
         self.set_held(peer, held.size);
+        let cap = self.size;
         if let Some(p) = self.peers.get_mut(peer) {
             p.full = None;
+            p.confirmed = p.confirmed.max(held.matches.min(cap));
         }
         self.newly_replicated()
     }
@@ -203,7 +209,20 @@ impl ReplicationTracker {
         if r.origin != self.origin || !self.peers.contains_key(peer) {
             return None;
         }
-        self.set_held(peer, r.size);
+        match r.code {
+            RefusedCode::Gap | RefusedCode::Full { .. } => self.set_held(peer, r.size),
+            // It took none of the push because it is not genuine or not
+            // on the history it holds (this node was restored from an old
+            // backup, or its log forked): what it holds is not this log,
+            // so its size counts for nothing. Counting it acknowledged
+            // the new history's lines as replicated while no replica held
+            // them (the simulator's logs scenario found it).
+            RefusedCode::Invalid | RefusedCode::Evidence => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.in_flight = None;
+                }
+            }
+        }
         match r.code {
             RefusedCode::Gap => None,
             RefusedCode::Full { used, quota } => {
@@ -224,7 +243,10 @@ impl ReplicationTracker {
     }
 
     /// The size the R replicas hold: every leaf under it is on R peers'
-    /// disks besides this node's. With fewer eligible peers than R, all
+    /// disks besides this node's, and each of them matched a checkpoint
+    /// of this log as it is now (`Held::matches`), so a replica holding
+    /// another history of this node's key (it was restored from an old
+    /// backup) never counts. With fewer eligible peers than R, all
     /// of them must hold it; with none, 0 (nothing is ever replicated: an
     /// `ack = "replicated"` source waits, and says why in the status).
     pub fn replicated_size(&self) -> u64 {
@@ -235,7 +257,11 @@ impl ReplicationTracker {
         let mut held: Vec<u64> = self
             .replicas
             .iter()
-            .map(|p| self.peers.get(p).and_then(|x| x.held).unwrap_or(0))
+            .map(|p| {
+                self.peers
+                    .get(p)
+                    .map_or(0, |x| x.held.unwrap_or(0).min(x.confirmed))
+            })
             .collect();
         held.sort_unstable_by(|a, b| b.cmp(a));
         held[k - 1]
@@ -265,6 +291,7 @@ mod tests {
         Held {
             origin: id(0),
             size,
+            matches: size,
         }
     }
 
@@ -307,7 +334,8 @@ mod tests {
                 &id(2),
                 &Held {
                     origin: id(7),
-                    size: 1000
+                    size: 1000,
+                    matches: 1000
                 }
             ),
             None
@@ -358,6 +386,55 @@ mod tests {
             t.on_refused(&id(1), &r),
             Some(Problem::Refused { .. })
         ));
+    }
+
+    /// A replica that holds leaves but never matched a checkpoint of this
+    /// run (a probe's checkpoint ran ahead of what it holds, or it holds
+    /// another history) drives what to push but counts for nothing yet.
+    #[test]
+    fn only_leaves_matched_to_a_checkpoint_of_this_log_count() {
+        let mut t = ReplicationTracker::new(id(0), 1);
+        t.set_replicas(vec![id(1)]);
+        t.checkpointed(120);
+        let h = Held {
+            origin: id(0),
+            size: 96,
+            matches: 0,
+        };
+        assert_eq!(t.on_held(&id(1), &h), None);
+        assert_eq!(t.held_by(&id(1)), Some(96));
+        assert_eq!(t.next_push(&id(1)), Some(96..120));
+        assert_eq!(t.replicated_size(), 0);
+        // the push up to the checkpoint matched: all of it counts
+        t.sent(&id(1), 96..120);
+        let h = Held {
+            origin: id(0),
+            size: 120,
+            matches: 120,
+        };
+        assert_eq!(t.on_held(&id(1), &h), Some(0..120));
+    }
+
+    /// An origin restored from an old backup: its replicas hold another
+    /// history (larger than what it logged since), and refuse its pushes
+    /// with evidence. What they hold counts for nothing, now or as its
+    /// new log grows past their size: no new line is taken as replicated.
+    #[test]
+    fn a_replica_refusing_with_evidence_holds_nothing_of_this_log() {
+        let mut t = ReplicationTracker::new(id(0), 1);
+        t.set_replicas(vec![id(1)]);
+        t.checkpointed(50);
+        let r = Refused::new(id(0), 96, RefusedCode::Evidence, "rollback");
+        assert!(t.on_refused(&id(1), &r).is_some());
+        assert_eq!(t.held_by(&id(1)), None);
+        assert_eq!(t.replicated_size(), 0);
+        t.checkpointed(120);
+        let r = Refused::new(id(0), 96, RefusedCode::Evidence, "fork");
+        t.on_refused(&id(1), &r);
+        assert_eq!(t.replicated_size(), 0);
+        let r = Refused::new(id(0), 96, RefusedCode::Invalid, "not genuine");
+        t.on_refused(&id(1), &r);
+        assert_eq!(t.replicated_size(), 0);
     }
 
     #[test]

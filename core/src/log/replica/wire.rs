@@ -63,6 +63,14 @@ impl Wire for Push {
 pub struct Held {
     pub origin: NodeId,
     pub size: u64,
+    /// The size of the checkpoint the answered push carried, if this
+    /// replica's tree matches it (its verified checkpoint is that one);
+    /// else 0. Only so many leaves are known to be the origin's *current*
+    /// log: an origin restored from an old backup signs a new history
+    /// with the same key, and a replica holding the old one must not
+    /// count as holding the new ([`super::tracker`]).
+    #[serde(default)]
+    pub matches: u64,
 }
 
 impl Wire for Held {
@@ -341,6 +349,7 @@ mod tests {
         let h = Held {
             origin: id(2),
             size: 9,
+            matches: 9,
         }
         .encode()
         .unwrap();
@@ -368,7 +377,7 @@ mod tests {
 
         #[test]
         fn small_messages_round_trip(o: [u8; 32], n: u64, code in arb_code(), detail in ".{0,300}") {
-            let h = Held { origin: NodeId(o), size: n };
+            let h = Held { origin: NodeId(o), size: n, matches: n / 2 };
             prop_assert_eq!(Held::decode(&h.encode().unwrap()).unwrap(), h);
             let a = Ask { origin: NodeId(o), from_index: n };
             prop_assert_eq!(Ask::decode(&a.encode().unwrap()).unwrap(), a);
