@@ -18,8 +18,9 @@
 //! Only the origin's signature is trusted: a member that gossips an old
 //! genuine checkpoint shows a prefix, which is consistent; one that
 //! gossips a forged note is ignored (the note does not verify). Reads are
-//! one at a time per origin, and only up to what this replica holds, so
-//! gossip cannot make a node read more than its own replica.
+//! one at a time per origin, at most one per [`PROOF_EVERY`], and only up
+//! to what this replica holds, so gossip cannot make a node read more
+//! than its own replica, nor often.
 
 use crate::guardian::Millis;
 use crate::identity::NodeId;
@@ -32,6 +33,11 @@ use super::super::io::{InId, LogData, LogRead, Output};
 use super::super::machine::Node;
 use super::super::notes::Note;
 use super::{Read, Sent};
+
+/// Prefix proofs read for one origin at most this often. Fellow
+/// witnesses gossip once per witness interval (a minute by default), so
+/// an honest comparison skipped here is made at the next one.
+pub const PROOF_EVERY: Millis = 10_000;
 
 impl Node {
     /// A cosignature of `origin`'s checkpoint is durable: tell the
@@ -128,9 +134,18 @@ impl Node {
                         "cannot compare the checkpoint of {origin} that {peer} cosigned (size {from}) with this witness's (size {to}): this replica holds only {held} of its leaves; compared again after the next cosignature"
                     )));
                 }
-                if !self.logs.proving.insert(origin) {
+                // one read at a time per origin, and at most one per
+                // PROOF_EVERY: a member replaying old genuine notes cannot
+                // keep this node reading its tiles
+                let recent = self
+                    .logs
+                    .proved_at
+                    .get(&origin)
+                    .is_some_and(|t| now.saturating_sub(*t) < PROOF_EVERY);
+                if recent || !self.logs.proving.insert(origin) {
                     return;
                 }
+                self.logs.proved_at.insert(origin, now);
                 let read = LogRead::Prefix {
                     origin,
                     from,

@@ -30,7 +30,7 @@
 
 mod audit;
 mod findings;
-mod gossip;
+pub mod gossip;
 mod keep;
 mod origin;
 mod peers;
@@ -190,6 +190,9 @@ pub(crate) struct Logs {
     /// Origins whose prefix proof (`Read::Prefix`) is being read: one at
     /// a time each, so a peer's gossip cannot queue up disk reads.
     pub proving: BTreeSet<NodeId>,
+    /// When a prefix proof was last read for each origin (bounded by the
+    /// origins this node witnesses).
+    pub proved_at: BTreeMap<NodeId, Millis>,
     /// The log peers, as last computed (`peers`).
     pub peers: BTreeSet<NodeId>,
     /// Evidence already kept, by its hash, so each is reported once.

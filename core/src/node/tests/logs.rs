@@ -935,19 +935,31 @@ fn witnesses_of_one_history_at_different_sizes_report_nothing() {
     show(&mut net, 1, origin, &h);
     h.seal(3, T0);
     show(&mut net, 2, origin, &h);
-    let r = net.ask(
-        2,
-        net.peers[1].id(),
-        Request::LogSeen {
-            origin,
-            note: old.clone(),
-        },
-    );
-    assert!(
-        matches!(r, Some(Response::LogSeen { note: Some(_) })),
-        "{r:?}"
-    );
-    net.drive();
+    // node 2 (the larger) proved node 1's size from its tiles
+    let reads = |net: &Net| {
+        net.peers[2]
+            .trace
+            .iter()
+            .filter(|k| *k == "readlog")
+            .count()
+    };
+    assert_eq!(reads(&net), 1);
+    let replay = |net: &mut Net| {
+        let from = net.peers[1].id();
+        let note = old.clone();
+        let r = net.ask(2, from, Request::LogSeen { origin, note });
+        assert!(
+            matches!(r, Some(Response::LogSeen { note: Some(_) })),
+            "{r:?}"
+        );
+        net.drive();
+    };
+    // a replay at once reads nothing more; after PROOF_EVERY it is proven
+    replay(&mut net);
+    assert_eq!(reads(&net), 1);
+    net.advance(crate::node::logs::gossip::PROOF_EVERY);
+    replay(&mut net);
+    assert_eq!(reads(&net), 2);
     for j in 0..3 {
         let alerts = net.alerts(j);
         assert!(
