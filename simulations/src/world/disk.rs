@@ -19,6 +19,9 @@ use keyward_core::node::{Stored, Write};
 use keyward_core::proto::{AdminMsg, InviteRecord};
 use keyward_core::roster::{OpId, SignedOp};
 
+/// Hash tiles by their C2SP path.
+pub type Tiles = BTreeMap<String, Vec<u8>>;
+
 /// The durable state of one machine's keywardd (its sled trees).
 #[derive(Clone, Default)]
 pub struct Disk {
@@ -91,6 +94,26 @@ impl Disk {
                 }
             }
         }
+    }
+
+    /// `origin`'s replica files as the store loads them: its tiles by
+    /// their C2SP path, and its segments by index.
+    pub fn replica_of(&self, origin: &NodeId) -> (Tiles, Vec<(u64, Vec<u8>)>) {
+        let dir = format!("{}/", keyward_core::log::replica::origin_dir(origin));
+        let (mut tiles, mut segs) = (BTreeMap::new(), Vec::new());
+        for (p, b) in self.replica.range(dir.clone()..) {
+            let Some(rel) = p.strip_prefix(&dir) else {
+                break;
+            };
+            if let Some(i) = rel.strip_prefix("segments/") {
+                if let Ok(i) = i.parse::<u64>() {
+                    segs.push((i, b.clone()));
+                }
+            } else if rel.starts_with("tile/") {
+                tiles.insert(rel.to_string(), b.clone());
+            }
+        }
+        (tiles, segs)
     }
 
     /// What `Store::load_node` gives a restarting daemon.

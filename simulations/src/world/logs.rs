@@ -79,15 +79,22 @@ pub struct OwnLog {
 }
 
 impl OwnLog {
-    fn new(key: &NodeKey, recipients: Arc<Recipients>, history: usize) -> OwnLog {
+    /// An empty log whose next segment gets sequence `next_seq`.
+    fn new(key: &NodeKey, history: usize, next_seq: u64) -> OwnLog {
         let key = Arc::new(NodeKey::from_secret(&key.secret()));
         let source = Source {
             name: "syslog".into(),
             confidential: true,
         };
         OwnLog {
-            seg: Segmenter::new(key.clone(), recipients, source, SegLimits::default(), 0)
-                .expect("valid source"),
+            seg: Segmenter::new(
+                key.clone(),
+                recipients(),
+                source,
+                SegLimits::default(),
+                next_seq,
+            )
+            .expect("valid source"),
             log: MerkleLog::new(key.id()),
             segs: vec![],
             leaves: vec![],
@@ -134,15 +141,7 @@ impl OwnLog {
     /// The same log as a backup of `size` segments left it: what an
     /// origin restored from that backup logs on from (a new history).
     fn restored(&self, key: &NodeKey, size: usize, history: usize, now: Millis) -> OwnLog {
-        let mut o = OwnLog::new(key, recipients(), history);
-        o.seg = Segmenter::new(
-            Arc::new(NodeKey::from_secret(&key.secret())),
-            recipients(),
-            self.seg.source().clone(),
-            SegLimits::default(),
-            size as u64,
-        )
-        .expect("valid source");
+        let mut o = OwnLog::new(key, history, size as u64);
         for i in 0..size {
             let (_, tiles) = o.log.append(&self.leaves[i]).expect("append");
             for t in tiles {
@@ -231,24 +230,9 @@ impl World {
             let Ok(origin) = o.parse::<NodeId>() else {
                 continue;
             };
-            let dir = format!("{}/", replica::origin_dir(&origin));
             let cp = mm.disk.replica.get(&replica::checkpoint_path(&origin));
-            let mut tiles = BTreeMap::new();
-            let mut segs = vec![];
-            let mut tiles_bytes = 0u64;
-            for (p, b) in mm.disk.replica.range(dir.clone()..) {
-                let Some(rel) = p.strip_prefix(&dir) else {
-                    break;
-                };
-                if let Some(i) = rel.strip_prefix("segments/") {
-                    if let Ok(i) = i.parse::<u64>() {
-                        segs.push((i, b.clone()));
-                    }
-                } else if rel.starts_with("tile/") {
-                    tiles_bytes += b.len() as u64;
-                    tiles.insert(rel.to_string(), b.clone());
-                }
-            }
+            let (tiles, segs) = mm.disk.replica_of(&origin);
+            let tiles_bytes = tiles.values().map(|b| b.len() as u64).sum();
             match store.load(origin, cp.map(Vec::as_slice), &tiles, tiles_bytes, segs) {
                 Ok(l) => repairs.extend(l.writes),
                 Err(e) => problems.push(format!("replica of {origin}: {e}")),
@@ -274,7 +258,7 @@ impl World {
             problems,
         };
         if mm.own.is_none() {
-            mm.own = Some(OwnLog::new(&mm.key, recipients(), 0));
+            mm.own = Some(OwnLog::new(&mm.key, 0, 0));
             self.logs
                 .histories
                 .entry(mm.id)
@@ -347,17 +331,7 @@ impl World {
     pub(super) fn log_read(&mut self, m: u32, id: ReadId, read: LogRead) {
         let mm = &self.machines[m as usize];
         let result = match &read {
-            LogRead::Prefix { origin, .. } => {
-                let dir = format!("{}/", replica::origin_dir(origin));
-                let tiles: BTreeMap<String, Vec<u8>> = mm
-                    .disk
-                    .replica
-                    .range(dir.clone()..)
-                    .take_while(|(p, _)| p.starts_with(&dir))
-                    .map(|(p, b)| (p[dir.len()..].to_string(), b.clone()))
-                    .collect();
-                reads::prove(&read, &tiles)
-            }
+            LogRead::Prefix { origin, .. } => reads::prove(&read, &mm.disk.replica_of(origin).0),
             r => match &mm.own {
                 Some(o) => o.read(r),
                 None => Err("no log".into()),
