@@ -178,8 +178,11 @@ fn tagged(domain: &str, msg: &[u8]) -> Vec<u8> {
 /// Verifies a domain-tagged signature made by `pubkey`.
 pub fn verify(pubkey: &[u8; 32], domain: &str, msg: &[u8], sig: &Sig) -> Result<(), KeyError> {
     let vk = VerifyingKey::from_bytes(pubkey).map_err(|_| KeyError::BadPublicKey)?;
-    vk.verify_strict(&tagged(domain, msg), &Signature::from_bytes(&sig.0))
-        .map_err(|_| KeyError::BadSignature)
+    let ok = crate::sig_memo::verified(pubkey, &sig.0, &[domain.as_bytes(), msg], || {
+        vk.verify_strict(&tagged(domain, msg), &Signature::from_bytes(&sig.0))
+            .is_ok()
+    });
+    ok.then_some(()).ok_or(KeyError::BadSignature)
 }
 
 fn sign(sk: &SigningKey, domain: &str, msg: &[u8]) -> Sig {
@@ -377,8 +380,13 @@ impl NodeKey {
 /// [`NodeKey::sign_note`]).
 pub fn verify_note(pubkey: &[u8; 32], text: &[u8], sig: &Sig) -> Result<(), KeyError> {
     let vk = VerifyingKey::from_bytes(pubkey).map_err(|_| KeyError::BadPublicKey)?;
-    vk.verify_strict(text, &Signature::from_bytes(&sig.0))
-        .map_err(|_| KeyError::BadSignature)
+    // The memo's parts differ from a tagged check's (no domain part), so
+    // a note and a tagged message never share an entry.
+    let ok = crate::sig_memo::verified(pubkey, &sig.0, &[text], || {
+        vk.verify_strict(text, &Signature::from_bytes(&sig.0))
+            .is_ok()
+    });
+    ok.then_some(()).ok_or(KeyError::BadSignature)
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@
 //!   segments, journal frames and crash recovery, the segmenter, each
 //!   origin's Merkle log (tlog_tiles) and checkpoints (signed_note), and
 //!   verification of a spool read back.
+//! - [`sig_memo`]: a memo of signature checks a simulator turns on so its
+//!   thousand nodes do not redo the same curve arithmetic (off in keywardd).
 //! - [`bind`]: the binding plan (guardians, T, epoch, what to drop),
 //!   shared by `keyward bind` and the simulator.
 
@@ -43,6 +45,7 @@ pub mod node;
 pub mod proto;
 pub mod roster;
 pub mod shares;
+pub mod sig_memo;
 #[cfg(test)]
 mod testkit;
 pub mod text;

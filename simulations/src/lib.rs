@@ -23,5 +23,14 @@ pub use world::WorldSummary as Summary;
 
 /// Runs one simulation.
 pub fn run(cfg: Config) -> Result<Summary, Box<Failure>> {
-    world::World::new(cfg).run()
+    // Signature checks are shared like verified roster operations: the
+    // memo answers what the curve would (keyward_core::sig_memo).
+    if cfg.memo {
+        keyward_core::sig_memo::enable(1 << 16);
+    } else {
+        keyward_core::sig_memo::disable();
+    }
+    let r = world::World::new(cfg).run();
+    keyward_core::sig_memo::disable();
+    r
 }

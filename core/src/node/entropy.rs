@@ -88,7 +88,7 @@ impl Entropy {
 
 /// The digest of a set of admin messages, by their signatures (each
 /// unique to its message).
-pub(crate) fn admin_digest(msgs: &[AdminMsg]) -> [u8; 32] {
+pub(crate) fn admin_digest<'a>(msgs: impl IntoIterator<Item = &'a AdminMsg>) -> [u8; 32] {
     let mut h = Sha256::new();
     for m in msgs {
         h.update(m.sig.0);
@@ -124,7 +124,7 @@ impl Node {
             return;
         }
         let window = self.guardian.policy().approval_window;
-        let admin = admin_digest(&self.admin.for_sync(now, window));
+        let admin = admin_digest(self.admin.iter_sync(now, window));
         let want = self.wanted_records();
         if !want.is_empty() {
             self.entropy.asked_records = Some(now);
@@ -172,18 +172,20 @@ impl Node {
         }
     }
 
-    /// One connected member, chosen at random.
+    /// One connected member, chosen at random (one membership lookup
+    /// per connection: this runs every round of every node).
     fn random_connected_member(&mut self) -> Option<NodeId> {
-        let n = self.connected_members().count();
-        if n == 0 {
+        let members: Vec<NodeId> = self
+            .peers
+            .iter_connected()
+            .filter(|p| self.is_member(p))
+            .copied()
+            .collect();
+        if members.is_empty() {
             return None;
         }
-        let i = self.random_index(n);
-        self.connected_members().nth(i).copied()
-    }
-
-    fn connected_members(&self) -> impl Iterator<Item = &NodeId> {
-        self.peers.iter_connected().filter(|p| self.is_member(p))
+        let i = self.random_index(members.len());
+        Some(members[i])
     }
 
     /// Answers a sync from member `from`.
@@ -227,9 +229,8 @@ impl Node {
         let mut msgs = vec![];
         if root {
             let window = self.guardian.policy().approval_window;
-            msgs = self.admin.for_sync(now, window);
-            if admin == Some(admin_digest(&msgs)) {
-                msgs.clear();
+            if admin != Some(admin_digest(self.admin.iter_sync(now, window))) {
+                msgs = self.admin.for_sync(now, window);
             }
         }
         Response::Roster {

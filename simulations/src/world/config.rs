@@ -50,8 +50,9 @@ pub struct Config {
     pub strict: bool,
     /// Verify each roster operation's signatures once per world and hand
     /// the result to every node that asks (`Output::Verify`), instead of
-    /// once per node. Off: every node's request is verified anew. Same
-    /// run either way (a test checks).
+    /// once per node; and share every other signature check through
+    /// `keyward_core::sig_memo`. Off: every node's request is verified
+    /// anew. Same run either way (a test checks).
     pub memo: bool,
     /// Print every trace record.
     #[serde(skip)]

@@ -159,7 +159,7 @@ impl AdminState {
         if self.lock_msg.as_ref() == Some(&m) {
             return Ok(Applied::LockUnchanged);
         }
-        if self.recent.contains(&m) {
+        if self.is_recent(&m) {
             return Ok(Applied::Repeat);
         }
         // An alert whose evidence is already recorded changes nothing,
@@ -231,7 +231,7 @@ impl AdminState {
                 Ok(Applied::Lock { on, by })
             }
             AdminKind::Approve { owner } | AdminKind::Deny { owner } => {
-                if self.recent.contains(&m) {
+                if self.is_recent(&m) {
                     return Ok(Applied::Repeat);
                 }
                 self.recent.push_back(m);
@@ -324,18 +324,28 @@ impl AdminState {
         true
     }
 
+    /// Whether `m` is one of the recent approvals and denials. The
+    /// signatures are compared first: they differ in their first bytes
+    /// between any two messages, where the bodies share their mesh and
+    /// often their signer (sync re-delivers up to 256 of them a round).
+    fn is_recent(&self, m: &AdminMsg) -> bool {
+        self.recent.iter().any(|r| r.sig == m.sig && r == m)
+    }
+
     /// What a sync answer carries: the lock state and the approvals and
     /// denials still within `window`.
     pub fn for_sync(&self, now: Millis, window: Millis) -> Vec<AdminMsg> {
-        self.lock_msg
-            .iter()
-            .chain(
-                self.recent
-                    .iter()
-                    .filter(|m| now.saturating_sub(m.body.at) <= window),
-            )
-            .cloned()
-            .collect()
+        self.iter_sync(now, window).cloned().collect()
+    }
+
+    /// [`Self::for_sync`] without the copies (its digest is all a sync
+    /// request carries).
+    pub fn iter_sync(&self, now: Millis, window: Millis) -> impl Iterator<Item = &AdminMsg> {
+        self.lock_msg.iter().chain(
+            self.recent
+                .iter()
+                .filter(move |m| now.saturating_sub(m.body.at) <= window),
+        )
     }
 
     /// The message that set the current lock state.
