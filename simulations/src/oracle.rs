@@ -86,7 +86,9 @@ impl Oracle {
         if s.approval_used.is_none_or(|u| t > u) && s.approved.is_none_or(|a| t > a) {
             s.approved = Some(t);
         }
-        if s.approval_used.is_none_or(|u| t > u) {
+        // Sync re-delivers every recent approval each round: one taken
+        // already is not a new one (and copies would push out others).
+        if s.approval_used.is_none_or(|u| t > u) && !s.approvals.contains(&(t, by)) {
             if s.approvals.len() >= APPROVALS_KEPT {
                 s.approvals.remove(0);
             }
