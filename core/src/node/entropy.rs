@@ -130,7 +130,7 @@ impl Node {
             return;
         }
         let window = self.guardian.policy().approval_window;
-        let admin = admin_digest(self.admin.iter_sync(now, window));
+        let admin = self.admin.sync_digest(now, window);
         let want = self.wanted_records();
         if !want.is_empty() {
             self.entropy.asked_records = Some(now);
@@ -235,7 +235,7 @@ impl Node {
         let mut msgs = vec![];
         if root {
             let window = self.guardian.policy().approval_window;
-            if admin != Some(admin_digest(self.admin.iter_sync(now, window))) {
+            if admin != Some(self.admin.sync_digest(now, window)) {
                 msgs = self.admin.for_sync(now, window);
             }
         }
@@ -266,9 +266,7 @@ impl Node {
         if prefix.is_empty() {
             self.guardian_says(from, !held.is_empty());
         }
-        // Admin messages count as a change only when one is new (taking
-        // it marks the change): a set the asker already holds is no news.
-        if !ops.is_empty() || !children.is_empty() {
+        if !ops.is_empty() || !children.is_empty() || !admin.is_empty() {
             self.entropy.changed(now);
         }
         let received = ops.len();

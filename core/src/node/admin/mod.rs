@@ -83,6 +83,10 @@ pub struct AdminState {
     alerts: VecDeque<(Millis, String)>,
     /// (owner, nonce) of the requests alerts were raised on.
     evidence: VecDeque<(NodeId, [u8; 16])>,
+    /// The last [`Self::sync_digest`]: (computed at, valid until, the
+    /// digest). Every sync a node answers or asks carries it; it changes
+    /// only when a message is taken or one leaves the window.
+    digest: std::cell::Cell<Option<(Millis, Millis, [u8; 32])>>,
 }
 
 impl AdminState {
@@ -228,6 +232,7 @@ impl AdminState {
                 }
                 let on = matches!(m.body.kind, AdminKind::Lockdown);
                 self.lock_msg = Some(m);
+                self.digest.set(None);
                 Ok(Applied::Lock { on, by })
             }
             AdminKind::Approve { owner } | AdminKind::Deny { owner } => {
@@ -238,6 +243,7 @@ impl AdminState {
                 while self.recent.len() > MAX_RECENT_ADMIN {
                     self.recent.pop_front();
                 }
+                self.digest.set(None);
                 Ok(Applied::Decision { owner, by })
             }
             AdminKind::Alert { .. } | AdminKind::LogAlert { .. } => unreachable!("handled above"),
@@ -336,6 +342,28 @@ impl AdminState {
     /// denials still within `window`.
     pub fn for_sync(&self, now: Millis, window: Millis) -> Vec<AdminMsg> {
         self.iter_sync(now, window).cloned().collect()
+    }
+
+    /// The digest of [`Self::for_sync`] (`entropy::admin_digest`),
+    /// computed again only when the set may have changed: a message
+    /// taken, one leaving the window, or the clock going back.
+    pub fn sync_digest(&self, now: Millis, window: Millis) -> [u8; 32] {
+        if let Some((at, until, d)) = self.digest.get() {
+            if at <= now && now < until {
+                return d;
+            }
+        }
+        let d = crate::node::entropy::admin_digest(self.iter_sync(now, window));
+        // The first message to leave the window leaves it at at + window + 1.
+        let until = self
+            .recent
+            .iter()
+            .filter(|m| now.saturating_sub(m.body.at) <= window)
+            .map(|m| m.body.at.saturating_add(window).saturating_add(1))
+            .min()
+            .unwrap_or(Millis::MAX);
+        self.digest.set(Some((now, until, d)));
+        d
     }
 
     /// [`Self::for_sync`] without the copies (its digest is all a sync

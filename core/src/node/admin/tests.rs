@@ -205,3 +205,49 @@ fn alerts_prove_themselves_and_count_once() {
     ));
     assert_eq!(s.alerts().count(), 1);
 }
+
+#[test]
+fn the_sync_digest_is_of_the_set_and_follows_every_change() {
+    use crate::node::entropy::admin_digest;
+    let t = mesh(4);
+    let window = 600_000;
+    let approve = |i: usize, at| {
+        msg(
+            &t,
+            i,
+            AdminKind::Approve {
+                owner: t.nodes[3].key.id(),
+            },
+            at,
+        )
+    };
+    let (a, b) = (approve(0, NOW), approve(1, NOW + 1000));
+    let mut g = guardian(&t, 2);
+    let (mut s1, mut s2) = (AdminState::default(), AdminState::default());
+    let empty = s1.sync_digest(NOW, window);
+    s1.apply(a.clone(), NOW, &t.roster, &mut g).unwrap();
+    let one = s1.sync_digest(NOW + 1000, window);
+    assert_ne!(one, empty, "a message taken changes the digest");
+    s1.apply(b.clone(), NOW + 1000, &t.roster, &mut g).unwrap();
+    // the same two messages in the other order: the same digest
+    s2.apply(b.clone(), NOW + 1000, &t.roster, &mut g).unwrap();
+    s2.apply(a.clone(), NOW + 1000, &t.roster, &mut g).unwrap();
+    let both = s1.sync_digest(NOW + 2000, window);
+    assert_eq!(both, s2.sync_digest(NOW + 2000, window));
+    assert_eq!(both, admin_digest([&a, &b]));
+    // asked again within the window: the same, as computed afresh
+    assert_eq!(s1.sync_digest(NOW + window, window), both);
+    // `a` leaves the window one millisecond later, `b` a second after
+    let only_b = s1.sync_digest(NOW + window + 1, window);
+    assert_eq!(only_b, admin_digest([&b]));
+    assert_eq!(s1.sync_digest(NOW + window + 1001, window), empty);
+    // the clock went back: both are in the window again
+    assert_eq!(s1.sync_digest(NOW + 2000, window), both);
+    // a lockdown taken is part of the set at once
+    let l = msg(&t, 0, AdminKind::Lockdown, NOW + 3000);
+    s1.apply(l.clone(), NOW + 3000, &t.roster, &mut g).unwrap();
+    assert_eq!(
+        s1.sync_digest(NOW + 3000, window),
+        admin_digest([&l, &a, &b])
+    );
+}
