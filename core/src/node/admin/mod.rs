@@ -73,6 +73,9 @@ pub struct RecordedAlert {
     pub text: String,
 }
 
+/// A sync digest kept: (window, computed at, valid until, digest).
+type KeptDigest = (Millis, Millis, Millis, [u8; 32]);
+
 /// The admin messages a node keeps.
 #[derive(Debug, Default)]
 pub struct AdminState {
@@ -83,10 +86,10 @@ pub struct AdminState {
     alerts: VecDeque<(Millis, String)>,
     /// (owner, nonce) of the requests alerts were raised on.
     evidence: VecDeque<(NodeId, [u8; 16])>,
-    /// The last [`Self::sync_digest`]: (computed at, valid until, the
-    /// digest). Every sync a node answers or asks carries it; it changes
-    /// only when a message is taken or one leaves the window.
-    digest: std::cell::Cell<Option<(Millis, Millis, [u8; 32])>>,
+    /// The last [`Self::sync_digest`]: (window, computed at, valid
+    /// until, the digest). Every sync a node answers or asks carries it;
+    /// it changes only when a message is taken or one leaves the window.
+    digest: std::cell::Cell<Option<KeptDigest>>,
 }
 
 impl AdminState {
@@ -348,8 +351,8 @@ impl AdminState {
     /// computed again only when the set may have changed: a message
     /// taken, one leaving the window, or the clock going back.
     pub fn sync_digest(&self, now: Millis, window: Millis) -> [u8; 32] {
-        if let Some((at, until, d)) = self.digest.get() {
-            if at <= now && now < until {
+        if let Some((w, at, until, d)) = self.digest.get() {
+            if w == window && at <= now && now < until {
                 return d;
             }
         }
@@ -362,7 +365,7 @@ impl AdminState {
             .map(|m| m.body.at.saturating_add(window).saturating_add(1))
             .min()
             .unwrap_or(Millis::MAX);
-        self.digest.set(Some((now, until, d)));
+        self.digest.set(Some((window, now, until, d)));
         d
     }
 

@@ -251,3 +251,23 @@ fn the_sync_digest_is_of_the_set_and_follows_every_change() {
         admin_digest([&l, &a, &b])
     );
 }
+
+#[test]
+fn the_sync_digest_follows_a_new_window() {
+    let t = mesh(3);
+    let mut g = guardian(&t, 1);
+    let mut s = AdminState::default();
+    let a = msg(
+        &t,
+        0,
+        AdminKind::Approve {
+            owner: t.nodes[2].key.id(),
+        },
+        NOW,
+    );
+    s.apply(a, NOW, &t.roster, &mut g).unwrap();
+    let wide = s.sync_digest(NOW + 5_000, 600_000);
+    let narrow = s.sync_digest(NOW + 5_000, 1_000);
+    assert_ne!(wide, narrow, "the approval is outside a 1 s window");
+    assert_eq!(narrow, crate::node::entropy::admin_digest([]));
+}
