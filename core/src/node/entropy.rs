@@ -181,12 +181,7 @@ impl Node {
     /// One connected member, chosen at random (one membership lookup
     /// per connection: this runs every round of every node).
     fn random_connected_member(&mut self) -> Option<NodeId> {
-        let members: Vec<NodeId> = self
-            .peers
-            .iter_connected()
-            .filter(|p| self.is_member(p))
-            .copied()
-            .collect();
+        let members = self.connected_members();
         if members.is_empty() {
             return None;
         }

@@ -353,13 +353,7 @@ impl Node {
     /// know its boot key may ask for shares without it being a copy.
     pub fn goodbye(&mut self) {
         self.leaving = true;
-        let members: Vec<NodeId> = self
-            .peers
-            .iter_connected()
-            .filter(|p| self.is_member(p))
-            .copied()
-            .collect();
-        for p in members {
+        for p in self.connected_members() {
             self.say_goodbye(p);
         }
         self.persist_dirty();
@@ -396,6 +390,15 @@ impl Node {
     /// An active member of the mesh.
     pub fn is_member(&self, n: &NodeId) -> bool {
         self.roster.is_active(n)
+    }
+
+    /// The members connected now, in id order.
+    pub(super) fn connected_members(&self) -> Vec<NodeId> {
+        self.peers
+            .iter_connected()
+            .filter(|p| self.is_member(p))
+            .copied()
+            .collect()
     }
 
     pub fn is_connected(&self, n: &NodeId) -> bool {
