@@ -54,7 +54,9 @@ fn the_verification_memo_changes_nothing() {
     // real nodes each keep their own roster, so that test has no subject
     // left. What the world shares is the verification of roster
     // operations (`Config::memo`): it must behave exactly like every
-    // node verifying for itself.
+    // node verifying for itself. The same switch turns on the memo of
+    // every other signature check (`keyward_core::sig_memo`), hostile
+    // forgeries included.
     for scenario in [Scenario::Churn, Scenario::Hostile] {
         for seed in [1, 2, 3] {
             let a = keyward_sim::run(cfg(scenario, seed)).unwrap();
