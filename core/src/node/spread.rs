@@ -209,8 +209,7 @@ mod tests {
 
     #[test]
     fn changed_members_walks_both_sets_once() {
-        let ms: Vec<Member> = (1..=6).map(member).collect();
-        let mut sorted = ms.clone();
+        let mut sorted: Vec<Member> = (1..=6).map(member).collect();
         sorted.sort_by_key(|m| m.id);
         let was: BTreeSet<NodeId> = sorted[..4].iter().map(|m| m.id).collect();
         // now: drop the first and third of `was`, add the last two
