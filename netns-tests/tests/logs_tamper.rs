@@ -184,7 +184,9 @@ fn kept(m: &Mesh, j: usize, origin: &str) -> Option<(u64, Option<u64>)> {
 /// `keyward audit decrypt` shows none of their lines (and exits 1). The
 /// other replica's copy, fetched into a fresh directory, verifies clean
 /// (with that replica's witness cosignature) and decrypts whole. The
-/// tampered replica, restarted, refuses to load its copy (replicas off).
+/// tampered replica, restarted, refuses to build on its copy: it sets it
+/// aside whole as evidence, raises an alert, and the origin pushes its log
+/// to it again.
 #[test]
 fn a_replica_copy_edited_or_cut_on_disk_is_reported_by_the_auditor_and_never_accepted() {
     const N: usize = 5;
@@ -437,35 +439,62 @@ fn a_replica_copy_edited_or_cut_on_disk_is_reported_by_the_auditor_and_never_acc
         assert!(dout.contains(l.as_str()), "{l:?} missing:\n{dout}");
     }
 
-    // R itself, restarted, refuses to build on its edited copy
+    // R itself, restarted, refuses to build on its edited copy: it sets
+    // the copy aside whole (evidence), says so, and holds the origin's log
+    // afresh, which the origin pushes again
     m.stop(r).unwrap();
     m.start(r).unwrap();
-    let refused = format!(
-        "log replicas are OFF: the replica of {origin_id}: segment {edited} is not the one its log holds"
-    );
-    m.wait_for(Duration::from_secs(10), || Ok(m.log(r).contains(&refused)))
-        .unwrap_or_else(|_| panic!("node {r} took its edited copy:\n{}", m.log(r)));
-    for l in m
-        .log(r)
-        .lines()
-        .filter(|l| l.contains("log replicas are OFF"))
-    {
+    let refused =
+        format!("the replica of {origin_id}: segment {edited} is not the one its log holds");
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(m.log(r)
+            .lines()
+            .any(|l| l.contains(&refused) && l.contains("moved it to")))
+    })
+    .unwrap_or_else(|_| panic!("node {r} took its edited copy:\n{}", m.log(r)));
+    for l in m.log(r).lines().filter(|l| l.contains(&refused)) {
         println!("  node {r}: {l}");
     }
     let st = m.status(r).unwrap();
-    println!(
-        "  node {r} after its restart: {:?} alerts {:?}",
-        st.replication, st.alerts
-    );
-    assert_eq!(kept(&m, r, &origin).map_or(0, |k| k.0), 0, "node {r}");
     assert!(
-        st.alerts.iter().any(
-            |a| a.text.contains("keeps no log replicas until it restarts")
-                && a.text.contains(&format!("segment {edited}"))
-        ),
-        "node {r}: `keyward status` says why replicas are off: {:?}",
+        st.alerts.iter().any(|a| a.text.contains(&refused)
+            && a.text.contains("replicas-damaged")
+            && a.text.contains("holds")
+            && a.text.contains("afresh")),
+        "node {r}: `keyward status` says what became of its copy: {:?}",
         st.alerts
     );
+    let damaged = m.dir(r).join("state/logs/replicas-damaged");
+    let aside: Vec<PathBuf> = std::fs::read_dir(&damaged)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let kept_aside = segment_files(&aside[0]);
+    assert_eq!(
+        kept_aside.get(&edited),
+        Some(&bytes),
+        "the evidence is kept as found"
+    );
+    assert!(!kept_aside.contains_key(&deleted));
+    // the origin's next push finds R holding nothing (R answers it with
+    // the gap) and pushes its log again: R holds the genuine segments
+    let after = "tamper probe line after the restart".to_string();
+    log_sealed(&m, &sock, &id, &after);
+    m.wait_for(Duration::from_secs(60), || {
+        let now = segment_files(&rd);
+        Ok(kept(&m, r, &origin).is_some_and(|(h, _)| h >= cp)
+            && now.get(&edited) == Some(&held[&edited])
+            && now.get(&deleted) == Some(&held[&deleted]))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "node {r} never held the origin's log again: {e}: {:?}\n{}",
+            kept(&m, r, &origin),
+            m.log(r)
+        )
+    });
+    assert!(holds_all(&rd, &id, &msgs) && holds_all(&rd, &id, &[after]));
     for i in 0..N {
         m.stop(i).unwrap();
     }

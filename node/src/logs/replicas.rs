@@ -8,7 +8,9 @@
 //!   file replaced durably (tmp, fsync, rename, directory fsync);
 //! - `evidence/<origin>/<ms>-<what>`: evidence against an origin;
 //! - `cosigned/<witness>`: this node's latest checkpoint as each witness
-//!   cosigned it.
+//!   cosigned it;
+//! - `replicas-damaged/<origin>-<ms>/`: an origin's replica that did not
+//!   verify when the node started, set aside whole as evidence.
 //!
 //! Loading refuses what does not verify (the store and the witness check
 //! every file), and reading this node's own log (segments for a push, a
@@ -34,6 +36,8 @@ pub const REPLICAS: &str = "replicas";
 pub const WITNESS: &str = "witness";
 pub const EVIDENCE: &str = "evidence";
 pub const COSIGNED: &str = "cosigned";
+/// Where an origin's replica that did not verify at start is set aside.
+pub const DAMAGED: &str = "replicas-damaged";
 
 /// Most other origins read at start (the witness's own bound).
 const MAX_ORIGINS: usize = keyward_core::log::witness::MAX_ORIGINS;
@@ -46,10 +50,11 @@ pub struct Loaded {
     pub problems: Vec<String>,
 }
 
-/// Loads the replicas and the witness's state from `dir`. Anything that
-/// does not verify turns that part off, with the reason logged as an
-/// error: a replica built on tampered files, or a witness that forgot
-/// what it cosigned, must not run.
+/// Loads the replicas and the witness's state from `dir`. An origin's
+/// replica that does not verify is set aside (evidence) and held afresh;
+/// a disk that fails to read turns the replicas off, and a witness that
+/// forgot what it cosigned stays off: it must not run. Each reason is
+/// logged as an error and returned for `keyward status`.
 pub fn load(cfg: &LogsConfig, key: &NodeKey, dir: &Path) -> Loaded {
     if cfg.replica_quota_bytes == 0 {
         return Loaded {
@@ -59,7 +64,12 @@ pub fn load(cfg: &LogsConfig, key: &NodeKey, dir: &Path) -> Loaded {
         };
     }
     let mut problems = Vec::new();
-    let store = match load_store(cfg, dir) {
+    // before any damaged replica is set aside: a node that held replicas
+    // must also have a witness state
+    let had_replicas = origins_in(&dir.join(REPLICAS))
+        .map(|o| !o.is_empty())
+        .unwrap_or(false);
+    let store = match load_store(cfg, dir, &mut problems) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!("log replicas are OFF: {e}");
@@ -69,9 +79,6 @@ pub fn load(cfg: &LogsConfig, key: &NodeKey, dir: &Path) -> Loaded {
             None
         }
     };
-    let had_replicas = origins_in(&dir.join(REPLICAS))
-        .map(|o| !o.is_empty())
-        .unwrap_or(false);
     let witness = match load_witness(key, dir, had_replicas) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -116,7 +123,11 @@ fn origins_in(dir: &Path) -> std::io::Result<Vec<(NodeId, PathBuf)>> {
     Ok(out)
 }
 
-fn load_store(cfg: &LogsConfig, dir: &Path) -> anyhow::Result<ReplicaStore> {
+fn load_store(
+    cfg: &LogsConfig,
+    dir: &Path,
+    problems: &mut Vec<String>,
+) -> anyhow::Result<ReplicaStore> {
     let limits = Limits {
         quota_bytes: cfg.replica_quota_bytes,
         warn_percent: cfg.warn_percent,
@@ -124,19 +135,92 @@ fn load_store(cfg: &LogsConfig, dir: &Path) -> anyhow::Result<ReplicaStore> {
     };
     let mut store = ReplicaStore::new(limits)?;
     for (origin, odir) in origins_in(&dir.join(REPLICAS))? {
-        let cp = layout::read_checkpoint(&odir)?;
-        let (tiles, tiles_bytes) = layout::read_tiles(&odir)?;
-        let mut segs = Vec::new();
-        for i in layout::segment_indexes(&odir)? {
-            segs.push((i, layout::read_bounded(&layout::segment_path(&odir, i))?));
-        }
-        let loaded = store.load(origin, cp.as_deref(), &tiles, tiles_bytes, segs)?;
+        let loaded = match load_origin(&mut store, origin, &odir) {
+            Ok(l) => l,
+            Err(OriginLoad::Damaged(why)) => {
+                // One origin's damaged copy must not cost every other
+                // origin its replica: set it aside as evidence (never
+                // delete or overwrite it) and hold that origin afresh; the
+                // origin pushes its log again from what this node says it
+                // holds (nothing), and the witness state, kept apart, still
+                // refuses any rollback.
+                let aside = quarantine(dir, &origin, &odir, unix_ms())?;
+                let text = format!(
+                    "{why}; moved it to {} as evidence, and this node holds {origin}'s log afresh (the origin pushes it again)",
+                    aside.display()
+                );
+                tracing::error!("{text}");
+                problems.push(text);
+                continue;
+            }
+            Err(OriginLoad::Io(e)) => return Err(e),
+        };
         apply_replica(dir, &loaded.writes).map_err(anyhow::Error::msg)?;
         for n in loaded.notices {
             tracing::info!("replica of {origin}: {n:?}");
         }
     }
     Ok(store)
+}
+
+/// Why one origin's replica did not load.
+enum OriginLoad {
+    /// Its files do not verify: they are set aside, the rest go on.
+    Damaged(String),
+    /// The disk failed to read: nothing is moved (a transient error must
+    /// not discard a good copy), the store stays off.
+    Io(anyhow::Error),
+}
+
+fn load_origin(
+    store: &mut ReplicaStore,
+    origin: NodeId,
+    odir: &Path,
+) -> Result<keyward_core::log::replica::store::Loaded, OriginLoad> {
+    let io = |e: std::io::Error| OriginLoad::Io(anyhow::anyhow!("{}: {e}", odir.display()));
+    let cp = layout::read_checkpoint(odir).map_err(io)?;
+    let (tiles, tiles_bytes) = layout::read_tiles(odir).map_err(io)?;
+    let mut segs = Vec::new();
+    for i in layout::segment_indexes(odir).map_err(io)? {
+        segs.push((
+            i,
+            layout::read_bounded(&layout::segment_path(odir, i)).map_err(io)?,
+        ));
+    }
+    store
+        .load(origin, cp.as_deref(), &tiles, tiles_bytes, segs)
+        .map_err(|e| OriginLoad::Damaged(e.to_string()))
+}
+
+/// Moves `replicas/<origin>` to `replicas-damaged/<origin>-<ms>`
+/// durably, and returns where it went.
+fn quarantine(dir: &Path, origin: &NodeId, odir: &Path, now_ms: u64) -> anyhow::Result<PathBuf> {
+    let damaged = dir.join(DAMAGED);
+    let mut dirs = BTreeSet::new();
+    layout::make_dir(&damaged, &mut dirs)?;
+    let aside = damaged.join(format!("{origin}-{now_ms}"));
+    anyhow::ensure!(
+        !aside.exists(),
+        "{} exists already: move it away and restart",
+        aside.display()
+    );
+    fs::rename(odir, &aside).map_err(|e| {
+        anyhow::anyhow!(
+            "moving {} aside to {}: {e}",
+            odir.display(),
+            aside.display()
+        )
+    })?;
+    dirs.insert(damaged);
+    dirs.insert(dir.join(REPLICAS));
+    sync_dirs(&mut dirs).map_err(anyhow::Error::msg)?;
+    Ok(aside)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn load_witness(key: &NodeKey, dir: &Path, had_replicas: bool) -> anyhow::Result<Witness> {
@@ -289,6 +373,107 @@ mod tests {
         assert!(inside(d, "../etc/passwd").is_err());
         assert!(inside(d, "/etc/passwd").is_err());
         assert!(inside(d, "replicas/../../x").is_err());
+    }
+
+    /// Writes a replica of `n` genuine segments of `key`'s log under `dir`
+    /// as a running store would; returns the segment files' paths.
+    fn replica_of(dir: &Path, key: &NodeKey, n: u64) -> Vec<PathBuf> {
+        use keyward_core::log::line::{Line, Sender};
+        use keyward_core::log::merkle::MerkleLog;
+        use keyward_core::log::recipients::{Recipient, Recipients};
+        use keyward_core::log::replica::wire::Push;
+        use keyward_core::log::segmenter::{Limits as SegLimits, Segmenter, Source};
+        let auditor = age::x25519::Identity::generate().to_public();
+        let recipients = Recipients::new(vec![Recipient::X25519(auditor)], None).unwrap();
+        let mut seg = Segmenter::new(
+            Arc::new(NodeKey::from_secret(&key.secret())),
+            Arc::new(recipients),
+            Source {
+                name: "syslog".into(),
+                confidential: true,
+            },
+            SegLimits::default(),
+            0,
+        )
+        .unwrap();
+        let mut log = MerkleLog::new(key.id());
+        let mut segs = Vec::new();
+        for i in 0..n {
+            let line = Line {
+                time: i + 1,
+                sender: Sender::default(),
+                msg: format!("line {i}").into_bytes(),
+            };
+            seg.push(i + 1, &line, &mut rand::rngs::OsRng).unwrap();
+            let s = seg.seal(i + 1).unwrap().unwrap();
+            log.append(&s.leaf).unwrap();
+            segs.push(s.bytes);
+        }
+        let cp = log.checkpoint(1, key).unwrap().note;
+        let mut store = ReplicaStore::new(Limits {
+            quota_bytes: 1 << 30,
+            warn_percent: 80,
+            retention_ms: 0,
+        })
+        .unwrap();
+        let push = Push::pack(key.id(), 0, cp, segs);
+        let a = store.accept(1, key.id(), &push).unwrap();
+        apply_replica(dir, &a.writes).unwrap();
+        (0..n)
+            .map(|i| dir.join(keyward_core::log::replica::segment_path(&key.id(), i)))
+            .collect()
+    }
+
+    #[test]
+    fn a_damaged_replica_is_set_aside_and_the_other_origins_stay_held() {
+        let t = tempfile::tempdir().unwrap();
+        let me = NodeKey::generate();
+        let (good, bad) = (NodeKey::generate(), NodeKey::generate());
+        replica_of(t.path(), &good, 3);
+        let files = replica_of(t.path(), &bad, 3);
+        fs::create_dir(t.path().join(WITNESS)).unwrap(); // a witness that cosigned nothing yet
+        let cfg = LogsConfig::default();
+        let l = load(&cfg, &me, t.path());
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(l.store.as_ref().unwrap().held(&bad.id()).size, 3);
+        // one byte of a segment's signed body
+        let mut b = fs::read(&files[1]).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        fs::write(&files[1], &b).unwrap();
+        let l = load(&cfg, &me, t.path());
+        let store = l.store.expect("the store stays on");
+        assert_eq!(store.held(&good.id()).size, 3, "the other origin is held");
+        assert_eq!(store.held(&bad.id()).size, 0, "the damaged one afresh");
+        assert!(l.witness.is_some());
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        let p = &l.problems[0];
+        assert!(
+            p.contains(&format!("the replica of {}: segment 1 ", bad.id()))
+                && p.contains("moved it to")
+                && p.contains(DAMAGED),
+            "{p}"
+        );
+        // the damaged copy is kept whole, byte for byte, and out of the way
+        let aside: Vec<_> = fs::read_dir(t.path().join(DAMAGED))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert!(aside[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&format!("{}-", bad.id())));
+        assert_eq!(
+            fs::read(aside[0].join("segments").join(format!("{:020}", 1))).unwrap(),
+            b
+        );
+        assert!(!t.path().join(REPLICAS).join(bad.id().to_string()).exists());
+        // and the next start finds nothing wrong
+        let l = load(&cfg, &me, t.path());
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(l.store.unwrap().held(&good.id()).size, 3);
     }
 
     #[test]

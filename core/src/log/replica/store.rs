@@ -106,14 +106,14 @@ pub struct Accepted {
 /// Why an origin's replica cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("the replica of {origin}: its checkpoint does not verify ({why}): the files were tampered with or belong to another origin; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
+    #[error("the replica of {origin}: its checkpoint does not verify ({why}): the files were tampered with or belong to another origin")]
     Checkpoint {
         origin: NodeId,
         why: CheckpointError,
     },
-    #[error("the replica of {origin}: its tiles do not match its checkpoint ({why}): the Merkle log was tampered with; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
+    #[error("the replica of {origin}: its tiles do not match its checkpoint ({why}): the Merkle log was damaged or tampered with")]
     Tiles { origin: NodeId, why: MerkleError },
-    #[error("the replica of {origin}: segment {index} is not the one its log holds ({why}): it was tampered with; move replicas/{origin} aside (keep it as evidence) and restart, the origin pushes its log again")]
+    #[error("the replica of {origin}: segment {index} is not the one its log holds ({why}): it was damaged or tampered with")]
     Segment {
         origin: NodeId,
         index: u64,
