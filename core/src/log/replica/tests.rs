@@ -651,7 +651,7 @@ fn restart_gives_the_same_state_and_refuses_tampering() {
     bad.0.get_mut(&format!("{dir}/tile/0/000")).unwrap()[7] ^= 1;
     let e = bad.load(&mut store(), &o.id()).unwrap_err();
     assert!(matches!(e, LoadError::Tiles { .. }), "{e}");
-    assert!(e.to_string().contains("move replicas/"), "{e}");
+    assert!(e.to_string().contains("damaged or tampered with"), "{e}");
     // an edited segment, and one swapped for another genuine one
     let mut bad = d.clone();
     let p = segment_path(&o.id(), 17);
