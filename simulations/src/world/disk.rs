@@ -8,8 +8,8 @@
 //! node queued after it, which the daemon would not have acted on yet.
 //! What is in the map survives crashes; a restart reads it back.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Weak};
 
 use sha2::{Digest, Sha256};
 
@@ -27,7 +27,7 @@ pub type Tiles = BTreeMap<String, Vec<u8>>;
 pub struct Disk {
     /// Shared between disks that hold the same operations (see
     /// [`SharedRosters`]).
-    roster: Arc<BTreeMap<OpId, SignedOp>>,
+    roster: Arc<RosterFile>,
     owners: BTreeMap<NodeId, OwnerState>,
     lock: Option<AdminMsg>,
     invites: BTreeMap<[u8; 32], InviteRecord>,
@@ -46,7 +46,9 @@ impl Disk {
     /// admissions, as `keyward init` and a join leave it).
     pub fn with_roster(ops: &[SignedOp]) -> Disk {
         Disk {
-            roster: Arc::new(ops.iter().map(|o| (o.id(), o.clone())).collect()),
+            roster: Arc::new(RosterFile::new(
+                ops.iter().map(|o| (o.id(), o.clone())).collect(),
+            )),
             ..Disk::default()
         }
     }
@@ -139,11 +141,11 @@ impl Disk {
 
     /// The roster operations on this disk, by id.
     pub fn roster(&self) -> &BTreeMap<OpId, SignedOp> {
-        &self.roster
+        &self.roster.ops
     }
 
     pub fn roster_len(&self) -> usize {
-        self.roster.len()
+        self.roster.ops.len()
     }
 }
 
@@ -153,12 +155,24 @@ impl Disk {
 /// applied before takes the result instead of a copy of its own. 5,000
 /// disks of a 5,000-member roster would otherwise hold 25 million
 /// operations.
+///
+/// Disks also reach the same set of operations by different writes (one
+/// node takes two joins in one merge, another in two), and over a day of
+/// churn at 5,000 nodes the paths diverge enough that the write memo
+/// alone let each disk end up with its own copy (15 GB after a few
+/// simulated hours, 2026-12-04). So every map is also interned by its
+/// content: a write whose result another live disk holds already takes
+/// that map.
 #[derive(Default)]
 pub struct SharedRosters {
     /// (the map before, as an address; the write) -> (before, after).
     /// Holding `before` keeps its address from being reused.
-    done: BTreeMap<WriteKey, (Arc<RosterMap>, Arc<RosterMap>)>,
+    done: BTreeMap<WriteKey, (Arc<RosterFile>, Arc<RosterFile>)>,
     order: VecDeque<WriteKey>,
+    /// Live maps by their content's digest and size.
+    by_content: HashMap<SetDigest, Weak<RosterFile>>,
+    /// `by_content`'s size after its last sweep of dead entries.
+    swept: usize,
 }
 
 type RosterMap = BTreeMap<OpId, SignedOp>;
@@ -168,11 +182,75 @@ type WriteKey = (usize, [u8; 32]);
 /// Writes remembered; the oldest go first.
 const KEEP: usize = 64;
 
+/// A disk's roster operations with the digest of their ids.
+#[derive(Clone, Default)]
+pub struct RosterFile {
+    ops: RosterMap,
+    digest: SetDigest,
+}
+
+impl RosterFile {
+    fn new(ops: RosterMap) -> RosterFile {
+        let mut digest = SetDigest::default();
+        for id in ops.keys() {
+            digest.add(id);
+        }
+        RosterFile { ops, digest }
+    }
+}
+
+/// A digest of a set of operation ids that a write updates without
+/// walking the set: the ids (SHA-256 outputs already) summed as 256-bit
+/// integers, and how many there are. Equal sets have equal digests; two
+/// different sets of this simulator's operations share one only if their
+/// sums collide, which nobody searches for here (a memo of the
+/// simulator, never of keywardd).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+struct SetDigest {
+    sum: [u64; 4],
+    len: usize,
+}
+
+impl SetDigest {
+    fn limbs(id: &OpId) -> [u64; 4] {
+        let mut l = [0u64; 4];
+        for (i, c) in id.chunks_exact(8).enumerate() {
+            l[3 - i] = u64::from_be_bytes(c.try_into().expect("8 bytes"));
+        }
+        l
+    }
+
+    fn add(&mut self, id: &OpId) {
+        let x = Self::limbs(id);
+        let mut carry = false;
+        for (s, x) in self.sum.iter_mut().zip(x) {
+            let (a, c1) = s.overflowing_add(x);
+            let (b, c2) = a.overflowing_add(u64::from(carry));
+            *s = b;
+            carry = c1 || c2;
+        }
+        self.len += 1;
+    }
+
+    fn sub(&mut self, id: &OpId) {
+        let x = Self::limbs(id);
+        let mut borrow = false;
+        for (s, x) in self.sum.iter_mut().zip(x) {
+            let (a, b1) = s.overflowing_sub(x);
+            let (b, b2) = a.overflowing_sub(u64::from(borrow));
+            *s = b;
+            borrow = b1 || b2;
+        }
+        self.len -= 1;
+    }
+}
+
 impl SharedRosters {
-    fn apply(&mut self, map: &mut Arc<RosterMap>, put: Vec<SignedOp>, remove: Vec<OpId>) {
-        let put: Vec<(OpId, SignedOp)> = put.into_iter().map(|o| (o.id(), o)).collect();
+    fn apply(&mut self, map: &mut Arc<RosterFile>, put: Vec<SignedOp>, remove: Vec<OpId>) {
+        let put: BTreeMap<OpId, SignedOp> = put.into_iter().map(|o| (o.id(), o)).collect();
+        let remove: BTreeSet<OpId> = remove.into_iter().collect();
         let mut h = Sha256::new();
-        for (id, _) in &put {
+        for id in put.keys() {
             h.update(id);
         }
         h.update(b"-");
@@ -184,12 +262,35 @@ impl SharedRosters {
             *map = after.clone();
             return;
         }
-        let before = map.clone();
-        let m = Arc::make_mut(map);
-        for id in remove {
-            m.remove(&id);
+        // the digest of (before - remove) + put
+        let mut digest = map.digest;
+        for id in &remove {
+            if map.ops.contains_key(id) {
+                digest.sub(id);
+            }
         }
-        m.extend(put);
+        for id in put.keys() {
+            if remove.contains(id) || !map.ops.contains_key(id) {
+                digest.add(id);
+            }
+        }
+        let before = map.clone();
+        match self.by_content.get(&digest).and_then(Weak::upgrade) {
+            Some(same) => *map = same,
+            None => {
+                let m = Arc::make_mut(map);
+                for id in &remove {
+                    m.ops.remove(id);
+                }
+                m.ops.extend(put);
+                m.digest = digest;
+                self.by_content.insert(digest, Arc::downgrade(map));
+                if self.by_content.len() > 2 * self.swept + 1024 {
+                    self.by_content.retain(|_, w| w.strong_count() > 0);
+                    self.swept = self.by_content.len();
+                }
+            }
+        }
         self.done.insert(key, (before, map.clone()));
         self.order.push_back(key);
         while self.order.len() > KEEP {
@@ -197,5 +298,39 @@ impl SharedRosters {
                 self.done.remove(&old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_set_digest_is_the_same_whatever_the_order_and_undoes_itself() {
+        let ids: Vec<OpId> = (0..50u8)
+            .map(|i| Sha256::digest([i]).into())
+            .chain([[0xff; 32], [0; 32], [1; 32]])
+            .collect();
+        let mut a = SetDigest::default();
+        for id in &ids {
+            a.add(id);
+        }
+        let mut b = SetDigest::default();
+        for id in ids.iter().rev() {
+            b.add(id);
+        }
+        assert_eq!(a, b);
+        for id in &ids[..10] {
+            b.sub(id);
+        }
+        let mut c = SetDigest::default();
+        for id in &ids[10..] {
+            c.add(id);
+        }
+        assert_eq!(b, c);
+        for id in &ids[10..] {
+            c.sub(id);
+        }
+        assert_eq!(c, SetDigest::default());
     }
 }
