@@ -521,7 +521,8 @@ impl Node {
     pub(super) fn members_changed(&mut self) {
         let me = self.me.id;
         let members = self.roster.member_ids();
-        self.overlay.members_changed(me, members.clone());
+        self.overlay
+            .members_changed(me, members.clone(), self.roster.member_rings());
         self.refresh_wanted();
         let boots = self.roster.member_boots();
         self.push(Output::Members { members, boots });

@@ -134,6 +134,8 @@ pub struct RosterState {
     ids: std::sync::OnceLock<Arc<BTreeSet<NodeId>>>,
     /// Their boot keys' ids, likewise.
     boots: std::sync::OnceLock<Arc<BTreeSet<NodeId>>>,
+    /// Their ids in the gossip rings' orders, likewise.
+    rings: std::sync::OnceLock<Arc<crate::node::overlay::RingOrder>>,
     /// Their ids and boot keys as `keyward status` prints them, likewise
     /// (base58 for 5,000 members is most of a status answer's cost).
     texts: std::sync::OnceLock<Arc<Vec<(String, String)>>>,
@@ -263,6 +265,19 @@ impl Roster {
                         .map(|m| (m.id.to_string(), hex::encode(m.boot.sign)))
                         .collect(),
                 )
+            })
+            .clone()
+    }
+
+    /// The active members in the gossip rings' orders (shared, built once
+    /// per change).
+    pub fn member_rings(&self) -> Arc<crate::node::overlay::RingOrder> {
+        self.s
+            .rings
+            .get_or_init(|| {
+                Arc::new(crate::node::overlay::RingOrder::new(
+                    self.member_ids().iter(),
+                ))
             })
             .clone()
     }
@@ -580,12 +595,14 @@ impl RosterState {
         self.digest = Default::default();
         self.ids = Default::default();
         self.boots = Default::default();
+        self.rings = Default::default();
         self.texts = Default::default();
     }
 
     fn recompute(&mut self) {
         self.ids = Default::default();
         self.boots = Default::default();
+        self.rings = Default::default();
         self.texts = Default::default();
         let Some(founder) = self.founder_member() else {
             return;
