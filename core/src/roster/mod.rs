@@ -241,6 +241,9 @@ impl Roster {
             return rep;
         }
         let rep = self.merge_checked(ops.into_iter().map(|(_, o)| o).collect(), verified);
+        if let Some(same) = memo.intern(&self.s) {
+            self.s = same;
+        }
         memo.put(key, self.s.clone(), rep.clone());
         rep
     }

@@ -552,3 +552,20 @@ fn the_merge_memo_shares_states_and_changes_no_outcome() {
     assert_eq!(e2.errors, e1.errors);
     assert!(!q.is_active(&b.id()));
 }
+
+#[test]
+fn rosters_that_reach_the_same_operations_by_other_batches_share_one_state() {
+    let [f, a, b] = keys();
+    let (r0, _) = founded(&f);
+    let memo = MergeMemo::default();
+    let (oa, ob) = (admit(&f, &a, "a"), admit(&f, &b, "b"));
+    // x takes both in one merge, y one after the other
+    let (mut x, mut y) = (r0.clone(), r0.clone());
+    x.merge_shared(vec![oa.clone(), ob.clone()], vec![], &memo);
+    y.merge_shared(vec![oa], vec![], &memo);
+    assert!(!std::ptr::eq(&*x, &*y));
+    y.merge_shared(vec![ob], vec![], &memo);
+    assert_eq!(x.digest(), y.digest());
+    assert!(std::ptr::eq(&*x, &*y), "one state, shared");
+    assert!(y.is_active(&a.id()) && y.is_active(&b.id()));
+}
