@@ -211,8 +211,7 @@ impl Daemon {
         let me = self.peer_id();
         let roster = self.node.roster();
         let ids = roster.member_ids();
-        let theirs =
-            keyward_core::node::overlay::ring_neighbours(asker, ids.iter(), &Default::default());
+        let theirs = roster.member_rings().neighbours(asker, &Default::default());
         let asked: Vec<NodeId> = want
             .iter()
             .filter(|w| roster.is_active(w) && !theirs.contains(w))
