@@ -144,7 +144,7 @@ fn load_store(
                 // origin pushes its log again from what this node says it
                 // holds (nothing), and the witness state, kept apart, still
                 // refuses any rollback.
-                let aside = quarantine(dir, &origin, &odir, unix_ms())?;
+                let aside = quarantine(dir, &origin, &odir, crate::clock::now())?;
                 let text = format!(
                     "{why}; moved it to {} as evidence, and this node holds {origin}'s log afresh (the origin pushes it again)",
                     aside.display()
@@ -215,12 +215,6 @@ fn quarantine(dir: &Path, origin: &NodeId, odir: &Path, now_ms: u64) -> anyhow::
     dirs.insert(dir.join(REPLICAS));
     sync_dirs(&mut dirs).map_err(anyhow::Error::msg)?;
     Ok(aside)
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn load_witness(key: &NodeKey, dir: &Path, had_replicas: bool) -> anyhow::Result<Witness> {

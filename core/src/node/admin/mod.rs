@@ -359,9 +359,7 @@ impl AdminState {
         let d = crate::node::entropy::admin_digest(self.iter_sync(now, window));
         // The first message to leave the window leaves it at at + window + 1.
         let until = self
-            .recent
-            .iter()
-            .filter(|m| now.saturating_sub(m.body.at) <= window)
+            .recent_in(now, window)
             .map(|m| m.body.at.saturating_add(window).saturating_add(1))
             .min()
             .unwrap_or(Millis::MAX);
@@ -372,11 +370,14 @@ impl AdminState {
     /// [`Self::for_sync`] without the copies (its digest is all a sync
     /// request carries).
     pub fn iter_sync(&self, now: Millis, window: Millis) -> impl Iterator<Item = &AdminMsg> {
-        self.lock_msg.iter().chain(
-            self.recent
-                .iter()
-                .filter(move |m| now.saturating_sub(m.body.at) <= window),
-        )
+        self.lock_msg.iter().chain(self.recent_in(now, window))
+    }
+
+    /// The approvals and denials still within `window` of `now`.
+    fn recent_in(&self, now: Millis, window: Millis) -> impl Iterator<Item = &AdminMsg> {
+        self.recent
+            .iter()
+            .filter(move |m| now.saturating_sub(m.body.at) <= window)
     }
 
     /// The message that set the current lock state.
