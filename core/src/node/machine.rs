@@ -235,9 +235,8 @@ impl Node {
             }
             Input::Misbehaved { peer, what } => self.strike(peer, what, now),
             Input::Verified(vs) => {
-                let was = self.active_ids();
                 let rep = self.merge_roster(vec![], vs);
-                self.after_merge(was, rep, now);
+                self.after_merge(rep, now);
             }
             Input::Control { id, req } => self.command(id, req, now),
             Input::Written { id, result } => self.written(id, result, now),
@@ -447,10 +446,6 @@ impl Node {
 
     pub(super) fn random_index(&mut self, len: usize) -> usize {
         (self.rng.next_u32() as usize) % len.max(1)
-    }
-
-    pub(super) fn active_ids(&self) -> Arc<BTreeSet<NodeId>> {
-        self.roster.member_ids()
     }
 
     /// Merges roster operations (`ops` checked here, `verified` by the

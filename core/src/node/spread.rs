@@ -2,9 +2,6 @@
 //! in, merging and what a merge changes (who is a member, what is
 //! written), and admin messages applied.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use crate::guardian::Millis;
 use crate::identity::NodeId;
 use crate::proto::{AdminMsg, Gossip};
@@ -85,9 +82,8 @@ impl Node {
         if ops.is_empty() {
             return;
         }
-        let was = self.active_ids();
         let rep = self.merge_roster(ops, vec![]);
-        self.after_merge(was, rep, now)
+        self.after_merge(rep, now)
     }
 
     /// Merges a sync answer: a few new ops here, many verified by the
@@ -106,12 +102,7 @@ impl Node {
     }
 
     /// Writes what a merge changed and reports membership changes.
-    pub(super) fn after_merge(
-        &mut self,
-        was_active: Arc<BTreeSet<NodeId>>,
-        rep: MergeReport,
-        now: Millis,
-    ) {
+    pub(super) fn after_merge(&mut self, rep: MergeReport, now: Millis) {
         for e in &rep.errors {
             self.note(Note::OpNotMerged(e.to_string()));
         }
@@ -123,18 +114,20 @@ impl Node {
             put: rep.new,
             remove: rep.dropped,
         });
-        // Who came and who went: both sets are in id order, so one walk
-        // over the two (a lookup per member costs a 5,000-member mesh
-        // 5,000 tree walks per merge on every node).
-        let (fresh, gone) = changed_members(&was_active, self.roster.members());
-        for (id, name, role) in fresh {
+        // Who came and who went: the roster's merge found it, once per
+        // merge however many nodes take it from the memo.
+        for id in rep.joined {
+            let Some(m) = self.roster.member(&id) else {
+                continue;
+            };
+            let (name, role) = (m.name.clone(), m.role);
             self.note(Note::MemberAdmitted { id, name, role });
             if self.peers.is_connected(&id) {
                 self.joined_while_connected(id, now);
                 self.alive(id, now);
             }
         }
-        for id in gone {
+        for id in rep.left {
             let me = id == self.me.id;
             self.note(Note::MemberRevoked { id, me });
         }
@@ -169,64 +162,5 @@ impl Node {
             Ok(Applied::Alert(a)) => self.note(Note::Alert(a)),
             Ok(Applied::LockUnchanged | Applied::Repeat | Applied::AlertRepeat) => {}
         }
-    }
-}
-
-/// The members in `now` but not in `was` (with name and role), and the
-/// ids in `was` but not in `now`; both inputs in ascending id order.
-fn changed_members<'a>(
-    was: &BTreeSet<NodeId>,
-    now: impl Iterator<Item = &'a crate::roster::Member>,
-) -> (Vec<(NodeId, String, crate::roster::Role)>, Vec<NodeId>) {
-    let (mut fresh, mut gone) = (vec![], vec![]);
-    let mut old = was.iter().peekable();
-    for m in now {
-        while let Some(o) = old.next_if(|o| **o < m.id) {
-            gone.push(*o);
-        }
-        if old.next_if(|o| **o == m.id).is_none() {
-            fresh.push((m.id, m.name.clone(), m.role));
-        }
-    }
-    gone.extend(old.copied());
-    (fresh, gone)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::identity::{BootKey, NodeKey};
-    use crate::roster::{Member, Role};
-
-    fn member(seed: u8) -> Member {
-        Member {
-            id: NodeKey::from_seed([seed; 32]).id(),
-            boot: BootKey::from_seed([seed; 32]).public(),
-            name: format!("n{seed}"),
-            role: Role::Guardian,
-        }
-    }
-
-    #[test]
-    fn changed_members_walks_both_sets_once() {
-        let mut sorted: Vec<Member> = (1..=6).map(member).collect();
-        sorted.sort_by_key(|m| m.id);
-        let was: BTreeSet<NodeId> = sorted[..4].iter().map(|m| m.id).collect();
-        // now: drop the first and third of `was`, add the last two
-        let now: Vec<&Member> = [1, 3, 4, 5].iter().map(|&i| &sorted[i]).collect();
-        let (fresh, gone) = changed_members(&was, now.into_iter());
-        let fresh: Vec<NodeId> = fresh.into_iter().map(|f| f.0).collect();
-        assert_eq!(fresh, vec![sorted[4].id, sorted[5].id]);
-        assert_eq!(gone, vec![sorted[0].id, sorted[2].id]);
-        // nothing changed, everything went, everything is new
-        let all = sorted.iter();
-        let every: BTreeSet<NodeId> = sorted.iter().map(|m| m.id).collect();
-        assert_eq!(changed_members(&every, all), (vec![], vec![]));
-        let (f, g) = changed_members(&every, std::iter::empty());
-        assert!(f.is_empty());
-        assert_eq!(g.len(), 6);
-        let (f, g) = changed_members(&BTreeSet::new(), sorted.iter());
-        assert_eq!(f.len(), 6);
-        assert!(g.is_empty());
     }
 }

@@ -92,6 +92,12 @@ impl MergeMemo {
         None
     }
 
+    /// The live state whose digest is `digest`, if one is held.
+    pub(super) fn state(&self, digest: &[u8; 32]) -> Option<Arc<RosterState>> {
+        let e = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        e.states.get(digest).and_then(Weak::upgrade)
+    }
+
     /// Entries held now.
     pub fn len(&self) -> usize {
         self.inner

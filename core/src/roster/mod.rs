@@ -25,6 +25,7 @@
 //!
 //! Sans-IO: no clock, no sockets; times are arguments.
 
+mod changes;
 mod memo;
 mod op;
 pub mod reconcile;
@@ -39,6 +40,7 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::{NodeId, NodeKey, Sig};
 
+use changes::changed_members;
 pub use memo::MergeMemo;
 pub use op::{check_name, Member, MeshId, OpBody, OpId, Role, SignedOp, Verified};
 use resolve::{resolve, Input, View};
@@ -98,6 +100,10 @@ pub struct MergeReport {
     pub dropped: Vec<OpId>,
     /// Why the others were refused.
     pub errors: Vec<RosterError>,
+    /// Members active now that were not before, in id order.
+    pub joined: Vec<NodeId>,
+    /// Members no longer active, in id order.
+    pub left: Vec<NodeId>,
 }
 
 /// A roster: a cheap handle on its state, shared until one side changes
@@ -240,12 +246,57 @@ impl Roster {
             self.s = s;
             return rep;
         }
+        if let Some((s, rep)) = self.merge_into_held(&ops, &verified, memo) {
+            self.s = s;
+            memo.put(key, self.s.clone(), rep.clone());
+            return rep;
+        }
         let rep = self.merge_checked(ops.into_iter().map(|(_, o)| o).collect(), verified);
         if let Some(same) = memo.intern(&self.s) {
             self.s = same;
         }
         memo.put(key, self.s.clone(), rep.clone());
         rep
+    }
+
+    /// The state a merge of this batch (none of it held) would end in,
+    /// when another roster already holds exactly our operations and the
+    /// batch's: a node back from a reboot catches up to where the mesh
+    /// is by its own batches, unlike any other node's, and each of them
+    /// missed the memo and recomputed the whole roster (30 ms at 5,000
+    /// members). Merges converge, so the state holding a set of
+    /// operations is the one any order of merging them ends in; that
+    /// state took every operation of the batch (their ids are hashes of
+    /// the signed bytes, so they are the operations it checked) and
+    /// dropped none of ours. Not for a founding, which is not in the
+    /// digest's sorted part.
+    fn merge_into_held(
+        &self,
+        ops: &[(OpId, SignedOp)],
+        verified: &[Verified],
+        memo: &MergeMemo,
+    ) -> Option<(Arc<RosterState>, MergeReport)> {
+        let batch = ops
+            .iter()
+            .map(|(id, o)| (*id, o))
+            .chain(verified.iter().map(|v| (v.id, &v.op)));
+        let mut new: BTreeMap<OpId, &SignedOp> = BTreeMap::new();
+        for (id, op) in batch {
+            if matches!(op.body, OpBody::Found { .. }) {
+                return None;
+            }
+            new.insert(id, op);
+        }
+        let ids: Vec<OpId> = new.keys().copied().collect();
+        let state = memo.state(&self.digest_with(&ids))?;
+        let (joined, left) = changed_members(&self.view.active, &state.view.active);
+        let rep = MergeReport {
+            new: new.into_values().cloned().collect(),
+            joined,
+            left,
+            ..MergeReport::default()
+        };
+        Some((state, rep))
     }
 
     /// The active members' boot key ids (shared, built once per change).
@@ -325,6 +376,8 @@ impl RosterState {
 
     fn merge_verified(&mut self, batch: Vec<Verified>) -> MergeReport {
         let mut rep = MergeReport::default();
+        // The view before the first change, for who joined and who left.
+        let mut before: Option<View> = None;
         let mut rest = Vec::with_capacity(batch.len());
         for v in batch {
             if self.knows(&v.id) {
@@ -339,7 +392,8 @@ impl RosterState {
                     rep.new.push(v.op.clone());
                     self.found = Some(v.op);
                     self.changed();
-                    self.recompute();
+                    let old = self.recompute();
+                    before.get_or_insert(old);
                 }
             } else {
                 rest.push(v);
@@ -352,6 +406,22 @@ impl RosterState {
             rep.errors.extend(rest.iter().map(|_| RosterError::NoMesh));
             return rep;
         };
+        self.merge_rest(rest, ours, &mut rep, &mut before);
+        if let Some(b) = before {
+            (rep.joined, rep.left) = changed_members(&b.active, &self.view.active);
+        }
+        rep
+    }
+
+    /// [`RosterState::merge_verified`] past the founding: admissions
+    /// breadth-first, then the other operations, then one recompute.
+    fn merge_rest(
+        &mut self,
+        rest: Vec<Verified>,
+        ours: MeshId,
+        rep: &mut MergeReport,
+        before: &mut Option<View>,
+    ) {
         let mut admits: BTreeMap<NodeId, Vec<Verified>> = BTreeMap::new();
         let mut others = vec![];
         for v in rest {
@@ -380,7 +450,7 @@ impl RosterState {
                     continue;
                 };
                 let (id, role) = (member.id, member.role);
-                match self.insert_admit(v, reach[&s], &mut rep) {
+                match self.insert_admit(v, reach[&s], rep) {
                     Ok(()) => {
                         if reach.insert(id, role).is_none() && admits.contains_key(&id) {
                             queue.push(id);
@@ -400,20 +470,20 @@ impl RosterState {
                 rep.errors.push(RosterError::UnknownSigner(s));
                 continue;
             }
-            if let Err(e) = self.insert_other(v, &reach, &mut rep) {
+            if let Err(e) = self.insert_other(v, &reach, rep) {
                 rep.errors.push(e);
             }
         }
         if !rep.new.is_empty() {
-            self.recompute();
-            self.compact(&mut rep);
+            let old = self.recompute();
+            before.get_or_insert(old);
+            self.compact(rep);
         }
         // An op dropped in the same merge that added it was never held.
         if !rep.dropped.is_empty() {
             let gone: BTreeSet<OpId> = rep.dropped.iter().copied().collect();
             rep.new.retain(|o| !gone.contains(&o.id()));
         }
-        rep
     }
 
     fn insert_admit(
@@ -602,21 +672,24 @@ impl RosterState {
         self.texts = Default::default();
     }
 
-    fn recompute(&mut self) {
+    /// Resolves the view afresh from the operations held; returns the
+    /// view it replaced.
+    fn recompute(&mut self) -> View {
         self.ids = Default::default();
         self.boots = Default::default();
         self.rings = Default::default();
         self.texts = Default::default();
         let Some(founder) = self.founder_member() else {
-            return;
+            return View::default();
         };
-        self.view = resolve(&Input {
+        let view = resolve(&Input {
             founder,
             ops: &self.ops,
             admits_by: &self.admits_by,
             revokes_by: &self.revokes_by,
             rekeys: &self.rekeys,
         });
+        std::mem::replace(&mut self.view, view)
     }
 
     /// Drops what can never count again, then cuts the largest signers if
@@ -804,16 +877,22 @@ impl RosterState {
 
     /// A digest of the op set: equal digests mean equal rosters.
     pub fn digest(&self) -> [u8; 32] {
-        *self.digest.get_or_init(|| {
-            let mut h = Sha256::new();
-            if let Some(f) = &self.found {
-                h.update(f.id());
-            }
-            for id in self.ops.keys() {
-                h.update(id);
-            }
-            h.finalize().into()
-        })
+        *self
+            .digest
+            .get_or_init(|| digest_of(self.found.as_ref().map(|f| f.id()), self.ops.keys()))
+    }
+
+    /// The digest of a state holding this one's operations and also
+    /// `more` (ids not held, sorted and without repeats, no founding):
+    /// what a merge that took all of `more` and dropped nothing ends with.
+    fn digest_with(&self, more: &[OpId]) -> [u8; 32] {
+        let (mut held, mut more) = (self.ops.keys().peekable(), more.iter().peekable());
+        let union = std::iter::from_fn(|| match (held.peek(), more.peek()) {
+            (Some(h), Some(m)) if m < h => more.next(),
+            (Some(_), _) => held.next(),
+            (None, _) => more.next(),
+        });
+        digest_of(self.found.as_ref().map(|f| f.id()), union)
     }
 
     /// Who would lose membership if `node` were revoked: members whose only
@@ -882,4 +961,17 @@ impl RosterState {
             revoked: self.view.revoked.contains(&m.id),
         }
     }
+}
+
+/// A roster state's digest: its founding op's id, then every other op id
+/// held, in order.
+fn digest_of<'a>(found: Option<OpId>, ops: impl Iterator<Item = &'a OpId>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    if let Some(f) = found {
+        h.update(f);
+    }
+    for id in ops {
+        h.update(id);
+    }
+    h.finalize().into()
 }

@@ -477,6 +477,23 @@ proptest! {
         for o in &shuffled {
             let _ = other.merge(o.clone());
         }
+        // The same two orders through one shared memo, one op at a time:
+        // every report and state as without it (the second order finds
+        // the first's states, live in the memo, by their digest).
+        let memo = MergeMemo::default();
+        for order in [&ops, &shuffled] {
+            let (mut shared, mut plain) = (Roster::default(), Roster::default());
+            for o in order.iter() {
+                let r = shared.merge_shared(vec![o.clone()], vec![], &memo);
+                let p = plain.merge_all(vec![o.clone()]);
+                let ids = |r: &MergeReport| r.new.iter().map(|o| o.id()).collect::<BTreeSet<_>>();
+                prop_assert_eq!(ids(&r), ids(&p));
+                prop_assert_eq!(&r.dropped, &p.dropped);
+                prop_assert_eq!(&r.errors, &p.errors);
+                prop_assert_eq!((&r.joined, &r.left), (&p.joined, &p.left));
+                prop_assert_eq!(shared.digest(), plain.digest());
+            }
+        }
         other.merge_all(fwd.ops());
         fwd.merge_all(other.ops());
         prop_assert_eq!(fwd.digest(), other.digest());
@@ -568,4 +585,39 @@ fn rosters_that_reach_the_same_operations_by_other_batches_share_one_state() {
     assert_eq!(x.digest(), y.digest());
     assert!(std::ptr::eq(&*x, &*y), "one state, shared");
     assert!(y.is_active(&a.id()) && y.is_active(&b.id()));
+}
+
+/// A roster that catches up by a batch of its own, which no memo entry
+/// has, takes the state another roster holds with exactly those
+/// operations, and the report a merge would have given.
+#[test]
+fn catching_up_to_a_state_held_elsewhere_takes_it_with_the_merges_report() {
+    let [f, a, b] = keys();
+    let (r0, _) = founded(&f);
+    let memo = MergeMemo::default();
+    let (oa, ob) = (admit(&f, &a, "a"), admit(&f, &b, "b"));
+    let mut ahead = r0.clone();
+    ahead.merge_shared(vec![oa.clone()], vec![], &memo);
+    ahead.merge_shared(vec![ob.clone()], vec![], &memo);
+    // behind holds only ob (say, from a sync) and now gets oa
+    let mut behind = r0.clone();
+    behind.merge_shared(vec![ob.clone()], vec![], &memo);
+    let entries = memo.len();
+    let mut plain = behind.clone();
+    let rep = behind.merge_shared(vec![oa.clone()], vec![], &memo);
+    assert!(std::ptr::eq(&*behind, &*ahead), "the state held ahead");
+    let want = plain.merge_all(vec![oa.clone()]);
+    assert_eq!(
+        rep.new.iter().map(SignedOp::id).collect::<Vec<_>>(),
+        vec![oa.id()]
+    );
+    assert_eq!((rep.joined, rep.left), (want.joined, want.left));
+    assert!(rep.dropped.is_empty() && rep.errors.is_empty());
+    assert_eq!(memo.len(), entries + 1, "kept for the next one");
+    assert_eq!(plain.digest(), behind.digest());
+    // a batch that ends somewhere no one is: computed as before
+    let (k, _) = founded(&NodeKey::generate());
+    let mut alone = k.clone();
+    let r = alone.merge_shared(vec![admit(&f, &a, "a")], vec![], &memo);
+    assert!(!r.errors.is_empty() && !std::ptr::eq(&*alone, &*ahead));
 }
