@@ -268,8 +268,8 @@ impl Roster {
     /// operations is the one any order of merging them ends in; that
     /// state took every operation of the batch (their ids are hashes of
     /// the signed bytes, so they are the operations it checked) and
-    /// dropped none of ours. Not for a founding, which is not in the
-    /// digest's sorted part.
+    /// dropped none of ours. A node starting from its disk (the founding
+    /// in the batch) finds its state the same way.
     fn merge_into_held(
         &self,
         ops: &[(OpId, SignedOp)],
@@ -281,14 +281,23 @@ impl Roster {
             .map(|(id, o)| (*id, o))
             .chain(verified.iter().map(|v| (v.id, &v.op)));
         let mut new: BTreeMap<OpId, &SignedOp> = BTreeMap::new();
+        let mut found = self.found.as_ref().map(SignedOp::id);
+        let mut rest = vec![];
         for (id, op) in batch {
             if matches!(op.body, OpBody::Found { .. }) {
-                return None;
+                // A node loading its roster from disk: the founding comes
+                // with the rest. A second one is for the merge to refuse.
+                if found.replace(id).is_some_and(|f| f != id) {
+                    return None;
+                }
+            } else {
+                rest.push(id);
             }
             new.insert(id, op);
         }
-        let ids: Vec<OpId> = new.keys().copied().collect();
-        let state = memo.state(&self.digest_with(&ids))?;
+        rest.sort_unstable();
+        rest.dedup();
+        let state = memo.state(&self.digest_with(found, &rest))?;
         let (joined, left) = changed_members(&self.view.active, &state.view.active);
         let rep = MergeReport {
             new: new.into_values().cloned().collect(),
@@ -882,17 +891,18 @@ impl RosterState {
             .get_or_init(|| digest_of(self.found.as_ref().map(|f| f.id()), self.ops.keys()))
     }
 
-    /// The digest of a state holding this one's operations and also
-    /// `more` (ids not held, sorted and without repeats, no founding):
-    /// what a merge that took all of `more` and dropped nothing ends with.
-    fn digest_with(&self, more: &[OpId]) -> [u8; 32] {
+    /// The digest of a state founded by `found` holding this one's
+    /// operations and also `more` (ids not held, sorted and without
+    /// repeats, no founding): what a merge that took all of `more` and
+    /// dropped nothing ends with.
+    fn digest_with(&self, found: Option<OpId>, more: &[OpId]) -> [u8; 32] {
         let (mut held, mut more) = (self.ops.keys().peekable(), more.iter().peekable());
         let union = std::iter::from_fn(|| match (held.peek(), more.peek()) {
             (Some(h), Some(m)) if m < h => more.next(),
             (Some(_), _) => held.next(),
             (None, _) => more.next(),
         });
-        digest_of(self.found.as_ref().map(|f| f.id()), union)
+        digest_of(found, union)
     }
 
     /// Who would lose membership if `node` were revoked: members whose only

@@ -493,6 +493,11 @@ proptest! {
                 prop_assert_eq!((&r.joined, &r.left), (&p.joined, &p.left));
                 prop_assert_eq!(shared.digest(), plain.digest());
             }
+            // and a roster loading all of it at once, founding included
+            let mut load = Roster::default();
+            let r = load.merge_shared(shared.ops(), vec![], &memo);
+            prop_assert!(r.errors.is_empty());
+            prop_assert_eq!(load.digest(), shared.digest());
         }
         other.merge_all(fwd.ops());
         fwd.merge_all(other.ops());
@@ -615,6 +620,13 @@ fn catching_up_to_a_state_held_elsewhere_takes_it_with_the_merges_report() {
     assert!(rep.dropped.is_empty() && rep.errors.is_empty());
     assert_eq!(memo.len(), entries + 1, "kept for the next one");
     assert_eq!(plain.digest(), behind.digest());
+    // a roster loaded from scratch (founding and all) takes it too
+    let mut fresh = Roster::default();
+    let all = ahead.ops();
+    let rep = fresh.merge_shared(all.clone(), vec![], &memo);
+    assert!(std::ptr::eq(&*fresh, &*ahead));
+    assert_eq!(rep.new.len(), all.len());
+    assert_eq!(rep.joined.len(), 3);
     // a batch that ends somewhere no one is: computed as before
     let (k, _) = founded(&NodeKey::generate());
     let mut alone = k.clone();
