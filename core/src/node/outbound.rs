@@ -83,6 +83,7 @@ impl Node {
     }
 
     pub(super) fn send_sync_request(&mut self, p: NodeId, req: Request, prefix: Vec<u8>) {
+        self.entropy.sent(p);
         self.send(p, req, Pending::Sync { prefix });
     }
 
@@ -202,8 +203,11 @@ impl Node {
                     };
                     self.synced(from, prefix, answer, now);
                 }
-                Ok(_) => {}
-                Err(why) => self.note(Note::SyncFailed { peer: from, why }),
+                Ok(_) => self.sync_answered(from, now),
+                Err(why) => {
+                    self.note(Note::SyncFailed { peer: from, why });
+                    self.sync_answered(from, now);
+                }
             },
             Pending::GoingDown => {}
             Pending::Logs(sent) => self.on_log_response(sent, r, now),

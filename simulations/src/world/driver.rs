@@ -224,7 +224,15 @@ impl World {
     /// sync answer), at the time its issuer signed.
     pub(super) fn told_admin(&mut self, g: u32, a: &keyward_core::proto::AdminMsg) {
         if let keyward_core::proto::AdminKind::Approve { owner } = &a.body.kind {
-            if let Some(o) = self.ids.get(owner).copied() {
+            // As the guardian: an approval counts only where the owner's
+            // shares are (and a record per node per approval grew with
+            // the mesh).
+            let holds = self.machines[g as usize].node.as_ref().is_some_and(|n| {
+                n.guardian()
+                    .owner(owner)
+                    .is_some_and(|s| !s.envelopes.is_empty())
+            });
+            if let (true, Some(o)) = (holds, self.ids.get(owner).copied()) {
                 self.oracle.approve(g, o, a.body.by, a.body.at);
             }
         }

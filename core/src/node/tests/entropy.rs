@@ -106,6 +106,46 @@ fn two_nodes_that_connect_converge_by_descent() {
     );
 }
 
+/// Three operations missed, under three different branches of the trie:
+/// they come in three descent answers and are merged once, together (one
+/// write), not one at a time into states no other node holds.
+#[test]
+fn a_rounds_answers_are_merged_together_once_the_last_is_in() {
+    let t = mesh(200);
+    let ops = t.roster.ops();
+    let mut missing: Vec<SignedOp> = vec![];
+    for o in &ops[1..] {
+        let first = o.id()[0] >> 4;
+        if missing.iter().all(|m| m.id()[0] >> 4 != first) {
+            missing.push(o.clone());
+        }
+        if missing.len() == 3 {
+            break;
+        }
+    }
+    let gone: BTreeSet<_> = missing.iter().map(|o| o.id()).collect();
+    let fewer: Vec<SignedOp> = ops
+        .iter()
+        .filter(|o| !gone.contains(&o.id()))
+        .cloned()
+        .collect();
+    let mut nodes = t.nodes.into_iter();
+    let (a, b) = (nodes.next().unwrap(), nodes.next().unwrap());
+    let mut net = Net::new(vec![(a, ops), (b, fewer)]);
+    net.connect(0, 1);
+    for m in &missing {
+        assert!(net.peers[1].node.roster().knows(&m.id()));
+    }
+    let trace = &net.peers[1].trace;
+    let syncs = trace.iter().filter(|k| *k == "send:sync").count();
+    let writes = trace
+        .iter()
+        .filter(|k| *k == "write:roster operations")
+        .count();
+    assert!(syncs >= 4, "a round and three descents: {trace:?}");
+    assert_eq!(writes, 1, "one merge: {trace:?}");
+}
+
 #[test]
 fn admin_messages_come_back_only_when_the_sides_differ() {
     let mut net = Net::mesh(mesh(3));
