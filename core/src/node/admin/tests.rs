@@ -1,5 +1,6 @@
 use super::*;
-use crate::guardian::{Guardian, Policy};
+use crate::guardian::{Event, Guardian, Policy};
+use crate::shares::{split, DiskSecret};
 use crate::identity::NodeKey;
 use crate::proto::AdminBody;
 use crate::testkit::{mesh, TestMesh};
@@ -20,6 +21,30 @@ fn msg(t: &TestMesh, signer: usize, kind: AdminKind, at: Millis) -> AdminMsg {
 
 fn guardian(t: &TestMesh, i: usize) -> Guardian {
     Guardian::new(t.nodes[i].key.id(), Policy::default())
+}
+
+/// Guardian `i` holding a share of node `owner`'s key: approvals are kept
+/// only where the owner's shares are.
+fn guardian_of(t: &TestMesh, i: usize, owner: usize) -> Guardian {
+    let mut g = guardian(t, i);
+    let o = &t.nodes[owner];
+    let envs = split(
+        &DiskSecret::generate(),
+        1,
+        &[t.nodes[i].key.id()],
+        1,
+        &o.key,
+        &o.boot.public(),
+    )
+    .unwrap();
+    let deposit = Event::Deposit {
+        from: o.key.id(),
+        envelope: Box::new(envs[0].clone()),
+        at: NOW,
+    };
+    assert!(!g.handle(deposit, &t.roster).is_empty());
+    assert!(g.owner(&o.key.id()).is_some());
+    g
 }
 
 #[test]
@@ -85,7 +110,7 @@ fn messages_from_strangers_or_forged_are_refused() {
 fn sync_redelivers_approvals_within_the_window() {
     let t = mesh(3);
     let owner = t.nodes[2].key.id();
-    let (mut ga, mut gb) = (guardian(&t, 0), guardian(&t, 1));
+    let (mut ga, mut gb) = (guardian_of(&t, 0, 2), guardian_of(&t, 1, 2));
     let (mut a, mut b) = (AdminState::default(), AdminState::default());
     let window = Policy::default().approval_window;
     let old = msg(&t, 0, AdminKind::Deny { owner }, NOW - window - 1);

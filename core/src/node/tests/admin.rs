@@ -1,8 +1,12 @@
 //! Signed admin messages between real nodes: the clock-skew bound, and
 //! approvals a node missed reaching it by sync.
 
+use base64::Engine;
+
 use super::*;
+use crate::codec;
 use crate::node::admin::{AdminRefusal, MAX_CLOCK_SKEW};
+use crate::shares::{split, DiskSecret};
 use crate::testkit::mesh;
 
 #[test]
@@ -49,10 +53,31 @@ fn a_lockdown_within_the_skew_bound_is_taken_and_written() {
 
 #[test]
 fn an_approval_missed_while_away_arrives_by_sync() {
-    // nodes 0 and 1 run; node 2 (the owner) is down, asking for its key
+    // node 2 (the owner) is bound to guardians 0 and 1 (approvals are
+    // kept only where its shares are); then nodes 0 and 1 run and node 2
+    // is down, asking for its key
     let mut net = Net::mesh(mesh(3));
+    net.connect(0, 2);
+    net.connect(1, 2);
+    let o = &net.peers[2];
+    let envs = split(
+        &DiskSecret::generate(),
+        1,
+        &[net.peers[0].id(), net.peers[1].id()],
+        1,
+        &o.key,
+        &o.boot.public(),
+    )
+    .unwrap();
+    let envelopes = envs
+        .iter()
+        .map(|e| base64::engine::general_purpose::STANDARD.encode(codec::encode(e).unwrap()))
+        .collect();
+    ok(net.control(2, CtlRequest::Deposit { envelopes }));
     net.peers[2].down = true;
     net.peers[1].down = true;
+    // the approval is for a boot after the owner was last seen alive
+    net.advance(60_000);
     let owner = net.peers[2].id();
     let by = net.peers[0].id();
     ok(net.control(0, CtlRequest::Approve { who: "n2".into() }));
