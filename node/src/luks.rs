@@ -7,6 +7,7 @@
 //! key is 32 random bytes, so brute force is hopeless anyway and the disk
 //! opens in milliseconds.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,32 @@ pub enum LuksError {
     },
     #[error("{device}: {msg}")]
     Invalid { device: PathBuf, msg: String },
+}
+
+/// The parts of a device's LUKS2 metadata keyward reads; the rest
+/// (segments, digests, config) is cryptsetup's business.
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    keyslots: BTreeMap<String, Keyslot>,
+    /// Tokens of any type (systemd's, Clevis's, ours): ours are told by
+    /// their `type` before they are read as a [`Token`].
+    #[serde(default)]
+    tokens: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Keyslot {
+    /// 0: never tried, 1 (or absent): normal, 2: tried first.
+    #[serde(default)]
+    priority: Option<u64>,
+}
+
+/// Any token's `type`.
+#[derive(Deserialize)]
+struct TokenType {
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 /// The binding metadata kept in a LUKS2 token, as Clevis does: with it,
@@ -158,7 +185,7 @@ impl Device {
     }
 
     /// The LUKS2 JSON metadata.
-    pub fn metadata(&self) -> Result<serde_json::Value, LuksError> {
+    pub fn metadata(&self) -> Result<Metadata, LuksError> {
         let out = self.run(
             "luksDump",
             &["luksDump", "--dump-json-metadata", self.dev()],
@@ -178,10 +205,7 @@ impl Device {
 
     pub fn keyslots(&self) -> Result<Vec<u32>, LuksError> {
         let m = self.metadata()?;
-        let mut v: Vec<u32> = m["keyslots"]
-            .as_object()
-            .map(|o| o.keys().filter_map(|k| k.parse().ok()).collect())
-            .unwrap_or_default();
+        let mut v: Vec<u32> = m.keyslots.keys().filter_map(|k| k.parse().ok()).collect();
         v.sort();
         Ok(v)
     }
@@ -268,7 +292,8 @@ impl Device {
     /// Whether `slot` is marked preferred (LUKS2 priority 2).
     pub fn slot_preferred(&self, slot: u32) -> Result<bool, LuksError> {
         let m = self.metadata()?;
-        Ok(m["keyslots"][slot.to_string()]["priority"].as_u64() == Some(2))
+        let priority = m.keyslots.get(&slot.to_string()).and_then(|k| k.priority);
+        Ok(priority == Some(2))
     }
 
     /// Removes a keyslot, authorized by a key of a slot that stays.
@@ -420,13 +445,12 @@ impl Device {
     }
 }
 
-fn tokens_in(device: &Path, m: &serde_json::Value) -> Result<Vec<(u32, Token)>, LuksError> {
+fn tokens_in(device: &Path, m: &Metadata) -> Result<Vec<(u32, Token)>, LuksError> {
     let mut out = Vec::new();
-    let Some(tokens) = m["tokens"].as_object() else {
-        return Ok(out);
-    };
-    for (id, t) in tokens {
-        if t["type"] == TOKEN_TYPE {
+    for (id, t) in &m.tokens {
+        let ours =
+            serde_json::from_value::<TokenType>(t.clone()).is_ok_and(|t| t.kind == TOKEN_TYPE);
+        if ours {
             let tok: Token = serde_json::from_value(t.clone()).map_err(|e| LuksError::Invalid {
                 device: device.into(),
                 msg: format!("keyward token {id} is damaged ({e}); unbind and bind again"),
@@ -445,7 +469,7 @@ fn tokens_in(device: &Path, m: &serde_json::Value) -> Result<Vec<(u32, Token)>, 
 /// The JSON area of a LUKS2 primary header, if its magic, version, size
 /// and sha256 checksum are right (LUKS2 on-disk format: a 4096-byte binary
 /// header, then the JSON area, both covered by the checksum).
-fn read_header_json(path: &Path) -> Option<serde_json::Value> {
+fn read_header_json(path: &Path) -> Option<Metadata> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut f = std::fs::File::open(path).ok()?;
@@ -485,6 +509,36 @@ pub fn available() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metadata as cryptsetup dumps it, trimmed: a foreign token is
+    /// passed over, ours is read, a damaged one of ours is said so.
+    #[test]
+    fn metadata_is_read_as_typed_fields() {
+        let ours = r#"{"type":"keyward","keyslots":["1"],"version":1,"mesh":"m",
+            "owner":"o","name":"web1","epoch":3,"threshold":2,"guardians":[]}"#;
+        let json = format!(
+            r#"{{"keyslots":{{"0":{{"type":"luks2"}},"1":{{"type":"luks2","priority":2}}}},
+                "tokens":{{"0":{{"type":"systemd-tpm2","keyslots":["0"]}},"4":{ours}}},
+                "segments":{{}},"digests":{{}},"config":{{"json_size":"12288"}}}}"#
+        );
+        let m: Metadata = serde_json::from_str(&json).unwrap();
+        let mut slots: Vec<&String> = m.keyslots.keys().collect();
+        slots.sort();
+        assert_eq!(slots, ["0", "1"]);
+        assert_eq!(m.keyslots["1"].priority, Some(2));
+        assert_eq!(m.keyslots["0"].priority, None);
+        let toks = tokens_in(Path::new("/dev/x"), &m).unwrap();
+        assert_eq!(toks.len(), 1);
+        assert_eq!((toks[0].0, toks[0].1.epoch), (4, 3));
+        // no tokens, no keyslots: nothing, not an error
+        let empty: Metadata = serde_json::from_str("{}").unwrap();
+        assert!(tokens_in(Path::new("/dev/x"), &empty).unwrap().is_empty());
+        // a keyward token that is not one
+        let bad = r#"{"tokens":{"1":{"type":"keyward","epoch":"x"}}}"#;
+        let m: Metadata = serde_json::from_str(bad).unwrap();
+        let e = tokens_in(Path::new("/dev/x"), &m).unwrap_err().to_string();
+        assert!(e.contains("keyward token 1 is damaged"), "{e}");
+    }
 
     #[test]
     fn add_test_token_and_kill_on_a_real_image() {

@@ -1,8 +1,8 @@
 use super::*;
 use crate::guardian::{Event, Guardian, Policy};
-use crate::shares::{split, DiskSecret};
 use crate::identity::NodeKey;
 use crate::proto::AdminBody;
+use crate::shares::{split, DiskSecret};
 use crate::testkit::{mesh, TestMesh};
 
 const NOW: Millis = 1_000_000_000;
