@@ -467,6 +467,12 @@ pub struct OwnerState {
 }
 
 impl OwnerState {
+    /// Whether this guardian holds a share of the owner's key: what makes
+    /// the owner its ward, and the only case an approval can matter.
+    pub fn holds_shares(&self) -> bool {
+        !self.envelopes.is_empty()
+    }
+
     /// The newest time this guardian recorded about the owner on its own
     /// clock (approvals and denials carry their issuer's clock).
     pub fn newest_local(&self) -> Option<Millis> {
@@ -658,10 +664,7 @@ impl Guardian {
                 // has nothing to release. Every node keeping every owner's
                 // approvals made each node's state grow with the mesh (the
                 // simulator's 5,000 nodes: gigabytes over a day).
-                let held = self
-                    .owners
-                    .get_mut(&owner)
-                    .filter(|s| !s.envelopes.is_empty());
+                let held = self.owners.get_mut(&owner).filter(|s| s.holds_shares());
                 if let Some(s) =
                     held.filter(|_| may_loosen(roster, &by) && roster.is_active(&owner))
                 {

@@ -532,7 +532,7 @@ impl Node {
         let wards: Vec<NodeId> = self
             .guardian
             .owners()
-            .filter(|(o, s)| **o != me && !s.envelopes.is_empty() && self.roster.is_active(o))
+            .filter(|(o, s)| **o != me && s.holds_shares() && self.roster.is_active(o))
             .map(|(o, _)| *o)
             .collect();
         self.overlay.set_wards(wards);

@@ -227,11 +227,10 @@ impl World {
             // As the guardian: an approval counts only where the owner's
             // shares are (and a record per node per approval grew with
             // the mesh).
-            let holds = self.machines[g as usize].node.as_ref().is_some_and(|n| {
-                n.guardian()
-                    .owner(owner)
-                    .is_some_and(|s| !s.envelopes.is_empty())
-            });
+            let holds = self.machines[g as usize]
+                .node
+                .as_ref()
+                .is_some_and(|n| n.guardian().owner(owner).is_some_and(|s| s.holds_shares()));
             if let (true, Some(o)) = (holds, self.ids.get(owner).copied()) {
                 self.oracle.approve(g, o, a.body.by, a.body.at);
             }
