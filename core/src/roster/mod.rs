@@ -282,21 +282,22 @@ impl Roster {
             .chain(verified.iter().map(|v| (v.id, &v.op)));
         let mut new: BTreeMap<OpId, &SignedOp> = BTreeMap::new();
         let mut found = self.found.as_ref().map(SignedOp::id);
-        let mut rest = vec![];
         for (id, op) in batch {
-            if matches!(op.body, OpBody::Found { .. }) {
-                // A node loading its roster from disk: the founding comes
-                // with the rest. A second one is for the merge to refuse.
-                if found.replace(id).is_some_and(|f| f != id) {
-                    return None;
-                }
-            } else {
-                rest.push(id);
+            // A node loading its roster from disk: the founding comes
+            // with the rest. A second one is for the merge to refuse.
+            if matches!(op.body, OpBody::Found { .. }) && found.replace(id).is_some_and(|f| f != id)
+            {
+                return None;
             }
             new.insert(id, op);
         }
-        rest.sort_unstable();
-        rest.dedup();
+        // The batch's ids in order, the founding apart (ours is held, so
+        // never in the batch).
+        let rest: Vec<OpId> = new
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != found)
+            .collect();
         let state = memo.state(&self.digest_with(found, &rest))?;
         let (joined, left) = changed_members(&self.view.active, &state.view.active);
         let rep = MergeReport {
