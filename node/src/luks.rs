@@ -448,10 +448,9 @@ impl Device {
 fn tokens_in(device: &Path, m: &Metadata) -> Result<Vec<(u32, Token)>, LuksError> {
     let mut out = Vec::new();
     for (id, t) in &m.tokens {
-        let ours =
-            serde_json::from_value::<TokenType>(t.clone()).is_ok_and(|t| t.kind == TOKEN_TYPE);
+        let ours = TokenType::deserialize(t).is_ok_and(|t| t.kind == TOKEN_TYPE);
         if ours {
-            let tok: Token = serde_json::from_value(t.clone()).map_err(|e| LuksError::Invalid {
+            let tok = Token::deserialize(t).map_err(|e| LuksError::Invalid {
                 device: device.into(),
                 msg: format!("keyward token {id} is damaged ({e}); unbind and bind again"),
             })?;
