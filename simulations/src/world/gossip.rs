@@ -9,7 +9,7 @@ impl World {
         self.gossip_bytes
             .push(summary::wire_bytes(&msg) + summary::GOSSIP_ENVELOPE_BYTES);
         self.gossip.push((m, msg));
-        self.machines[m as usize].seen.insert(id);
+        self.machines[m as usize].seen.insert(id as usize);
         self.flood(m, id, None);
     }
 
@@ -52,7 +52,7 @@ impl World {
         {
             return;
         }
-        if !self.machines[to as usize].seen.insert(msg) {
+        if !self.machines[to as usize].seen.insert(msg as usize) {
             return;
         }
         let (author, g) = self.gossip[msg as usize].clone();

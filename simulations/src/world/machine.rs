@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use bit_set::BitSet;
 
 use keyward_core::guardian::Millis;
 use keyward_core::identity::{BootKey, NodeId, NodeKey};
@@ -89,8 +90,10 @@ pub struct Machine {
     /// Who the transport treats as members (`Output::Members`).
     pub members: std::sync::Arc<BTreeSet<NodeId>>,
     pub subscribed: bool,
-    /// Gossip messages seen (gossipsub's duplicate cache).
-    pub seen: BTreeSet<u64>,
+    /// Gossip messages seen (gossipsub's duplicate cache), by message
+    /// index: one bit each, as every message reaches nearly every machine
+    /// (a tree per machine cost a cache miss per level on every delivery).
+    pub seen: BitSet,
     /// Gossip held until the node's verdict: id -> (message, author, via).
     pub verdicts: BTreeMap<u64, (u64, u32, u32)>,
     pub ctl: BTreeMap<CtlId, Ctl>,
@@ -145,7 +148,7 @@ impl Machine {
             client_at: None,
             members: Default::default(),
             subscribed: false,
-            seen: BTreeSet::new(),
+            seen: BitSet::new(),
             verdicts: BTreeMap::new(),
             ctl: BTreeMap::new(),
             leaving: false,
