@@ -82,6 +82,8 @@ impl World {
             self.connected_at(to, a, None);
             self.check_conn_bound(from);
             self.check_conn_bound(to);
+            self.tend_mesh(from);
+            self.tend_mesh(to);
         }
         // Requests that waited for this connection, both ways.
         for (x, y) in [(from, to), (to, from)] {
@@ -362,6 +364,7 @@ impl World {
             return;
         };
         self.rec(Kind::Close, a as u64, b as u64);
+        self.unmesh(a, b);
         let failed: Vec<u64> = self
             .reqs
             .iter()
@@ -379,6 +382,8 @@ impl World {
                 self.input(x, Input::Closed { peer });
             }
         }
+        self.tend_mesh(a);
+        self.tend_mesh(b);
     }
 
     pub(super) fn close_all(&mut self, m: u32) {

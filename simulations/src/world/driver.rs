@@ -75,9 +75,13 @@ impl World {
             Output::Respond { id, response } => self.respond(m, id, response),
             Output::Publish { msg, .. } => self.publish(m, msg),
             Output::Verdict { id, accept } => self.verdict(m, id, accept),
-            Output::Subscribe(_) => self.machines[m as usize].subscribed = true,
+            Output::Subscribe(_) => {
+                self.machines[m as usize].subscribed = true;
+                self.tend_mesh(m);
+            }
             Output::Members { members, .. } => {
                 self.machines[m as usize].members = members;
+                self.tend_mesh(m);
             }
             Output::Verify(ops) => {
                 // Verified off the event loop in keywardd; here at once,

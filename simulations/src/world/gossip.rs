@@ -1,5 +1,7 @@
-//! Gossip, as gossipsub floods it over member connections: duplicate
-//! suppression per node, forwarded only when the node's verdict accepts.
+//! Gossip, as gossipsub spreads it: a node's own message flooded over its
+//! member connections (`flood_publish`), others' forwarded over its mesh
+//! (`mesh`) once its verdict accepts them; duplicates suppressed per
+//! node.
 
 use super::*;
 
@@ -10,27 +12,23 @@ impl World {
             .push(summary::wire_bytes(&msg) + summary::GOSSIP_ENVELOPE_BYTES);
         self.gossip.push((m, msg));
         self.machines[m as usize].seen.insert(id as usize);
-        self.flood(m, id, None);
+        let now = self.now();
+        self.count_ihave(m, now);
+        let peers = self.net.peers(m);
+        self.send_gossip(m, id, None, peers);
     }
 
-    /// Sends gossip message `id` from m to its member connections, except
-    /// where it came from and its author.
-    pub(super) fn flood(&mut self, m: u32, id: u64, via: Option<u32>) {
+    /// Sends gossip message `id` from m to those of `peers` it may (see
+    /// [`World::mesh_eligible`]), except where it came from and its author.
+    fn send_gossip(&mut self, m: u32, id: u64, via: Option<u32>, peers: Vec<u32>) {
         let author = self.gossip[id as usize].0;
-        for p in self.net.peers(m) {
-            if Some(p) == via || p == author {
+        for p in peers {
+            if Some(p) == via || p == author || !self.mesh_eligible(m, p) {
                 continue;
             }
             let Some(c) = self.net.conn(m, p) else {
                 continue;
             };
-            if !c.daemons
-                || !self.machines[m as usize]
-                    .members
-                    .contains(&c.ids[c.side(p)])
-            {
-                continue;
-            }
             let conn = c.id;
             self.net.traffic.gossip += 1;
             self.net.traffic.bytes += self.gossip_bytes[id as usize];
@@ -93,7 +91,10 @@ impl World {
             return;
         };
         if accept {
-            self.flood(m, msg, Some(via));
+            let now = self.now();
+            self.count_ihave(m, now);
+            let mesh = self.machines[m as usize].mesh.clone();
+            self.send_gossip(m, msg, Some(via), mesh);
         }
     }
 }

@@ -47,6 +47,7 @@ impl World {
         mm.client_at = None;
         mm.members = Default::default();
         mm.subscribed = false;
+        mm.mesh.clear();
         mm.verdicts.clear();
         mm.ctl.clear();
         mm.leaving = false;

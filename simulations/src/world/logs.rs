@@ -200,6 +200,10 @@ pub struct LogStats {
     pub replicated_checks: u64,
     pub witness_records: u64,
     pub restores: u64,
+    /// Restores whose time to be reported ([`REPORT_WITHIN`]) ended
+    /// before the run did; the invariant judged each.
+    pub restores_judged: u64,
+    /// Of those, the ones an honest node reported.
     pub reported: u64,
     pub evidence: u64,
 }
@@ -470,6 +474,7 @@ impl World {
                 )
             });
             self.logs.restored.remove(&m);
+            self.logs.stats.restores_judged += 1;
             if ok {
                 self.logs.stats.reported += 1;
             }

@@ -2,9 +2,9 @@
 //! what runs on it (nothing, the initramfs's `UnlockClient`, or keywardd's
 //! `Node`).
 
+use bit_set::BitSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use bit_set::BitSet;
 
 use keyward_core::guardian::Millis;
 use keyward_core::identity::{BootKey, NodeId, NodeKey};
@@ -94,6 +94,10 @@ pub struct Machine {
     /// index: one bit each, as every message reaches nearly every machine
     /// (a tree per machine cost a cache miss per level on every delivery).
     pub seen: BitSet,
+    /// Its gossipsub mesh (`mesh`): the peers it forwards gossip to.
+    pub mesh: Vec<u32>,
+    /// The heartbeat up to which its IHAVEs are counted (`mesh`).
+    pub ihave_until: u64,
     /// Gossip held until the node's verdict: id -> (message, author, via).
     pub verdicts: BTreeMap<u64, (u64, u32, u32)>,
     pub ctl: BTreeMap<CtlId, Ctl>,
@@ -149,6 +153,8 @@ impl Machine {
             members: Default::default(),
             subscribed: false,
             seen: BitSet::new(),
+            mesh: Vec::new(),
+            ihave_until: 0,
             verdicts: BTreeMap::new(),
             ctl: BTreeMap::new(),
             leaving: false,

@@ -23,9 +23,11 @@
 //!   marking ending, and the connection closing. They are counted in
 //!   full (a ping and its answer per period from each end that pings) in
 //!   the messages.
-//! - Gossip floods over member connections (the transport's member set,
-//!   `Output::Members`) with per-node duplicate suppression, forwarded
-//!   when the node's `Output::Verdict` accepts it.
+//! - Gossip as gossipsub spreads it (`gossip`, `mesh`): a node's own
+//!   message flooded over its member connections (the transport's member
+//!   set, `Output::Members`), others' forwarded over its gossipsub mesh
+//!   (6 to 12 peers) when the node's `Output::Verdict` accepts them, with
+//!   per-node duplicate suppression.
 //! - Disk: see [`disk`]: a write is durable once its commit completes,
 //!   outputs after it wait for it, a crash loses what was not committed.
 //! - Boots: the keyscript runs `keyward-unlock` attempts of 60 s with a
@@ -51,6 +53,7 @@ mod hostile_checks;
 mod life;
 pub mod logs;
 pub mod machine;
+mod mesh;
 mod net;
 mod notes;
 mod plan;

@@ -104,6 +104,11 @@ impl Net {
             .unwrap_or_default()
     }
 
+    /// How many machines m has a connection with.
+    pub fn peer_count(&self, m: u32) -> usize {
+        self.adj.get(&m).map_or(0, BTreeSet::len)
+    }
+
     /// Opens a connection dialled by `from` (as `from_id`) to `to` (as
     /// `to_id`).
     #[allow(clippy::too_many_arguments)]

@@ -18,6 +18,8 @@ pub struct Traffic {
     pub responses: u64,
     /// Gossip transmissions (every copy on every connection).
     pub gossip: u64,
+    /// gossipsub's control messages: GRAFT, PRUNE, IHAVE (`mesh`).
+    pub control: u64,
     /// Messages lost because their connection closed first.
     pub lost: u64,
     /// Estimated bytes on the wire: each request, response and gossip
@@ -66,7 +68,7 @@ pub fn response_bytes(r: &Response) -> u64 {
 
 impl Traffic {
     pub fn messages(&self) -> u64 {
-        self.dials + self.pings + self.requests + self.responses + self.gossip
+        self.dials + self.pings + self.requests + self.responses + self.gossip + self.control
     }
 }
 
@@ -241,6 +243,7 @@ impl World {
         per_node_hour.insert("pings", per(t.pings));
         per_node_hour.insert("requests+responses", per(t.requests + t.responses));
         per_node_hour.insert("gossip", per(t.gossip));
+        per_node_hour.insert("gossip control", per(t.control));
         let mut by = BTreeMap::new();
         for m in self.machines.iter().filter(|m| m.locked()) {
             let why = if m.hostile {
@@ -507,10 +510,10 @@ impl WorldSummary {
         );
         let t = &self.traffic;
         row(
-            "messages (keywardd's: dials, pings, req/resp, gossip)",
+            "messages (keywardd's: dials, pings, req/resp, gossip + control)",
             format!(
-                "{} dials, {} pings, {} requests, {} responses, {} gossip",
-                t.dials, t.pings, t.requests, t.responses, t.gossip
+                "{} dials, {} pings, {} requests, {} responses, {} gossip + {} control",
+                t.dials, t.pings, t.requests, t.responses, t.gossip, t.control
             ),
         );
         row(
@@ -568,8 +571,8 @@ impl WorldSummary {
                 format!("{} / {}", l.witness_records, l.evidence),
             );
             row(
-                "logs: restored from old backups / reported",
-                format!("{} / {}", l.restores, l.reported),
+                "logs: restored from old backups / judged / reported",
+                format!("{} / {} / {}", l.restores, l.restores_judged, l.reported),
             );
         }
         row(
