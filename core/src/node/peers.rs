@@ -149,6 +149,11 @@ impl<P: Ord + Clone> Peers<P> {
         self.connected.iter()
     }
 
+    /// How many peers are connected.
+    pub fn connected_count(&self) -> usize {
+        self.connected.len()
+    }
+
     pub fn is_banned(&self, p: &P, now: Millis) -> bool {
         self.banned.get(p).is_some_and(|until| *until > now)
     }

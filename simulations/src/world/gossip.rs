@@ -14,16 +14,19 @@ impl World {
         self.machines[m as usize].seen.insert(id as usize);
         let now = self.now();
         self.count_ihave(m, now);
-        let peers = self.net.peers(m);
+        let mut peers = self.net.peers(m);
+        peers.retain(|p| self.mesh_eligible(m, *p));
         self.send_gossip(m, id, None, peers);
     }
 
-    /// Sends gossip message `id` from m to those of `peers` it may (see
-    /// [`World::mesh_eligible`]), except where it came from and its author.
+    /// Sends gossip message `id` from m to `peers` (each one m's gossipsub
+    /// may send to, [`World::mesh_eligible`]: its mesh is tended as that
+    /// changes), except where it came from and its author.
     fn send_gossip(&mut self, m: u32, id: u64, via: Option<u32>, peers: Vec<u32>) {
         let author = self.gossip[id as usize].0;
         for p in peers {
-            if Some(p) == via || p == author || !self.mesh_eligible(m, p) {
+            debug_assert!(self.mesh_eligible(m, p), "n{m} gossips to n{p}");
+            if Some(p) == via || p == author {
                 continue;
             }
             let Some(c) = self.net.conn(m, p) else {

@@ -11,7 +11,7 @@
 //! What the driver does with the outcome: log it and write the lock
 //! message or the owner's state to disk.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::guardian::{self, Event, Guardian, Millis, ShareRequest};
 use crate::identity::NodeId;
@@ -83,6 +83,13 @@ pub struct AdminState {
     lock_msg: Option<AdminMsg>,
     /// Approvals and denials, newest last, for re-delivery by sync.
     recent: VecDeque<AdminMsg>,
+    /// Each of `recent` by its signature, as the count of messages pushed
+    /// before it (its index is that minus `popped`): sync re-delivers up
+    /// to 256 of them a round, each looked up here instead of compared
+    /// with all 256.
+    recent_by_sig: HashMap<[u8; 64], u64>,
+    /// Messages dropped from the front of `recent`.
+    popped: u64,
     alerts: VecDeque<(Millis, String)>,
     /// (owner, nonce) of the requests alerts were raised on.
     evidence: VecDeque<(NodeId, [u8; 16])>,
@@ -242,9 +249,14 @@ impl AdminState {
                 if self.is_recent(&m) {
                     return Ok(Applied::Repeat);
                 }
+                let pushed = self.popped + self.recent.len() as u64;
+                self.recent_by_sig.insert(m.sig.0, pushed);
                 self.recent.push_back(m);
                 while self.recent.len() > MAX_RECENT_ADMIN {
-                    self.recent.pop_front();
+                    if let Some(old) = self.recent.pop_front() {
+                        self.recent_by_sig.remove(&old.sig.0);
+                    }
+                    self.popped += 1;
                 }
                 self.digest.set(None);
                 Ok(Applied::Decision { owner, by })
@@ -338,7 +350,10 @@ impl AdminState {
     /// between any two messages, where the bodies share their mesh and
     /// often their signer (sync re-delivers up to 256 of them a round).
     fn is_recent(&self, m: &AdminMsg) -> bool {
-        self.recent.iter().any(|r| r.sig == m.sig && r == m)
+        self.recent_by_sig
+            .get(&m.sig.0)
+            .and_then(|pushed| self.recent.get((pushed - self.popped) as usize))
+            .is_some_and(|r| r == m)
     }
 
     /// What a sync answer carries: the lock state and the approvals and

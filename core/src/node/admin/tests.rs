@@ -296,3 +296,29 @@ fn the_sync_digest_follows_a_new_window() {
     assert_ne!(wide, narrow, "the approval is outside a 1 s window");
     assert_eq!(narrow, crate::node::entropy::admin_digest([]));
 }
+
+/// The recent approvals are the last [`MAX_RECENT_ADMIN`]: each of them
+/// delivered again is a repeat, the one pushed out is taken anew.
+#[test]
+fn only_the_last_recent_approvals_are_repeats() {
+    let t = mesh(3);
+    let owner = t.nodes[2].key.id();
+    let mut g = guardian_of(&t, 0, 2);
+    let mut a = AdminState::default();
+    let msgs: Vec<AdminMsg> = (0..=MAX_RECENT_ADMIN as u64)
+        .map(|i| msg(&t, 0, AdminKind::Approve { owner }, NOW + i))
+        .collect();
+    for m in &msgs {
+        let got = a.apply(m.clone(), NOW + 1000, &t.roster, &mut g);
+        assert!(matches!(got, Ok(Applied::Decision { .. })), "{got:?}");
+    }
+    for m in &msgs[1..] {
+        assert_eq!(
+            a.apply(m.clone(), NOW + 1000, &t.roster, &mut g),
+            Ok(Applied::Repeat)
+        );
+    }
+    let got = a.apply(msgs[0].clone(), NOW + 1000, &t.roster, &mut g);
+    assert!(matches!(got, Ok(Applied::Decision { .. })), "{got:?}");
+    assert_eq!(a.recent.len(), MAX_RECENT_ADMIN);
+}
