@@ -6,6 +6,7 @@
 mod addresses;
 mod events;
 mod journal;
+mod log_io;
 mod replicas;
 mod socket;
 mod swarm;
@@ -82,6 +83,10 @@ pub struct Daemon {
     /// Roster ops verified off the event loop, back for merging.
     verified_tx: mpsc::UnboundedSender<Vec<Verified>>,
     verified_rx: Option<mpsc::UnboundedReceiver<Vec<Verified>>>,
+    /// Log file IO (replica and witness writes, log reads), off the
+    /// event loop and in order.
+    log_io: log_io::LogIo,
+    log_io_rx: Option<mpsc::UnboundedReceiver<log_io::Done>>,
     /// The log spool, when `[logs]` is on; keyward's events go into it.
     logs: Option<crate::logs::SpoolHandle>,
     events_dropped: u64,
@@ -90,6 +95,12 @@ pub struct Daemon {
 impl Daemon {
     pub fn new(cfg: Config) -> anyhow::Result<Daemon> {
         let (verified_tx, verified_rx) = mpsc::unbounded_channel();
+        let (log_io_tx, log_io_rx) = mpsc::unbounded_channel();
+        let log_io = log_io::LogIo::start(
+            crate::logs::spool::spool_dir(&cfg.logs, &cfg.state_dir),
+            log_io_tx,
+        )
+        .context("starting the thread that reads and writes log files")?;
         let key = NodeKey::load(&cfg.node_key_path()).with_context(|| {
             format!(
                 "loading the node key (run `keyward init` first, or check --config / state_dir {})",
@@ -162,6 +173,8 @@ impl Daemon {
             next_id: 0,
             verified_tx,
             verified_rx: Some(verified_rx),
+            log_io,
+            log_io_rx: Some(log_io_rx),
             logs,
             events_dropped: 0,
         };
@@ -203,6 +216,7 @@ impl Daemon {
         let me = self.node.me();
         info!(node = %me.id, name = %me.name, mesh = ?self.node.roster().mesh_name(), "keywardd started");
         let mut verified_rx = self.verified_rx.take().expect("run once");
+        let mut log_io_rx = self.log_io_rx.take().expect("run once");
         let mut checkpoints = self.logs.as_ref().map(|h| h.checkpoints.clone());
         loop {
             // Timers are checked after every event, not only when the
@@ -218,6 +232,7 @@ impl Daemon {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 Some(vs) = verified_rx.recv() => self.input(Input::Verified(vs)),
+                Some(done) = log_io_rx.recv() => self.log_io_done(done),
                 _ = Self::next_checkpoint(&mut checkpoints) => self.checkpoint_to_node(),
                 Some((req, reply)) = ctl_rx.recv() => {
                     let id = CtlId(self.fresh_id());
@@ -241,6 +256,8 @@ impl Daemon {
         }
         self.node.persist();
         self.drain();
+        // replica writes queued so far reach the disk before we exit
+        self.log_io.stop();
         self.persist_addrs(true);
         let _ = self.store.flush();
         let _ = std::fs::remove_file(sock);
@@ -430,10 +447,14 @@ impl Daemon {
     }
 
     /// Commits a write durably; the node hears how it went if it asked.
+    /// Replica and witness files go to their thread (`log_io`), which
+    /// answers when they are on disk.
     fn commit(&mut self, id: Option<keyward_core::node::WriteId>, write: Write) {
-        let result = match self.commit_logs(&write) {
-            Some(r) => r,
-            None => self.store.write(&write).map_err(|e| e.to_string()),
+        let (result, write) = match write {
+            Write::Replica(_) | Write::Witness(_) => {
+                return self.log_job(log_io::Job::Write(id, write));
+            }
+            _ => (self.store.write(&write).map_err(|e| e.to_string()), write),
         };
         match id {
             Some(id) => self.node.handle(now_ms(), Input::Written { id, result }),

@@ -148,7 +148,12 @@ pub enum Input {
 }
 
 /// Something the driver must do, in the order polled. A [`Output::Write`]
-/// is committed before anything after it is acted on.
+/// is committed before anything after it is acted on, with one allowance:
+/// replica and witness writes, [`Output::ReadLog`] and [`Output::ServeLog`]
+/// touch only log files, which nothing else reads or writes, so a driver
+/// may do them on a queue of their own, in the order polled (keywardd's
+/// `log_io` thread); the node acts on them only when [`Input::Written`] or
+/// [`Input::LogRead`] comes back.
 #[derive(Debug)]
 pub enum Output {
     /// Connect to a member (by the addresses the driver knows for it).

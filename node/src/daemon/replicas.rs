@@ -7,10 +7,10 @@
 
 use std::path::PathBuf;
 
-use keyward_core::node::{Input, LogsSetup, Output, Write};
-use keyward_core::proto::Response;
+use keyward_core::node::{Input, LogsSetup, Output};
 use tracing::{error, warn};
 
+use super::log_io;
 use crate::logs::replicas;
 
 impl super::Daemon {
@@ -81,46 +81,42 @@ impl super::Daemon {
         }
     }
 
-    /// Performs a replica or witness write (`Some`), or says it is not
-    /// one (`None`).
-    pub(super) fn commit_logs(&self, write: &Write) -> Option<Result<(), String>> {
-        let dir = self.logs_dir();
-        let r = match write {
-            Write::Replica(ws) => replicas::apply_replica(&dir, ws),
-            Write::Witness(ws) => replicas::apply_witness(&dir, ws),
-            _ => return None,
-        };
-        if let Err(e) = &r {
-            error!("log replica/witness write failed: {e}");
+    /// Hands a job to the log IO thread (`log_io`), or does it here if
+    /// the thread is gone (the daemon is stopping).
+    pub(super) fn log_job(&mut self, job: log_io::Job) {
+        if let Err(job) = self.log_io.submit(job) {
+            if let Some(done) = log_io::run(&self.logs_dir(), job) {
+                self.log_io_done(done);
+            }
         }
-        Some(r)
+    }
+
+    /// What the log IO thread finished.
+    pub(super) fn log_io_done(&mut self, done: log_io::Done) {
+        match done {
+            log_io::Done::Input(i) => self.input(i),
+            log_io::Done::Output(o) => self.output(o),
+        }
     }
 
     /// The node's log outputs.
     pub(super) fn logs_output(&mut self, o: Output) {
         let dir = self.logs_dir();
         match o {
-            Output::ReadLog { id, read } => {
-                let result = replicas::read_log(&dir, &read);
-                self.node
-                    .handle(super::now_ms(), Input::LogRead { id, result });
-            }
+            Output::ReadLog { id, read } => self.log_job(log_io::Job::Read(id, read)),
             Output::ServeLog {
                 id,
                 origin,
                 own,
                 path,
                 offset,
-            } => {
-                let response =
-                    match crate::logs::serve::read_piece(&dir, &origin, own, &path, offset) {
-                        Ok((bytes, total)) => Response::LogFile { bytes, total },
-                        Err(e) => Response::Refused {
-                            reason: format!("cannot read {path} of {origin}'s log: {e}"),
-                        },
-                    };
-                self.output(Output::Respond { id, response });
-            }
+            } => self.log_job(log_io::Job::Serve {
+                id,
+                origin,
+                own,
+                path,
+                offset,
+            }),
             Output::Replicated(size) => {
                 if let Some(h) = &self.logs {
                     h.replicated(size);
