@@ -88,6 +88,19 @@ impl Node {
                 all,
                 now,
             )),
+            // A revoked node gets no roster, only what revokes it: members
+            // refuse its syncs and send it no gossip, so without this it
+            // would never learn it is out, and would go on holding (and
+            // releasing to) a mesh of its own. The ops prove themselves.
+            Request::Sync { .. } if self.roster.is_revoked(&from) => {
+                Answer::Now(Response::Roster {
+                    ops: self.roster.revocations_of(&from),
+                    admin: vec![],
+                    records: vec![],
+                    held: vec![],
+                    children: vec![],
+                })
+            }
             Request::Held if member => {
                 let epochs = self.held_for(&from);
                 Answer::Now(Response::Held { epochs })

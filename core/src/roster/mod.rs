@@ -857,6 +857,17 @@ impl RosterState {
             .unwrap_or_default()
     }
 
+    /// The revocations of `id` held, counting or not: what a revoked
+    /// node is answered when it asks to sync ([`crate::node`]'s serve).
+    pub fn revocations_of(&self, id: &NodeId) -> Vec<SignedOp> {
+        self.revokes_by
+            .values()
+            .filter_map(|m| m.get(id))
+            .filter_map(|op| self.ops.get(op))
+            .cloned()
+            .collect()
+    }
+
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.view.active.values()
     }

@@ -360,10 +360,19 @@ impl World {
         if !whole || self.watch.changed_at + 10 * MIN > now {
             return;
         }
+        // Members by their own roster: a machine that an op it holds
+        // revokes (a hostile member's revocation of an honest one, taken
+        // before the founder revoked the hostile members) is out of the
+        // mesh as far as it knows, and its peers refuse its syncs, so its
+        // roster says nothing about the members' agreement.
         let settled: Vec<u32> = (0..self.machines.len() as u32)
             .filter(|&i| {
                 let m = &self.machines[i as usize];
-                m.running() && !m.revoked && !m.hostile && m.running_since + 30 * MIN <= now
+                m.running()
+                    && !m.revoked
+                    && !m.hostile
+                    && m.running_since + 30 * MIN <= now
+                    && m.node.as_ref().is_some_and(|n| n.roster().is_active(&m.id))
             })
             .collect();
         let mut count: BTreeMap<[u8; 32], (usize, u32)> = BTreeMap::new();

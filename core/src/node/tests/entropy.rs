@@ -219,3 +219,63 @@ fn a_hostile_answerer_cannot_make_a_node_descend_without_end() {
     assert!(descents <= MAX_DESCENT as usize, "{descents} descents");
     assert!(whole <= 1, "the whole roster asked {whole} times");
 }
+
+/// A node revoked while it was away hears no gossip and no member syncs
+/// with it; when it asks to sync it is answered with what revokes it, and
+/// no more (no roster, no admin messages), so it learns it is out. A
+/// stranger is still refused.
+#[test]
+fn a_revoked_node_asking_to_sync_is_answered_with_its_revocation() {
+    let t = mesh(5);
+    let founder = &t.nodes[0];
+    let out = t.nodes[1].key.id();
+    let revoke = SignedOp::sign(
+        crate::roster::OpBody::Revoke {
+            mesh: t.mesh,
+            node: out,
+            by: founder.key.id(),
+            reason: "retired".into(),
+            at: 0,
+        },
+        &founder.key,
+    );
+    let before = t.roster.ops();
+    let mut after = before.clone();
+    after.push(revoke.clone());
+    let mut nodes = t.nodes.into_iter();
+    let (a, b) = (nodes.next().unwrap(), nodes.next().unwrap());
+    let mut net = Net::new(vec![(a, after), (b, before)]);
+    assert!(net.peers[0].node.roster().is_revoked(&out));
+    let digest = net.peers[1].node.roster().digest();
+    let Some(Response::Roster {
+        ops,
+        admin,
+        held,
+        children,
+        ..
+    }) = net.ask(0, out, sync(digest, vec![], None))
+    else {
+        panic!("no roster answer")
+    };
+    assert_eq!(ops, vec![revoke]);
+    assert!(admin.is_empty() && held.is_empty() && children.is_empty());
+    // end to end: its own round brings the revocation home
+    assert!(!net.peers[1].node.roster().is_revoked(&out));
+    net.connect(0, 1);
+    for _ in 0..20 {
+        net.advance(30_000);
+        if net.peers[1].node.roster().is_revoked(&out) {
+            break;
+        }
+    }
+    assert!(
+        net.peers[1].node.roster().is_revoked(&out),
+        "the revoked node never learnt it is out"
+    );
+    // a stranger, never a member, gets nothing
+    let s = stranger("s");
+    assert!(matches!(
+        net.ask(0, s.key.id(), sync(digest, vec![], None)),
+        Some(Response::Refused { .. })
+    ));
+}
