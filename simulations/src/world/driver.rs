@@ -96,7 +96,16 @@ impl World {
                     // after this event.
                     let founder = self.machines[0].id;
                     self.watch.issued(put);
-                    self.watch.revocations_in(founder, put);
+                    // A machine the founder (the admin) revoked is out
+                    // from the op's first write: the command's answer may
+                    // never come (the founder crashing after it ran), and
+                    // `keyward revoke` re-signs the revocations of the
+                    // member it revokes (seed 18 of the hostile seeds).
+                    for n in self.watch.revocations_in(founder, put) {
+                        if let Some(v) = self.ids.get(&n).copied() {
+                            self.machines[v as usize].revoked = true;
+                        }
+                    }
                     self.watch.dirty.insert(m);
                     self.watch.changed_at = self.now();
                 }

@@ -72,15 +72,20 @@ impl Watch {
     }
 
     /// Notes the founder's revocations among written operations.
-    pub fn revocations_in(&mut self, founder: NodeId, ops: &[SignedOp]) {
+    /// Records the founder's revocations among `ops` not seen before;
+    /// returns the nodes they revoke.
+    pub fn revocations_in(&mut self, founder: NodeId, ops: &[SignedOp]) -> Vec<NodeId> {
+        let mut new = vec![];
         for op in ops {
             if let OpBody::Revoke { node, by, .. } = &op.body {
                 let id = op.id();
                 if *by == founder && self.revocation_ids.insert(id) {
                     self.revocations.push(Revocation { id, node: *node });
+                    new.push(*node);
                 }
             }
         }
+        new
     }
 
     pub fn bound(&self) -> usize {
