@@ -71,7 +71,6 @@ impl Watch {
         }
     }
 
-    /// Notes the founder's revocations among written operations.
     /// Records the founder's revocations among `ops` not seen before;
     /// returns the nodes they revoke.
     pub fn revocations_in(&mut self, founder: NodeId, ops: &[SignedOp]) -> Vec<NodeId> {
