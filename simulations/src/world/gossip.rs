@@ -12,8 +12,7 @@ impl World {
             .push(summary::wire_bytes(&msg) + summary::GOSSIP_ENVELOPE_BYTES);
         self.gossip.push((m, msg));
         self.machines[m as usize].seen.insert(id as usize);
-        let now = self.now();
-        self.count_ihave(m, now);
+        self.count_ihave(m);
         let mut peers = self.net.peers(m);
         peers.retain(|p| self.mesh_eligible(m, *p));
         self.send_gossip(m, id, None, peers);
@@ -94,8 +93,7 @@ impl World {
             return;
         };
         if accept {
-            let now = self.now();
-            self.count_ihave(m, now);
+            self.count_ihave(m);
             let mesh = self.machines[m as usize].mesh.clone();
             self.send_gossip(m, msg, Some(via), mesh);
         }

@@ -119,10 +119,10 @@ impl World {
     }
 
     /// m's heartbeats send IHAVE to [`GOSSIP_LAZY`] peers outside its
-    /// mesh while a message it got at `now` is in the gossip window;
-    /// counts the heartbeats this message adds to those already counted.
-    pub(super) fn count_ihave(&mut self, m: u32, now: Millis) {
-        let slot = now / HEARTBEAT;
+    /// mesh while a message it got now is in the gossip window; counts
+    /// the heartbeats this message adds to those already counted.
+    pub(super) fn count_ihave(&mut self, m: u32) {
+        let slot = self.now() / HEARTBEAT;
         let mm = &mut self.machines[m as usize];
         let outside = (self.net.peer_count(m) as u64).saturating_sub(mm.mesh.len() as u64);
         let lazy = GOSSIP_LAZY.min(outside);
