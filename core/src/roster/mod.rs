@@ -135,6 +135,11 @@ pub struct RosterState {
     /// anti-entropy round asks for it, and hashing every op id each time
     /// costs a 5,000-member mesh 5,000 hashes per round.
     digest: std::sync::OnceLock<[u8; 32]>,
+    /// The anti-entropy trie's sixteen top digests
+    /// ([`Roster::children`] of the root), likewise: every round whose
+    /// roster digests differ asks for them on both sides, and each is a
+    /// pass over every op id.
+    top: std::sync::OnceLock<Box<[[u8; 32]; reconcile::FANOUT]>>,
     /// The active members' ids, built once per change and shared (the
     /// transport's member set, the overlay's rings).
     ids: std::sync::OnceLock<Arc<BTreeSet<NodeId>>>,
@@ -676,6 +681,7 @@ impl RosterState {
     /// The op set changed: the caches go.
     fn changed(&mut self) {
         self.digest = Default::default();
+        self.top = Default::default();
         self.ids = Default::default();
         self.boots = Default::default();
         self.rings = Default::default();

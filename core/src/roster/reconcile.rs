@@ -106,8 +106,18 @@ impl Roster {
         self.under(prefix).map(|(_, op)| op.clone()).collect()
     }
 
-    /// The digests of the sixteen children of `prefix` (one pass).
+    /// The digests of the sixteen children of `prefix` (one pass; the
+    /// root's are kept until the op set changes).
     pub fn children(&self, prefix: &[u8]) -> [[u8; 32]; FANOUT] {
+        if prefix.is_empty() {
+            return **self
+                .top
+                .get_or_init(|| Box::new(self.hash_children(prefix)));
+        }
+        self.hash_children(prefix)
+    }
+
+    fn hash_children(&self, prefix: &[u8]) -> [[u8; 32]; FANOUT] {
         let mut hs: [Sha256; FANOUT] = std::array::from_fn(|_| Sha256::new());
         let depth = prefix.len();
         for (id, _) in self.under(prefix) {
