@@ -17,10 +17,11 @@ use libp2p::core::SignedEnvelope;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 
-use common::peer::{answer_sync_as, ask_as, gossip_as};
+use common::peer::{answer_sync_as, gossip_as};
 use common::{free_port, json, Node};
 use keyward_node::keyfile::KeyFile;
 use keyward_node::peer::{Libp2pKey, PeerIds};
+use keyward_node::testing::ask_as;
 
 fn members(v: &Status) -> usize {
     v.members.len()
@@ -277,7 +278,8 @@ fn strangers_share_requests_do_not_flush_the_decision_history() {
         a_peer,
         vec![Request::Share(ShareRequest::new(b_id, a_id, 1, &b_boot))],
         1,
-    );
+    )
+    .unwrap();
     assert!(
         matches!(&r[0], Ok(Response::ShareRefused(Refusal::OwnerUp { .. }))),
         "{r:?}"
@@ -286,7 +288,7 @@ fn strangers_share_requests_do_not_flush_the_decision_history() {
     let flood: Vec<Request> = (0..300)
         .map(|_| Request::Share(ShareRequest::new(b_id, a_id, 1, &BootKey::generate())))
         .collect();
-    let r = ask_as(Keypair::generate_ed25519(), port, a_peer, flood, 16);
+    let r = ask_as(Keypair::generate_ed25519(), port, a_peer, flood, 16).unwrap();
     let refused = r
         .iter()
         .filter(|x| matches!(x, Ok(Response::ShareRefused(Refusal::BadSignature))))
@@ -382,7 +384,8 @@ fn a_member_pushing_its_own_segments_in_another_nodes_name_is_refused_with_evide
         a_id.peer_id().unwrap(),
         vec![Request::LogPush(Box::new(push))],
         1,
-    );
+    )
+    .unwrap();
     assert!(
         matches!(
             &r[0],
@@ -478,7 +481,8 @@ fn an_origin_showing_two_witnesses_different_histories_is_found_out() {
             peer.peer_id().unwrap(),
             vec![Request::AddCheckpoint { body }],
             1,
-        );
+        )
+        .unwrap();
         assert!(matches!(&r[0], Ok(Response::Cosigned { .. })), "{r:?}");
     }
     for (n, name) in [(&a, "a"), (&b, "b")] {
