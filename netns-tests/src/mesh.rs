@@ -470,6 +470,26 @@ impl Mesh {
         &self.nodes[i].dir
     }
 
+    /// The TCP port node `i`'s daemon listens on (its config's `listen`),
+    /// e.g. for a hand-driven client on a loopback mesh.
+    pub fn listen_port(&self, i: usize) -> Result<u16> {
+        let cfg = keyward_node::config::Config::load(&self.nodes[i].config)?;
+        cfg.listen
+            .iter()
+            .find_map(|a| a.strip_prefix("/ip4/")?.split_once("/tcp/")?.1.parse().ok())
+            .ok_or_else(|| anyhow!("node{i} listens on no TCP port: {:?}", cfg.listen))
+    }
+
+    /// Node `i`'s node key, read from its state dir: what an attacker who
+    /// took the machine over holds.
+    pub fn node_key(&self, i: usize) -> Result<keyward_node::identity::NodeKey> {
+        use keyward_node::keyfile::KeyFile;
+        let cfg = keyward_node::config::Config::load(&self.nodes[i].config)?;
+        let path = cfg.node_key_path();
+        keyward_node::identity::NodeKey::load(&path)
+            .with_context(|| format!("node{i}'s node key {}", path.display()))
+    }
+
     pub fn running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()
     }

@@ -1,9 +1,13 @@
 //! Tampering with replicated logs, end to end on real keywardd daemons on
 //! loopback: a replica's copy edited and cut on disk is caught by the
-//! auditor's tools (and the other replica's copy still verifies), and an
+//! auditor's tools (and the other replica's copy still verifies); an
 //! origin restored from an old backup, which then reuses leaf indices its
 //! replicas already hold and shows its witnesses a smaller checkpoint, is
-//! refused by its replicas, which raise alerts and keep the evidence.
+//! refused by its replicas, which raise alerts and keep the evidence; and
+//! a member whose node key an attacker holds, speaking keyward's protocol
+//! with that key (`keyward_node::testing::ask_as`), neither gets its own
+//! segments taken in another node's name nor shows two witnesses two
+//! histories of its log unnoticed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,11 +16,17 @@ use std::time::Duration;
 
 use keyward_core::identity::NodeId;
 use keyward_core::log::checkpoint;
-use keyward_core::log::replica::wire::Push;
+use keyward_core::log::merkle::MerkleLog;
+use keyward_core::log::replica::placement;
+use keyward_core::log::replica::wire::{Push, RefusedCode};
 use keyward_core::log::segment::Segment;
 use keyward_core::log::witness::evidence::{Evidence, EvidenceKind};
+use keyward_core::log::witness::request::AddCheckpoint;
+use keyward_core::proto::{Request, Response};
 use keyward_netns_tests::mesh::{LogsOnPanic, Mesh, MeshOptions};
 use keyward_netns_tests::spool::decrypt_source;
+use keyward_node::peer::{Libp2pKey, PeerIds};
+use keyward_node::testing::ask_as;
 
 const SOURCE: &str = "syslog";
 
@@ -175,6 +185,49 @@ fn kept(m: &Mesh, j: usize, origin: &str) -> Option<(u64, Option<u64>)> {
         .into_iter()
         .find(|k| k.origin == origin)
         .map(|k| (k.held, k.witnessed))
+}
+
+/// The evidence files node `j` keeps against `origin` whose name ends in
+/// `-<what>` (`evidence/<origin>/<ms>-<what>`), sorted.
+fn evidence_files(m: &Mesh, j: usize, origin: &NodeId, what: &str) -> Vec<PathBuf> {
+    let dir = m
+        .dir(j)
+        .join("state/logs/evidence")
+        .join(origin.to_string());
+    let suffix = format!("-{what}");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(&suffix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Every node's id, by index.
+fn node_ids(m: &Mesh, n: usize) -> Vec<NodeId> {
+    (0..n)
+        .map(|j| m.status(j).unwrap().node.id.parse().unwrap())
+        .collect()
+}
+
+/// Sends `req` to node `to` on a connection authenticated by node
+/// `from`'s node key (its daemon stopped: an attacker who took the
+/// machine over and holds its key) and returns the answer.
+fn ask_with_key_of(m: &Mesh, from: usize, to: usize, to_id: &NodeId, req: Request) -> Response {
+    let key = m.node_key(from).unwrap();
+    let port = m.listen_port(to).unwrap();
+    let peer = to_id.peer_id().expect("a node id is an ed25519 key");
+    let mut r = ask_as(key.libp2p_keypair(), port, peer, vec![req], 1).unwrap();
+    r.pop()
+        .expect("one answer per request")
+        .unwrap_or_else(|e| panic!("node {to} did not answer: {e}\n{}", m.log(to)))
 }
 
 /// A replica's copy edited (one byte of a segment's body) and cut (one
@@ -623,21 +676,7 @@ fn an_origin_restored_from_an_old_backup_is_reported_by_its_replicas_with_eviden
     // each replica: alerts for the rollback (as witness) and the
     // equivocation (as replica), with evidence files
     let ev_dir = |j: usize| m.dir(j).join("state/logs/evidence").join(&origin);
-    let ev_files = |j: usize, what: &str| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(ev_dir(j))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.ends_with(&format!("-{what}")))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
+    let ev_files = |j: usize, what: &str| evidence_files(&m, j, &origin_id, what);
     let rollback_alert = format!("logs of {origin}: checkpoint of size ");
     let equivocation = "signed two different segments at index ";
     for &j in &reps {
@@ -781,6 +820,222 @@ fn an_origin_restored_from_an_old_backup_is_reported_by_its_replicas_with_eviden
     .unwrap_or_else(|_| {
         panic!(
             "node {bystander} (no replica) never heard of the rollback: {:#?}",
+            m.status(bystander).map(|s| s.alerts)
+        )
+    });
+    for i in 0..N {
+        m.stop(i).unwrap();
+    }
+}
+
+/// A member whose node key an attacker holds (node 0, which logs) pushes
+/// its own genuine segments, under its own signed checkpoint, in another
+/// member's name (node 2's) to node 1. Node 1 takes none of it: it refuses
+/// citing evidence, holds nothing of node 2 and its copy of node 0's log
+/// is unchanged; it raises an alert naming the sender and the node it
+/// pushed as, and keeps the push, as it came, as evidence against the
+/// sender (none against node 2).
+#[test]
+fn a_member_pushing_its_own_segments_in_another_nodes_name_is_refused_with_evidence() {
+    const N: usize = 3;
+    const LIAR: usize = 0;
+    const TARGET: usize = 1;
+    const NAMED: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("log");
+    let id = age::x25519::Identity::generate();
+    let mut m = Mesh::loopback(N, &MeshOptions::default()).unwrap();
+    form_logging_mesh(&mut m, N, None, &id.to_public().to_string(), &sock);
+    let _logs = LogsOnPanic::of(&m, N, 40);
+    let ids = node_ids(&m, N);
+    let (liar, named) = (ids[LIAR], ids[NAMED]);
+
+    // genuine segments of the liar, under a checkpoint it signed
+    for i in 0..2 {
+        log_sealed(&m, &sock, &id, &format!("pushed as another #{i:03}#"));
+    }
+    let sp = spool(&m, LIAR);
+    m.wait_for(Duration::from_secs(20), || {
+        Ok(checkpoint_size(&sp, &liar).unwrap_or(0) >= 2)
+    })
+    .unwrap_or_else(|e| panic!("node {LIAR} never checkpointed 2 segments: {e}"));
+    m.stop(LIAR).unwrap();
+    let cp = std::fs::read(sp.join("checkpoint")).unwrap();
+    let size = checkpoint_size(&sp, &liar).unwrap();
+    let files = segment_files(&sp);
+    let segs: Vec<Vec<u8>> = (0..size)
+        .map(|i| {
+            files
+                .get(&i)
+                .unwrap_or_else(|| panic!("segment {i} under the checkpoint ({size}) is missing"))
+                .clone()
+        })
+        .collect();
+    let push = Push::pack(named, 0, cp, segs);
+    assert!(!push.segments.is_empty());
+    let replica_before = segment_files(&replica_dir(&m, TARGET, &liar.to_string()));
+
+    let r = ask_with_key_of(
+        &m,
+        LIAR,
+        TARGET,
+        &ids[TARGET],
+        Request::LogPush(Box::new(push.clone())),
+    );
+    match &r {
+        Response::LogRefused(refused) => {
+            assert_eq!(refused.code, RefusedCode::Evidence, "{refused:?}")
+        }
+        r => panic!("a push in node {NAMED}'s name was answered {r:?}"),
+    }
+    let want = format!(
+        "logs of {liar}: {liar} pushed segments in the name of {named}: only an origin pushes its own log"
+    );
+    m.wait_for(Duration::from_secs(10), || {
+        Ok(m.status(TARGET)?.alerts.iter().any(|a| a.text == want))
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "no alert {want:?}: {:#?}",
+            m.status(TARGET).map(|s| s.alerts)
+        )
+    });
+    // the push, as it came, against its sender
+    let kept_push = evidence_files(&m, TARGET, &liar, "push");
+    assert_eq!(kept_push.len(), 1, "{kept_push:?}");
+    let p = Push::decode(&std::fs::read(&kept_push[0]).unwrap()).unwrap();
+    assert_eq!(p, push, "the evidence is the push as it came");
+    assert!(
+        !m.dir(TARGET)
+            .join("state/logs/evidence")
+            .join(named.to_string())
+            .exists(),
+        "evidence against the node named, which pushed nothing"
+    );
+    // nothing taken in node 2's name, nothing of node 0's copy changed
+    let st = m.status(TARGET).unwrap();
+    let kept = st.replication.map(|r| r.kept).unwrap_or_default();
+    assert!(
+        kept.iter()
+            .all(|k| k.origin != named.to_string() || k.held == 0),
+        "node {TARGET} took something in node {NAMED}'s name: {kept:?}"
+    );
+    let named_dir = replica_dir(&m, TARGET, &named.to_string());
+    assert!(segment_files(&named_dir).is_empty());
+    assert!(!named_dir.join("checkpoint").exists());
+    assert_eq!(
+        segment_files(&replica_dir(&m, TARGET, &liar.to_string())),
+        replica_before,
+        "node {TARGET}'s copy of node {LIAR}'s log changed"
+    );
+    for i in 0..N {
+        m.stop(i).unwrap();
+    }
+}
+
+/// A member whose node key an attacker holds (node 2, its daemon
+/// stopped) shows one history of its log to one of its witnesses and
+/// another to the other, each consistent on its own, so each cosigns. Its
+/// witnesses are its replicas (rendezvous placement over the roster), the
+/// peers that compare what they cosigned: both raise a fork alert against
+/// node 2 and keep evidence that re-verifies as a fork of node 2's, and
+/// the evidence spreads to the member that is neither (the bystander),
+/// which checks it and raises the alert too.
+#[test]
+fn an_origin_showing_two_witnesses_different_histories_is_found_out() {
+    const N: usize = 4;
+    const LIAR: usize = 2;
+    const LEAVES: u64 = 3;
+    let mut m = Mesh::loopback(N, &MeshOptions::default()).unwrap();
+    let _logs = LogsOnPanic::of(&m, N, 40);
+    m.form().unwrap_or_else(|e| panic!("{e}"));
+    let ids = node_ids(&m, N);
+    let liar = ids[LIAR];
+    // the liar's replicas, which every node computes alike: witnesses
+    // gossip what they cosigned to the origin's other replicas only
+    let mut others: Vec<usize> = (0..N).filter(|&j| j != LIAR).collect();
+    others.sort_by_key(|&j| std::cmp::Reverse(placement::rank(&liar, &ids[j])));
+    let bystander = others.split_off(placement::DEFAULT_REPLICAS)[0];
+    let witnesses = others;
+    println!("  node {LIAR} lies; its witnesses: nodes {witnesses:?}; bystander: node {bystander}");
+    m.stop(LIAR).unwrap();
+    let key = m.node_key(LIAR).unwrap();
+
+    // two histories of LEAVES leaves, both signed by the liar
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let history = |salt: u8| {
+        let mut log = MerkleLog::new(liar);
+        // a witness sees only the signed checkpoint: any leaves do
+        for seq in 0..LEAVES {
+            log.append(format!("segment {seq} of history {salt}").as_bytes())
+                .unwrap();
+        }
+        log.checkpoint(now, &key).unwrap().note
+    };
+    for (salt, &w) in witnesses.iter().enumerate() {
+        let body = AddCheckpoint {
+            old_size: 0,
+            proof: vec![],
+            note: history(salt as u8),
+        }
+        .to_body()
+        .unwrap();
+        let r = ask_with_key_of(&m, LIAR, w, &ids[w], Request::AddCheckpoint { body });
+        assert!(
+            matches!(&r, Response::Cosigned { .. }),
+            "witness node {w}: {r:?}"
+        );
+    }
+
+    let fork = EvidenceKind::Fork {
+        origin: liar,
+        a: LEAVES,
+        b: LEAVES,
+    };
+    for &w in &witnesses {
+        // each names the fellow witness that cosigned the other history
+        let fellow = witnesses
+            .iter()
+            .find(|&&f| f != w)
+            .map(|&f| ids[f])
+            .unwrap();
+        let found = format!(
+            "logs of {liar}: two checkpoints it signed cannot both be true: this witness cosigned one, {fellow} another"
+        );
+        m.wait_for(Duration::from_secs(20), || {
+            let alerts = m.status(w)?.alerts;
+            Ok(alerts.iter().any(|a| {
+                a.text.starts_with(&found)
+                    && a.text.contains("(a fork, shown to different witnesses)")
+            }) && !evidence_files(&m, w, &liar, "fork").is_empty())
+        })
+        .unwrap_or_else(|_| {
+            panic!(
+                "witness node {w} never reported the fork: {:#?}\n{}",
+                m.status(w).map(|s| s.alerts),
+                m.log(w)
+            )
+        });
+        for p in evidence_files(&m, w, &liar, "fork") {
+            let e = Evidence::decode(&std::fs::read(&p).unwrap()).unwrap();
+            assert_eq!(e.check().unwrap(), fork, "{}", p.display());
+        }
+        for a in m.status(w).unwrap().alerts {
+            println!("  witness node {w} alert: {}", a.text);
+        }
+    }
+    let spread = format!(
+        "logs of {liar}: it signed two histories (checkpoints of sizes {LEAVES} and {LEAVES} that cannot both be true): a fork, proven by evidence a witness holds"
+    );
+    m.wait_for(Duration::from_secs(30), || {
+        Ok(m.status(bystander)?.alerts.iter().any(|a| a.text == spread))
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "node {bystander} (no witness) never heard of the fork: {:#?}",
             m.status(bystander).map(|s| s.alerts)
         )
     });

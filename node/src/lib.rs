@@ -22,6 +22,10 @@ pub mod net;
 pub mod peer;
 #[cfg(feature = "daemon")]
 pub mod store;
+// A hostile request client shared by this crate's integration tests and
+// netns-tests (see the module's doc); no API for keyward's users.
+#[doc(hidden)]
+pub mod testing;
 pub mod unlock;
 
 // The sans-IO core, re-exported under the paths the drivers always used.

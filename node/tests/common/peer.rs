@@ -1,6 +1,8 @@
 //! Hand-driven libp2p peers that talk to a real keywardd the way a hostile
-//! or hijacked node would: over gossip, with requests, or answering its
-//! sync requests with whatever the test wants.
+//! or hijacked node would: over gossip, or answering its sync requests
+//! with whatever the test wants. Requests sent with a chosen key are
+//! `keyward_node::testing::ask_as`, in the library because netns-tests
+//! sends them too.
 
 use std::time::Duration;
 
@@ -147,68 +149,5 @@ pub fn answer_sync_as(
             }
         }
         answered
-    })
-}
-
-/// Sends `reqs` to the daemon from a fresh connection authenticated by
-/// `key` (an initramfs uses its boot key), at most `window` in flight, and
-/// returns the answers in order (an error text for a failed request).
-pub fn ask_as(
-    key: libp2p::identity::Keypair,
-    port: u16,
-    daemon: PeerId,
-    reqs: Vec<Request>,
-    window: usize,
-) -> Vec<Result<Response, String>> {
-    runtime().block_on(async {
-        let mut swarm = net::client_swarm(key, Duration::from_secs(10)).unwrap();
-        let a = addr(port, daemon);
-        let mut out: Vec<Option<Result<Response, String>>> = vec![None; reqs.len()];
-        let mut ids = std::collections::BTreeMap::new();
-        let mut queue = reqs.into_iter().enumerate();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            while ids.len() < window {
-                let Some((i, r)) = queue.next() else { break };
-                let id =
-                    swarm
-                        .behaviour_mut()
-                        .send_request_with_addresses(&daemon, r, vec![a.clone()]);
-                ids.insert(id, i);
-            }
-            if ids.is_empty() {
-                break;
-            }
-            let Ok(ev) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
-                break;
-            };
-            match ev {
-                SwarmEvent::Behaviour(request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                }) => {
-                    if let Some(i) = ids.remove(&request_id) {
-                        out[i] = Some(Ok(response));
-                    }
-                }
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id,
-                    error,
-                    ..
-                }) => {
-                    if let Some(i) = ids.remove(&request_id) {
-                        out[i] = Some(Err(error.to_string()));
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err("no answer in 60 s".into())))
-            .collect()
     })
 }
