@@ -13,7 +13,9 @@
 //!
 //! The digests are SHA-256 over the sorted ids under a prefix, not an XOR
 //! or a sum: a hostile member grinding op ids cannot make two different
-//! sets look equal. They are computed on demand, only when digests differ.
+//! sets look equal. They are computed on demand, only when digests differ;
+//! the root's sixteen, which every differing round asks for on both
+//! sides, are kept with the roster state until its op set changes.
 
 use sha2::{Digest, Sha256};
 
