@@ -231,6 +231,22 @@ mod tests {
         }
     }
 
+    /// The root's digests are kept, and a merge that changes the op set
+    /// drops them: after it they are those of the new set.
+    #[test]
+    fn the_kept_root_digests_follow_the_op_set() {
+        let mut r = roster_of(&[true; 100]);
+        let before = r.children(&[]);
+        assert_eq!(before, r.hash_children(&[]));
+        r.merge_all(ops()[101..].to_vec());
+        assert_ne!(r.children(&[]), before);
+        assert_eq!(r.children(&[]), r.hash_children(&[]));
+        // a copy shares the state and its kept digests until it changes
+        let mut copy = r.clone();
+        copy.merge_all(ops()[..101].to_vec());
+        assert_eq!(copy.children(&[]), r.children(&[]));
+    }
+
     #[test]
     fn bounds_cover_exactly_the_prefix() {
         let (lo, hi) = bounds(&[0xa, 0x3, 0xf]);
