@@ -74,6 +74,10 @@ pub struct HostileStats {
     /// Honest members a hostile one revoked, revoked again by the
     /// founder's `keyward revoke` of it (`revocations_kept`).
     pub honest_revocations_kept: u64,
+    /// Honest machines admitted only through a hostile member (a join
+    /// it answered), out with it by the founder's `keyward revoke
+    /// --cascade`.
+    pub honest_dropped_by_cascade: u64,
     pub approvals_sent: u64,
     /// When the founder's revocation of H1 and H2 was ordered.
     pub revoked_at: Option<Millis>,
@@ -517,10 +521,33 @@ impl World {
                 .filter_map(|t| self.ids.get(&t).copied())
                 .collect()
         };
+        // `--cascade` re-endorses nothing: honest machines whose only
+        // admission chains pass through H1 or H2 (a join H2's keywardd
+        // answered) leave with them, by the admin's own command. Members
+        // refuse their syncs (they are no members, and not revoked
+        // themselves: nothing tells them they are out), so they may keep
+        // an old roster (seed 134 of the hostile seeds: n7, invited by
+        // H2, kept one in which H2 was still active, and with the
+        // founder down it was one of the two settled rosters).
+        let dropped: Vec<u32> = {
+            let r = self.machines[0].node.as_ref().expect("running").roster();
+            roots
+                .iter()
+                .flat_map(|h| r.dependents_of(&self.machines[*h as usize].id))
+                .filter_map(|t| self.ids.get(&t).copied())
+                .filter(|&v| !roots.contains(&v))
+                .collect()
+        };
         for v in kept {
             if !self.machines[v as usize].revoked {
                 self.machines[v as usize].revoked = true;
                 self.h_mut().stats.honest_revocations_kept += 1;
+            }
+        }
+        for v in dropped {
+            if !self.machines[v as usize].revoked {
+                self.machines[v as usize].revoked = true;
+                self.h_mut().stats.honest_dropped_by_cascade += 1;
             }
         }
         for r in roots {
