@@ -168,6 +168,16 @@ impl Segment {
     pub fn decode(bytes: &[u8]) -> Result<Segment, LogError> {
         let seg: Segment = codec::decode(bytes)?;
         seg.check()?;
+        // The signature covers the header's canonical re-encoding, so
+        // without this, bytes that decode to the same segment by another
+        // encoding (a map key written as a byte string instead of a text
+        // string, one bit apart) would be taken: an edit of a stored
+        // segment file that no check could see. One encoding per segment.
+        if codec::encode(&seg)? != bytes {
+            return Err(LogError::Header(
+                "not in keyward's canonical encoding (the file was rewritten or edited)".into(),
+            ));
+        }
         Ok(seg)
     }
 
@@ -385,6 +395,27 @@ mod tests {
             prop_assert_eq!(&seg.header, &s.header);
             prop_assert_eq!(seg.leaf(), s.leaf);
             prop_assert_eq!(seg.open(&auditor).unwrap(), lines);
+        }
+    }
+
+    /// Every single-bit flip of a segment, anywhere, is refused (a flip
+    /// of bit 5 of a map key's first byte turns a text string into a byte
+    /// string of the same letters, which CBOR decodes to the same field).
+    #[test]
+    fn every_single_bit_flip_is_refused() {
+        let (key, _, _, r) = keys();
+        let b = sample(&key, &r, false).bytes;
+        assert!(Segment::decode(&b).is_ok());
+        for at in 0..b.len() {
+            for bit in 0..8 {
+                let mut t = b.clone();
+                t[at] ^= 1 << bit;
+                assert!(
+                    Segment::decode(&t).is_err(),
+                    "a flip of bit {bit} of byte {at} (0x{:02x}) was taken",
+                    b[at]
+                );
+            }
         }
     }
 
