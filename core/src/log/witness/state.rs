@@ -105,6 +105,14 @@ pub(super) fn validate(
         codec::decode(bytes).map_err(|source| StateError::Decode { index, source })?;
     let origin = r.origin;
     let corrupt = move |why: String| StateError::Corrupt { index, origin, why };
+    // One encoding per record, as for segments: bytes that decode to the
+    // same record another way (a CBOR map key as a byte string) were
+    // rewritten by something other than this witness.
+    if codec::encode(&r).ok().as_deref() != Some(bytes) {
+        return Err(corrupt(
+            "it is not in keyward's canonical encoding (rewritten or edited)".into(),
+        ));
+    }
     let (size, root) = checkpoint::open(&r.note, &r.origin)
         .map_err(|e| corrupt(format!("its note is not the origin's checkpoint: {e}")))?;
     if size != r.size || root != Hash(r.root) {
