@@ -25,10 +25,7 @@ fn a_few_hundred_seeds_of_hostile_members() {
     let (mut out_checks, mut honest_checks, mut converge) = (0, 0, 0);
     let (mut seized, mut opened, mut revoked) = (0, 0, 0);
     for seed in 0..200u64 {
-        let s = match keyward_sim::run(small(seed)) {
-            Ok(s) => s,
-            Err(f) => panic!("\n{f}"),
-        };
+        let s = keyward_sim::run(small(seed)).unwrap_or_else(|f| panic!("\n{f}"));
         let h = s.hostile.as_ref().expect("hostile stats");
         // The revocation waits for the founder's node to run.
         revoked += h.revoked_at.is_some() as u64;
@@ -108,10 +105,7 @@ fn honest_members_revoked_by_hostile_ones_learn_it() {
         c.crashes = 0.5;
         c.joins = 2.0;
         c.revocations = 0.0;
-        let s = match keyward_sim::run(c) {
-            Ok(s) => s,
-            Err(f) => panic!("\n{f}"),
-        };
+        let s = keyward_sim::run(c).unwrap_or_else(|f| panic!("\n{f}"));
         let h = s.hostile.as_ref().expect("hostile stats");
         assert!(h.moves > 0, "seed {seed}: no hostile move");
         assert!(
@@ -131,10 +125,7 @@ fn honest_members_revoked_by_hostile_ones_learn_it() {
 /// admin's own command and not judged.
 #[test]
 fn a_member_invited_by_a_hostile_one_leaves_with_it() {
-    let s = match keyward_sim::run(small(134)) {
-        Ok(s) => s,
-        Err(f) => panic!("\n{f}"),
-    };
+    let s = keyward_sim::run(small(134)).unwrap_or_else(|f| panic!("\n{f}"));
     let h = s.hostile.as_ref().expect("hostile stats");
     assert!(h.revoked_at.is_some());
     assert_eq!(h.honest_dropped_by_cascade, 1);

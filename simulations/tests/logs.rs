@@ -12,10 +12,7 @@ fn replication_and_witnessing_under_churn_and_restores_from_old_backups() {
         let mut c = Config::new(Scenario::Logs, 8 + seed as usize * 2, 4.0, seed);
         c.reboots = 4.0;
         c.crashes = 2.0;
-        let s = match keyward_sim::run(c) {
-            Ok(s) => s,
-            Err(f) => panic!("\n{f}"),
-        };
+        let s = keyward_sim::run(c).unwrap_or_else(|f| panic!("\n{f}"));
         let l = s.logs.as_ref().expect("logs stats");
         eprintln!("seed {seed}: {l:?}");
         assert!(l.segments > 100, "seed {seed}: {l:?}");
