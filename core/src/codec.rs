@@ -121,6 +121,16 @@ pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(f.b)
 }
 
+/// Whether `bytes` are the one encoding this build writes of `msg` (as
+/// decoded from them). CBOR has others for the same value: a map key
+/// written as a byte string instead of a text string (one bit apart)
+/// decodes to the same field. A stored object whose bytes are evidence
+/// (a segment, a witness record) is taken only in this encoding, so no
+/// edit of its file goes unseen.
+pub fn is_canonical<T: Wire>(msg: &T, bytes: &[u8]) -> bool {
+    encode(msg).is_ok_and(|b| b == bytes)
+}
+
 /// The canonical bytes a signature covers: the body alone, unframed.
 /// serde_cbor writes struct fields in declaration order, so the same value
 /// always gives the same bytes.

@@ -105,10 +105,9 @@ pub(super) fn validate(
         codec::decode(bytes).map_err(|source| StateError::Decode { index, source })?;
     let origin = r.origin;
     let corrupt = move |why: String| StateError::Corrupt { index, origin, why };
-    // One encoding per record, as for segments: bytes that decode to the
-    // same record another way (a CBOR map key as a byte string) were
-    // rewritten by something other than this witness.
-    if codec::encode(&r).ok().as_deref() != Some(bytes) {
+    // Another encoding of the same record was written by something
+    // other than this witness.
+    if !codec::is_canonical(&r, bytes) {
         return Err(corrupt(
             "it is not in keyward's canonical encoding (rewritten or edited)".into(),
         ));
