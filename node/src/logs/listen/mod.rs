@@ -5,7 +5,8 @@
 //! these tasks only read, stamp the receive time and the kernel's sender
 //! credentials, and wait for the spool's acks where the sender is owed one.
 //!
-//! - [`unix`]: `/dev/log`-style datagrams with SCM_CREDENTIALS.
+//! - [`unix`]: `/dev/log`-style datagrams with SCM_CREDENTIALS, read on a
+//!   thread of their own, many per system call.
 //! - [`udp`]: syslog datagrams on loopback.
 //! - [`tcp`]: RFC 6587 syslog streams on loopback.
 //! - [`relp`]: RELP sessions; `rsp 200` after the spool's ack.

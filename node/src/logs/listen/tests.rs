@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use keyward_core::log::line::Line;
+use keyward_core::log::line::{Line, MAX_MSG};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -161,6 +161,51 @@ async fn logger_over_the_unix_socket_with_kernel_credentials() {
     task.abort();
     let _ = task.await;
     // a stale socket is
+    drop(unix::bind(&path).unwrap());
+}
+
+/// A burst larger than one `recvmmsg` call and than the kernel's queue
+/// (the sender blocks while it is full), with empty and oversized
+/// datagrams among the lines: every line arrives once, in order, cut at
+/// the line limit, each with its sender's credentials; empty ones are
+/// dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_datagrams_arrives_whole_and_in_order() {
+    const N: usize = 5_000;
+    let dir = open_tempdir();
+    let path = dir.path().join("log");
+    let sock = unix::bind(&path).unwrap();
+    let (inbox, mut spool) = test_spool(Ok(()), Duration::ZERO);
+    let task = tokio::spawn(unix::run("burst".into(), sock, inbox));
+    let to = path.clone();
+    let sender = std::thread::spawn(move || {
+        let s = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        s.connect(&to).unwrap();
+        for i in 0..N {
+            if i % 1000 == 7 {
+                s.send(b"").unwrap();
+            }
+            if i == 2_500 {
+                let mut big = format!("line {i} ").into_bytes();
+                big.resize(MAX_MSG + 1000, b'y');
+                s.send(&big).unwrap();
+            } else {
+                s.send(format!("line {i}").as_bytes()).unwrap();
+            }
+        }
+    });
+    let got = spool.take(N).await;
+    sender.join().unwrap();
+    for (i, l) in got.iter().enumerate() {
+        assert!(l.msg.starts_with(format!("line {i}").as_bytes()), "{i}");
+        assert_eq!(l.sender.pid, Some(std::process::id()), "{i}");
+        assert_eq!(l.sender.uid, Some(uid()), "{i}");
+    }
+    assert_eq!(got[2_500].msg.len(), MAX_MSG, "cut at the line limit");
+    assert_eq!(&got[2_501].msg[..], b"line 2501");
+    spool.quiet(300).await;
+    task.abort();
+    let _ = task.await;
     drop(unix::bind(&path).unwrap());
 }
 
