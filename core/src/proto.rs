@@ -75,6 +75,15 @@ pub enum Request {
         /// a descent that found differences everywhere.
         #[serde(default)]
         all: bool,
+        /// The sender's admission chain (`Roster::admission_chain`, at
+        /// most `roster::MAX_CHAIN`), sent only again after a
+        /// whole-roster sync was refused: an answerer to whom the sender
+        /// is a stranger answers with the founder's revocations of the
+        /// chain's signers, so a node orphaned by `revoke --cascade`
+        /// learns it is out (`roster::orphans`). Not written when empty,
+        /// so every other sync is as it was.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        admitted: Vec<SignedOp>,
     },
     /// The sender shuts down cleanly; its boot key may be used next.
     GoingDown,
@@ -596,6 +605,55 @@ mod tests {
         ));
         // a share request's client still stops at 16 KiB
         assert_eq!(<BootRequest as Wire>::MAX, 16 * 1024);
+    }
+
+    /// A sync's admission chain round-trips, and a sync without one is
+    /// written as before the field existed (no key at all), so the
+    /// rounds every member sends cost not one byte more, and a sync from
+    /// a node built before it decodes with an empty chain.
+    #[test]
+    fn a_sync_carries_its_admission_chain_only_when_there_is_one() {
+        let t = crate::testkit::mesh(3);
+        let sync = |admitted: Vec<SignedOp>| Request::Sync {
+            digest: ByteArray::new([1; 32]),
+            prefix: vec![],
+            admin: Some(ByteArray::new([2; 32])),
+            want: vec![],
+            all: false,
+            admitted,
+        };
+        let chain = t.roster.admission_chain(&t.nodes[2].key.id());
+        assert_eq!(chain.len(), 1);
+        let with = sync(chain.clone());
+        let back: Request = codec::decode(&codec::encode(&with).unwrap()).unwrap();
+        assert!(matches!(back, Request::Sync { admitted, .. } if admitted == chain));
+
+        /// A sync as written before the chain existed.
+        #[derive(Serialize, Deserialize)]
+        enum Before {
+            Sync {
+                digest: ByteArray<32>,
+                prefix: Vec<u8>,
+                admin: Option<ByteArray<32>>,
+                want: Vec<NodeId>,
+                all: bool,
+            },
+        }
+        impl Wire for Before {
+            const KIND: &'static str = <Request as Wire>::KIND;
+            const MAX: usize = <Request as Wire>::MAX;
+        }
+        let before = codec::encode(&Before::Sync {
+            digest: ByteArray::new([1; 32]),
+            prefix: vec![],
+            admin: Some(ByteArray::new([2; 32])),
+            want: vec![],
+            all: false,
+        })
+        .unwrap();
+        assert_eq!(codec::encode(&sync(vec![])).unwrap(), before);
+        let old: Request = codec::decode(&before).unwrap();
+        assert!(matches!(old, Request::Sync { admitted, .. } if admitted.is_empty()));
     }
 
     fn node_id() -> impl Strategy<Value = NodeId> {

@@ -51,6 +51,13 @@ pub const MINTED_NEVER_ACTIVE: &str = "hostile.minted-never-active";
 /// members: they and every member they minted (chains included) are out,
 /// no honest member is revoked by them, and nothing they signed is kept.
 pub const HOSTILE_OUT: &str = "hostile.out-after-revocation";
+/// Once the network has been whole for 30 min and the founder's
+/// revocation of the hostile members is 30 min old, no honest machine
+/// that has run for 30 min and counts itself a member counts a hostile
+/// member as active: the revocation reached every member, and a machine
+/// that was out with them (admitted only through them, dropped by
+/// `revoke --cascade`) learnt it is out (`roster::orphans`).
+pub const HOSTILE_REACHED: &str = "hostile.revocation-reaches-members";
 /// A replica never holds more operations than were issued, counting a
 /// node's rekeys once (a flood of rekeys leaves one).
 pub const ROSTER_BOUNDED: &str = "roster.bounded";
@@ -82,7 +89,7 @@ pub const CONN_BOUND: &str = "net.connection-bound";
 /// kept running, on the admin's side of any partition, before its lift.
 pub const LOCK_REACHES_ALL: &str = "lockdown.reaches-all";
 
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 24] = [
     CONN_BOUND,
     LOCK_REACHES_ALL,
     RELEASE_MEMBER,
@@ -99,6 +106,7 @@ pub const ALL: [&str; 23] = [
     REVOCATION_TAKES_EFFECT,
     MINTED_NEVER_ACTIVE,
     HOSTILE_OUT,
+    HOSTILE_REACHED,
     ROSTER_BOUNDED,
     LOG_REPLICATED,
     LOG_WITNESS,

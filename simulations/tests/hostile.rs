@@ -117,16 +117,20 @@ fn honest_members_revoked_by_hostile_ones_learn_it() {
 }
 
 /// Seed 134 (7 nodes): n7 joins with an invite from H2's keywardd, so the
-/// founder's `keyward revoke --cascade` of H2 takes it out too. Members
-/// refuse its syncs (it is no member, nor revoked itself), so it keeps
-/// the roster in which H2 is still active; with the founder and three
-/// others down, it and n1 were the only settled members, and the tie
-/// made n7's roster `roster.converge`'s reference. n7 is out by the
-/// admin's own command and not judged.
+/// founder's `keyward revoke --cascade` of H2 takes it out too. It is no
+/// member to the others, nor revoked itself, so its syncs are refused;
+/// it asks again with its admission chain and is answered with the
+/// founder's revocation of H2 (`roster::orphans`), so it stops counting
+/// itself (and H2) in: `hostile.revocation-reaches-members` is judged on
+/// it and holds. Before, n7 kept the roster in which H2 was still active
+/// for good (the invariant fails with the second ask taken out). The
+/// world counts it out with H2 as the admin's command meant, so
+/// `roster.converge` does not take its roster for a member's.
 #[test]
 fn a_member_invited_by_a_hostile_one_leaves_with_it() {
     let s = keyward_sim::run(small(134)).unwrap_or_else(|f| panic!("\n{f}"));
     let h = s.hostile.as_ref().expect("hostile stats");
     assert!(h.revoked_at.is_some());
     assert_eq!(h.honest_dropped_by_cascade, 1);
+    assert!(s.invariant_checks["hostile.revocation-reaches-members"] > 0);
 }

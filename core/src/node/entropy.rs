@@ -174,8 +174,42 @@ impl Node {
             admin: Some(ByteArray::new(admin)),
             want,
             all: false,
+            admitted: vec![],
         };
         self.send_sync_request(p, req, vec![]);
+    }
+
+    /// `p` refused our whole-roster sync as a stranger's: we may have
+    /// been orphaned (every member that admitted us revoked by the
+    /// founder). Asks once more with our admission chain; the answer
+    /// holds the founder's revocations of its signers, if any
+    /// (`roster::orphans`), and merges like any sync answer.
+    pub(super) fn prove_admission(&mut self, p: NodeId) {
+        let me = self.id();
+        if !self.is_member(&me) {
+            return;
+        }
+        let admitted = self.roster.admission_chain(&me);
+        if admitted.is_empty() {
+            return;
+        }
+        let req = Request::Sync {
+            digest: ByteArray::new(self.roster.digest()),
+            prefix: vec![],
+            admin: None,
+            want: vec![],
+            all: false,
+            admitted,
+        };
+        self.entropy.sent(p);
+        self.send(
+            p,
+            req,
+            super::outbound::Pending::Sync {
+                prefix: vec![],
+                proved: true,
+            },
+        );
     }
 
     /// Members we want and found no address for, still members.
@@ -377,6 +411,7 @@ impl Node {
                     admin: None,
                     want: vec![],
                     all: true,
+                    admitted: vec![],
                 };
                 self.send_sync_request(from, req, vec![]);
                 return;
@@ -388,6 +423,7 @@ impl Node {
                 admin: None,
                 want: vec![],
                 all: false,
+                admitted: vec![],
             };
             self.send_sync_request(from, req, p);
         }

@@ -17,7 +17,7 @@ use super::notes::Note;
 
 /// What an outbound request's answer is for.
 #[derive(Debug)]
-enum Pending {
+pub(super) enum Pending {
     Join {
         ctl: CtlId,
         mesh: MeshId,
@@ -30,8 +30,11 @@ enum Pending {
         deposit: bool,
     },
     /// A sync under this op-id prefix (empty: a whole-roster round).
+    /// `proved`: it carried our admission chain (a refused round's
+    /// second ask), so a refusal of it is not answered again.
     Sync {
         prefix: Vec<u8>,
+        proved: bool,
     },
     GoingDown,
     /// A log push or an add-checkpoint.
@@ -68,7 +71,7 @@ impl Outbound {
 }
 
 impl Node {
-    fn send(&mut self, to: NodeId, req: Request, p: Pending) {
+    pub(super) fn send(&mut self, to: NodeId, req: Request, p: Pending) {
         let id = OutId(self.outbound.next_id);
         self.outbound.next_id += 1;
         self.outbound.pending.insert(id, p);
@@ -84,7 +87,14 @@ impl Node {
 
     pub(super) fn send_sync_request(&mut self, p: NodeId, req: Request, prefix: Vec<u8>) {
         self.entropy.sent(p);
-        self.send(p, req, Pending::Sync { prefix });
+        self.send(
+            p,
+            req,
+            Pending::Sync {
+                prefix,
+                proved: false,
+            },
+        );
     }
 
     pub(super) fn send_log(&mut self, p: NodeId, req: Request, sent: super::logs::Sent) {
@@ -187,7 +197,7 @@ impl Node {
                     self.reply(f.ctl, Ok(CtlReply::Guardians(results)));
                 }
             }
-            Pending::Sync { prefix } => match r {
+            Pending::Sync { prefix, proved } => match r {
                 Ok(Response::Roster {
                     ops,
                     admin,
@@ -202,6 +212,10 @@ impl Node {
                         children,
                     };
                     self.synced(from, prefix, answer, now);
+                }
+                Ok(Response::Refused { .. }) if prefix.is_empty() && !proved => {
+                    self.prove_admission(from);
+                    self.sync_answered(from, now);
                 }
                 Ok(_) => self.sync_answered(from, now),
                 Err(why) => {

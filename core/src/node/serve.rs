@@ -6,7 +6,7 @@
 use crate::guardian::{self, Action, Event, Millis};
 use crate::identity::NodeId;
 use crate::proto::{self, AdminBody, AdminKind, AdminMsg, Gossip, Request, Response};
-use crate::roster::{Member, SignedOp};
+use crate::roster::{self, Member, SignedOp};
 
 use super::decisions::Logged;
 use super::io::{InId, Output, Write};
@@ -101,6 +101,28 @@ impl Node {
                     children: vec![],
                 })
             }
+            // A stranger showing its admission chain may be a node
+            // orphaned by `revoke --cascade` (`roster::orphans`): it gets
+            // the founder's revocations of the chain's signers, or the
+            // stranger's refusal if there are none.
+            Request::Sync { admitted, .. } if !admitted.is_empty() => {
+                let ops = if admitted.len() > roster::MAX_CHAIN {
+                    vec![]
+                } else {
+                    self.roster.orphaning_revocations(&admitted)
+                };
+                if ops.is_empty() {
+                    Answer::Now(members_only())
+                } else {
+                    Answer::Now(Response::Roster {
+                        ops,
+                        admin: vec![],
+                        records: vec![],
+                        held: vec![],
+                        children: vec![],
+                    })
+                }
+            }
             Request::Held if member => {
                 let epochs = self.held_for(&from);
                 Answer::Now(Response::Held { epochs })
@@ -140,10 +162,7 @@ impl Node {
             | Request::Held
             | Request::LogPush(_)
             | Request::AddCheckpoint { .. }
-            | Request::LogSeen { .. } => {
-                let reason = "only active mesh members may send this request".to_string();
-                Answer::Now(Response::Refused { reason })
-            }
+            | Request::LogSeen { .. } => Answer::Now(members_only()),
         };
         match answer {
             Answer::Now(response) => self.push(Output::Respond { id, response }),
@@ -328,5 +347,12 @@ impl Node {
         // (this node hands it on in its own sync answers, so the joiner's
         // gossip neighbours learn where to dial it).
         self.send_sync(joiner, now);
+    }
+}
+
+/// The answer to a request only members may send.
+fn members_only() -> Response {
+    Response::Refused {
+        reason: "only active mesh members may send this request".to_string(),
     }
 }

@@ -180,6 +180,77 @@ fn revocation_cascades_unless_re_endorsed() {
     );
 }
 
+/// A node orphaned by the founder's revocation of the member that
+/// admitted it (directly, or through a member that member admitted)
+/// shows its admission chain from its stale roster; a member's roster
+/// answers with the founder's revocation of that admitter, and merging
+/// it ends the orphan's membership in its own roster. A chain with a
+/// forged or foreign admission, or whose admitters stand, gets nothing.
+#[test]
+fn an_orphaned_node_learns_its_admitter_was_revoked() {
+    let [f, h, x, o, d] = keys();
+    let (mut stale, _) = founded(&f);
+    for op in [
+        admit(&f, &h, "h"),
+        admit(&h, &x, "x"),
+        admit(&h, &o, "o"),
+        admit(&x, &d, "d"),
+    ] {
+        stale.merge(op).unwrap();
+    }
+    let mut now = stale.clone();
+    let by_founder = revoke(&f, h.id());
+    now.merge(by_founder.clone()).unwrap();
+    for n in [h.id(), x.id(), o.id(), d.id()] {
+        assert!(!now.is_active(&n) && stale.is_active(&n));
+    }
+    // members dropped what the revoked member signed: the orphans are
+    // strangers to them, not revoked
+    assert!(!now.is_revoked(&o.id()) && now.revocations_of(&o.id()).is_empty());
+
+    for orphan in [&o, &d] {
+        let chain = stale.admission_chain(&orphan.id());
+        assert!(!chain.is_empty() && chain.len() <= MAX_CHAIN);
+        let told = now.orphaning_revocations(&chain);
+        assert_eq!(told, vec![by_founder.clone()], "{}", orphan.id());
+        let mut theirs = stale.clone();
+        theirs.merge_all(told);
+        assert!(
+            !theirs.is_active(&orphan.id()),
+            "still a member by its roster"
+        );
+        assert!(!theirs.is_active(&h.id()) && theirs.is_revoked(&h.id()));
+    }
+
+    // a forged admission (the signature does not match) tells nothing
+    let mut forged = stale.admission_chain(&o.id());
+    forged[0].sig = revoke(&o, d.id()).sig;
+    assert!(now.orphaning_revocations(&forged).is_empty());
+    // nor one of another mesh
+    let (other, om) = (MeshId([9; 16]), member(&o, "o"));
+    let foreign = SignedOp::sign(
+        OpBody::Admit {
+            mesh: other,
+            claim: om.claim(other, &o),
+            member: om,
+            invite: None,
+            by: h.id(),
+            at: 0,
+        },
+        &h,
+    );
+    assert!(now.orphaning_revocations(&[foreign]).is_empty());
+    // nor a chain whose admitters stand
+    assert!(now
+        .orphaning_revocations(&now.admission_chain(&f.id()))
+        .is_empty());
+    let e = NodeKey::generate();
+    now.merge(admit(&f, &e, "e")).unwrap();
+    assert!(now
+        .orphaning_revocations(&now.admission_chain(&e.id()))
+        .is_empty());
+}
+
 /// H1: an auditor (or any member) minting a guardian without an invite.
 #[test]
 fn auditors_admit_nobody_and_cannot_mint_a_guardian() {

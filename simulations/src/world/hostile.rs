@@ -523,12 +523,13 @@ impl World {
         };
         // `--cascade` re-endorses nothing: honest machines whose only
         // admission chains pass through H1 or H2 (a join H2's keywardd
-        // answered) leave with them, by the admin's own command. Members
-        // refuse their syncs (they are no members, and not revoked
-        // themselves: nothing tells them they are out), so they may keep
-        // an old roster (seed 134 of the hostile seeds: n7, invited by
-        // H2, kept one in which H2 was still active, and with the
-        // founder down it was one of the two settled rosters).
+        // answered) leave with them, by the admin's own command. They
+        // learn it at their next refused sync (`roster::orphans`;
+        // `hostile.revocation-reaches-members` checks they do), and
+        // until then hold an old roster, which `roster.converge` must
+        // not take for a member's (seed 134 of the hostile seeds: n7,
+        // invited by H2, with the founder down was one of the two
+        // settled rosters).
         let dropped: Vec<u32> = {
             let r = self.machines[0].node.as_ref().expect("running").roster();
             roots

@@ -1,7 +1,8 @@
 //! The hostile scenario's checks (see `hostile`): `release.honest-approval`
 //! at the first release of each (guardian, owner, epoch) to a seized
-//! server, and `hostile.minted-never-active` and
-//! `hostile.out-after-revocation` on every replica state.
+//! server, `hostile.minted-never-active` and
+//! `hostile.out-after-revocation` on every replica state, and
+//! `hostile.revocation-reaches-members` every `watch::TICK`.
 
 use keyward_core::roster::{OpBody, OpId, Role};
 
@@ -177,6 +178,44 @@ impl World {
                         why.clone().unwrap_or_default()
                     )
                 });
+        }
+    }
+
+    /// `hostile.revocation-reaches-members` (see `invariants`), every
+    /// `watch::TICK`.
+    pub(super) fn check_hostile_reached(&mut self, now: Millis) {
+        let Some(h) = &self.hostile else { return };
+        let Some(at) = h.stats.revoked_at else { return };
+        let whole = !self.net.is_split() && self.net.healed_at + 30 * MIN <= now;
+        if !whole || at + 30 * MIN > now {
+            return;
+        }
+        let hostile = [h.auditor, h.guardian];
+        let ids = hostile.map(|v| self.machines[v as usize].id);
+        let mut judged = 0;
+        let mut stale = None;
+        for (i, m) in self.machines.iter().enumerate() {
+            let Some(node) = m.node.as_ref().filter(|_| m.running()) else {
+                continue;
+            };
+            let r = node.roster();
+            if m.hostile || m.running_since + 30 * MIN > now || !r.is_active(&m.id) {
+                continue;
+            }
+            judged += 1;
+            if let Some(k) = ids.iter().position(|id| r.is_active(id)) {
+                stale = Some((i as u32, hostile[k]));
+                break;
+            }
+        }
+        self.checks.passed(inv::HOSTILE_REACHED, judged);
+        if let Some((i, k)) = stale {
+            let (ha, hg) = (hostile[0], hostile[1]);
+            self.checks.check(inv::HOSTILE_REACHED, false, &[i, ha, hg], || {
+                format!(
+                    "n{i} counts itself a member and hostile n{k} as active, 30 min after the founder revoked n{ha} and n{hg}"
+                )
+            });
         }
     }
 }

@@ -103,10 +103,12 @@ impl World {
         }
     }
 
-    /// `unlock.reboot-with-quorum` and `roster.converge`, every `TICK`.
+    /// `unlock.reboot-with-quorum`, `roster.converge` and
+    /// `hostile.revocation-reaches-members`, every `TICK`.
     pub(super) fn watch_tick(&mut self) {
         let now = self.now();
         self.check_converged(now);
+        self.check_hostile_reached(now);
         let bound = QUORUM_BOUND + self.cfg.policy.approval_delay;
         let mut ok = 0;
         for o in 0..self.machines.len() as u32 {

@@ -17,6 +17,7 @@ fn sync(digest: [u8; 32], prefix: Vec<u8>, admin: Option<[u8; 32]>) -> Request {
         admin: admin.map(ByteArray::new),
         want: vec![],
         all: false,
+        admitted: vec![],
     }
 }
 
@@ -276,6 +277,94 @@ fn a_revoked_node_asking_to_sync_is_answered_with_its_revocation() {
     let s = stranger("s");
     assert!(matches!(
         net.ask(0, s.key.id(), sync(digest, vec![], None)),
+        Some(Response::Refused { .. })
+    ));
+}
+
+/// A node out of the mesh only because the founder revoked the member
+/// that admitted it (`revoke --cascade`) is a stranger to members: its
+/// sync is refused, so it asks again with its admission chain, is
+/// answered with the founder's revocation of its admitter, and by its own
+/// roster is out (before, it kept its old roster, the revoked admitter
+/// active in it, for good). A stranger showing a chain of standing
+/// admitters is still refused.
+#[test]
+fn an_orphaned_node_learns_it_is_out_from_its_refused_sync() {
+    let t = mesh(3);
+    let (founder, h) = (&t.nodes[0], &t.nodes[1]);
+    let orphan = stranger("o");
+    let (o, h_id) = (orphan.key.id(), h.key.id());
+    let admit_o = SignedOp::sign(
+        crate::roster::OpBody::Admit {
+            mesh: t.mesh,
+            member: orphan.member(),
+            claim: orphan.member().claim(t.mesh, &orphan.key),
+            invite: None,
+            by: h_id,
+            at: 0,
+        },
+        &h.key,
+    );
+    let revoke_h = SignedOp::sign(
+        crate::roster::OpBody::Revoke {
+            mesh: t.mesh,
+            node: h_id,
+            by: founder.key.id(),
+            reason: "compromised".into(),
+            at: 0,
+        },
+        &founder.key,
+    );
+    let mut stale = t.roster.ops();
+    stale.push(admit_o);
+    let mut after = stale.clone();
+    after.push(revoke_h.clone());
+    let mut nodes = t.nodes.into_iter();
+    let mut net = Net::new(vec![(nodes.next().unwrap(), after), (orphan, stale)]);
+    let (member, orphaned) = (net.peers[0].node.roster(), net.peers[1].node.roster());
+    assert!(!member.is_active(&o) && !member.is_revoked(&o));
+    assert!(orphaned.is_active(&o) && orphaned.is_active(&h_id));
+    let digest = orphaned.digest();
+    let chain = orphaned.admission_chain(&o);
+
+    // a plain sync is refused; one with the chain gets the revocation
+    assert!(matches!(
+        net.ask(0, o, sync(digest, vec![], None)),
+        Some(Response::Refused { .. })
+    ));
+    let mut proving = sync(digest, vec![], None);
+    if let Request::Sync { admitted, .. } = &mut proving {
+        admitted.clone_from(&chain);
+    }
+    let Some(Response::Roster { ops, admin, .. }) = net.ask(0, o, proving) else {
+        panic!("no roster answer to the chain")
+    };
+    assert_eq!(ops, vec![revoke_h]);
+    assert!(admin.is_empty());
+
+    // end to end: the orphan's own round brings the revocation home
+    net.connect(0, 1);
+    for _ in 0..20 {
+        net.advance(30_000);
+        if !net.peers[1].node.roster().is_active(&o) {
+            break;
+        }
+    }
+    let theirs = net.peers[1].node.roster();
+    assert!(!theirs.is_active(&o), "the orphan never learnt it is out");
+    assert!(theirs.is_revoked(&h_id));
+
+    // a stranger whose admitters stand learns nothing
+    let s = stranger("s");
+    let mut standing = sync(digest, vec![], None);
+    if let Request::Sync { admitted, .. } = &mut standing {
+        *admitted = net.peers[0]
+            .node
+            .roster()
+            .admission_chain(&net.peers[0].id());
+    }
+    assert!(matches!(
+        net.ask(0, s.key.id(), standing),
         Some(Response::Refused { .. })
     ));
 }
