@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use keyward_node::identity::NodeId;
-use keyward_node::log::segment::{BodyKind, Segment};
+use keyward_node::log::segment::BodyKind;
 use keyward_node::log::verify::{Finding, Report};
 use keyward_node::log::{checkpoint, merkle};
 use keyward_node::logs::{layout, read};
+use sha2::{Digest, Sha256};
 
 use super::{dir, fetch, witnesses, AuditError};
 
@@ -99,11 +100,11 @@ pub fn check_origin(origin: &NodeId, path: &Path) -> OriginReport {
                 continue;
             }
         };
-        let same = c
-            .segments
-            .get(&i)
-            .and_then(|b| Segment::decode(b).ok())
-            .is_some_and(|s| s.body == copy);
+        // The header was verified with its segment above (signed, its
+        // body's hash checked): a copy with that hash is that body,
+        // without decoding and checking the segment a second time.
+        let same = copy.len() as u64 == h.body_len
+            && <[u8; 32]>::from(Sha256::digest(&copy)) == h.body_hash;
         if !same {
             r.findings.push(format!(
                 "{} is not the body of the signed segment {i}: do not decrypt it by hand",
