@@ -52,6 +52,64 @@ fn five_nodes_join_and_converge_and_revocation_spreads() {
     m.stop(0).unwrap();
 }
 
+/// `keyward revoke --cascade` of a member also takes out the node it
+/// invited (nothing re-endorses it), here while that node is down. To
+/// the others that node is now a
+/// stranger (its admission went with its admitter's ops) and nothing
+/// names it, so its syncs are refused; it asks again with its admission
+/// chain, is answered with the founder's revocation of its admitter,
+/// and is out by its own roster, the revoked member gone from it too.
+/// (Before, it kept its old roster for good, the revoked member active
+/// in it.)
+#[test]
+fn a_node_invited_by_a_member_revoked_with_cascade_learns_it_is_out() {
+    let mut m = Mesh::loopback(4, &MeshOptions::default()).unwrap();
+    m.init(0, Some("test")).unwrap();
+    for i in 1..4 {
+        m.init(i, None).unwrap();
+    }
+    for i in 0..4 {
+        m.start(i).unwrap();
+    }
+    m.join(1, 0).unwrap();
+    m.join(2, 0).unwrap();
+    // node3 is invited by node1, not by the founder
+    m.join(3, 1).unwrap();
+    m.converge(Duration::from_secs(30)).unwrap();
+    assert!(m.status(3).unwrap().node.active);
+    let node1 = m.status(1).unwrap().node.id;
+
+    // node3 is away while it happens (else the revocation's gossip,
+    // flooded before the members drop it, would tell it)
+    m.stop(3).unwrap();
+    let out = m.cli_ok(0, &["revoke", "--cascade", "node1"]).unwrap();
+    assert!(
+        out.contains("revoked node1") && out.contains("dropped: node3"),
+        "{out}"
+    );
+    m.wait_for(Duration::from_secs(30), || {
+        Ok(m.status(2)?.revoked.contains(&node1))
+    })
+    .unwrap();
+    m.start(3).unwrap();
+    m.wait_for(Duration::from_secs(150), || Ok(!m.status(3)?.node.active))
+        .unwrap_or_else(|e| panic!("node3 never learnt it is out: {e}"));
+    let names = m.members(3).unwrap();
+    assert!(
+        !names.iter().any(|n| n == "node1" || n == "node3"),
+        "{names:?}"
+    );
+    // the members' rosters: node1 revoked, node3 unknown
+    for i in [0, 2] {
+        let s = m.status(i).unwrap();
+        assert!(s.revoked.contains(&node1), "node{i}: {:?}", s.revoked);
+        assert!(!s.members.iter().any(|x| x.name == "node3"), "node{i}");
+    }
+    for i in 0..4 {
+        m.stop(i).unwrap();
+    }
+}
+
 #[test]
 fn reused_forged_and_expired_tokens_are_refused() {
     let mut m = Mesh::loopback(4, &MeshOptions::default()).unwrap();
