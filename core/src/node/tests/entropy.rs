@@ -21,6 +21,24 @@ fn sync(digest: [u8; 32], prefix: Vec<u8>, admin: Option<[u8; 32]>) -> Request {
     }
 }
 
+/// `by`'s revocation of `node`.
+fn revocation(
+    mesh: crate::roster::MeshId,
+    by: &crate::identity::NodeKey,
+    node: NodeId,
+) -> SignedOp {
+    SignedOp::sign(
+        crate::roster::OpBody::Revoke {
+            mesh,
+            node,
+            by: by.id(),
+            reason: "retired".into(),
+            at: 0,
+        },
+        by,
+    )
+}
+
 /// Nodes 0 and 1 of a 200-member mesh; node 1 lacks one admission.
 fn one_missing() -> (Net, SignedOp) {
     let t = mesh(200);
@@ -230,16 +248,7 @@ fn a_revoked_node_asking_to_sync_is_answered_with_its_revocation() {
     let t = mesh(5);
     let founder = &t.nodes[0];
     let out = t.nodes[1].key.id();
-    let revoke = SignedOp::sign(
-        crate::roster::OpBody::Revoke {
-            mesh: t.mesh,
-            node: out,
-            by: founder.key.id(),
-            reason: "retired".into(),
-            at: 0,
-        },
-        &founder.key,
-    );
+    let revoke = revocation(t.mesh, &founder.key, out);
     let before = t.roster.ops();
     let mut after = before.clone();
     after.push(revoke.clone());
@@ -305,16 +314,7 @@ fn an_orphaned_node_learns_it_is_out_from_its_refused_sync() {
         },
         &h.key,
     );
-    let revoke_h = SignedOp::sign(
-        crate::roster::OpBody::Revoke {
-            mesh: t.mesh,
-            node: h_id,
-            by: founder.key.id(),
-            reason: "compromised".into(),
-            at: 0,
-        },
-        &founder.key,
-    );
+    let revoke_h = revocation(t.mesh, &founder.key, h_id);
     let mut stale = t.roster.ops();
     stale.push(admit_o);
     let mut after = stale.clone();
