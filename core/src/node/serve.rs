@@ -6,7 +6,7 @@
 use crate::guardian::{self, Action, Event, Millis};
 use crate::identity::NodeId;
 use crate::proto::{self, AdminBody, AdminKind, AdminMsg, Gossip, Request, Response};
-use crate::roster::{self, Member, SignedOp};
+use crate::roster::{Member, SignedOp};
 
 use super::decisions::Logged;
 use super::io::{InId, Output, Write};
@@ -104,23 +104,24 @@ impl Node {
             // A stranger showing its admission chain may be a node
             // orphaned by `revoke --cascade` (`roster::orphans`): it gets
             // the founder's revocations of the chain's signers, or the
-            // stranger's refusal if there are none.
+            // stranger's refusal if there are none. A chain no honest
+            // node sends (too long, a forged admission) is a strike, so a
+            // stranger cannot keep this node checking signatures.
             Request::Sync { admitted, .. } if !admitted.is_empty() => {
-                let ops = if admitted.len() > roster::MAX_CHAIN {
-                    vec![]
-                } else {
-                    self.roster.orphaning_revocations(&admitted)
-                };
-                if ops.is_empty() {
-                    Answer::Now(members_only())
-                } else {
-                    Answer::Now(Response::Roster {
+                match self.roster.orphaning_revocations(&admitted) {
+                    Ok(ops) if ops.is_empty() => Answer::Now(members_only()),
+                    Ok(ops) => Answer::Now(Response::Roster {
                         ops,
                         admin: vec![],
                         records: vec![],
                         held: vec![],
                         children: vec![],
-                    })
+                    }),
+                    Err(refused) => {
+                        let reason = refused.to_string();
+                        self.strike(from, reason.clone(), now);
+                        Answer::Now(Response::Refused { reason })
+                    }
                 }
             }
             Request::Held if member => {

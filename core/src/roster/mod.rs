@@ -44,7 +44,7 @@ use crate::identity::{NodeId, NodeKey, Sig};
 use changes::changed_members;
 pub use memo::MergeMemo;
 pub use op::{check_name, Member, MeshId, OpBody, OpId, Role, SignedOp, Verified};
-pub use orphans::MAX_CHAIN;
+pub use orphans::{ChainRefused, MAX_CHAIN};
 use resolve::{resolve, Input, View};
 
 /// Most operations kept (the founder's not counted); past it, the largest

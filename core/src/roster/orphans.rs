@@ -58,18 +58,27 @@ impl RosterState {
     /// admissions of this mesh signed by a member the founder revoked
     /// count, and each is checked (its signature) before it does, so a
     /// stranger learns of no revocation but its admitters', and makes
-    /// this node verify a signature only for those. At most
-    /// [`MAX_CHAIN`] are read.
-    pub fn orphaning_revocations(&self, chain: &[SignedOp]) -> Vec<SignedOp> {
+    /// this node verify a signature only for those.
+    ///
+    /// An honest node sends at most [`MAX_CHAIN`] admissions, all read
+    /// off its own roster, where every one was verified when it came: a
+    /// longer chain, or one admission that fails its signature, is a
+    /// stranger making this node work for nothing, and is refused at
+    /// once (the caller strikes the sender), so each such request costs
+    /// one signature check at most.
+    pub fn orphaning_revocations(&self, chain: &[SignedOp]) -> Result<Vec<SignedOp>, ChainRefused> {
+        if chain.len() > MAX_CHAIN {
+            return Err(ChainRefused::TooLong(chain.len()));
+        }
         let (Some(founder), Some(mesh)) = (self.founder(), self.mesh()) else {
-            return vec![];
+            return Ok(vec![]);
         };
         let Some(by_founder) = self.revokes_by.get(&founder) else {
-            return vec![];
+            return Ok(vec![]);
         };
         let mut out: Vec<SignedOp> = Vec::new();
         let mut told = BTreeSet::new();
-        for op in chain.iter().take(MAX_CHAIN) {
+        for op in chain {
             let OpBody::Admit { by, .. } = &op.body else {
                 continue;
             };
@@ -80,11 +89,21 @@ impl RosterState {
                 continue;
             }
             if op.clone().verify().is_err() {
-                continue;
+                return Err(ChainRefused::Forged(*by));
             }
             told.insert(*by);
             out.push(revocation.clone());
         }
-        out
+        Ok(out)
     }
+}
+
+/// Why a stranger's admission chain was refused outright: what no
+/// honest node sends.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChainRefused {
+    #[error("an admission chain of {0} operations; at most {MAX_CHAIN} are read")]
+    TooLong(usize),
+    #[error("an admission in the chain, signed in the name of {0} (revoked by the founder), does not verify (forged)")]
+    Forged(NodeId),
 }

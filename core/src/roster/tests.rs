@@ -211,7 +211,7 @@ fn an_orphaned_node_learns_its_admitter_was_revoked() {
     for orphan in [&o, &d] {
         let chain = stale.admission_chain(&orphan.id());
         assert!(!chain.is_empty() && chain.len() <= MAX_CHAIN);
-        let told = now.orphaning_revocations(&chain);
+        let told = now.orphaning_revocations(&chain).unwrap();
         assert_eq!(told, vec![by_founder.clone()], "{}", orphan.id());
         let mut theirs = stale.clone();
         theirs.merge_all(told);
@@ -222,10 +222,19 @@ fn an_orphaned_node_learns_its_admitter_was_revoked() {
         assert!(!theirs.is_active(&h.id()) && theirs.is_revoked(&h.id()));
     }
 
-    // a forged admission (the signature does not match) tells nothing
+    // a forged admission (the signature does not match) is refused,
+    // and so is a chain longer than any honest node sends
     let mut forged = stale.admission_chain(&o.id());
     forged[0].sig = revoke(&o, d.id()).sig;
-    assert!(now.orphaning_revocations(&forged).is_empty());
+    assert_eq!(
+        now.orphaning_revocations(&forged),
+        Err(ChainRefused::Forged(h.id()))
+    );
+    let long = vec![stale.admission_chain(&o.id())[0].clone(); MAX_CHAIN + 1];
+    assert_eq!(
+        now.orphaning_revocations(&long),
+        Err(ChainRefused::TooLong(MAX_CHAIN + 1))
+    );
     // nor one of another mesh
     let (other, om) = (MeshId([9; 16]), member(&o, "o"));
     let foreign = SignedOp::sign(
@@ -239,16 +248,18 @@ fn an_orphaned_node_learns_its_admitter_was_revoked() {
         },
         &h,
     );
-    assert!(now.orphaning_revocations(&[foreign]).is_empty());
+    assert_eq!(now.orphaning_revocations(&[foreign]), Ok(vec![]));
     // nor a chain whose admitters stand
-    assert!(now
-        .orphaning_revocations(&now.admission_chain(&f.id()))
-        .is_empty());
+    assert_eq!(
+        now.orphaning_revocations(&now.admission_chain(&f.id())),
+        Ok(vec![])
+    );
     let e = NodeKey::generate();
     now.merge(admit(&f, &e, "e")).unwrap();
-    assert!(now
-        .orphaning_revocations(&now.admission_chain(&e.id()))
-        .is_empty());
+    assert_eq!(
+        now.orphaning_revocations(&now.admission_chain(&e.id())),
+        Ok(vec![])
+    );
 }
 
 /// H1: an auditor (or any member) minting a guardian without an invite.

@@ -353,6 +353,13 @@ fn an_orphaned_node_learns_it_is_out_from_its_refused_sync() {
     let theirs = net.peers[1].node.roster();
     assert!(!theirs.is_active(&o), "the orphan never learnt it is out");
     assert!(theirs.is_revoked(&h_id));
+    assert!(
+        !net.peers[0]
+            .notes
+            .iter()
+            .any(|n| matches!(n, Note::Strike { .. })),
+        "an honest orphan's chain is no strike"
+    );
 
     // a stranger whose admitters stand learns nothing
     let s = stranger("s");
@@ -367,4 +374,67 @@ fn an_orphaned_node_learns_it_is_out_from_its_refused_sync() {
         net.ask(0, s.key.id(), standing),
         Some(Response::Refused { .. })
     ));
+}
+
+/// A stranger cannot keep a member checking signatures: a chain whose
+/// admission, in the name of a member the founder revoked, does not
+/// verify, or one longer than any honest node sends, is refused as what
+/// it is and counted as a strike; after `MAX_STRIKES` the stranger is cut
+/// off. It learns no revocation. (Before, every such sync cost up to
+/// sixteen signature checks and was only refused.)
+#[test]
+fn a_stranger_sending_forged_admission_chains_is_struck_and_cut_off() {
+    use crate::node::peers::MAX_STRIKES;
+    let t = mesh(3);
+    let (founder, h) = (&t.nodes[0], &t.nodes[1]);
+    let forger = stranger("x");
+    let (x, h_id) = (forger.key.id(), h.key.id());
+    // an admission in h's name whose signature does not verify
+    let mut forged = SignedOp::sign(
+        crate::roster::OpBody::Admit {
+            mesh: t.mesh,
+            member: forger.member(),
+            claim: forger.member().claim(t.mesh, &forger.key),
+            invite: None,
+            by: h_id,
+            at: 0,
+        },
+        &h.key,
+    );
+    forged.sig.0[0] ^= 1;
+    let mut ops = t.roster.ops();
+    ops.push(revocation(t.mesh, &founder.key, h_id));
+    let mut nodes = t.nodes.into_iter();
+    let mut net = Net::new(vec![(nodes.next().unwrap(), ops)]);
+    let digest = net.peers[0].node.roster().digest();
+    let with_chain = |chain: Vec<SignedOp>| {
+        let mut req = sync(digest, vec![], None);
+        if let Request::Sync { admitted, .. } = &mut req {
+            *admitted = chain;
+        }
+        req
+    };
+
+    for i in 0..MAX_STRIKES {
+        let chain = if i % 2 == 0 {
+            vec![forged.clone()]
+        } else {
+            vec![forged.clone(); crate::roster::MAX_CHAIN + 1]
+        };
+        let Some(Response::Refused { reason }) = net.ask(0, x, with_chain(chain)) else {
+            panic!("a forged chain was not refused")
+        };
+        let what = if i % 2 == 0 { "forged" } else { "at most" };
+        assert!(reason.contains(what), "{reason}");
+    }
+    let strikes: Vec<_> = net.peers[0]
+        .notes
+        .iter()
+        .filter_map(|n| match n {
+            Note::Strike { peer, banned, .. } if *peer == x => Some(*banned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(strikes.len(), MAX_STRIKES as usize, "one strike a sync");
+    assert_eq!(strikes.last(), Some(&true), "cut off after {MAX_STRIKES}");
 }
