@@ -5,15 +5,17 @@
 //! these tasks only read, stamp the receive time and the kernel's sender
 //! credentials, and wait for the spool's acks where the sender is owed one.
 //!
-//! - [`unix`]: `/dev/log`-style datagrams with SCM_CREDENTIALS, read on a
-//!   thread of their own, many per system call.
+//! - [`unix`]: `/dev/log`-style datagrams with SCM_CREDENTIALS.
 //! - [`udp`]: syslog datagrams on loopback.
+//! - [`datagram`]: how both are read: on a thread of their own, many
+//!   datagrams per system call.
 //! - [`tcp`]: RFC 6587 syslog streams on loopback.
 //! - [`relp`]: RELP sessions; `rsp 200` after the spool's ack.
 //! - [`tail`]: files followed across rotation, position saved after acks.
 //! - [`pipe`]: the `keyward logs write` socket, and its client.
 
 mod accept;
+pub mod datagram;
 pub mod pipe;
 pub mod relp;
 pub mod tail;

@@ -266,6 +266,38 @@ async fn logger_over_tcp_and_udp() {
     t2.abort();
 }
 
+/// UDP datagrams in bursts of two `recvmmsg` calls' worth (paced, since
+/// UDP drops what the kernel's queue cannot hold), empty ones among
+/// them: every line arrives once, in order, with no trusted sender; once
+/// the task is aborted its port can be bound again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_bursts_arrive_whole_and_in_order() {
+    const ROUND: usize = 2 * datagram::RECV_AT_ONCE;
+    let (inbox, mut spool) = test_spool(Ok(()), Duration::ZERO);
+    let u = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = u.local_addr().unwrap();
+    let task = tokio::spawn(udp::run("udp".into(), u, inbox));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for round in 0..20 {
+        for i in 0..ROUND {
+            if i == 5 {
+                s.send_to(b"", addr).unwrap();
+            }
+            s.send_to(format!("line {round}.{i}").as_bytes(), addr)
+                .unwrap();
+        }
+        let got = spool.take(ROUND).await;
+        for (i, l) in got.iter().enumerate() {
+            assert_eq!(l.msg, format!("line {round}.{i}").into_bytes());
+            assert_eq!(l.sender, keyward_core::log::line::Sender::default());
+        }
+    }
+    spool.quiet(300).await;
+    task.abort();
+    let _ = task.await;
+    drop(udp::bind(addr).unwrap());
+}
+
 /// rsyslogd killed when the test ends, pass or fail.
 struct Rsyslogd(Child);
 
