@@ -21,6 +21,34 @@ fn sync(digest: [u8; 32], prefix: Vec<u8>, admin: Option<[u8; 32]>) -> Request {
     }
 }
 
+/// A whole-roster sync that shows the sender's admission chain.
+fn sync_with_chain(digest: [u8; 32], chain: Vec<SignedOp>) -> Request {
+    let mut req = sync(digest, vec![], None);
+    if let Request::Sync { admitted, .. } = &mut req {
+        *admitted = chain;
+    }
+    req
+}
+
+/// `by`'s admission of the (not yet member) `node`.
+fn admission(
+    mesh: crate::roster::MeshId,
+    by: &crate::identity::NodeKey,
+    node: &TestNode,
+) -> SignedOp {
+    SignedOp::sign(
+        crate::roster::OpBody::Admit {
+            mesh,
+            member: node.member(),
+            claim: node.member().claim(mesh, &node.key),
+            invite: None,
+            by: by.id(),
+            at: 0,
+        },
+        by,
+    )
+}
+
 /// `by`'s revocation of `node`.
 fn revocation(
     mesh: crate::roster::MeshId,
@@ -303,17 +331,7 @@ fn an_orphaned_node_learns_it_is_out_from_its_refused_sync() {
     let (founder, h) = (&t.nodes[0], &t.nodes[1]);
     let orphan = stranger("o");
     let (o, h_id) = (orphan.key.id(), h.key.id());
-    let admit_o = SignedOp::sign(
-        crate::roster::OpBody::Admit {
-            mesh: t.mesh,
-            member: orphan.member(),
-            claim: orphan.member().claim(t.mesh, &orphan.key),
-            invite: None,
-            by: h_id,
-            at: 0,
-        },
-        &h.key,
-    );
+    let admit_o = admission(t.mesh, &h.key, &orphan);
     let revoke_h = revocation(t.mesh, &founder.key, h_id);
     let mut stale = t.roster.ops();
     stale.push(admit_o);
@@ -332,10 +350,7 @@ fn an_orphaned_node_learns_it_is_out_from_its_refused_sync() {
         net.ask(0, o, sync(digest, vec![], None)),
         Some(Response::Refused { .. })
     ));
-    let mut proving = sync(digest, vec![], None);
-    if let Request::Sync { admitted, .. } = &mut proving {
-        admitted.clone_from(&chain);
-    }
+    let proving = sync_with_chain(digest, chain);
     let Some(Response::Roster { ops, admin, .. }) = net.ask(0, o, proving) else {
         panic!("no roster answer to the chain")
     };
@@ -363,13 +378,13 @@ fn an_orphaned_node_learns_it_is_out_from_its_refused_sync() {
 
     // a stranger whose admitters stand learns nothing
     let s = stranger("s");
-    let mut standing = sync(digest, vec![], None);
-    if let Request::Sync { admitted, .. } = &mut standing {
-        *admitted = net.peers[0]
+    let standing = sync_with_chain(
+        digest,
+        net.peers[0]
             .node
             .roster()
-            .admission_chain(&net.peers[0].id());
-    }
+            .admission_chain(&net.peers[0].id()),
+    );
     assert!(matches!(
         net.ask(0, s.key.id(), standing),
         Some(Response::Refused { .. })
@@ -390,30 +405,13 @@ fn a_stranger_sending_forged_admission_chains_is_struck_and_cut_off() {
     let forger = stranger("x");
     let (x, h_id) = (forger.key.id(), h.key.id());
     // an admission in h's name whose signature does not verify
-    let mut forged = SignedOp::sign(
-        crate::roster::OpBody::Admit {
-            mesh: t.mesh,
-            member: forger.member(),
-            claim: forger.member().claim(t.mesh, &forger.key),
-            invite: None,
-            by: h_id,
-            at: 0,
-        },
-        &h.key,
-    );
+    let mut forged = admission(t.mesh, &h.key, &forger);
     forged.sig.0[0] ^= 1;
     let mut ops = t.roster.ops();
     ops.push(revocation(t.mesh, &founder.key, h_id));
     let mut nodes = t.nodes.into_iter();
     let mut net = Net::new(vec![(nodes.next().unwrap(), ops)]);
     let digest = net.peers[0].node.roster().digest();
-    let with_chain = |chain: Vec<SignedOp>| {
-        let mut req = sync(digest, vec![], None);
-        if let Request::Sync { admitted, .. } = &mut req {
-            *admitted = chain;
-        }
-        req
-    };
 
     for i in 0..MAX_STRIKES {
         let chain = if i % 2 == 0 {
@@ -421,7 +419,8 @@ fn a_stranger_sending_forged_admission_chains_is_struck_and_cut_off() {
         } else {
             vec![forged.clone(); crate::roster::MAX_CHAIN + 1]
         };
-        let Some(Response::Refused { reason }) = net.ask(0, x, with_chain(chain)) else {
+        let Some(Response::Refused { reason }) = net.ask(0, x, sync_with_chain(digest, chain))
+        else {
             panic!("a forged chain was not refused")
         };
         let what = if i % 2 == 0 { "forged" } else { "at most" };
