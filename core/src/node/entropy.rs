@@ -201,15 +201,7 @@ impl Node {
             all: false,
             admitted,
         };
-        self.entropy.sent(p);
-        self.send(
-            p,
-            req,
-            super::outbound::Pending::Sync {
-                prefix: vec![],
-                proved: true,
-            },
-        );
+        self.send_sync_request(p, req, vec![]);
     }
 
     /// Members we want and found no address for, still members.

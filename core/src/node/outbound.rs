@@ -17,7 +17,7 @@ use super::notes::Note;
 
 /// What an outbound request's answer is for.
 #[derive(Debug)]
-pub(super) enum Pending {
+enum Pending {
     Join {
         ctl: CtlId,
         mesh: MeshId,
@@ -71,7 +71,7 @@ impl Outbound {
 }
 
 impl Node {
-    pub(super) fn send(&mut self, to: NodeId, req: Request, p: Pending) {
+    fn send(&mut self, to: NodeId, req: Request, p: Pending) {
         let id = OutId(self.outbound.next_id);
         self.outbound.next_id += 1;
         self.outbound.pending.insert(id, p);
@@ -86,15 +86,9 @@ impl Node {
     }
 
     pub(super) fn send_sync_request(&mut self, p: NodeId, req: Request, prefix: Vec<u8>) {
+        let proved = matches!(&req, Request::Sync { admitted, .. } if !admitted.is_empty());
         self.entropy.sent(p);
-        self.send(
-            p,
-            req,
-            Pending::Sync {
-                prefix,
-                proved: false,
-            },
-        );
+        self.send(p, req, Pending::Sync { prefix, proved });
     }
 
     pub(super) fn send_log(&mut self, p: NodeId, req: Request, sent: super::logs::Sent) {
