@@ -54,26 +54,19 @@ fn five_nodes_join_and_converge_and_revocation_spreads() {
 
 /// `keyward revoke --cascade` of a member also takes out the node it
 /// invited (nothing re-endorses it), here while that node is down. To
-/// the others that node is now a
-/// stranger (its admission went with its admitter's ops) and nothing
-/// names it, so its syncs are refused; it asks again with its admission
-/// chain, is answered with the founder's revocation of its admitter,
-/// and is out by its own roster, the revoked member gone from it too.
-/// (Before, it kept its old roster for good, the revoked member active
-/// in it.)
+/// the others that node is now a stranger (its admission went with its
+/// admitter's ops) and nothing names it, so its syncs are refused; it
+/// asks again with its admission chain, is answered with the founder's
+/// revocation of its admitter, and is out by its own roster, the
+/// revoked member gone from it too. (Before, it kept its old roster for
+/// good, the revoked member active in it.)
 #[test]
 fn a_node_invited_by_a_member_revoked_with_cascade_learns_it_is_out() {
     let mut m = Mesh::loopback(4, &MeshOptions::default()).unwrap();
-    m.init(0, Some("test")).unwrap();
-    for i in 1..4 {
-        m.init(i, None).unwrap();
-    }
-    for i in 0..4 {
-        m.start(i).unwrap();
-    }
-    m.join(1, 0).unwrap();
-    m.join(2, 0).unwrap();
+    m.form_nodes(&[0, 1, 2]).unwrap();
     // node3 is invited by node1, not by the founder
+    m.init(3, None).unwrap();
+    m.start(3).unwrap();
     m.join(3, 1).unwrap();
     m.converge(Duration::from_secs(30)).unwrap();
     assert!(m.status(3).unwrap().node.active);
@@ -762,14 +755,9 @@ fn a_lockdown_outlives_its_issuers_revocation_and_a_restart() {
 #[test]
 fn a_junior_cannot_revoke_a_senior_and_is_told_who_can() {
     let mut m = Mesh::loopback(3, &MeshOptions::default()).unwrap();
-    m.init(0, Some("test")).unwrap();
-    for i in 1..3 {
-        m.init(i, None).unwrap();
-    }
-    for i in 0..3 {
-        m.start(i).unwrap();
-    }
-    m.join(1, 0).unwrap();
+    m.form_nodes(&[0, 1]).unwrap();
+    m.init(2, None).unwrap();
+    m.start(2).unwrap();
     m.join(2, 1).unwrap(); // node2 is junior to node1
     m.converge(Duration::from_secs(20)).unwrap();
     let e = m.cli(2, &["revoke", "node1"]).unwrap();
