@@ -74,21 +74,27 @@ fn check_within(m: &Mesh, when: &str, checks: &mut usize, bound: bool) -> usize 
     most
 }
 
-/// Waits (checking connections on every round) until `f` holds.
+/// Waits (checking connections on every round) until every node of
+/// `nodes` passes `f`; a failure names the nodes that did not.
 fn wait_checking(
     m: &Mesh,
     when: &str,
     checks: &mut usize,
     timeout: Duration,
-    mut f: impl FnMut(&Mesh) -> bool,
+    nodes: &[usize],
+    mut f: impl FnMut(&Mesh, usize) -> bool,
 ) {
     let t = Instant::now();
     loop {
         check(m, when, checks);
-        if f(m) {
+        let behind: Vec<usize> = nodes.iter().copied().filter(|&i| !f(m, i)).collect();
+        if behind.is_empty() {
             return;
         }
-        assert!(t.elapsed() < timeout, "{when}: not within {timeout:?}");
+        assert!(
+            t.elapsed() < timeout,
+            "{when}: not within {timeout:?} at nodes {behind:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -154,8 +160,9 @@ fn twenty_nodes_keep_few_connections_while_unlock_lockdown_and_revocation_work()
         "after bind",
         &mut checks,
         Duration::from_secs(30),
-        |m| {
-            m.status_direct(owner)
+        &[owner],
+        |m, i| {
+            m.status_direct(i)
                 .is_ok_and(|v| v.members.iter().filter(|x| x.guards_me).count() == 5)
         },
     );
@@ -180,10 +187,14 @@ fn twenty_nodes_keep_few_connections_while_unlock_lockdown_and_revocation_work()
     // lockdown from one node reaches all 20, refuses the owner; lift
     let out = m.cli_ok(3, &["lockdown"]).unwrap();
     assert!(out.contains("LOCKDOWN set mesh-wide"), "{out}");
-    wait_checking(&m, "lockdown", &mut checks, Duration::from_secs(30), |m| {
-        all.iter()
-            .all(|&i| m.status_direct(i).is_ok_and(|v| v.lockdown.is_some()))
-    });
+    wait_checking(
+        &m,
+        "lockdown",
+        &mut checks,
+        Duration::from_secs(30),
+        &all,
+        |m, i| m.status_direct(i).is_ok_and(|v| v.lockdown.is_some()),
+    );
     m.stop(owner).unwrap();
     let o = reboot_unlock(&m, owner, "3s");
     let e = String::from_utf8_lossy(&o.stderr);
@@ -191,10 +202,14 @@ fn twenty_nodes_keep_few_connections_while_unlock_lockdown_and_revocation_work()
     assert!(e.contains("the mesh is in lockdown"), "{e}");
     m.start(owner).unwrap();
     m.cli_ok(8, &["lockdown", "--lift"]).unwrap();
-    wait_checking(&m, "lift", &mut checks, Duration::from_secs(30), |m| {
-        all.iter()
-            .all(|&i| m.status_direct(i).is_ok_and(|v| v.lockdown.is_none()))
-    });
+    wait_checking(
+        &m,
+        "lift",
+        &mut checks,
+        Duration::from_secs(30),
+        &all,
+        |m, i| m.status_direct(i).is_ok_and(|v| v.lockdown.is_none()),
+    );
 
     // revocation of one of the owner's guardians (it keeps running)
     // (by the founder, so not the founder)
@@ -208,11 +223,10 @@ fn twenty_nodes_keep_few_connections_while_unlock_lockdown_and_revocation_work()
         "revocation",
         &mut checks,
         Duration::from_secs(30),
-        |m| {
-            rest.iter().all(|&i| {
-                m.status_direct(i)
-                    .is_ok_and(|v| v.member_named(&gone).is_none())
-            })
+        &rest,
+        |m, i| {
+            m.status_direct(i)
+                .is_ok_and(|v| v.member_named(&gone).is_none())
         },
     );
     m.kill(g);
