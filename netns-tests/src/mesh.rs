@@ -812,7 +812,9 @@ pub fn have_cryptsetup() -> bool {
 }
 
 /// Prints the tail (`lines` lines) of every daemon's log when the test
-/// that holds it fails; does nothing otherwise.
+/// that holds it fails; does nothing otherwise. With `KEYWARD_TEST_LOGS`
+/// set to a directory, also copies the whole logs there (as
+/// `nodeN.log`): a flaky failure's story is rarely in the last lines.
 pub struct LogsOnPanic {
     pub dirs: Vec<PathBuf>,
     pub lines: usize,
@@ -833,8 +835,13 @@ impl Drop for LogsOnPanic {
         if !std::thread::panicking() {
             return;
         }
+        let keep = std::env::var_os("KEYWARD_TEST_LOGS").map(PathBuf::from);
         for (i, d) in self.dirs.iter().enumerate() {
             let log = std::fs::read_to_string(d.join("keywardd.log")).unwrap_or_default();
+            if let Some(k) = &keep {
+                let _ = std::fs::create_dir_all(k);
+                let _ = std::fs::write(k.join(format!("node{i}.log")), &log);
+            }
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(self.lines)..];
             eprintln!("==== node{i} keywardd.log (last {} lines)", tail.len());

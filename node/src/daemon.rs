@@ -374,8 +374,9 @@ impl Daemon {
             Output::Publish { mesh, msg } => match codec::encode(&msg) {
                 Ok(bytes) => {
                     let g = &mut self.swarm.behaviour_mut().gossip;
-                    if let Err(e) = g.publish(net::topic(&mesh), bytes) {
-                        debug!("gossip publish: {e} (peers catch up by roster sync)");
+                    match g.publish(net::topic(&mesh), bytes) {
+                        Ok(mid) => debug!(%mid, "gossip published"),
+                        Err(e) => debug!("gossip publish: {e} (peers catch up by roster sync)"),
                     }
                 }
                 Err(e) => warn!("gossip encode: {e}"),
@@ -384,6 +385,7 @@ impl Daemon {
                 let Some((mid, via)) = self.gossip.remove(&id) else {
                     return;
                 };
+                debug!(%mid, accept, "gossip verdict");
                 let verdict = if accept {
                     gossipsub::MessageAcceptance::Accept
                 } else {

@@ -230,6 +230,20 @@ pub struct SwarmOptions {
     pub quic: bool,
 }
 
+/// gossipsub's maximum transmit size. A message's own bound is
+/// [`Gossip`]'s (`Wire::MAX`, 4 KiB): the daemon decodes what arrives
+/// with it and strikes the author of anything larger. This one must
+/// be far above it, because libp2p-gossipsub 0.50.1 checks the whole
+/// read buffer against it, not one frame: a partial frame plus up to
+/// 8 KiB read at once. At 4 KiB a burst of small messages (a revocation
+/// with its re-endorsements: 16 messages, 6 KiB) made every peer drop
+/// the stream and all of the burst with it; anti-entropy brought them
+/// 20-30 s later. With 64 KiB, a buffer of our frames (at most about
+/// 4.3 KiB each) never reaches it. (`node/tests/gossip_burst.rs`.)
+///
+/// [`Gossip`]: crate::proto::Gossip
+pub const GOSSIP_READ_MAX: usize = 64 * 1024;
+
 #[cfg(feature = "daemon")]
 pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<Behaviour>> {
     let build = |key: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
@@ -239,7 +253,7 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
             // Nothing is forwarded before the daemon decoded it, so a bad
             // message is pinned on its author, never on members relaying it.
             .validate_messages()
-            .max_transmit_size(<crate::proto::Gossip as Wire>::MAX)
+            .max_transmit_size(GOSSIP_READ_MAX)
             .flood_publish(true)
             .build()?;
         let mut gossip =

@@ -49,13 +49,6 @@ pub const MAX_DESCENT: u16 = 64;
 const REVERSE_AFTER: Millis = 5_000;
 /// A sync asking for peer records goes out at most this often.
 const WANT_EVERY: Millis = 5_000;
-/// A node that was alone runs one more round this long after its first
-/// member connection. Gossip reaches a node only once its peers count it
-/// in the topic's mesh, a heartbeat or two (500 ms each) after the
-/// connection; a message published in between (seen: a revocation 150 ms
-/// after a restart) reached everyone else, and was otherwise repaired
-/// only by the next periodic round, up to 30 s later.
-pub const CATCH_UP: Millis = 5_000;
 /// Random connections drawn for a round's peer before the connected
 /// members are listed (a draw that is a member's is uniform over them,
 /// as the listing is; with half the connections members', 4 draws miss
@@ -79,8 +72,6 @@ pub(super) struct Entropy {
     /// Per peer: our sync requests to it still unanswered, and the
     /// operations their answers brought so far.
     gathering: BTreeMap<NodeId, Gathering>,
-    /// When the round after rejoining is due ([`CATCH_UP`]).
-    catch_up: Option<Millis>,
 }
 
 /// A round's answers, merged together once the last one is in. A node
@@ -99,16 +90,6 @@ impl Entropy {
     /// Something changed: rounds run every tick for a while.
     pub(super) fn changed(&mut self, now: Millis) {
         self.active_until = self.active_until.max(now.saturating_add(ACTIVE_FOR));
-    }
-
-    /// The first member connection of a node that was alone came up.
-    pub(super) fn rejoined(&mut self, now: Millis) {
-        self.catch_up = Some(now.saturating_add(CATCH_UP));
-    }
-
-    /// When the round after rejoining is due (never: none is).
-    pub(super) fn catch_up_at(&self) -> Millis {
-        self.catch_up.unwrap_or(Millis::MAX)
     }
 
     /// A sync request to `p` went out.
@@ -165,16 +146,6 @@ impl Node {
         };
         // a little early, so the round falls on the tick that reaches it
         self.entropy.next_round = now.saturating_add(period).saturating_sub(1_000);
-    }
-
-    /// The round after rejoining, with one random connected member.
-    pub(super) fn catch_up(&mut self, now: Millis) {
-        if self.entropy.catch_up.is_some_and(|t| t <= now) {
-            self.entropy.catch_up = None;
-            if let Some(p) = self.random_connected_member() {
-                self.send_sync(p, now);
-            }
-        }
     }
 
     /// Asks `p` for what of the roster and the admin messages we lack

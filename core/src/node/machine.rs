@@ -262,7 +262,6 @@ impl Node {
             .min(self.reconnect_at())
             .min(self.prune_at())
             .min(self.logs.next_deadline())
-            .min(self.entropy.catch_up_at())
     }
 
     /// Runs the timed work that is due.
@@ -291,7 +290,6 @@ impl Node {
         if self.prune_at() <= now {
             self.prune(now);
         }
-        self.catch_up(now);
     }
 
     /// When a member's or the bootstrap addresses' backoff ends.
@@ -586,7 +584,6 @@ impl Node {
 
     fn on_connected(&mut self, peer: NodeId, now: Millis) {
         self.pruning.remove(&peer);
-        let alone = !self.peers.iter_connected().any(|p| self.is_member(p));
         if !self.peers.connected(peer, now) {
             self.note(Note::RefusedBanned(peer));
             self.push(Output::Disconnect(peer));
@@ -604,9 +601,6 @@ impl Node {
             self.peers.reset_bootstrap();
             self.entropy.found(&peer);
             self.send_sync(peer, now);
-            if alone {
-                self.entropy.rejoined(now);
-            }
             // A member's redial that lands while we shut down proves us
             // alive after our goodbye, and only a signed goodbye ends
             // that (not the connection closing): say it again.

@@ -24,9 +24,7 @@ pub enum Timer {
     /// with a last-seen time up to a period old only refuses sooner).
     PersistOwners,
     /// Roster anti-entropy with one connected member (periodic: a backstop
-    /// for what gossip missed; every new connection syncs at once too,
-    /// and a node that was alone once more `entropy::CATCH_UP` after its
-    /// first member connection, on demand).
+    /// for what gossip missed; every new connection syncs at once too).
     AntiEntropy,
     /// Close a connection to a member outside the overlay once it has
     /// been up `overlay::PRUNE_AFTER`, or `overlay::JOINED_GRACE` after

@@ -112,6 +112,7 @@ impl Daemon {
             })) => {
                 let via = self.node_of(&propagation_source);
                 let author = message.source.as_ref().and_then(NodeId::from_peer_id);
+                debug!(%message_id, from = %propagation_source, ?author, "gossip in");
                 let Some(via) = via else {
                     let reject = gossipsub::MessageAcceptance::Reject;
                     let g = &mut self.swarm.behaviour_mut().gossip;

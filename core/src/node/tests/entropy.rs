@@ -6,9 +6,7 @@ use serde_bytes::ByteArray;
 
 use super::*;
 use crate::control::CtlRequest;
-use crate::node::entropy::{CATCH_UP, MAX_DESCENT};
-use crate::node::io::GossipId;
-use crate::proto::Gossip;
+use crate::node::entropy::MAX_DESCENT;
 use crate::roster::reconcile::{self, LEAF_OPS};
 use crate::testkit::mesh;
 
@@ -438,49 +436,4 @@ fn a_stranger_sending_forged_admission_chains_is_struck_and_cut_off() {
         .collect();
     assert_eq!(strikes.len(), MAX_STRIKES as usize, "one strike a sync");
     assert_eq!(strikes.last(), Some(&true), "cut off after {MAX_STRIKES}");
-}
-
-/// A node that was alone (just restarted) misses what is gossiped before
-/// gossip reaches it (here: a revocation its only peer got just after
-/// they connected); one more round [`CATCH_UP`] after its first member
-/// connection brings it, not the periodic round 30 s later. One such
-/// round only.
-#[test]
-fn a_node_that_was_alone_catches_up_on_what_gossip_missed() {
-    let t = mesh(4);
-    let mesh_id = t.roster.mesh().expect("a mesh");
-    let mut net = Net::mesh(t);
-    // the founder (who revokes) and the revoked node are out of reach
-    net.peers[0].down = true;
-    net.peers[3].down = true;
-    net.connect(1, 2);
-    let gone = net.peers[3].id();
-    let op = revocation(mesh_id, &net.peers[0].key, gone);
-    let founder = net.peers[0].id();
-    net.input(
-        1,
-        Input::Gossip {
-            id: GossipId(1),
-            via: founder,
-            author: Some(founder),
-            msg: Ok(Gossip::Op(op)),
-        },
-    );
-    assert!(!net.peers[1].node.is_member(&gone), "gossip reached node 1");
-    assert!(net.peers[2].node.is_member(&gone), "and not node 2");
-    net.advance(CATCH_UP - 200);
-    assert!(net.peers[2].node.is_member(&gone), "caught up early");
-    net.advance(200);
-    assert!(!net.peers[2].node.is_member(&gone), "not caught up");
-    // and no more rounds until the periodic one
-    let syncs = |net: &Net| {
-        net.peers[2]
-            .trace
-            .iter()
-            .filter(|k| *k == "send:sync")
-            .count()
-    };
-    let after = syncs(&net);
-    net.advance(20_000);
-    assert_eq!(syncs(&net), after, "{:?}", net.peers[2].trace);
 }
