@@ -44,6 +44,29 @@ pub fn send_datagrams(
     Ok(())
 }
 
+/// Sends lines `range` as UDP datagrams from 127.0.0.1 to `to`, as fast
+/// as the kernel takes them. UDP has no back-pressure: what the
+/// receiver's socket cannot hold is dropped, and the receiver counts
+/// what it got.
+pub fn send_udp(
+    to: std::net::SocketAddr,
+    range: std::ops::Range<u64>,
+    line: impl Fn(u64) -> Vec<u8>,
+) -> Result<()> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    s.connect(to)?;
+    for i in range {
+        // A full receive queue on loopback drops silently; ECONNREFUSED
+        // (nobody bound yet, from an earlier datagram's ICMP) is a loss too.
+        match s.send(&line(i)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e).with_context(|| format!("sending line {i} to {to}")),
+        }
+    }
+    Ok(())
+}
+
 /// An rsyslogd of this run, killed when dropped.
 pub struct Rsyslogd {
     child: Child,

@@ -9,7 +9,13 @@
 //!   omfile, rsyslog's defaults: no fsync);
 //! - RELP: the same lines handed to a client `rsyslogd` that forwards them
 //!   with `omrelp` into keywardd's RELP source, then into a second
-//!   `rsyslogd`'s `imrelp` writing a plain file.
+//!   `rsyslogd`'s `imrelp` writing a plain file;
+//! - UDP: the same lines sent to keywardd's UDP source, then to
+//!   `rsyslogd`'s `imudp`, as fast as the sender can. UDP has no
+//!   back-pressure, so here "lost" is what each receiver dropped while
+//!   it could not keep up (only duplicates are an error); the row ends
+//!   when nothing more became durable for 3 s, and its time is that of
+//!   the last line that did.
 //!
 //! A row ends when every line is durable at the receiver: for keywardd, in
 //! sealed segments or fsynced journal frames of its spool (read from disk,
@@ -32,12 +38,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use keyward_netns_tests::mesh::{free_port, Mesh, MeshOptions};
-use keyward_netns_tests::rsyslog::{have_rsyslog_relp, send_datagrams, Rsyslogd};
+use keyward_netns_tests::rsyslog::{have_rsyslog_relp, send_datagrams, send_udp, Rsyslogd};
 use keyward_netns_tests::spool::{decrypt_source, Durable};
 
 const LINE_BYTES: usize = 120;
 /// Longest a row may take before the bench gives up on it.
 const ROW_LIMIT: Duration = Duration::from_secs(600);
+/// A UDP row ends when nothing more became durable for this long.
+const QUIET: Duration = Duration::from_secs(3);
 
 /// Line `i`: an RFC 3164 message of exactly 120 bytes with its number.
 fn line(i: u64) -> Vec<u8> {
@@ -68,23 +76,34 @@ fn cpu(pid: u32) -> Result<Duration> {
 
 /// Every line of `source` in the spool, decrypted with the auditor's
 /// identity: how many of `0..n` are missing or there more than once.
-fn keyward_lost(spool: &Path, source: &str, id: &age::x25519::Identity, n: u64) -> Result<u64> {
+fn keyward_lost(spool: &Path, source: &str, id: &age::x25519::Identity, n: u64) -> Result<Tally> {
     let mut count: BTreeMap<u64, u32> = BTreeMap::new();
     for l in decrypt_source(spool, source, id)? {
         if let Some(i) = number_of(&l.msg) {
             *count.entry(i).or_default() += 1;
         }
     }
-    Ok(lost(&count, n))
+    Ok(Tally::of(&count, n))
 }
 
-fn lost(count: &BTreeMap<u64, u32>, n: u64) -> u64 {
-    let missing = (0..n).filter(|i| !count.contains_key(i)).count() as u64;
-    let extra: u64 = count
-        .values()
-        .map(|&c| u64::from(c.saturating_sub(1)))
-        .sum();
-    missing + extra
+/// Of lines `0..n`: how many never arrived, and how many arrived more
+/// than once.
+#[derive(Clone, Copy)]
+struct Tally {
+    missing: u64,
+    extra: u64,
+}
+
+impl Tally {
+    fn of(count: &BTreeMap<u64, u32>, n: u64) -> Tally {
+        Tally {
+            missing: (0..n).filter(|i| !count.contains_key(i)).count() as u64,
+            extra: count
+                .values()
+                .map(|&c| u64::from(c.saturating_sub(1)))
+                .sum(),
+        }
+    }
 }
 
 /// Counts newline-terminated lines appended to a file since the last call.
@@ -109,7 +128,7 @@ impl FileCounter {
     }
 }
 
-fn rsyslog_lost(path: &Path, n: u64) -> Result<u64> {
+fn rsyslog_lost(path: &Path, n: u64) -> Result<Tally> {
     let text = std::fs::read(path)?;
     let mut count: BTreeMap<u64, u32> = BTreeMap::new();
     for l in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -117,16 +136,28 @@ fn rsyslog_lost(path: &Path, n: u64) -> Result<u64> {
             *count.entry(i).or_default() += 1;
         }
     }
-    Ok(lost(&count, n))
+    Ok(Tally::of(&count, n))
 }
 
 struct Row {
     what: &'static str,
     receiver: &'static str,
     lines: u64,
-    lost: u64,
+    tally: Tally,
+    /// UDP: missing lines are the receiver's drops, not a failure.
+    lossy: bool,
     secs: f64,
     cpu: Duration,
+}
+
+impl Row {
+    fn lost(&self) -> u64 {
+        self.tally.missing + self.tally.extra
+    }
+
+    fn arrived(&self) -> u64 {
+        self.lines - self.tally.missing
+    }
 }
 
 /// Sends `n` lines with `send` and waits until `durable()` reaches `n`;
@@ -165,6 +196,32 @@ fn run_row(
     Ok((secs, cpu(pid)? - cpu0))
 }
 
+/// Like [`run_row`] for a sender without back-pressure (UDP): sends `n`
+/// lines, then waits until `durable()` stopped growing for [`QUIET`];
+/// returns the time until the last line became durable and the
+/// receiver's CPU until then.
+fn run_lossy_row(
+    pid: u32,
+    n: u64,
+    send: impl FnOnce() -> Result<()> + Send,
+    mut durable: impl FnMut() -> Result<u64>,
+) -> Result<(f64, Duration)> {
+    let cpu0 = cpu(pid)?;
+    let t0 = Instant::now();
+    std::thread::scope(|s| s.spawn(send).join())
+        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    let (mut last, mut at, mut cpu_at) = (durable()?, t0.elapsed(), cpu(pid)?);
+    while last < n && at.saturating_add(QUIET) > t0.elapsed() {
+        ensure!(t0.elapsed() < ROW_LIMIT, "the row took over {ROW_LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        let d = durable()?;
+        if d > last {
+            (last, at, cpu_at) = (d, t0.elapsed(), cpu(pid)?);
+        }
+    }
+    Ok((at.as_secs_f64(), cpu_at - cpu0))
+}
+
 fn main() -> Result<()> {
     let n: u64 = std::env::var("KEYWARD_LOGBENCH_LINES")
         .ok()
@@ -180,6 +237,7 @@ fn main() -> Result<()> {
     let dir = tmp.path();
     let auditor = age::x25519::Identity::generate();
     let relp_port = free_port()?;
+    let udp_at: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
 
     let mut mesh = Mesh::loopback(1, &MeshOptions::default())?;
     let node = mesh.nodes[0].dir.clone();
@@ -187,7 +245,7 @@ fn main() -> Result<()> {
     mesh.append_config(
         0,
         &format!(
-            "[logs]\nauditors = [\"{r}\"]\nsegment_secs = 2\n\n[[logs.source]]\nname = \"bench\"\nkind = \"unix\"\npath = \"{u}\"\n\n[[logs.source]]\nname = \"relp\"\nkind = \"relp\"\nlisten = \"127.0.0.1:{relp_port}\"\n",
+            "[logs]\nauditors = [\"{r}\"]\nsegment_secs = 2\n\n[[logs.source]]\nname = \"bench\"\nkind = \"unix\"\npath = \"{u}\"\n\n[[logs.source]]\nname = \"relp\"\nkind = \"relp\"\nlisten = \"127.0.0.1:{relp_port}\"\n\n[[logs.source]]\nname = \"udp\"\nkind = \"udp\"\nlisten = \"{udp_at}\"\n",
             r = auditor.to_public(),
             u = unix_sock.display()
         ),
@@ -212,7 +270,8 @@ fn main() -> Result<()> {
         what: "unix datagram socket",
         receiver: "keywardd (age + ed25519 + Merkle, fsync)",
         lines: n,
-        lost: keyward_lost(&spool, "bench", &auditor, n)?,
+        tally: keyward_lost(&spool, "bench", &auditor, n)?,
+        lossy: false,
         secs,
         cpu: c,
     });
@@ -244,7 +303,8 @@ fn main() -> Result<()> {
         what: "unix datagram socket",
         receiver: "rsyslogd (imuxsock → omfile, no fsync)",
         lines: n,
-        lost: rsyslog_lost(&rs_out, n)?,
+        tally: rsyslog_lost(&rs_out, n)?,
+        lossy: false,
         secs,
         cpu: c,
     });
@@ -283,11 +343,65 @@ fn main() -> Result<()> {
         what: "RELP (rsyslogd omrelp client)",
         receiver: "keywardd (ack after fsync)",
         lines: n,
-        lost: keyward_lost(&spool, "relp", &auditor, n)?,
+        tally: keyward_lost(&spool, "relp", &auditor, n)?,
+        lossy: false,
+        secs,
+        cpu: c,
+    });
+
+    // UDP: keywardd, then rsyslogd's imudp.
+    let mut durable = Durable::default();
+    let (secs, c) = run_lossy_row(
+        kpid,
+        n,
+        || send_udp(udp_at, 0..n, line),
+        || durable.lines(&spool, "udp"),
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    rows.push(Row {
+        what: "UDP (no back-pressure: lost = dropped)",
+        receiver: "keywardd (age + ed25519 + Merkle, fsync)",
+        lines: n,
+        tally: keyward_lost(&spool, "udp", &auditor, n)?,
+        lossy: true,
         secs,
         cpu: c,
     });
     mesh.stop(0)?;
+
+    let rs_udp_at: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let rs_udp_out = dir.join("rs-udp.log");
+    let rs = Rsyslogd::start(
+        dir,
+        "rs-udp",
+        &format!(
+            "module(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{p}\")\naction(type=\"omfile\" file=\"{o}\" template=\"RSYSLOG_FileFormat\")\n",
+            p = rs_udp_at.port(),
+            o = rs_udp_out.display()
+        ),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut fc = FileCounter {
+        path: rs_udp_out.clone(),
+        offset: 0,
+        lines: 0,
+    };
+    let (secs, c) = run_lossy_row(
+        rs.pid(),
+        n,
+        || send_udp(rs_udp_at, 0..n, line),
+        || fc.poll(),
+    )?;
+    rows.push(Row {
+        what: "UDP (no back-pressure: lost = dropped)",
+        receiver: "rsyslogd (imudp → omfile, no fsync)",
+        lines: n,
+        tally: rsyslog_lost(&rs_udp_out, n)?,
+        lossy: true,
+        secs,
+        cpu: c,
+    });
+    drop(rs);
 
     let port = free_port()?;
     let rs_relp_out = dir.join("rs-relp.log");
@@ -310,13 +424,17 @@ fn main() -> Result<()> {
         what: "RELP (rsyslogd omrelp client)",
         receiver: "rsyslogd (imrelp → omfile, no fsync)",
         lines: n,
-        lost: rsyslog_lost(&rs_relp_out, n)?,
+        tally: rsyslog_lost(&rs_relp_out, n)?,
+        lossy: false,
         secs,
         cpu: c,
     });
     drop(server);
 
-    println!("{n} lines of {LINE_BYTES} bytes each, sent as fast as the receiver takes them.\n");
+    // keywardd's row, then rsyslogd's, per input, in the order first run
+    let order: Vec<&str> = rows.iter().map(|r| r.what).collect();
+    rows.sort_by_key(|r| order.iter().position(|w| *w == r.what));
+    println!("{n} lines of {LINE_BYTES} bytes each, sent as fast as the receiver takes them (UDP: as the sender can).\n");
     println!("| input | receiver | lines | lost | time | lines/s | CPU per line |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for r in &rows {
@@ -325,23 +443,27 @@ fn main() -> Result<()> {
             r.what,
             r.receiver,
             r.lines,
-            r.lost,
+            r.lost(),
             r.secs,
-            r.lines as f64 / r.secs,
-            r.cpu.as_secs_f64() * 1e6 / r.lines as f64
+            r.arrived() as f64 / r.secs,
+            r.cpu.as_secs_f64() * 1e6 / r.arrived().max(1) as f64
         );
     }
     for pair in rows.chunks(2) {
         if let [k, r] = pair {
+            let rate = |x: &Row| x.arrived() as f64 / x.secs;
+            let per_line = |x: &Row| x.cpu.as_secs_f64() / x.arrived().max(1) as f64;
             println!(
                 "\n{}: keywardd / rsyslogd = {:.2}x lines/s, {:.2}x CPU per line",
                 k.what,
-                r.secs / k.secs,
-                k.cpu.as_secs_f64() / r.cpu.as_secs_f64().max(1e-9)
+                rate(k) / rate(r),
+                per_line(k) / per_line(r).max(1e-12)
             );
         }
     }
-    let lost: u64 = rows.iter().map(|r| r.lost).sum();
+    let lost: u64 = rows.iter().filter(|r| !r.lossy).map(Row::lost).sum();
+    let extra: u64 = rows.iter().map(|r| r.tally.extra).sum();
     ensure!(lost == 0, "{lost} lines lost or duplicated");
+    ensure!(extra == 0, "{extra} lines duplicated");
     Ok(())
 }
