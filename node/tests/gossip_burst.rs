@@ -11,27 +11,20 @@
 //! re-endorsements and the revocation lost on every peer, repaired only
 //! by anti-entropy 20-30 s later).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
 use keyward_node::identity::NodeKey;
-use keyward_node::net::{self, BehaviourEvent, SwarmOptions};
-use keyward_node::peer::Libp2pKey;
+use keyward_node::net::{self, BehaviourEvent};
 use keyward_node::roster::MeshId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, Multiaddr, Swarm};
 
 fn swarm() -> Swarm<net::Behaviour> {
-    net::daemon_swarm(
-        NodeKey::generate().libp2p_keypair(),
-        &SwarmOptions {
-            ping_interval: Duration::from_secs(1),
-            mdns: false,
-            quic: false,
-        },
-    )
-    .expect("a daemon's swarm")
+    common::peer::daemon_like(&NodeKey::generate())
 }
 
 #[test]

@@ -7,15 +7,15 @@
 //!   signatures, Merkle log, group-commit fsync), then into `rsyslogd`
 //!   (Debian's package: imuxsock on its own socket into a plain file with
 //!   omfile, rsyslog's defaults: no fsync);
-//! - RELP: the same lines handed to a client `rsyslogd` that forwards them
-//!   with `omrelp` into keywardd's RELP source, then into a second
-//!   `rsyslogd`'s `imrelp` writing a plain file;
 //! - UDP: the same lines sent to keywardd's UDP source, then to
 //!   `rsyslogd`'s `imudp`, as fast as the sender can. UDP has no
 //!   back-pressure, so here "lost" is what each receiver dropped while
 //!   it could not keep up (only duplicates are an error); the row ends
 //!   when nothing more became durable for 3 s, and its time is that of
-//!   the last line that did.
+//!   the last line that did;
+//! - RELP: the same lines handed to a client `rsyslogd` that forwards them
+//!   with `omrelp` into keywardd's RELP source, then into a second
+//!   `rsyslogd`'s `imrelp` writing a plain file.
 //!
 //! A row ends when every line is durable at the receiver: for keywardd, in
 //! sealed segments or fsynced journal frames of its spool (read from disk,
@@ -114,6 +114,14 @@ struct FileCounter {
 }
 
 impl FileCounter {
+    fn new(path: &Path) -> FileCounter {
+        FileCounter {
+            path: path.to_path_buf(),
+            offset: 0,
+            lines: 0,
+        }
+    }
+
     fn poll(&mut self) -> Result<u64> {
         let Ok(mut f) = std::fs::File::open(&self.path) else {
             return Ok(self.lines);
@@ -203,13 +211,12 @@ fn run_row(
 fn run_lossy_row(
     pid: u32,
     n: u64,
-    send: impl FnOnce() -> Result<()> + Send,
+    send: impl FnOnce() -> Result<()>,
     mut durable: impl FnMut() -> Result<u64>,
 ) -> Result<(f64, Duration)> {
     let cpu0 = cpu(pid)?;
     let t0 = Instant::now();
-    std::thread::scope(|s| s.spawn(send).join())
-        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    send()?;
     let (mut last, mut at, mut cpu_at) = (durable()?, t0.elapsed(), cpu(pid)?);
     while last < n && at.saturating_add(QUIET) > t0.elapsed() {
         ensure!(t0.elapsed() < ROW_LIMIT, "the row took over {ROW_LIMIT:?}");
@@ -288,11 +295,7 @@ fn main() -> Result<()> {
             o = rs_out.display()
         ),
     )?;
-    let mut fc = FileCounter {
-        path: rs_out.clone(),
-        offset: 0,
-        lines: 0,
-    };
+    let mut fc = FileCounter::new(&rs_out);
     let (secs, c) = run_row(
         rs.pid(),
         n,
@@ -305,6 +308,55 @@ fn main() -> Result<()> {
         lines: n,
         tally: rsyslog_lost(&rs_out, n)?,
         lossy: false,
+        secs,
+        cpu: c,
+    });
+    drop(rs);
+
+    // UDP: keywardd, then rsyslogd's imudp.
+    let mut durable = Durable::default();
+    let (secs, c) = run_lossy_row(
+        kpid,
+        n,
+        || send_udp(udp_at, 0..n, line),
+        || durable.lines(&spool, "udp"),
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    rows.push(Row {
+        what: "UDP (no back-pressure: lost = dropped)",
+        receiver: "keywardd (age + ed25519 + Merkle, fsync)",
+        lines: n,
+        tally: keyward_lost(&spool, "udp", &auditor, n)?,
+        lossy: true,
+        secs,
+        cpu: c,
+    });
+
+    let rs_udp_at: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let rs_udp_out = dir.join("rs-udp.log");
+    let rs = Rsyslogd::start(
+        dir,
+        "rs-udp",
+        &format!(
+            "module(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{p}\")\naction(type=\"omfile\" file=\"{o}\" template=\"RSYSLOG_FileFormat\")\n",
+            p = rs_udp_at.port(),
+            o = rs_udp_out.display()
+        ),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut fc = FileCounter::new(&rs_udp_out);
+    let (secs, c) = run_lossy_row(
+        rs.pid(),
+        n,
+        || send_udp(rs_udp_at, 0..n, line),
+        || fc.poll(),
+    )?;
+    rows.push(Row {
+        what: "UDP (no back-pressure: lost = dropped)",
+        receiver: "rsyslogd (imudp → omfile, no fsync)",
+        lines: n,
+        tally: rsyslog_lost(&rs_udp_out, n)?,
+        lossy: true,
         secs,
         cpu: c,
     });
@@ -348,60 +400,7 @@ fn main() -> Result<()> {
         secs,
         cpu: c,
     });
-
-    // UDP: keywardd, then rsyslogd's imudp.
-    let mut durable = Durable::default();
-    let (secs, c) = run_lossy_row(
-        kpid,
-        n,
-        || send_udp(udp_at, 0..n, line),
-        || durable.lines(&spool, "udp"),
-    )?;
-    std::thread::sleep(Duration::from_secs(3));
-    rows.push(Row {
-        what: "UDP (no back-pressure: lost = dropped)",
-        receiver: "keywardd (age + ed25519 + Merkle, fsync)",
-        lines: n,
-        tally: keyward_lost(&spool, "udp", &auditor, n)?,
-        lossy: true,
-        secs,
-        cpu: c,
-    });
     mesh.stop(0)?;
-
-    let rs_udp_at: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let rs_udp_out = dir.join("rs-udp.log");
-    let rs = Rsyslogd::start(
-        dir,
-        "rs-udp",
-        &format!(
-            "module(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{p}\")\naction(type=\"omfile\" file=\"{o}\" template=\"RSYSLOG_FileFormat\")\n",
-            p = rs_udp_at.port(),
-            o = rs_udp_out.display()
-        ),
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
-    let mut fc = FileCounter {
-        path: rs_udp_out.clone(),
-        offset: 0,
-        lines: 0,
-    };
-    let (secs, c) = run_lossy_row(
-        rs.pid(),
-        n,
-        || send_udp(rs_udp_at, 0..n, line),
-        || fc.poll(),
-    )?;
-    rows.push(Row {
-        what: "UDP (no back-pressure: lost = dropped)",
-        receiver: "rsyslogd (imudp → omfile, no fsync)",
-        lines: n,
-        tally: rsyslog_lost(&rs_udp_out, n)?,
-        lossy: true,
-        secs,
-        cpu: c,
-    });
-    drop(rs);
 
     let port = free_port()?;
     let rs_relp_out = dir.join("rs-relp.log");
@@ -414,11 +413,7 @@ fn main() -> Result<()> {
         ),
     )?;
     std::thread::sleep(Duration::from_millis(500));
-    let mut fc = FileCounter {
-        path: rs_relp_out.clone(),
-        offset: 0,
-        lines: 0,
-    };
+    let mut fc = FileCounter::new(&rs_relp_out);
     let (secs, c) = relp_row(port, "rs-relp", server.pid(), &mut || fc.poll())?;
     rows.push(Row {
         what: "RELP (rsyslogd omrelp client)",
@@ -431,9 +426,6 @@ fn main() -> Result<()> {
     });
     drop(server);
 
-    // keywardd's row, then rsyslogd's, per input, in the order first run
-    let order: Vec<&str> = rows.iter().map(|r| r.what).collect();
-    rows.sort_by_key(|r| order.iter().position(|w| *w == r.what));
     println!("{n} lines of {LINE_BYTES} bytes each, sent as fast as the receiver takes them (UDP: as the sender can).\n");
     println!("| input | receiver | lines | lost | time | lines/s | CPU per line |");
     println!("|---|---|---:|---:|---:|---:|---:|");

@@ -29,7 +29,8 @@ fn addr(port: u16, daemon: PeerId) -> Multiaddr {
         .unwrap()
 }
 
-fn daemon_like(key: &NodeKey) -> libp2p::Swarm<net::Behaviour> {
+/// A swarm built exactly as keywardd builds its own.
+pub fn daemon_like(key: &NodeKey) -> libp2p::Swarm<net::Behaviour> {
     net::daemon_swarm(
         key.libp2p_keypair(),
         &SwarmOptions {
