@@ -19,6 +19,14 @@ pub const DEFAULT_SHARES: usize = 5;
 pub struct Candidate {
     /// This node could not reach it lately (sorted last).
     pub down: bool,
+    /// This node knows no address of it yet (sorted after those it
+    /// does): a member that joined a moment ago reaches a node of a big
+    /// mesh, which keeps few connections, only with the next sync's peer
+    /// records. Its share could not be deposited, nor could a token list
+    /// where the initramfs finds it. Always set in the simulator, whose
+    /// status has no transport to fill addresses, so there it orders
+    /// nothing.
+    pub unaddressed: bool,
     /// Its place in this owner's order (rendezvous hashing: SHA-256 of the
     /// owner's and the candidate's ids): every owner gets its own
     /// pseudo-random order, so the shares of a mesh spread evenly (no
@@ -52,8 +60,9 @@ pub enum PlanError {
 }
 
 /// The candidates in a node's status: active guardians other than the
-/// node itself, those it could reach first, then in the owner's own
-/// pseudo-random order ([`Candidate::rank`]).
+/// node itself, those it could reach first, then those it knows an
+/// address of, then in the owner's own pseudo-random order
+/// ([`Candidate::rank`]).
 pub fn candidates(status: &Status) -> Vec<Candidate> {
     use sha2::{Digest, Sha256};
     let me = &status.node.id;
@@ -63,6 +72,7 @@ pub fn candidates(status: &Status) -> Vec<Candidate> {
         .filter(|m| m.role == Role::Guardian && &m.id != me)
         .map(|m| Candidate {
             down: m.unreachable,
+            unaddressed: m.addrs.is_empty(),
             rank: Sha256::new()
                 .chain_update(b"keyward bind rank\0")
                 .chain_update(me.as_bytes())
@@ -142,6 +152,7 @@ mod tests {
     fn c(down: bool, name: &str) -> Candidate {
         Candidate {
             down,
+            unaddressed: false,
             // in these tests the rank follows the name
             rank: [name.as_bytes()[0]; 32],
             name: name.into(),

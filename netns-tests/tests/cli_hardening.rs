@@ -206,6 +206,12 @@ fn a_rebind_whose_deposit_fails_announces_no_new_boot_key_and_the_node_still_boo
     let e = stderr(&o);
     assert!(!o.status.success(), "{e}");
     assert!(e.contains("did not store their share"), "{e}");
+    // why, as the dial said it (not request-response's bare "Failed to dial")
+    assert!(
+        e.contains("node3: unreachable: could not connect: /ip4/")
+            && e.contains("Connection refused"),
+        "{e}"
+    );
     assert!(e.contains("no new boot key was announced"), "{e}");
     assert!(!e.contains("announced to the mesh"), "{e}");
     // nothing changed in the mesh: the roster still has the old boot key

@@ -69,6 +69,10 @@ pub struct Daemon {
     peers_dirty: BTreeSet<PeerId>,
     /// Members the node asked to dial whose address we do not know yet.
     no_address: Vec<NodeId>,
+    /// Why the last dial of a member failed, until it connects: the
+    /// reason a request that needed the dial gives (request-response only
+    /// says "Failed to dial"). At most one per member.
+    dial_errors: BTreeMap<PeerId, String>,
     /// Peers whose addresses were only confirmed again: written lazily.
     peers_stale: BTreeSet<PeerId>,
     listen: Vec<Multiaddr>,
@@ -164,6 +168,7 @@ impl Daemon {
             own_record_stale: false,
             peers_dirty: BTreeSet::new(),
             no_address: Vec::new(),
+            dial_errors: BTreeMap::new(),
             peers_stale: BTreeSet::new(),
             listen: vec![],
             inbound: BTreeMap::new(),

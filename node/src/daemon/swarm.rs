@@ -45,12 +45,23 @@ impl Daemon {
                 from: send_back_addr.to_string(),
                 cause: cause.to_string(),
             }),
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(p),
+                error,
+                ..
+            } => {
+                debug!(peer = %p, "dial failed: {error}");
+                if self.is_member_peer(&p) {
+                    self.dial_errors.insert(p, dial_error_text(&error));
+                }
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,
                 connection_id,
                 ..
             } => {
+                self.dial_errors.remove(&peer_id);
                 // Members and boot keys are ed25519 keys; anything else
                 // can be neither, and has nothing to say to a guardian.
                 let Some(peer) = self.node_of(&peer_id) else {
@@ -206,7 +217,21 @@ impl Daemon {
                         self.input(Input::Misbehaved { peer: from, what });
                     }
                 }
-                self.response(request_id, from, Err(error.to_string()));
+                // A bare "Failed to dial" says nothing an admin can act
+                // on: say that we know no address of the member (its
+                // peer record is asked for by now: `Input::NoAddress`),
+                // or why its dial failed.
+                let why = match error {
+                    OutboundFailure::DialFailure if self.book.dial_addrs(&peer).is_empty() => {
+                        "no address of it known here yet (asked the mesh for it; try again in a minute)".to_string()
+                    }
+                    OutboundFailure::DialFailure => match self.dial_errors.get(&peer) {
+                        Some(e) => format!("could not connect: {e}"),
+                        None => OutboundFailure::DialFailure.to_string(),
+                    },
+                    e => e.to_string(),
+                };
+                self.response(request_id, from, Err(why));
             }
             Event::InboundFailure { peer, error, .. } => {
                 if let request_response::InboundFailure::Io(e) = &error {
@@ -228,5 +253,48 @@ impl Daemon {
         if let Some(id) = self.outbound.remove(&rid) {
             self.input(Input::Response { id, from, result });
         }
+    }
+}
+
+/// A failed dial in a line an admin reads: each address tried and the
+/// innermost cause ("Connection refused (os error 111)"), not libp2p's
+/// nested "Failed to negotiate transport protocol(s): [(…: : …)]".
+fn dial_error_text(e: &libp2p::swarm::DialError) -> String {
+    fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut e = e;
+        while let Some(s) = e.source() {
+            e = s;
+        }
+        e.to_string()
+    }
+    match e {
+        libp2p::swarm::DialError::Transport(tried) if !tried.is_empty() => tried
+            .iter()
+            .map(|(a, e)| format!("{a}: {}", innermost(e)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        e => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::core::transport::TransportError;
+    use libp2p::swarm::DialError;
+
+    #[test]
+    fn a_failed_dial_reads_as_each_address_and_its_cause() {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::Error::from_raw_os_error(111),
+        );
+        let a: libp2p::Multiaddr = "/ip4/10.0.0.3/tcp/7300".parse().unwrap();
+        let e = DialError::Transport(vec![(a, TransportError::Other(refused))]);
+        assert_eq!(
+            super::dial_error_text(&e),
+            "/ip4/10.0.0.3/tcp/7300: Connection refused (os error 111)"
+        );
+        let e = DialError::NoAddresses;
+        assert_eq!(super::dial_error_text(&e), e.to_string());
     }
 }

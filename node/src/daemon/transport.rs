@@ -86,6 +86,7 @@ impl Daemon {
         let connected: Vec<PeerId> = self.node.connected().filter_map(|n| n.peer_id()).collect();
         let b = self.swarm.behaviour_mut();
         b.gate.set_members(members.clone(), boots);
+        self.dial_errors.retain(|p, _| members.contains(p));
         for p in &connected {
             net::set_gossip_member(&mut b.gossip, p, members.contains(p));
         }

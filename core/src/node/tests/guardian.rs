@@ -175,3 +175,39 @@ fn only_guardians_and_wards_are_pinged_and_the_marking_follows_bind_and_revoke()
         .count();
     assert_eq!(n, 2, "{:?}", net.peers[0].trace);
 }
+
+/// A member this node knows no address of (one that joined a big mesh a
+/// moment ago) is picked only after those it does: its deposit would fail
+/// and its token entry could not be dialled (CI's 20-node bind, which
+/// picked a guardian whose peer record had not reached the owner yet).
+#[test]
+fn bind_picks_guardians_with_a_known_address_first() {
+    let mut net = Net::mesh(mesh(6));
+    let mut s = match ok(net.control(0, CtlRequest::Status)) {
+        CtlReply::Status(s) => s,
+        r => panic!("not a status: {r:?}"),
+    };
+    // what the daemon's transport adds: addresses of all but n2 and n4
+    for m in &mut s.members {
+        if m.name != "n2" && m.name != "n4" {
+            m.addrs = vec!["/ip4/192.0.2.1/tcp/7300".into()];
+        }
+    }
+    let cands = crate::bind::candidates(&s);
+    let names: Vec<&str> = cands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(
+        names[3..].contains(&"n2") && names[3..].contains(&"n4"),
+        "{names:?}"
+    );
+    let plan = crate::bind::plan(&cands, Some(3), None).unwrap();
+    assert!(plan.guardians.iter().all(|g| !g.addrs.is_empty()));
+    // with nobody's address known (the simulator), rank alone orders them
+    for m in &mut s.members {
+        m.addrs.clear();
+    }
+    let mut by_rank = crate::bind::candidates(&s);
+    assert!(by_rank.iter().all(|c| c.unaddressed));
+    by_rank.sort_by_key(|c| c.rank);
+    assert_eq!(crate::bind::candidates(&s), by_rank);
+}
