@@ -244,6 +244,23 @@ pub struct SwarmOptions {
 /// [`Gossip`]: crate::proto::Gossip
 pub const GOSSIP_READ_MAX: usize = 64 * 1024;
 
+/// Message ids in one IHAVE or IWANT (gossipsub's default is 5,000). An
+/// IHAVE lists the ids of up to three heartbeats' messages in one frame;
+/// an id is the author's peer id in base58 (52 characters for our
+/// ed25519 keys) and a decimal sequence number (at most 20), so at the
+/// default a burst of about 850 messages (a cascade over a big subtree)
+/// made an IHAVE over [`GOSSIP_READ_MAX`], and its receiver dropped the
+/// stream with everything buffered in it. 512 ids (under 38 KiB, plus
+/// a partial frame of at most 8 KiB read behind it) always fit; the
+/// messages it leaves out reach the node by the mesh's own forwarding,
+/// the next heartbeats' IHAVEs, or anti-entropy.
+pub const GOSSIP_IDS_MAX: usize = 512;
+
+/// The longest message id: a base58 ed25519 peer id and a u64 in
+/// decimal, with protobuf's tag and length bytes.
+const GOSSIP_ID_MAX_LEN: usize = 52 + 20 + 2;
+const _: () = assert!(GOSSIP_IDS_MAX * GOSSIP_ID_MAX_LEN + 8 * 1024 + 64 < GOSSIP_READ_MAX);
+
 #[cfg(feature = "daemon")]
 pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<Behaviour>> {
     let build = |key: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
@@ -254,6 +271,7 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
             // message is pinned on its author, never on members relaying it.
             .validate_messages()
             .max_transmit_size(GOSSIP_READ_MAX)
+            .max_control_messages_sent(GOSSIP_IDS_MAX)
             .flood_publish(true)
             .build()?;
         let mut gossip =
