@@ -244,22 +244,31 @@ pub struct SwarmOptions {
 /// [`Gossip`]: crate::proto::Gossip
 pub const GOSSIP_READ_MAX: usize = 64 * 1024;
 
-/// Message ids in one IHAVE or IWANT (gossipsub's default is 5,000). An
-/// IHAVE lists the ids of up to three heartbeats' messages in one frame;
-/// an id is the author's peer id in base58 (52 characters for our
-/// ed25519 keys) and a decimal sequence number (at most 20), so at the
-/// default a burst of about 850 messages (a cascade over a big subtree)
-/// made an IHAVE over [`GOSSIP_READ_MAX`], and its receiver dropped the
-/// stream with everything buffered in it. 512 ids (under 38 KiB, plus
-/// a partial frame of at most 8 KiB read behind it) always fit; the
-/// messages it leaves out reach the node by the mesh's own forwarding,
-/// the next heartbeats' IHAVEs, or anti-entropy.
-pub const GOSSIP_IDS_MAX: usize = 512;
+/// Message ids in one IHAVE or IWANT (gossipsub's default is 5,000).
+/// gossipsub refuses a frame whose control part is over 16 KiB (its
+/// `max_control_message_size`, per frame) and, as with the transmit
+/// limit, drops the stream and everything buffered in it. An IHAVE lists
+/// the ids of up to three heartbeats' messages in one frame, and an id
+/// is the author's peer id in base58 (52 characters for our ed25519
+/// keys) and a decimal sequence number (at most 20): at the default, an
+/// IHAVE after a burst of about 220 messages (a cascade over a big
+/// subtree) was refused whole. 192 ids always fit; the messages it
+/// leaves out reach the node by the mesh's own forwarding, the next
+/// heartbeats' IHAVEs, or anti-entropy. An IWANT is bounded by the same
+/// number.
+pub const GOSSIP_IDS_MAX: usize = 192;
 
+/// gossipsub's limit on the control part of one frame (its default, set
+/// here so the check below holds whatever the default becomes).
+const GOSSIP_CONTROL_MAX: usize = 16 * 1024;
 /// The longest message id: a base58 ed25519 peer id and a u64 in
 /// decimal, with protobuf's tag and length bytes.
 const GOSSIP_ID_MAX_LEN: usize = 52 + 20 + 2;
-const _: () = assert!(GOSSIP_IDS_MAX * GOSSIP_ID_MAX_LEN + 8 * 1024 + 64 < GOSSIP_READ_MAX);
+/// An IHAVE's other fields: its tags and lengths, and the topic (ours is
+/// `keyward/`, a mesh id in hex and `/v2`: 43 bytes).
+const GOSSIP_IHAVE_OVERHEAD: usize = 256;
+const _: () =
+    assert!(GOSSIP_IDS_MAX * GOSSIP_ID_MAX_LEN + GOSSIP_IHAVE_OVERHEAD <= GOSSIP_CONTROL_MAX);
 
 #[cfg(feature = "daemon")]
 pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<Behaviour>> {
@@ -272,6 +281,7 @@ pub fn daemon_swarm(key: Keypair, opts: &SwarmOptions) -> anyhow::Result<Swarm<B
             .validate_messages()
             .max_transmit_size(GOSSIP_READ_MAX)
             .max_control_messages_sent(GOSSIP_IDS_MAX)
+            .max_control_message_size(GOSSIP_CONTROL_MAX)
             .flood_publish(true)
             .build()?;
         let mut gossip =

@@ -1,8 +1,8 @@
 //! A burst of gossip arrives whole. Two swarms built exactly as the
 //! daemon builds its own (`net::daemon_swarm`) on 127.0.0.1: one
-//! publishes 64 messages at once (what `keyward revoke` of a member that
-//! admitted others publishes: the revocation and one re-endorsement per
-//! dependent), the other must receive every one.
+//! publishes 600 messages at once (what `keyward revoke --cascade` of a
+//! member that admitted 600 others publishes, or a revocation with one
+//! re-endorsement per dependent), the other must receive every one.
 //!
 //! libp2p-gossipsub 0.50.1 checks the whole read buffer, not one frame,
 //! against its maximum transmit size; the reader takes up to 8 KiB at a
@@ -29,7 +29,7 @@ fn swarm() -> Swarm<net::Behaviour> {
 
 #[test]
 fn a_burst_of_gossip_arrives_whole() {
-    const N: usize = 64;
+    const N: usize = 600;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
