@@ -97,11 +97,24 @@ pub fn bind(cfg: &Config, a: &BindArgs, rebind: bool) -> anyhow::Result<()> {
         BootKey::load(&cfg.boot_key)?
     };
     let me = node.id().to_string();
-    // Candidates: active guardians other than us, connected ones first;
-    // the plan (how many, T) is keyward-core's, shared with the simulator.
+    // Candidates: active guardians other than us, those we could reach
+    // first, then those we know an address of; the plan (how many, T) is
+    // keyward-core's, shared with the simulator.
     let cands = keyward_node::bind::candidates(&status);
     let plan = keyward_node::bind::plan(&cands, a.shares, a.threshold)?;
     let (n, t) = (plan.guardians.len(), plan.threshold);
+    let unaddressed: Vec<&str> = plan
+        .guardians
+        .iter()
+        .filter(|c| c.unaddressed)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !unaddressed.is_empty() {
+        eprintln!(
+            "keyward: warning: no address known here yet for guardians: {} (their deposit fails; this node asks the mesh for them, try again in a minute or choose fewer with --shares)",
+            unaddressed.join(", ")
+        );
+    }
     let mut chosen: Vec<(bool, String, String, Vec<String>)> = plan
         .guardians
         .iter()

@@ -51,7 +51,8 @@ impl Daemon {
                 ..
             } => {
                 debug!(peer = %p, "dial failed: {error}");
-                if self.is_member_peer(&p) {
+                // a spare dial's failure while connected is nobody's reason
+                if self.is_member_peer(&p) && !self.swarm.is_connected(&p) {
                     self.dial_errors.insert(p, dial_error_text(&error));
                 }
             }
