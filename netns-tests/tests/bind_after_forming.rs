@@ -5,8 +5,8 @@
 //! peers here. `keyward bind` picks the guardians it knows an address of
 //! first (`bind::Candidate::unaddressed`); before, it picked by rank
 //! alone, and 3 of these 20 binds failed ("unreachable: no address of it
-//! known here yet", which CI's 20-node test had reported as "Failed to
-//! dial the requested peer" 37 s after forming).
+//! known here yet"; most likely what CI's 20-node test reported as
+//! "Failed to dial the requested peer" 37 s after forming).
 //!
 //! Needs root, iproute2 and cryptsetup; skips otherwise (fails instead
 //! with `KEYWARD_NETNS_REQUIRE=1`).

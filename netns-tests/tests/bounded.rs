@@ -150,8 +150,9 @@ fn twenty_nodes_keep_few_connections_while_unlock_lockdown_and_revocation_work()
 
     // The owner binds 3-of-5; its guardians say so, so it keeps them.
     // It picks among the members it knows an address of first (a CI
-    // run's deposit could not dial node18, which was up: its peer record
-    // had not reached the owner yet, as `bind_after_forming.rs` shows).
+    // run's deposit could not dial node18, which was up: most likely its
+    // peer record had not reached the owner yet, as in
+    // `bind_after_forming.rs`).
     let owner = N - 1;
     m.make_image(owner).unwrap();
     let unaddressed: Vec<String> = m
