@@ -177,7 +177,7 @@ async fn logger_over_the_unix_socket_with_kernel_credentials() {
     assert!(unix::bind(&file).unwrap_err().contains("not a socket"));
     task.abort();
     let _ = task.await;
-    // a stale socket is
+    // once its task is gone, the socket file left behind is stale: bound over
     bound_again(|| unix::bind(&path));
 }
 
